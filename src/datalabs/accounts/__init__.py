@@ -1,0 +1,1 @@
+"""Users, groups (teams), roles, passwords, login sessions, API tokens and permission checks."""

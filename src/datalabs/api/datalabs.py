@@ -1,0 +1,193 @@
+"""The datalab catalogue: search, details, versions, thumbnails; problems and reload for admins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from datalabs.accounts.principal import Principal
+from datalabs.api.deps import admin, get_db, get_settings, scope
+from datalabs.catalogue import service
+from datalabs.catalogue.service import Catalogue, Entry
+from datalabs.config import Settings
+from datalabs.errors import NotFound
+
+router = APIRouter(prefix="/api/v1", tags=["datalabs"], responses={401: {}, 403: {}})
+read = scope("catalogue:read")
+
+
+class FacetCount(BaseModel):
+    value: str
+    count: int
+
+
+class DatalabCard(BaseModel):
+    name: str
+    title: str
+    abstract: str
+    kind: str
+    version: str
+    versions: list[str]
+    mission: list[str]
+    instrument: list[str]
+    keywords: list[str]
+    domain: str
+    thumbnail_url: str
+    available: bool
+    unavailable_reason: str
+    allowed_groups: list[str]
+
+    @classmethod
+    def of(cls, e: Entry) -> DatalabCard:
+        m = e.meta
+        return cls(
+            name=e.name,
+            title=m.title,
+            abstract=m.abstract,
+            kind=e.kind,
+            version=m.version,
+            versions=e.versions,
+            mission=m.mission,
+            instrument=m.instrument,
+            keywords=m.keywords,
+            domain=m.domain,
+            thumbnail_url=thumbnail_url(e.name, e.raw),
+            available=e.available,
+            unavailable_reason=e.unavailable_reason,
+            allowed_groups=e.groups,
+        )
+
+
+class DatalabDetail(DatalabCard):
+    meta: dict[str, Any]
+
+
+class DatalabSearch(BaseModel):
+    total: int
+    items: list[DatalabCard]
+    facets: dict[str, list[FacetCount]]
+
+
+class Problem(BaseModel):
+    path: str
+    key: str
+    reason: str
+
+
+def thumbnail_url(name: str, raw: dict, version: str | None = None) -> str:
+    if raw.get("_thumbnail_path"):
+        return f"/api/v1/datalabs/{name}/thumbnail" + (f"?version={version}" if version else "")
+    url = raw.get("thumbnailUrl", "")
+    return url if url.startswith(("http://", "https://")) else ""
+
+
+def public_meta(raw: dict) -> dict:
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
+
+
+def catalogue(request: Request) -> Catalogue:
+    return request.app.state.catalogue
+
+
+def _values(raw: list[str]) -> list[str]:
+    return [v.strip() for item in raw for v in item.split(",") if v.strip()]
+
+
+@router.get("/datalabs", response_model=DatalabSearch)
+def search_datalabs(
+    q: str = Query(
+        "", max_length=200, description="Words that must all appear (title, abstract, keywords...)"
+    ),
+    kind: list[str] = Query([], description="web, desktop; repeat or comma-separate for any of several"),
+    mission: list[str] = Query([]),
+    instrument: list[str] = Query([]),
+    keyword: list[str] = Query([]),
+    domain: list[str] = Query([]),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    cat: Catalogue = Depends(catalogue),
+):
+    filters = {
+        "kind": _values(kind),
+        "mission": _values(mission),
+        "instrument": _values(instrument),
+        "keyword": _values(keyword),
+        "domain": _values(domain),
+    }
+    result = cat.search(db, principal, q=q, filters=filters, limit=limit, offset=offset)
+    return DatalabSearch(
+        total=result.total,
+        items=[DatalabCard.of(e) for e in result.items],
+        facets={f: [FacetCount(value=v, count=c) for v, c in counts] for f, counts in result.facets.items()},
+    )
+
+
+@router.get("/datalabs/{name}", response_model=DatalabDetail, responses={404: {}})
+def get_datalab(
+    name: str,
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    cat: Catalogue = Depends(catalogue),
+):
+    entry = cat.get(db, principal, name)
+    return DatalabDetail(**DatalabCard.of(entry).model_dump(), meta=public_meta(entry.raw))
+
+
+@router.get("/datalabs/{name}/versions", response_model=list[dict[str, Any]], responses={404: {}})
+def list_versions(
+    name: str,
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    cat: Catalogue = Depends(catalogue),
+):
+    """Every version, newest first, with its full metadata."""
+    entry = cat.get(db, principal, name)
+    return [public_meta(cat.version(db, principal, name, v)) for v in entry.versions]
+
+
+@router.get("/datalabs/{name}/versions/{version}", response_model=dict[str, Any], responses={404: {}})
+def get_version(
+    name: str,
+    version: str,
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    cat: Catalogue = Depends(catalogue),
+):
+    return public_meta(cat.version(db, principal, name, version))
+
+
+@router.get("/datalabs/{name}/thumbnail", response_class=FileResponse, responses={404: {}})
+def thumbnail(
+    name: str,
+    version: str | None = Query(None, max_length=64),
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    cat: Catalogue = Depends(catalogue),
+):
+    entry = cat.get(db, principal, name)
+    raw = cat.version(db, principal, name, version) if version else entry.raw
+    if not raw.get("_thumbnail_path"):
+        raise NotFound(f"datalab '{name}' has no thumbnail file", code="no_thumbnail")
+    return FileResponse(raw["_thumbnail_path"], headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/catalogue/problems", response_model=list[Problem])
+def catalogue_problems(_: Principal = Depends(admin), db: Session = Depends(get_db)):
+    """Definition files rejected at the last load, with file, key and reason."""
+    return [Problem(path=p.path, key=p.key, reason=p.reason) for p in service.problems(db)]
+
+
+@router.post("/catalogue/reload", response_model=list[Problem])
+def reload_catalogue(
+    _: Principal = Depends(admin), db: Session = Depends(get_db), settings: Settings = Depends(get_settings)
+):
+    """Re-read the definition directories now; returns the problems found."""
+    problems = service.reload(db, settings)
+    db.commit()
+    return [Problem(path=p.path, key=p.key, reason=p.reason) for p in problems]

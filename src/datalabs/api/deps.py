@@ -1,0 +1,81 @@
+"""Request dependencies: DB session, settings, the authenticated principal, scope and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from datalabs.accounts import auth
+from datalabs.accounts.principal import Principal
+from datalabs.config import Settings
+from datalabs.errors import Forbidden, Unauthorized
+
+SESSION_COOKIE = "datalabs_session"
+ANON_COOKIE = "datalabs_anon"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """A session per request; routes that change data commit explicitly, anything else is rolled back."""
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def optional_principal(request: Request, db: Session = Depends(get_db)) -> Principal | None:
+    if hasattr(request.state, "principal"):
+        return request.state.principal
+    principal = None
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise Unauthorized("Authorization header must be 'Bearer <token>'", code="bad_authorization")
+        principal = auth.principal_from_token(db, secret.strip())
+        if principal is None:
+            raise Unauthorized("token is invalid, expired or revoked", code="invalid_token")
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        principal = auth.principal_from_session(db, cookie)
+        if principal and request.method not in SAFE_METHODS and request.url.path.startswith("/api/"):
+            _check_api_csrf(request, cookie)
+    request.state.principal = principal
+    return principal
+
+
+def _check_api_csrf(request: Request, cookie: str) -> None:
+    # Cross-site forms can only send form or text bodies; a JSON body or the CSRF header proves same origin.
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return
+    if auth.check_csrf(request.app.state.settings, cookie, request.headers.get("x-csrf-token")):
+        return
+    raise Forbidden("cookie-authenticated changes need a JSON body or an X-CSRF-Token header", code="csrf")
+
+
+def current_principal(principal: Principal | None = Depends(optional_principal)) -> Principal:
+    if principal is None:
+        raise Unauthorized("log in or send 'Authorization: Bearer <token>'", code="not_authenticated")
+    return principal
+
+
+def scope(needed: str):
+    """Dependency: an authenticated principal whose token grants `needed`."""
+
+    def check(principal: Principal = Depends(current_principal)) -> Principal:
+        principal.require(needed)
+        return principal
+
+    return check
+
+
+def admin(principal: Principal = Depends(current_principal)) -> Principal:
+    principal.require_admin()
+    return principal
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""

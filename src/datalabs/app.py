@@ -1,0 +1,54 @@
+"""`create_app(settings)`: wires the database, services, API routers, web pages and middleware."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from datalabs import __version__
+from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
+from datalabs.catalogue import service as catalogue_service
+from datalabs.catalogue.service import Catalogue
+from datalabs.config import Settings
+from datalabs.db.engine import open_database, transaction
+from datalabs.web import routes as web
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    settings.ensure_home()
+    engine, sessions = open_database(settings.database_url, settings.db.echo)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        with transaction(sessions) as db:
+            problems = catalogue_service.reload(db, settings)
+        if problems:
+            log.warning("%d datalab definition(s) rejected; see /admin/catalogue", len(problems))
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Datalabs API",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        description="Public API v1 of the Datalabs platform. Authenticate with the session cookie "
+        "(POST /api/v1/login) or `Authorization: Bearer <token>`.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.catalogue = Catalogue()
+    errors.install(app)
+    for module in (health, auth, tokens, users, groups, datalabs):
+        app.include_router(module.router)
+    web.install(app)
+    app.add_middleware(health.MetricsMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""Datalab definitions: `datalab-meta.yml` schema, loading from directories, versions, search."""

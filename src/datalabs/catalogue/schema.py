@@ -1,0 +1,200 @@
+"""The `datalab-meta.yml` schema (DESIGN §7): ESA Datalabs' schema.org-style keys plus our `runtime:`.
+
+Dotted keys (`contactPoint.email: x`) and nested maps are both accepted; unknown keys are kept.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "KI": 2**10,
+    "MI": 2**20,
+    "GI": 2**30,
+    "TI": 2**40,
+}
+
+
+def parse_memory(value: str | int) -> int:
+    """Bytes from `2G`, `512Mi`, `1.5GB` or a plain number of bytes."""
+    if isinstance(value, int):
+        return value
+    match = _MEMORY_RE.match(str(value))
+    if not match:
+        raise ValueError(f"'{value}' is not a memory size such as 512M or 2G")
+    return int(float(match[1]) * _UNITS[(match[2] or "").upper()])
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float = Field(1, gt=0, le=256)
+    memory: str = "2G"
+    gpu: int = Field(0, ge=0, le=16)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> str:
+        parse_memory(v)
+        return str(v)
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_memory(self.memory)
+
+
+class ResourceLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default: Resources = Field(default_factory=Resources)
+    maximum: Resources = Field(default_factory=lambda: Resources(cpu=2, memory="8G"))
+
+    @model_validator(mode="after")
+    def _default_within_maximum(self) -> ResourceLimits:
+        d, m = self.default, self.maximum
+        if d.cpu > m.cpu or d.memory_bytes > m.memory_bytes or d.gpu > m.gpu:
+            raise ValueError("default resources exceed the maximum")
+        return self
+
+
+def _command(v: Any) -> list[str]:
+    if isinstance(v, str):
+        return shlex.split(v)
+    return v
+
+
+class DesktopSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    command: list[str] = Field(min_length=1)
+    _split = field_validator("command", mode="before")(classmethod(lambda cls, v: _command(v)))
+
+
+class RuntimeSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal["web", "desktop"]
+    command: list[str] = Field(default_factory=list, description="Web labs: with {socket}, {base_url}.")
+    desktop: DesktopSpec | None = None
+    environment: str = "platform"
+    requirements: list[str] = Field(default_factory=list)
+    requires: list[str] = Field(default_factory=list, description="Executables needed on the host.")
+    python_packages: list[str] = Field(default_factory=list)
+    resources: ResourceLimits = Field(default_factory=ResourceLimits)
+    allowed_groups: list[str] = Field(default_factory=list)
+
+    _split = field_validator("command", mode="before")(classmethod(lambda cls, v: _command(v)))
+
+    @model_validator(mode="after")
+    def _has_command(self) -> RuntimeSpec:
+        if self.kind == "web" and not self.command:
+            raise ValueError("a web datalab needs runtime.command")
+        if self.kind == "desktop" and self.desktop is None:
+            raise ValueError("a desktop datalab needs runtime.desktop.command")
+        return self
+
+
+class Creator(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = ""
+
+
+class ContactPoint(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    email: str = ""
+    organisation_name: str = Field("", alias="organisation-name")
+
+
+class Distribution(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    license: str = ""
+
+
+def _listify(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",") if s.strip()]
+    if isinstance(v, list | tuple):
+        return [str(s) for s in v]
+    raise ValueError("expected a list or a comma-separated string")
+
+
+class DatalabMeta(BaseModel):
+    """One version of one datalab definition."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str = Field(pattern=NAME_RE)
+    title: str = Field(min_length=1, max_length=200)
+    alternateName: str = ""
+    abstract: str = Field("", max_length=2000)
+    description: str = ""
+    version: str = Field(min_length=1, max_length=64)
+    creator: Creator = Field(default_factory=Creator)
+    contactPoint: ContactPoint = Field(default_factory=ContactPoint)
+    mission: list[str] = Field(default_factory=list)
+    instrument: list[str] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=list)
+    thumbnailUrl: str = ""
+    distribution: Distribution = Field(default_factory=Distribution)
+    citation: str = ""
+    requiredDataset: list[str] = Field(default_factory=list)
+    domain: str = ""
+    datePublished: str = ""
+    allowed_groups: list[str] = Field(default_factory=list)
+    runtime: RuntimeSpec
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        # YAML reads `version: 1.10` as the float 1.1; insist on quotes rather than guess.
+        if isinstance(v, float):
+            raise ValueError(f"write the version as a quoted string (YAML read {v!r} as a number)")
+        return str(v) if isinstance(v, int) else v
+
+    _lists = field_validator(
+        "mission", "instrument", "keywords", "requiredDataset", "allowed_groups", mode="before"
+    )(classmethod(lambda cls, v: _listify(v)))
+
+    @property
+    def groups(self) -> list[str]:
+        """Groups allowed to see and launch it (top level or `runtime.allowed_groups`); empty = all."""
+        return sorted(set(self.allowed_groups) | set(self.runtime.allowed_groups))
+
+
+def undot(data: dict[str, Any]) -> dict[str, Any]:
+    """Turn `{"contactPoint.email": x}` into `{"contactPoint": {"email": x}}`, merging with nested maps.
+
+    Only schema.org-style object keys (`_DOTTABLE`) are split, so other keys may contain dots."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        parts = key.split(".") if isinstance(key, str) and key.split(".")[0] in _DOTTABLE else [key]
+        _merge(out, parts, value, key)
+    return out
+
+
+def _merge(out: dict[str, Any], parts: list[str], value: Any, key: str) -> None:
+    for part in parts[:-1]:
+        out = out.setdefault(part, {})
+        if not isinstance(out, dict):
+            raise ValueError(f"'{key}' conflicts with '{part}', which is not a map")
+    last = parts[-1]
+    if isinstance(value, dict) and isinstance(out.get(last), dict):
+        out[last] = {**out[last], **value}
+    else:
+        out[last] = value
+
+
+_DOTTABLE = {"creator", "contactPoint", "distribution", "runtime", "publisher", "provider"}

@@ -1,0 +1,258 @@
+"""The catalogue: definitions synced from directories into the DB, versions, search and visibility.
+
+Searches run over an in-memory snapshot that is rebuilt whenever the `catalogue` counter in the DB
+changes, so every API replica sees a change on its next request at the cost of one tiny query.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
+
+from datalabs import plugins
+from datalabs.accounts.principal import Principal
+from datalabs.catalogue.loader import BUILTIN_DIR, Loaded, Problem, load_directories
+from datalabs.catalogue.schema import DatalabMeta
+from datalabs.config import Settings
+from datalabs.db.models import CatalogueProblem, Counter, Datalab, DatalabVersion
+from datalabs.errors import NotFound
+
+FACETS = ("kind", "mission", "instrument", "keyword", "domain")
+
+
+def sources(settings: Settings) -> list[tuple[Path, str]]:
+    builtin = [(BUILTIN_DIR, "builtin")] if settings.catalogue.builtin else []
+    return builtin + [(Path(d), "dir") for d in settings.catalogue.dirs]
+
+
+def reload(db: Session, settings: Settings) -> list[Problem]:
+    """Load every configured directory into the DB; returns (and stores) the problems found."""
+    loaded, problems = load_directories(sources(settings))
+    sync(db, loaded, problems)
+    return problems
+
+
+def sync(db: Session, loaded: list[Loaded], problems: list[Problem]) -> None:
+    """Make the file-sourced definitions in the DB match `loaded`; DB-sourced ones are left alone."""
+    existing = {d.name: d for d in db.scalars(select(Datalab).options(selectinload(Datalab.versions)))}
+    wanted: dict[str, dict[str, Loaded]] = {}
+    for item in loaded:
+        wanted.setdefault(item.meta.name, {})[item.meta.version] = item
+    for name, versions in wanted.items():
+        datalab = existing.get(name)
+        if datalab is None:
+            datalab = Datalab(name=name, source=next(iter(versions.values())).source)
+            db.add(datalab)
+        elif datalab.source == "db":
+            problems.append(
+                Problem(
+                    str(next(iter(versions.values())).path),
+                    "name",
+                    f"'{name}' is already a datalab built on the platform; file ignored",
+                )
+            )
+            continue
+        current = {v.version: v for v in datalab.versions}
+        for version, item in versions.items():
+            meta = _stored_meta(item)
+            row = current.get(version)
+            if row is None:
+                datalab.versions.append(
+                    DatalabVersion(version=version, meta=meta, source_path=str(item.path))
+                )
+            elif row.meta != meta or row.source_path != str(item.path):
+                row.meta, row.source_path = meta, str(item.path)
+        for version, row in current.items():
+            if version not in versions:
+                datalab.versions.remove(row)
+    for name, datalab in existing.items():
+        if datalab.source != "db" and name not in wanted:
+            db.delete(datalab)
+    db.execute(delete(CatalogueProblem))
+    db.add_all(CatalogueProblem(path=p.path, key=p.key, reason=p.reason) for p in problems)
+    db.flush()
+    bump(db)
+
+
+def _stored_meta(item: Loaded) -> dict:
+    meta = item.meta.model_dump(mode="json", by_alias=True)
+    thumb = item.thumbnail_path
+    meta["_thumbnail_path"] = str(thumb) if thumb else ""
+    return meta
+
+
+def bump(db: Session) -> None:
+    counter = db.get(Counter, "catalogue")
+    if counter is None:
+        db.add(Counter(name="catalogue", value=1))
+    else:
+        counter.value += 1
+    db.flush()
+
+
+def problems(db: Session) -> list[CatalogueProblem]:
+    return list(db.scalars(select(CatalogueProblem).order_by(CatalogueProblem.path, CatalogueProblem.id)))
+
+
+# ---- snapshot and search ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One datalab as the catalogue shows it: the newest version's metadata plus all its versions."""
+
+    name: str
+    meta: DatalabMeta
+    raw: dict
+    versions: list[str]
+    groups: list[str]
+    available: bool
+    unavailable_reason: str
+    text: str = field(repr=False)
+
+    @property
+    def kind(self) -> str:
+        return self.meta.runtime.kind
+
+    def facet_values(self, facet: str) -> list[str]:
+        return {
+            "kind": [self.kind],
+            "mission": self.meta.mission,
+            "instrument": self.meta.instrument,
+            "keyword": self.meta.keywords,
+            "domain": [self.meta.domain] if self.meta.domain else [],
+        }[facet]
+
+
+@dataclass
+class SearchResult:
+    items: list[Entry]
+    total: int
+    facets: dict[str, list[tuple[str, int]]]
+
+
+def version_key(v: str) -> tuple:
+    try:
+        return (1, Version(v), v)
+    except InvalidVersion:
+        return (0, Version("0"), v)
+
+
+def availability(meta: DatalabMeta) -> tuple[bool, str]:
+    """Whether this platform can launch the datalab now, and why not."""
+    kind = meta.runtime.kind
+    if kind not in plugins.runtime_kinds():
+        return False, f"no runtime for {kind} datalabs is installed on this platform yet"
+    missing = [cmd for cmd in meta.runtime.requires if shutil.which(cmd) is None]
+    if missing:
+        return False, f"not installed on this host: {', '.join(missing)}"
+    return True, ""
+
+
+def _entry(datalab: Datalab) -> Entry:
+    versions = sorted((v for v in datalab.versions), key=lambda v: version_key(v.version), reverse=True)
+    newest = versions[0]
+    meta = DatalabMeta.model_validate(newest.meta)
+    ok, reason = availability(meta)
+    text = " ".join(
+        [
+            meta.name,
+            meta.title,
+            meta.alternateName,
+            meta.abstract,
+            meta.description,
+            meta.domain,
+            *meta.mission,
+            *meta.instrument,
+            *meta.keywords,
+            meta.creator.name,
+        ]
+    ).lower()
+    return Entry(
+        name=datalab.name,
+        meta=meta,
+        raw=newest.meta,
+        versions=[v.version for v in versions],
+        groups=meta.groups,
+        available=ok,
+        unavailable_reason=reason,
+        text=text,
+    )
+
+
+class Catalogue:
+    """Per-process snapshot of the catalogue, refreshed when the DB counter moves."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._entries: list[Entry] = []
+
+    def entries(self, db: Session) -> list[Entry]:
+        generation = db.scalar(select(Counter.value).where(Counter.name == "catalogue")) or 0
+        if generation != self._generation:
+            with self._lock:
+                if generation != self._generation:
+                    rows = db.scalars(select(Datalab).options(selectinload(Datalab.versions))).all()
+                    entries = [_entry(d) for d in rows if d.versions]
+                    self._entries = sorted(entries, key=lambda e: e.meta.title.lower())
+                    self._generation = generation
+        return self._entries
+
+    def search(
+        self,
+        db: Session,
+        principal: Principal,
+        *,
+        q: str = "",
+        filters: dict[str, list[str]] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> SearchResult:
+        """Visible datalabs matching every word of `q` and, per facet, any of the chosen values.
+
+        Facet counts are computed over the other filters, so choosing a value never hides its siblings."""
+        filters = {k: v for k, v in (filters or {}).items() if v}
+        words = q.lower().split()
+        visible = [
+            e for e in self.entries(db) if principal.in_any(e.groups) and all(w in e.text for w in words)
+        ]
+        matches = [e for e in visible if all(_matches(e, f, vals) for f, vals in filters.items())]
+        facets = {}
+        for facet in FACETS:
+            counts: dict[str, int] = {}
+            for e in visible:
+                if all(_matches(e, f, vals) for f, vals in filters.items() if f != facet):
+                    for value in e.facet_values(facet):
+                        counts[value] = counts.get(value, 0) + 1
+            facets[facet] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].lower()))
+        return SearchResult(items=matches[offset : offset + limit], total=len(matches), facets=facets)
+
+    def get(self, db: Session, principal: Principal, name: str) -> Entry:
+        """The datalab, or NotFound, also when the principal may not see it (so its existence stays hidden)."""
+        for entry in self.entries(db):
+            if entry.name == name and principal.in_any(entry.groups):
+                return entry
+        raise NotFound(f"no datalab '{name}'", code="datalab_not_found")
+
+    def version(self, db: Session, principal: Principal, name: str, version: str) -> dict:
+        entry = self.get(db, principal, name)
+        if version not in entry.versions:
+            raise NotFound(f"datalab '{name}' has no version '{version}'", code="version_not_found")
+        row = db.scalar(
+            select(DatalabVersion)
+            .join(Datalab)
+            .where(Datalab.name == name, DatalabVersion.version == version)
+        )
+        return dict(row.meta) if row else {}
+
+
+def _matches(entry: Entry, facet: str, values: list[str]) -> bool:
+    wanted = {v.lower() for v in values}
+    return any(v.lower() in wanted for v in entry.facet_values(facet))

@@ -1,0 +1,117 @@
+"""Settings: `DATALABS_*` environment variables, then an optional `datalabs.toml`, then defaults.
+
+Nested areas use `__` in environment names, e.g. `DATALABS_AUTH__SESSION_TTL=3600`. The TOML file is
+looked up at `$DATALABS_CONFIG`, else `$DATALABS_HOME/datalabs.toml`, else `./datalabs.toml`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class DatabaseSettings(BaseModel):
+    url: str = Field(
+        "",
+        description="SQLAlchemy URL. Empty: SQLite at $DATALABS_HOME/datalabs.db (WAL). "
+        "PostgreSQL: postgresql+psycopg://user:pw@host/db",
+    )
+    echo: bool = Field(False, description="Log every SQL statement (debugging only).")
+
+
+class AuthSettings(BaseModel):
+    secret_key: str = Field(
+        "",
+        description="Key that signs CSRF tokens. Empty: generated once and kept in $DATALABS_HOME/secret_key.",
+    )
+    session_ttl: int = Field(8 * 3600, description="Seconds a login session lasts.")
+    cookie_secure: bool = Field(
+        False, description="Send the session cookie over HTTPS only (set behind TLS)."
+    )
+    throttle_failures: int = Field(
+        5, description="Failed logins per user name (or client) before throttling."
+    )
+    throttle_window: int = Field(900, description="Seconds over which failed logins are counted.")
+    token_max_ttl: int = Field(
+        365 * 86400, description="Longest lifetime an API token may be given, seconds."
+    )
+
+
+class CatalogueSettings(BaseModel):
+    builtin: bool = Field(True, description="Load the built-in definitions shipped with Datalabs.")
+    dirs: list[Path] = Field(
+        default_factory=list,
+        description="Extra directories scanned for <name>/datalab-meta.yml (and <name>/versions/<v>/...).",
+    )
+
+
+class ServerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address `datalabs serve` binds.")
+    port: int = Field(8000, description="Port `datalabs serve` binds.")
+    public_url: str = Field("", description="URL users reach the platform at; default http://host:port.")
+
+
+class Settings(BaseSettings):
+    """All configuration of one Datalabs installation."""
+
+    model_config = SettingsConfigDict(env_prefix="DATALABS_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(Path("./var"), description="Where the platform keeps its state (DESIGN §8).")
+    site_name: str = Field("Datalabs", description="Name shown in the page header.")
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _toml_path()))
+
+    @cached_property
+    def database_url(self) -> str:
+        return self.db.url or f"sqlite:///{(self.home / 'datalabs.db').resolve()}"
+
+    @cached_property
+    def secret_key(self) -> str:
+        """The configured key, or one generated on first use and kept (mode 0600) in the home."""
+        if self.auth.secret_key:
+            return self.auth.secret_key
+        path = self.home / "secret_key"
+        if not path.exists():
+            import secrets
+
+            self.home.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+            os.replace(tmp, path)
+        return path.read_text().strip()
+
+    def ensure_home(self) -> None:
+        """Create the DATALABS_HOME layout of DESIGN §8."""
+        for sub in ("workspaces/users", "workspaces/teams", "labs", "envs", "assets", "pipelines"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _toml_path() -> Path:
+    if explicit := os.environ.get("DATALABS_CONFIG"):
+        return Path(explicit)
+    home = Path(os.environ.get("DATALABS_HOME", "./var"))
+    return home / "datalabs.toml" if (home / "datalabs.toml").exists() else Path("datalabs.toml")

@@ -1,0 +1,1 @@
+"""Database: engine and sessions (`engine.py`), ORM models (`models.py`), Alembic migrations."""
