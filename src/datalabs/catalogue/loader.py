@@ -37,20 +37,23 @@ class Loaded:
     meta: DatalabMeta
     path: Path
     source: str  # builtin | dir
+    folder: Path  # the datalab's folder (older versions live below it, in versions/<v>/)
 
     @property
     def thumbnail_path(self) -> Path | None:
+        """The thumbnail file, next to the yml or else in the datalab's folder; never outside that folder."""
         url = self.meta.thumbnailUrl
         if not url or "://" in url or url.startswith("/"):
             return None
-        candidate = (self.path.parent / url).resolve()
-        # A definition may only point at files inside its own folder.
-        if candidate.is_file() and candidate.is_relative_to(self.path.parent.resolve()):
-            return candidate
+        root = self.folder.resolve()
+        for base in (self.path.parent, self.folder):
+            candidate = (base / url).resolve()
+            if candidate.is_file() and candidate.is_relative_to(root):
+                return candidate
         return None
 
 
-def load_file(path: Path, folder_name: str, source: str = "dir") -> Loaded:
+def load_file(path: Path, folder: Path, source: str = "dir") -> Loaded:
     """Parse one file; raises `LoadError` carrying every problem found in it."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
@@ -73,6 +76,7 @@ def load_file(path: Path, folder_name: str, source: str = "dir") -> Loaded:
         data = undot(data)
     except ValueError as exc:
         raise LoadError([Problem(str(path), "", str(exc))]) from exc
+    folder_name = folder.name
     data.setdefault("name", folder_name)
     try:
         meta = DatalabMeta.model_validate(data)
@@ -82,7 +86,7 @@ def load_file(path: Path, folder_name: str, source: str = "dir") -> Loaded:
         raise LoadError(
             [Problem(str(path), "name", f"'{meta.name}' differs from its folder name '{folder_name}'")]
         )
-    return Loaded(meta=meta, path=path, source=source)
+    return Loaded(meta=meta, path=path, source=source, folder=folder)
 
 
 def _problem(path: Path, node: Any, err: dict) -> Problem:
@@ -135,7 +139,7 @@ def load_directories(dirs: list[tuple[Path, str]]) -> tuple[list[Loaded], list[P
                         problems.append(Problem(str(folder), "", f"no {META_FILE} in this folder"))
                     continue
                 try:
-                    item = load_file(path, folder.name, source)
+                    item = load_file(path, folder, source)
                 except LoadError as exc:
                     problems.extend(exc.problems)
                     continue

@@ -1,0 +1,1 @@
+"""The `datalabs` command: `serve` (the default), `admin` bootstrap commands, and client commands."""

@@ -1,0 +1,101 @@
+"""`datalabs admin ...`: bootstrap commands that work on the database directly (DESIGN §6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+
+import typer
+
+from datalabs.accounts import auth, service
+from datalabs.catalogue import service as catalogue_service
+from datalabs.cli._db import admin_session
+
+app = typer.Typer(help="Bootstrap and administration commands (run on the platform host).")
+
+
+@app.command("create-user")
+def create_user(
+    name: str,
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+    admin: bool = typer.Option(False, "--admin", help="Make the user an administrator."),
+    role: str = typer.Option("user", help="admin, moderator or user."),
+    email: str = typer.Option("", help="E-mail address (for notifications)."),
+) -> None:
+    """Create a user account."""
+    with admin_session() as (db, _):
+        service.create_user(db, name, password, role="admin" if admin else role, email=email)
+    typer.echo(f"created user {name}")
+
+
+@app.command("create-group")
+def create_group(name: str, description: str = typer.Option("", help="What the team is for.")) -> None:
+    """Create a group (team)."""
+    with admin_session() as (db, _):
+        service.create_group(db, name, description)
+    typer.echo(f"created group {name}")
+
+
+@app.command("add-member")
+def add_member(group: str, user: str, role: str = typer.Option("member", help="owner, member or readonly.")) -> None:
+    """Add a user to a group (or change their role there)."""
+    with admin_session() as (db, _):
+        service.set_member(db, group, user, role)
+    typer.echo(f"{user} is {role} of {group}")
+
+
+@app.command("create-token")
+def create_token(
+    user: str,
+    scopes: str = typer.Option("all", help="Comma-separated scopes."),
+    expires_in: int = typer.Option(None, "--expires-in", help="Lifetime in seconds (default: no expiry)."),
+    name: str = typer.Option("admin-cli", help="A name to recognise the token by."),
+) -> None:
+    """Create an API token for USER and print the token alone."""
+    with admin_session() as (db, settings):
+        wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+        _, secret = auth.create_token(db, settings, service.get_user(db, user), name, wanted, expires_in)
+    typer.echo(secret)
+
+
+@app.command("reload-catalogue")
+def reload_catalogue() -> None:
+    """Re-read the datalab definition directories and report rejected files."""
+    with admin_session() as (db, _):
+        problems = catalogue_service.reload(db, _)
+    for p in problems:
+        typer.secho(f"rejected: {p}", fg="yellow", err=True)
+    typer.echo(f"catalogue reloaded; {len(problems)} problem(s)")
+    raise typer.Exit(1 if problems else 0)
+
+
+DEMO_TEAMS = {"astro-team": "Astronomers sharing FITS work", "gnss-team": "GNSS station analysis"}
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Create the demo accounts and teams once (idempotent) and print how to log in."""
+    with admin_session() as (db, settings):
+        path = settings.home / "demo-credentials.json"
+        creds = json.loads(path.read_text()) if path.exists() else {}
+        for name, role in (("admin", "admin"), ("scientist", "user")):
+            if name in creds:
+                continue
+            creds[name] = secrets.token_urlsafe(9)
+            try:
+                service.create_user(db, name, creds[name], role=role, full_name=name.title() + " (demo)")
+            except Exception:
+                service.update_user(db, name, password=creds[name])
+        for team, description in DEMO_TEAMS.items():
+            if team not in {g.name for g in service.list_groups(db)}:
+                service.create_group(db, team, description)
+        service.set_member(db, "astro-team", "scientist", "member")
+        service.set_member(db, "gnss-team", "scientist", "owner")
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(creds, f)
+        os.replace(tmp, path)
+    for name in ("admin", "scientist"):
+        typer.echo(f"  demo login: {name} / {creds[name]}")

@@ -1,0 +1,22 @@
+"""Entry point: `datalabs` alone starts the server."""
+
+from __future__ import annotations
+
+import typer
+
+from datalabs.cli import admin, catalogue, session
+from datalabs.cli.serve import serve
+
+app = typer.Typer(help="Datalabs: bring your questions to the data.", no_args_is_help=False,
+                  pretty_exceptions_enable=False)
+app.command()(serve)
+app.command()(session.login)
+app.command()(session.whoami)
+app.add_typer(admin.app, name="admin")
+app.add_typer(catalogue.app, name="catalogue")
+
+
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)

@@ -1,0 +1,24 @@
+"""`datalabs serve`: API, web UI (and, as they arrive, proxy, scheduler, worker) in one process."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from datalabs.config import Settings
+
+
+def serve(
+    host: str = typer.Option(None, help="Address to bind (default: settings server.host, 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port to bind (default: settings server.port, 8000)."),
+) -> None:
+    """Run the platform (DATALABS_HOME from the environment)."""
+    settings = Settings()
+    host = host or settings.server.host
+    port = port or settings.server.port
+    from datalabs.app import create_app
+
+    app = create_app(settings)
+    url = settings.server.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+    typer.echo(f"Datalabs {app.version} on {url}  (home: {settings.home.resolve()})")
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)

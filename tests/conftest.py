@@ -1,0 +1,128 @@
+"""Shared fixtures. DB-facing tests run against SQLite and PostgreSQL (the `db_url` fixture).
+
+PostgreSQL is started privately for the session when its binaries are installed (`make test` installs
+them); with DATALABS_REQUIRE_PG=1 (set by `make test`) a missing PostgreSQL is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from datalabs.accounts import auth, service
+from datalabs.app import create_app
+from datalabs.config import Settings
+from datalabs.db.engine import make_engine, migrate, open_database, transaction
+from tests.pg import PostgresServer, find_bin
+
+PASSWORD = "correct-horse-battery"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    bindir = find_bin()
+    if bindir is None:
+        if os.environ.get("DATALABS_REQUIRE_PG") == "1":
+            pytest.fail("PostgreSQL is required (DATALABS_REQUIRE_PG=1) but not installed")
+        pytest.skip("PostgreSQL not installed")
+    server = PostgresServer(bindir).start()
+    server.execute("CREATE DATABASE dl_template")
+    engine = make_engine(server.url("dl_template"))
+    migrate(engine)
+    engine.dispose()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, migrated database per test, copied from a template (fast)."""
+    if request.param == "sqlite":
+        path = tmp_path / "datalabs.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    name = f"t{os.getpid()}_{next(_counter)}"
+    server.execute(f"CREATE DATABASE {name} TEMPLATE dl_template")
+    yield server.url(name)
+    server.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def settings(tmp_path, db_url) -> Settings:
+    return Settings(home=tmp_path / "home", db={"url": db_url}, auth={"secret_key": "test-secret"})
+
+
+@pytest.fixture
+def sessions(settings):
+    engine, factory = open_database(settings.database_url)
+    yield factory
+    engine.dispose()
+
+
+@pytest.fixture
+def db(sessions):
+    with sessions() as session:
+        yield session
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+class People:
+    """Creates users and hands out clients logged in as them (cookie) or tokens."""
+
+    def __init__(self, app, client: TestClient):
+        self.app, self.client = app, client
+
+    def user(self, name: str, role: str = "user", groups: tuple[str, ...] = ()) -> str:
+        with transaction(self.app.state.sessions) as db:
+            service.create_user(db, name, PASSWORD, role=role, email=f"{name}@example.org")
+            existing = {g.name for g in service.list_groups(db)}
+            for group in groups:
+                if group not in existing:
+                    service.create_group(db, group)
+                service.set_member(db, group, name)
+        return name
+
+    def token(self, name: str, scopes: list[str] | None = None, expires_in: int | None = None) -> dict[str, str]:
+        with transaction(self.app.state.sessions) as db:
+            user = service.get_user(db, name)
+            _, secret = auth.create_token(db, self.app.state.settings, user, "test", scopes, expires_in)
+        return {"Authorization": f"Bearer {secret}"}
+
+    def login(self, name: str) -> TestClient:
+        c = TestClient(self.app)
+        r = c.post("/api/v1/login", json={"username": name, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        return c
+
+
+@pytest.fixture
+def people(app, client) -> People:
+    return People(app, client)
