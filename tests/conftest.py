@@ -6,6 +6,7 @@ them); with DATALABS_REQUIRE_PG=1 (set by `make test`) a missing PostgreSQL is a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import shutil
@@ -16,7 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from datalabs.accounts import auth, service
-from datalabs.app import create_app
 from datalabs.config import Settings
 from datalabs.db.engine import make_engine, migrate, open_database, transaction
 from tests.pg import PostgresServer, find_bin
@@ -85,6 +85,8 @@ def db(sessions):
 
 @pytest.fixture
 def app(settings):
+    from datalabs.app import create_app  # imported late: pure service tests need no web stack
+
     return create_app(settings)
 
 
@@ -110,7 +112,9 @@ class People:
                 service.set_member(db, group, name)
         return name
 
-    def token(self, name: str, scopes: list[str] | None = None, expires_in: int | None = None) -> dict[str, str]:
+    def token(
+        self, name: str, scopes: list[str] | None = None, expires_in: int | None = None
+    ) -> dict[str, str]:
         with transaction(self.app.state.sessions) as db:
             user = service.get_user(db, name)
             _, secret = auth.create_token(db, self.app.state.settings, user, "test", scopes, expires_in)
@@ -124,5 +128,16 @@ class People:
 
 
 @pytest.fixture
-def people(app, client) -> People:
+def people(app, client, monkeypatch) -> People:
+    # Argon2 is slow on purpose; tests that are not about hashing reuse one real hash of PASSWORD.
+    hashed = _password_hash()
+    monkeypatch.setattr(service, "hash_password", lambda pw: hashed if pw == PASSWORD else _real_hash(pw))
     return People(app, client)
+
+
+_real_hash = service.hash_password
+
+
+@functools.cache
+def _password_hash() -> str:
+    return _real_hash(PASSWORD)

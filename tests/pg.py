@@ -38,13 +38,43 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
             shutil.chown(self.sock, "postgres")
-        subprocess.run(self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                                 "--auth=trust", "-E", "UTF8", "--no-sync"), check=True, capture_output=True)
+        subprocess.run(
+            self._run(
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ),
+            check=True,
+            capture_output=True,
+        )
         self.proc = subprocess.Popen(
-            self._run(str(self.bindir / "postgres"), "-D", str(self.data), "-k", str(self.sock), "-p",
-                      str(self.port), "-c", "listen_addresses=", "-c", "fsync=off", "-c",
-                      "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            self._run(
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.data),
+                "-k",
+                str(self.sock),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
         while True:

@@ -28,7 +28,9 @@ class NotConfigured(Exception):
 
 
 def credentials_path() -> Path:
-    return Path(os.environ.get("DATALABS_CREDENTIALS") or Path(user_config_dir("datalabs")) / "credentials.json")
+    return Path(
+        os.environ.get("DATALABS_CREDENTIALS") or Path(user_config_dir("datalabs")) / "credentials.json"
+    )
 
 
 def save_credentials(url: str, token: str) -> Path:

@@ -14,7 +14,6 @@ from datalabs.errors import Forbidden, Unauthorized
 
 SESSION_COOKIE = "datalabs_session"
 ANON_COOKIE = "datalabs_anon"
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def get_settings(request: Request) -> Settings:
@@ -41,7 +40,8 @@ def optional_principal(request: Request, db: Session = Depends(get_db)) -> Princ
             raise Unauthorized("token is invalid, expired or revoked", code="invalid_token")
     elif cookie := request.cookies.get(SESSION_COOKIE):
         principal = auth.principal_from_session(db, cookie)
-        if principal and request.method not in SAFE_METHODS and request.url.path.startswith("/api/"):
+        # Only POST can come from a cross-site HTML form; other methods need CORS, which we never grant.
+        if principal and request.method == "POST" and request.url.path.startswith("/api/"):
             _check_api_csrf(request, cookie)
     request.state.principal = principal
     return principal

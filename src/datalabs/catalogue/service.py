@@ -223,6 +223,8 @@ class Catalogue:
         visible = [
             e for e in self.entries(db) if principal.in_any(e.groups) and all(w in e.text for w in words)
         ]
+        if words:  # most relevant first: words in the name or title beat keywords, which beat prose
+            visible.sort(key=lambda e: -sum(_relevance(e, w) for w in words))
         matches = [e for e in visible if all(_matches(e, f, vals) for f, vals in filters.items())]
         facets = {}
         for facet in FACETS:
@@ -251,6 +253,15 @@ class Catalogue:
             .where(Datalab.name == name, DatalabVersion.version == version)
         )
         return dict(row.meta) if row else {}
+
+
+def _relevance(entry: Entry, word: str) -> int:
+    m = entry.meta
+    if word in m.name or word in m.title.lower():
+        return 4
+    if any(word in k.lower() for k in m.keywords + m.mission + m.instrument):
+        return 2
+    return 1 if word in m.abstract.lower() else 0
 
 
 def _matches(entry: Entry, facet: str, values: list[str]) -> bool:

@@ -38,7 +38,9 @@ def create_group(name: str, description: str = typer.Option("", help="What the t
 
 
 @app.command("add-member")
-def add_member(group: str, user: str, role: str = typer.Option("member", help="owner, member or readonly.")) -> None:
+def add_member(
+    group: str, user: str, role: str = typer.Option("member", help="owner, member or readonly.")
+) -> None:
     """Add a user to a group (or change their role there)."""
     with admin_session() as (db, _):
         service.set_member(db, group, user, role)

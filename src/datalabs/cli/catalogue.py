@@ -32,8 +32,9 @@ def ls(
     """List the datalabs you can see."""
     try:
         with _client() as client:
-            result = client.datalabs(q, kind=kind, mission=mission, instrument=instrument, keyword=keyword,
-                                     limit=500)
+            result = client.datalabs(
+                q, kind=kind, mission=mission, instrument=instrument, keyword=keyword, limit=500
+            )
     except ApiError as exc:
         fail(exc.message)
     if as_json:
@@ -57,7 +58,9 @@ def show(name: str, version: str = typer.Option(None, help="A specific version (
             meta = client.get(f"/api/v1/datalabs/{name}/versions/{version}") if version else detail["meta"]
     except ApiError as exc:
         fail(exc.message)
-    console.print(f"[bold]{meta['title']}[/] ({name} {meta['version']}) — versions: {', '.join(detail['versions'])}")
+    console.print(
+        f"[bold]{meta['title']}[/] ({name} {meta['version']}) — versions: {', '.join(detail['versions'])}"
+    )
     if not detail["available"]:
         console.print(f"[yellow]not available yet:[/] {detail['unavailable_reason']}")
     console.print_json(json.dumps(meta))

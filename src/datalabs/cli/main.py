@@ -7,8 +7,9 @@ import typer
 from datalabs.cli import admin, catalogue, session
 from datalabs.cli.serve import serve
 
-app = typer.Typer(help="Datalabs: bring your questions to the data.", no_args_is_help=False,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Datalabs: bring your questions to the data.", no_args_is_help=False, pretty_exceptions_enable=False
+)
 app.command()(serve)
 app.command()(session.login)
 app.command()(session.whoami)

@@ -19,6 +19,9 @@ def serve(
     from datalabs.app import create_app
 
     app = create_app(settings)
-    url = settings.server.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+    url = (
+        settings.server.public_url
+        or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+    )
     typer.echo(f"Datalabs {app.version} on {url}  (home: {settings.home.resolve()})")
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)

@@ -1,13 +1,34 @@
-"""Web pages (placeholder: being written)."""
+"""Wires the web UI into the app: vendored static files, the page routers and the HTML error page."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from datalabs.web import account_pages, admin_groups, admin_pages, auth_pages, catalogue_pages, placeholders
+from datalabs.web.render import STATIC_DIR, render_error
+
+PAGE_ROUTERS = (auth_pages, catalogue_pages, account_pages, admin_pages, admin_groups, placeholders)
+
+
+class CachedStatic(StaticFiles):
+    """Static files with cache headers: URLs made by `static_url` carry a content hash (`?v=`), so those
+    never change and may be cached for a year; bare URLs are revalidated after an hour."""
+
+    def file_response(self, full_path, stat_result, scope: Scope, status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        versioned = b"v=" in scope.get("query_string", b"")
+        response.headers["Cache-Control"] = (
+            "public, max-age=31536000, immutable" if versioned else "public, max-age=3600"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 def install(app: FastAPI) -> None:
-    async def render_error(request, status, message, headers):
-        return HTMLResponse(f"<h1>{status}</h1><p>{message}</p>", status_code=status, headers=headers)
-
+    app.mount("/static", CachedStatic(directory=STATIC_DIR), name="static")
+    for module in PAGE_ROUTERS:
+        app.include_router(module.router)
     app.state.render_error = render_error

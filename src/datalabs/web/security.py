@@ -53,8 +53,7 @@ def safe_next(value: str | None) -> str:
 
 
 def login_url(next_url: str = "") -> str:
-    target = safe_next(next_url) if next_url else ""
-    return "/login" + (f"?next={quote(target, safe='/')}" if target and target != HOME else "")
+    return "/login" + (f"?next={quote(safe_next(next_url), safe='/')}" if next_url else "")
 
 
 def viewer(request: Request, db: Session = Depends(get_db)) -> Principal | None:
@@ -115,14 +114,16 @@ def csrf_value(request: Request) -> str:
     return auth.csrf_token(request.app.state.settings, key) if key else ""
 
 
-async def check_csrf(request: Request) -> None:
-    """Raise Forbidden unless the request carries the CSRF token bound to the visitor's cookie."""
+async def check_csrf(request: Request, key: str | None = None) -> None:
+    """Raise Forbidden unless the request carries the CSRF token bound to `key` (default: the visitor's
+    cookie, see `csrf_key`)."""
     sent = request.headers.get(CSRF_HEADER)
     if not sent:
         form = await request.form()
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    if not auth.check_csrf(request.app.state.settings, csrf_key(request), sent):
+    key = csrf_key(request) if key is None else key
+    if not auth.check_csrf(request.app.state.settings, key, sent):
         raise Forbidden(CSRF_FAILED, code="csrf")
 
 

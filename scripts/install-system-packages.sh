@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the Debian packages Datalabs needs, only those missing (idempotent, quick when done).
+#   base: to run the platform      test: to run the whole test suite and benchmarks
+set -euo pipefail
+
+base=(python3 python3-venv python3-dev gcc bubblewrap git)
+test=(postgresql chromium chromium-driver wrk)
+
+case "${1:-base}" in
+  base) wanted=("${base[@]}") ;;
+  test) wanted=("${base[@]}" "${test[@]}") ;;
+  *) echo "usage: $0 base|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null; then
+  echo "not a Debian system: please install ${missing[*]} yourself" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing Debian packages: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,136 @@
+"""Administration of groups (teams): create, delete, add and remove members with their roles."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, Request
+from sqlalchemy.orm import Session
+
+from datalabs.accounts import service as accounts
+from datalabs.accounts.principal import Principal
+from datalabs.api.deps import get_db
+from datalabs.errors import DatalabsError
+from datalabs.web.render import page, place_errors, redirect
+from datalabs.web.security import HtmlRoute, posting_admin, require_admin
+
+router = APIRouter(route_class=HtmlRoute, include_in_schema=False, prefix="/admin/groups")
+GROUPS = "/admin/groups"
+
+
+def groups_page(
+    request: Request,
+    db: Session,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    form: dict | None = None,
+):
+    users, _ = accounts.list_users(db, limit=1000)
+    groups = accounts.list_groups(db)
+    errors = place_errors(errors, {"create"} | {f"group:{g.name}" for g in groups})
+    return page(
+        request,
+        "admin_groups.html",
+        title="Groups",
+        active="admin",
+        section="groups",
+        status=status,
+        groups=groups,
+        user_names=[u.name for u in users],
+        member_roles=accounts.MEMBER_ROLES,
+        errors=errors,
+        form=form or {"name": "", "description": ""},
+    )
+
+
+def _failed(request: Request, db: Session, exc: DatalabsError, where: str, form: dict | None = None):
+    db.rollback()
+    return groups_page(request, db, status=exc.status, errors={where: exc.message}, form=form)
+
+
+@router.get("")
+def list_groups(request: Request, _: Principal = Depends(require_admin), db: Session = Depends(get_db)):
+    return groups_page(request, db)
+
+
+@router.post("")
+def create_group(
+    request: Request,
+    name: str = Form("", max_length=64),
+    description: str = Form("", max_length=2000),
+    _: Principal = Depends(posting_admin),
+    db: Session = Depends(get_db),
+):
+    try:
+        accounts.create_group(db, name.strip(), description.strip())
+        db.commit()
+    except DatalabsError as exc:
+        return _failed(request, db, exc, "create", {"name": name, "description": description})
+    return redirect(request, GROUPS, f"Group '{name.strip()}' created.")
+
+
+@router.post("/{group}/members")
+def add_member(
+    request: Request,
+    group: str,
+    user: str = Form("", max_length=64),
+    role: str = Form("member", max_length=16),
+    _: Principal = Depends(posting_admin),
+    db: Session = Depends(get_db),
+):
+    try:
+        accounts.set_member(db, group, user.strip(), role)
+        db.commit()
+    except DatalabsError as exc:
+        return _failed(request, db, exc, f"group:{group}")
+    return redirect(request, GROUPS, f"'{user.strip()}' is now {role} of '{group}'.")
+
+
+@router.post("/{group}/members/{user}/remove")
+def remove_member(
+    request: Request,
+    group: str,
+    user: str,
+    _: Principal = Depends(posting_admin),
+    db: Session = Depends(get_db),
+):
+    try:
+        accounts.remove_member(db, group, user)
+        db.commit()
+    except DatalabsError as exc:
+        return _failed(request, db, exc, f"group:{group}")
+    return redirect(request, GROUPS, f"'{user}' removed from '{group}'.")
+
+
+@router.get("/{group}/delete")
+def confirm_delete_group(
+    request: Request, group: str, _: Principal = Depends(require_admin), db: Session = Depends(get_db)
+):
+    found = accounts.get_group(db, group)
+    return page(
+        request,
+        "admin_confirm.html",
+        title=f"Delete group {found.name}",
+        active="admin",
+        section="groups",
+        action=f"{GROUPS}/{found.name}/delete",
+        question=f"Delete the group '{found.name}' ({len(found.memberships)} member(s))?",
+        consequence="Its members lose what the group gave them, such as access to datalabs restricted to "
+        "it. The user accounts themselves are kept. This cannot be undone.",
+        cancel=GROUPS,
+        button="Delete group",
+    )
+
+
+@router.post("/{group}/delete")
+def delete_group(
+    request: Request,
+    group: str,
+    _: Principal = Depends(posting_admin),
+    db: Session = Depends(get_db),
+):
+    try:
+        accounts.delete_group(db, group)
+        db.commit()
+    except DatalabsError as exc:
+        return _failed(request, db, exc, f"group:{group}")
+    return redirect(request, GROUPS, f"Group '{group}' deleted.")

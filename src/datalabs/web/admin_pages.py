@@ -1,0 +1,184 @@
+"""Administration: users (create, role, activate, delete) and the catalogue (rejected files, reload)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
+
+from datalabs.accounts import service as accounts
+from datalabs.accounts.principal import Principal
+from datalabs.api.deps import get_db
+from datalabs.catalogue import service as catalogue_service
+from datalabs.errors import Conflict, DatalabsError
+from datalabs.web.render import page, place_errors, redirect
+from datalabs.web.security import HtmlRoute, posting_admin, require_admin
+
+router = APIRouter(route_class=HtmlRoute, include_in_schema=False, prefix="/admin")
+USERS = "/admin/users"
+
+
+@router.get("")
+def admin_home() -> RedirectResponse:
+    return RedirectResponse(USERS, status_code=303)
+
+
+def users_page(
+    request: Request,
+    db: Session,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    form: dict | None = None,
+):
+    users, total = accounts.list_users(db, limit=1000)
+    errors = place_errors(errors, {"create"} | {f"user:{u.name}" for u in users})
+    return page(
+        request,
+        "admin_users.html",
+        title="Users",
+        active="admin",
+        section="users",
+        status=status,
+        users=users,
+        total=total,
+        roles=accounts.ROLES,
+        errors=errors,
+        form=form or {"name": "", "email": "", "full_name": "", "role": "user"},
+    )
+
+
+def _failed(request: Request, db: Session, exc: DatalabsError, where: str, form: dict | None = None):
+    db.rollback()
+    return users_page(request, db, status=exc.status, errors={where: exc.message}, form=form)
+
+
+@router.get("/users")
+def list_users(request: Request, _: Principal = Depends(require_admin), db: Session = Depends(get_db)):
+    return users_page(request, db)
+
+
+@router.post("/users")
+def create_user(
+    request: Request,
+    name: str = Form("", max_length=64),
+    password: str = Form("", max_length=1000),
+    role: str = Form("user", max_length=16),
+    email: str = Form("", max_length=254),
+    full_name: str = Form("", max_length=200),
+    _: Principal = Depends(posting_admin),
+    db: Session = Depends(get_db),
+):
+    form = {"name": name, "email": email, "full_name": full_name, "role": role}
+    try:
+        accounts.create_user(db, name.strip(), password, role=role, email=email.strip(), full_name=full_name)
+        db.commit()
+    except DatalabsError as exc:
+        return _failed(request, db, exc, "create", form)
+    return redirect(request, USERS, f"User '{name.strip()}' created.")
+
+
+def _not_self(principal: Principal, name: str, what: str) -> None:
+    # An admin locking themselves out leaves nobody to undo it.
+    if principal.user.name == name:
+        raise Conflict(f"you cannot {what} your own account", code="self_change")
+
+
+@router.post("/users/{name}/role")
+def change_role(
+    request: Request,
+    name: str,
+    role: str = Form("", max_length=16),
+    principal: Principal = Depends(posting_admin),
+    db: Session = Depends(get_db),
+):
+    try:
+        if role != "admin":
+            _not_self(principal, name, "remove the admin role from")
+        accounts.update_user(db, name, role=role)
+        db.commit()
+    except DatalabsError as exc:
+        return _failed(request, db, exc, f"user:{name}")
+    return redirect(request, USERS, f"'{name}' is now {role}.")
+
+
+@router.post("/users/{name}/active")
+def set_active(
+    request: Request,
+    name: str,
+    active: str = Form("", max_length=5),
+    principal: Principal = Depends(posting_admin),
+    db: Session = Depends(get_db),
+):
+    on = active == "1"
+    try:
+        if not on:
+            _not_self(principal, name, "deactivate")
+        accounts.update_user(db, name, active=on)
+        db.commit()
+    except DatalabsError as exc:
+        return _failed(request, db, exc, f"user:{name}")
+    return redirect(request, USERS, f"'{name}' {'activated' if on else 'deactivated'}.")
+
+
+@router.get("/users/{name}/delete")
+def confirm_delete_user(
+    request: Request, name: str, _: Principal = Depends(require_admin), db: Session = Depends(get_db)
+):
+    user = accounts.get_user(db, name)
+    return page(
+        request,
+        "admin_confirm.html",
+        title=f"Delete user {user.name}",
+        active="admin",
+        section="users",
+        action=f"/admin/users/{user.name}/delete",
+        question=f"Delete the user '{user.name}'?",
+        consequence="Their account, sessions, API tokens and group memberships are removed. "
+        "This cannot be undone; deactivating keeps the account and can be reversed.",
+        cancel=USERS,
+        button="Delete user",
+    )
+
+
+@router.post("/users/{name}/delete")
+def delete_user(
+    request: Request,
+    name: str,
+    principal: Principal = Depends(posting_admin),
+    db: Session = Depends(get_db),
+):
+    try:
+        accounts.delete_user(db, name, acting=principal.user)
+        db.commit()
+    except DatalabsError as exc:
+        return _failed(request, db, exc, f"user:{name}")
+    return redirect(request, USERS, f"User '{name}' deleted.")
+
+
+# ---- catalogue -------------------------------------------------------------------------------------
+
+
+@router.get("/catalogue")
+def catalogue_admin(request: Request, _: Principal = Depends(require_admin), db: Session = Depends(get_db)):
+    entries = request.app.state.catalogue.entries(db)
+    return page(
+        request,
+        "admin_catalogue.html",
+        title="Catalogue administration",
+        active="admin",
+        section="catalogue",
+        problems=catalogue_service.problems(db),
+        entries=entries,
+        dirs=[str(path) for path, _ in catalogue_service.sources(request.app.state.settings)],
+    )
+
+
+@router.post("/catalogue/reload")
+def reload_catalogue(request: Request, _: Principal = Depends(posting_admin), db: Session = Depends(get_db)):
+    problems = catalogue_service.reload(db, request.app.state.settings)
+    db.commit()
+    if problems:
+        message = f"Catalogue reloaded; {len(problems)} definition file(s) rejected (see below)."
+        return redirect(request, "/admin/catalogue", message, "warning")
+    return redirect(request, "/admin/catalogue", "Catalogue reloaded; every definition file is valid.")

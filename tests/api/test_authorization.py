@@ -1,0 +1,148 @@
+"""Authorisation matrix: every API route, as anonymous, a plain user, a team member, a token with the
+wrong scope, and an admin. A route missing from ROUTES fails `test_every_route_is_in_the_matrix`."""
+
+import pytest
+
+from datalabs.config import Settings
+from tests.catalogue.test_loader import GOOD, write
+
+OK = "ok"  # any 2xx
+# (method, path, json body, {who: expected status or OK}); `team-lab` is restricted to group `astro`.
+ROUTES = [
+    ("POST", "/api/v1/logout", {}, {"anonymous": 401, "user": OK, "admin": OK}),
+    ("GET", "/api/v1/me", None, {"anonymous": 401, "user": OK, "member": OK, "admin": OK, "narrow": OK}),
+    ("POST", "/api/v1/tokens", {"name": "t"}, {"anonymous": 401, "user": OK, "admin": OK, "narrow": 403}),
+    ("GET", "/api/v1/tokens", None, {"anonymous": 401, "user": OK, "admin": OK, "narrow": 403}),
+    (
+        "DELETE",
+        "/api/v1/tokens/{token_id}",
+        None,
+        {"anonymous": 401, "user": 404, "narrow": 403, "owner": OK},
+    ),
+    (
+        "GET",
+        "/api/v1/users",
+        None,
+        {"anonymous": 401, "user": 403, "member": 403, "admin": OK, "narrow": 403},
+    ),
+    (
+        "POST",
+        "/api/v1/users",
+        {"name": "newbie", "password": "long-enough-pw"},
+        {"anonymous": 401, "user": 403, "member": 403, "admin": OK},
+    ),
+    ("GET", "/api/v1/users/ada", None, {"anonymous": 401, "user": 403, "admin": OK}),
+    (
+        "PATCH",
+        "/api/v1/users/ada",
+        {"full_name": "Ada"},
+        {"anonymous": 401, "user": 403, "member": 403, "admin": OK},
+    ),
+    ("DELETE", "/api/v1/users/ada", None, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
+    ("GET", "/api/v1/groups", None, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
+    (
+        "POST",
+        "/api/v1/groups",
+        {"name": "newteam"},
+        {"anonymous": 401, "user": 403, "member": 403, "admin": OK},
+    ),
+    ("GET", "/api/v1/groups/astro", None, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
+    ("DELETE", "/api/v1/groups/astro", None, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
+    (
+        "PUT",
+        "/api/v1/groups/astro/members/ada",
+        {"role": "member"},
+        {"anonymous": 401, "user": 403, "member": 403, "admin": OK},
+    ),
+    (
+        "DELETE",
+        "/api/v1/groups/astro/members/mia",
+        None,
+        {"anonymous": 401, "user": 403, "member": 403, "admin": OK},
+    ),
+    (
+        "GET",
+        "/api/v1/datalabs",
+        None,
+        {"anonymous": 401, "user": OK, "member": OK, "admin": OK, "narrow": 403},
+    ),
+    ("GET", "/api/v1/datalabs/topcat", None, {"anonymous": 401, "user": OK, "narrow": 403}),
+    ("GET", "/api/v1/datalabs/team-lab", None, {"anonymous": 401, "user": 404, "member": OK, "admin": OK}),
+    (
+        "GET",
+        "/api/v1/datalabs/team-lab/versions",
+        None,
+        {"anonymous": 401, "user": 404, "member": OK, "admin": OK},
+    ),
+    (
+        "GET",
+        "/api/v1/datalabs/team-lab/versions/1.0",
+        None,
+        {"anonymous": 401, "user": 404, "member": OK, "admin": OK},
+    ),
+    ("GET", "/api/v1/datalabs/topcat/thumbnail", None, {"anonymous": 401, "user": OK, "narrow": 403}),
+    ("GET", "/api/v1/catalogue/problems", None, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
+    ("POST", "/api/v1/catalogue/reload", {}, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
+]
+PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
+CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
+
+
+@pytest.fixture
+def settings(tmp_path, db_url):
+    root = tmp_path / "defs"
+    write(root, "team-lab", GOOD.replace("Good Lab", "Team Lab") + "allowed_groups: [astro]\n")
+    return Settings(
+        home=tmp_path / "home", db={"url": db_url}, auth={"secret_key": "k"}, catalogue={"dirs": [root]}
+    )
+
+
+def test_every_route_is_in_the_matrix(app):
+    covered = {(m, p.replace("{token_id}", "{token_id}")) for m, p, *_ in ROUTES} | PUBLIC
+    covered = {(m, _template(p)) for m, p in covered}
+    for path, methods in app.openapi()["paths"].items():
+        for method in methods:
+            assert (method.upper(), path) in covered, f"{method.upper()} {path} has no authorisation test"
+
+
+def _template(path: str) -> str:
+    replacements = {
+        "/ada": "/{name}",
+        "/astro": "/{group}",
+        "/mia": "/{user}",
+        "/topcat": "/{name}",
+        "/team-lab": "/{name}",
+        "/1.0": "/{version}",
+    }
+    for concrete, template in replacements.items():
+        path = path.replace(concrete, template)
+    return path.replace("/members/{name}", "/members/{user}")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "who", "want"), CASES, ids=[f"{m} {p} as {w}" for m, p, _, w, _ in CASES]
+)
+def test_route_authorisation(people, method, path, body, who, want):
+    people.user("ada")
+    people.user("mia", groups=("astro",))
+    people.user("root", role="admin")
+    people.user("tess")
+    headers = {}
+    client = people.client
+    if who == "owner":  # the token's owner revoking it
+        client = people.login("tess")
+        path = path.replace("{token_id}", client.post("/api/v1/tokens", json={"name": "x"}).json()["id"])
+    elif "{token_id}" in path:  # someone else's token
+        path = path.replace(
+            "{token_id}", people.login("tess").post("/api/v1/tokens", json={"name": "x"}).json()["id"]
+        )
+    if who in ("user", "member", "admin"):
+        client = people.login({"user": "ada", "member": "mia", "admin": "root"}[who])
+    elif who == "narrow":
+        headers = people.token("root", ["labs:read"])
+    r = client.request(method, path, json=body, headers=headers)
+    if want == OK:
+        assert 200 <= r.status_code < 300, r.text
+    else:
+        assert r.status_code == want, r.text
+        assert r.json()["error"]["code"]

@@ -1,0 +1,68 @@
+import pytest
+
+from datalabs.config import Settings
+from tests.catalogue.test_loader import GOOD, write
+
+
+@pytest.fixture
+def settings(tmp_path, db_url):
+    root = tmp_path / "defs"
+    write(root, "team-lab", GOOD.replace("Good Lab", "Team Lab") + "allowed_groups: [astro]\n")
+    write(root, "broken", "title: [")
+    return Settings(
+        home=tmp_path / "home", db={"url": db_url}, auth={"secret_key": "k"}, catalogue={"dirs": [root]}
+    )
+
+
+def test_search_and_filters(people):
+    people.user("ada")
+    c = people.login("ada")
+    everything = c.get("/api/v1/datalabs").json()
+    assert everything["total"] >= 10 and "team-lab" not in {d["name"] for d in everything["items"]}
+    desktop = c.get("/api/v1/datalabs", params={"kind": "desktop"}).json()
+    assert desktop["total"] >= 7 and {d["kind"] for d in desktop["items"]} == {"desktop"}
+    both = c.get("/api/v1/datalabs", params=[("kind", "desktop"), ("kind", "web")]).json()
+    assert both["total"] == everything["total"]
+    gnss = c.get("/api/v1/datalabs", params={"mission": "GNSS"}).json()
+    assert [d["name"] for d in gnss["items"]] == ["jupyterlab-gnss"]
+    assert {f["value"] for f in everything["facets"]["kind"]} == {"web", "desktop"}
+    topcat = c.get("/api/v1/datalabs", params={"q": "topcat"}).json()["items"][0]
+    assert topcat["name"] == "topcat" and not topcat["available"] and topcat["unavailable_reason"]
+    assert c.get("/api/v1/datalabs", params={"limit": 0}).status_code == 422
+
+
+def test_detail_versions_and_thumbnail(people):
+    people.user("ada")
+    c = people.login("ada")
+    detail = c.get("/api/v1/datalabs/jupyterlab").json()
+    assert detail["version"] == "4.3.0" and detail["versions"] == ["4.3.0", "4.2.0"]
+    assert detail["meta"]["contactPoint"]["organisation-name"] and "_thumbnail_path" not in detail["meta"]
+    versions = c.get("/api/v1/datalabs/jupyterlab/versions").json()
+    assert [v["version"] for v in versions] == ["4.3.0", "4.2.0"]
+    assert c.get("/api/v1/datalabs/jupyterlab/versions/4.2.0").json()["version"] == "4.2.0"
+    assert c.get("/api/v1/datalabs/jupyterlab/versions/9.9").status_code == 404
+    thumb = c.get(detail["thumbnail_url"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"].startswith("image/svg")
+    assert c.get("/api/v1/datalabs/jupyterlab/thumbnail", params={"version": "4.2.0"}).status_code == 200
+    assert c.get("/api/v1/datalabs/nope").status_code == 404
+
+
+def test_group_restricted_datalab_is_404_for_non_members(people):
+    people.user("ada")
+    people.user("mia", groups=("astro",))
+    people.user("root", role="admin")
+    assert people.login("ada").get("/api/v1/datalabs/team-lab").status_code == 404
+    assert people.login("ada").get("/api/v1/datalabs/team-lab/thumbnail").status_code == 404
+    assert people.login("mia").get("/api/v1/datalabs/team-lab").status_code == 200
+    assert people.login("root").get("/api/v1/datalabs/team-lab").status_code == 200
+    assert "team-lab" in {d["name"] for d in people.login("mia").get("/api/v1/datalabs").json()["items"]}
+
+
+def test_problems_visible_to_admins_only(people):
+    people.user("ada")
+    people.user("root", role="admin")
+    assert people.login("ada").get("/api/v1/catalogue/problems").status_code == 403
+    problems = people.login("root").get("/api/v1/catalogue/problems").json()
+    assert len(problems) == 1 and problems[0]["path"].endswith("broken/datalab-meta.yml")
+    assert "not valid YAML" in problems[0]["reason"]
+    assert people.login("root").post("/api/v1/catalogue/reload", json={}).json() == problems
