@@ -108,7 +108,7 @@ def search_datalabs(
     keyword: list[str] = Query([]),
     domain: list[str] = Query([]),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=1_000_000_000),
     principal: Principal = Depends(read),
     db: Session = Depends(get_db),
     cat: Catalogue = Depends(catalogue),

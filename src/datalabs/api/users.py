@@ -41,7 +41,7 @@ class UserPage(BaseModel):
 @router.get("", response_model=UserPage)
 def list_users(
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=1_000_000_000),
     _: Principal = Depends(admin),
     db: Session = Depends(get_db),
 ):
