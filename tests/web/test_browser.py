@@ -6,20 +6,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from datalabs.accounts import service
 from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
+from tests.live import live_server
 
 pytestmark = pytest.mark.slow
 
@@ -36,55 +32,23 @@ ADMIN, PASSWORD = "ada", "correct horse battery"
 SCREENSHOTS = Path("/tmp")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
-    """`uvicorn --factory datalabs.app:create_app` on a fresh DATALABS_HOME with one admin user."""
+    """`datalabs serve` on a fresh DATALABS_HOME with one admin user."""
     home = tmp_path_factory.mktemp("browser-home")
     engine, sessions = open_database(Settings(home=home).database_url)
     with transaction(sessions) as db:
         service.create_user(db, ADMIN, PASSWORD, role="admin", email="ada@example.org")
     engine.dispose()
-    port = free_port()
-    env = {**os.environ, "DATALABS_HOME": str(home)}
-    log = (home / "server.log").open("w")
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "datalabs.app:create_app"]
-    proc = subprocess.Popen(
-        [*cmd, "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}: {(home / 'server.log').read_text()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server did not become healthy in 60 s")
-            time.sleep(0.2)
+    with live_server(home) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture
 def page(server):
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        if os.environ.get("DATALABS_REQUIRE_BROWSER") == "1":
+            pytest.fail("Debian's chromium is required (DATALABS_REQUIRE_BROWSER=1) but not installed")
         pytest.skip("Debian's chromium is not installed")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

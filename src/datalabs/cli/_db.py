@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
-from sqlalchemy.orm import Session
-
 from datalabs.config import Settings
-from datalabs.db.engine import open_database, transaction
 from datalabs.errors import DatalabsError
 
 
 @contextmanager
-def admin_session() -> Iterator[tuple[Session, Settings]]:
-    """A committed-on-success session; a domain error becomes a clear message and exit code 1."""
+def admin_session() -> Iterator[tuple[Any, Settings]]:
+    """A committed-on-success DB session; a domain error becomes a clear message and exit code 1."""
+    from datalabs.db.engine import open_database, transaction
+
     settings = Settings()
     settings.ensure_home()
     engine, sessions = open_database(settings.database_url)

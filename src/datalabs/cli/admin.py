@@ -8,11 +8,10 @@ import secrets
 
 import typer
 
-from datalabs.accounts import auth, service
-from datalabs.catalogue import service as catalogue_service
 from datalabs.cli._db import admin_session
 
 app = typer.Typer(help="Bootstrap and administration commands (run on the platform host).")
+# Services (and SQLAlchemy) are imported inside the commands: client commands should start fast.
 
 
 @app.command("create-user")
@@ -24,6 +23,8 @@ def create_user(
     email: str = typer.Option("", help="E-mail address (for notifications)."),
 ) -> None:
     """Create a user account."""
+    from datalabs.accounts import service
+
     with admin_session() as (db, _):
         service.create_user(db, name, password, role="admin" if admin else role, email=email)
     typer.echo(f"created user {name}")
@@ -32,6 +33,8 @@ def create_user(
 @app.command("create-group")
 def create_group(name: str, description: str = typer.Option("", help="What the team is for.")) -> None:
     """Create a group (team)."""
+    from datalabs.accounts import service
+
     with admin_session() as (db, _):
         service.create_group(db, name, description)
     typer.echo(f"created group {name}")
@@ -42,6 +45,8 @@ def add_member(
     group: str, user: str, role: str = typer.Option("member", help="owner, member or readonly.")
 ) -> None:
     """Add a user to a group (or change their role there)."""
+    from datalabs.accounts import service
+
     with admin_session() as (db, _):
         service.set_member(db, group, user, role)
     typer.echo(f"{user} is {role} of {group}")
@@ -55,6 +60,8 @@ def create_token(
     name: str = typer.Option("admin-cli", help="A name to recognise the token by."),
 ) -> None:
     """Create an API token for USER and print the token alone."""
+    from datalabs.accounts import auth, service
+
     with admin_session() as (db, settings):
         wanted = [s.strip() for s in scopes.split(",") if s.strip()]
         _, secret = auth.create_token(db, settings, service.get_user(db, user), name, wanted, expires_in)
@@ -64,6 +71,8 @@ def create_token(
 @app.command("reload-catalogue")
 def reload_catalogue() -> None:
     """Re-read the datalab definition directories and report rejected files."""
+    from datalabs.catalogue import service as catalogue_service
+
     with admin_session() as (db, _):
         problems = catalogue_service.reload(db, _)
     for p in problems:
@@ -78,6 +87,8 @@ DEMO_TEAMS = {"astro-team": "Astronomers sharing FITS work", "gnss-team": "GNSS 
 @app.command("seed-demo")
 def seed_demo() -> None:
     """Create the demo accounts and teams once (idempotent) and print how to log in."""
+    from datalabs.accounts import service
+
     with admin_session() as (db, settings):
         path = settings.home / "demo-credentials.json"
         creds = json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,22 @@
+"""`python -m bench [name ...]`: run every benchmark (or the named ones); exit 1 if any reported errors."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import catalogue_search
+
+BENCHMARKS = {"catalogue-search": catalogue_search.run}
+
+
+def main(names: list[str]) -> int:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        return 2
+    results = [BENCHMARKS[name]() for name in names or BENCHMARKS]
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

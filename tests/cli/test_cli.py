@@ -1,0 +1,88 @@
+"""The `datalabs` command for real: admin bootstrap on a home, then client commands over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.live import DATALABS, live_server
+
+pytestmark = pytest.mark.slow
+
+
+def run(home, *args, env=None, check=True, input=None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "DATALABS_HOME": str(home), "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run(
+        [DATALABS, *args], env=full_env, capture_output=True, text=True, input=input, timeout=60
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    home = tmp_path_factory.mktemp("cli-home")
+    run(home, "admin", "create-user", "root", "--password", "long-enough-pw", "--admin")
+    run(home, "admin", "create-user", "ada", "--password", "long-enough-pw", "--email", "ada@example.org")
+    run(home, "admin", "create-group", "astro-team")
+    run(home, "admin", "add-member", "astro-team", "ada", "--role", "owner")
+    with live_server(home) as url:
+        yield home, url
+
+
+def test_admin_errors_are_clear(platform):
+    home, _ = platform
+    dup = run(home, "admin", "create-user", "ada", "--password", "long-enough-pw", check=False)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    bad = run(home, "admin", "add-member", "nope", "ada", check=False)
+    assert bad.returncode == 1 and "no group 'nope'" in bad.stderr
+
+
+def test_create_token_prints_the_token_alone_and_it_works(platform):
+    home, url = platform
+    token = run(
+        home, "admin", "create-token", "ada", "--scopes", "catalogue:read", "--expires-in", "3600"
+    ).stdout
+    assert token.strip().startswith("dl_") and len(token.strip().split()) == 1
+    env = {
+        "DATALABS_API_URL": url,
+        "DATALABS_TOKEN": token.strip(),
+        "DATALABS_CREDENTIALS": str(home / "none"),
+    }
+    listed = json.loads(run(home, "catalogue", "ls", "--kind", "desktop", "--json", env=env).stdout)
+    assert listed["total"] >= 7 and {d["kind"] for d in listed["items"]} == {"desktop"}
+
+
+def test_login_then_catalogue_commands(platform, tmp_path):
+    home, url = platform
+    env = {"DATALABS_CREDENTIALS": str(tmp_path / "creds.json")}
+    out = run(home, "login", url, "--username", "ada", "--password", "long-enough-pw", env=env).stdout
+    assert "logged in" in out and "ada" in out
+    assert oct((tmp_path / "creds.json").stat().st_mode & 0o777) == "0o600"
+    assert "astro-team" in run(home, "whoami", env=env).stdout
+    table = run(home, "catalogue", "ls", "gnss", env=env).stdout
+    assert "jupyterlab-gnss" in table and "topcat" not in table
+    shown = run(home, "catalogue", "show", "jupyterlab", "--version", "4.2.0", env=env).stdout
+    assert "4.2.0" in shown and "not available yet" in shown
+    missing = run(home, "catalogue", "show", "nope", env=env, check=False)
+    assert missing.returncode == 1 and "no datalab 'nope'" in missing.stderr
+
+
+def test_wrong_password_and_unreachable_server(platform, tmp_path):
+    home, url = platform
+    env = {"DATALABS_CREDENTIALS": str(tmp_path / "creds.json")}
+    bad = run(home, "login", url, "--username", "ada", "--password", "wrong-password", env=env, check=False)
+    assert bad.returncode == 1 and "wrong user name or password" in bad.stderr
+    assert not (tmp_path / "creds.json").exists()
+    gone = run(home, "catalogue", "ls", env={**env, "DATALABS_API_URL": "http://127.0.0.1:9"}, check=False)
+    assert gone.returncode == 1 and "cannot reach" in gone.stderr
+
+
+def test_seed_demo_is_idempotent(tmp_path):
+    first = run(tmp_path, "admin", "seed-demo").stdout
+    assert "admin /" in first and "scientist /" in first
+    assert run(tmp_path, "admin", "seed-demo").stdout == first
