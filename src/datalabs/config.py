@@ -31,7 +31,7 @@ class DatabaseSettings(BaseModel):
 class AuthSettings(BaseModel):
     secret_key: str = Field(
         "",
-        description="Key that signs CSRF tokens. Empty: generated once and kept in $DATALABS_HOME/secret_key.",
+        description="Key that signs CSRF tokens. Empty: generated once, kept in $DATALABS_HOME/secret_key.",
     )
     session_ttl: int = Field(8 * 3600, description="Seconds a login session lasts.")
     cookie_secure: bool = Field(

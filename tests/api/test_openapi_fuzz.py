@@ -7,9 +7,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from datalabs.accounts import auth, service
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
-from datalabs.accounts import auth, service
 
 
 @pytest.fixture

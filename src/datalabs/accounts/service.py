@@ -21,8 +21,8 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def check_name(kind: str, name: str) -> str:
     if not NAME_RE.fullmatch(name or ""):
         raise Invalid(
-            f"{kind} name '{name}' is not valid: use 2-32 characters, lowercase letters, digits, '_', '.', '-', "
-            "starting with a letter",
+            f"{kind} name '{name}' is not valid: use 2-32 characters (lowercase letters, digits, "
+            "'_', '.', '-'), starting with a letter",
             code=f"invalid_{kind}_name",
         )
     return name

@@ -237,7 +237,7 @@ class Catalogue:
         return SearchResult(items=matches[offset : offset + limit], total=len(matches), facets=facets)
 
     def get(self, db: Session, principal: Principal, name: str) -> Entry:
-        """The datalab, or NotFound, also when the principal may not see it (so its existence stays hidden)."""
+        """The datalab, or NotFound also when the principal may not see it (its existence stays hidden)."""
         for entry in self.entries(db):
             if entry.name == name and principal.in_any(entry.groups):
                 return entry

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
+
 from datalabs.config import Settings
 from datalabs.errors import DatalabsError
 
