@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with transaction(sessions) as db:
             problems = catalogue_service.reload(db, settings)
         if problems:
-            log.warning("%d datalab definition(s) rejected; see /admin/catalogue", len(problems))
+            log.warning("%d problem(s) in datalab definitions; see /admin/catalogue", len(problems))
         yield
         engine.dispose()
 

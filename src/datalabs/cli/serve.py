@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 import uvicorn
 
@@ -13,6 +15,8 @@ def serve(
     port: int = typer.Option(None, help="Port to bind (default: settings server.port, 8000)."),
 ) -> None:
     """Run the platform (DATALABS_HOME from the environment)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings()
     host = host or settings.server.host
     port = port or settings.server.port
