@@ -1,0 +1,114 @@
+"""The `RuntimeBackend` contract (modelled on JupyterHub's Spawner): one instance drives one lab.
+
+The platform creates a backend per lab, calls `start(spec)`, and persists `get_state()` in the DB so
+that after a platform restart a fresh instance given `load_state(state)` re-attaches to the running
+lab. Every implementation passes the suite in `tests/contracts/test_runtime_contract.py`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str  # absolute path inside the lab
+    readonly: bool = True
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """Everything a backend needs to start one lab; placeholders in `command` are already filled in."""
+
+    lab_id: str
+    owner: str
+    kind: str  # web | desktop
+    command: list[str]
+    runtime_dir: Path  # host directory seen as /run/datalab inside; the lab's socket lives here
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    workdir: str = "/media/home/my_workspace"
+    cpu: float = 1.0
+    memory_bytes: int = 2 * 10**9
+    secret: str = ""  # the lab's own secret (e.g. Jupyter token); never leaves the platform
+    secret_headers: dict[str, str] = field(default_factory=dict)  # what the proxy injects upstream
+    ready_path: str = "/"  # HTTP path (under the lab's base URL) that answers once it serves
+    start_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the proxy reaches a started lab, and the secret headers it must inject."""
+
+    socket: str | None = None
+    host_port: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What isolation and limits the backend actually enforces for a lab (shown to users and admins)."""
+
+    sandboxed: bool
+    cpu_enforced: bool
+    memory_enforced: bool
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    progress: int  # 0-100
+    message: str
+    ready: bool = False
+    failed: bool = False
+
+
+class StartError(Exception):
+    """The lab could not start; the message says why in words a user understands."""
+
+
+class RuntimeBackend(abc.ABC):
+    kinds: ClassVar[tuple[str, ...]] = ()  # lab kinds this backend can start
+
+    @abc.abstractmethod
+    async def start(self, spec: LabSpec) -> Endpoint:
+        """Start the lab and return once it answers HTTP on its endpoint (or raise StartError with the
+        reason within seconds of a crash, a missing command, or after `spec.start_timeout`)."""
+
+    @abc.abstractmethod
+    async def poll(self) -> int | None:
+        """None while the lab runs; its exit code (or -signal) once it has ended."""
+
+    @abc.abstractmethod
+    async def stop(self, now: bool = False) -> None:
+        """Stop the lab (gracefully unless `now`) and release its resources; idempotent."""
+
+    @abc.abstractmethod
+    def get_state(self) -> dict[str, Any]:
+        """JSON-serialisable state that lets `load_state` re-attach after a platform restart."""
+
+    @abc.abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Re-attach to a lab described by `get_state()` of an earlier instance."""
+
+    @abc.abstractmethod
+    def endpoint(self) -> Endpoint | None:
+        """The endpoint of a started (or re-attached) lab, None before start."""
+
+    @abc.abstractmethod
+    def progress(self) -> AsyncIterator[ProgressEvent]:
+        """Events describing the start, ending with one `ready` or `failed` event."""
+
+    @abc.abstractmethod
+    def logs(self, tail: int = 200) -> str:
+        """The last `tail` lines of the lab's output."""
+
+    @abc.abstractmethod
+    def limits(self) -> Limits:
+        """What this backend enforces on this host."""

@@ -1,0 +1,229 @@
+"""`LocalRuntime`: each lab is a process tree in a bubblewrap sandbox on this host, limited by a cgroup.
+
+Labs outlive the platform process (own session, no parent-death signal) so a platform restart
+re-attaches to them from the persisted state; the (pid, start time) pair guards against pid reuse.
+When the platform runs as root, labs drop to an unprivileged uid before the sandbox is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+
+from datalabs.runtimes import cgroups
+from datalabs.runtimes.base import Endpoint, LabSpec, Limits, ProgressEvent, RuntimeBackend, StartError
+from datalabs.runtimes.events import EventLog
+from datalabs.runtimes.sandbox import bwrap_command, bwrap_path
+
+SOCKET_NAME = "lab.sock"
+LAB_UID = 65534  # nobody: used only when the platform itself runs as root
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+def lab_uid() -> int | None:
+    """The uid labs run as when it must differ from the platform's (root), else None."""
+    return LAB_UID if os.geteuid() == 0 else None
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot), None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+class LocalRuntime(RuntimeBackend):
+    kinds: ClassVar[tuple[str, ...]] = ("web", "desktop")
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._pid: int | None = None
+        self._started: int | None = None
+        self._endpoint: Endpoint | None = None
+        self._cgroup: cgroups.LabCgroup | None = None
+        self._log_path: Path | None = None
+        self._events = EventLog()
+
+    # ---- start --------------------------------------------------------------------------------------
+
+    async def start(self, spec: LabSpec) -> Endpoint:
+        bwrap = bwrap_path()
+        if bwrap is None:
+            self._events.add(100, "bubblewrap is not installed: labs cannot be sandboxed", failed=True)
+            raise StartError("bubblewrap (bwrap) is not installed on this host, so labs cannot be sandboxed")
+        self._log_path = spec.log_path
+        self._events.add(5, "Preparing the sandbox")
+        self._prepare_dirs(spec)
+        argv = bwrap_command(spec, bwrap, lab_uid())
+        ok, _ = cgroups.available()
+        if ok:
+            self._cgroup = cgroups.LabCgroup.create(spec.lab_id, spec.cpu, spec.memory_bytes)
+            # The shell joins the cgroup, then execs the sandbox: every process of the lab is counted.
+            join = " ".join(f"echo $$ > {p};" for p in self._cgroup.procs_files)
+            argv = ["/bin/sh", "-c", f'{join} exec "$@"', "sh", *argv]
+        self._events.add(20, f"Starting {Path(spec.command[0]).name}")
+        with spec.log_path.open("ab") as log:
+            try:
+                self._proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                    env={**BASE_ENV, **spec.env},
+                )
+            except OSError as exc:
+                self._fail(f"could not start the sandbox: {exc}")
+        self._pid, self._started = self._proc.pid, _start_time(self._proc.pid)
+        socket = str(spec.runtime_dir / SOCKET_NAME)
+        self._endpoint = Endpoint(socket=socket, headers=dict(spec.secret_headers))
+        await self._wait_ready(spec, socket)
+        self._events.add(100, "Ready", ready=True)
+        return self._endpoint
+
+    def _prepare_dirs(self, spec: LabSpec) -> None:
+        spec.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        stale = spec.runtime_dir / SOCKET_NAME
+        stale.unlink(missing_ok=True)
+        uid = lab_uid()
+        if uid is not None:
+            os.chown(spec.runtime_dir, uid, uid)
+
+    async def _wait_ready(self, spec: LabSpec, socket: str) -> None:
+        deadline = time.monotonic() + spec.start_timeout
+        announced = False
+        transport = httpx.AsyncHTTPTransport(uds=socket)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lab", timeout=5) as client:
+            while True:
+                code = await self.poll()
+                if code is not None:
+                    await self.stop(now=True)
+                    self._fail(f"the lab exited with code {code} while starting: {self._last_error_line()}")
+                if os.path.exists(socket):
+                    if not announced:
+                        self._events.add(60, "The lab is listening; waiting for it to answer")
+                        announced = True
+                    try:
+                        response = await client.get(spec.ready_path, headers=spec.secret_headers)
+                        if response.status_code < 500:
+                            return
+                    except httpx.TransportError:
+                        pass
+                if time.monotonic() > deadline:
+                    await self.stop(now=True)
+                    self._fail(
+                        f"the lab did not answer within {spec.start_timeout:.0f} s: {self._last_error_line()}"
+                    )
+                # Readiness is noticed within 20 ms: no back-off, unlike spawners that poll with doubling delays.
+                await asyncio.sleep(0.02)
+
+    def _fail(self, reason: str):
+        self._events.add(100, reason, failed=True)
+        raise StartError(reason)
+
+    def _last_error_line(self) -> str:
+        lines = [line for line in self.logs(20).splitlines() if line.strip()]
+        return lines[-1][:300] if lines else "no output"
+
+    # ---- watch and stop -----------------------------------------------------------------------------
+
+    async def poll(self) -> int | None:
+        if self._proc is not None:
+            return self._proc.poll()
+        if self._pid is None:
+            return 0
+        if _start_time(self._pid) != self._started:
+            return -1  # not our child (re-attached): the exit code is unknown
+        return None
+
+    async def stop(self, now: bool = False) -> None:
+        if self._pid is not None and await self.poll() is None:
+            self._signal(signal.SIGKILL if now else signal.SIGTERM)
+            deadline = time.monotonic() + (0 if now else 10)
+            while await self.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if await self.poll() is None:
+                self._signal(signal.SIGKILL)
+        if self._cgroup is not None:
+            self._cgroup.kill_all()
+            for _ in range(50):
+                if not self._cgroup.pids():
+                    break
+                await asyncio.sleep(0.02)
+            self._cgroup.remove()
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _signal(self, sig: int) -> None:
+        # The lab leads its own process group; its sandbox's pid namespace dies with its init.
+        try:
+            os.killpg(self._pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def oom_killed(self) -> bool:
+        return self._cgroup is not None and self._cgroup.oom_killed()
+
+    # ---- state --------------------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        e = self._endpoint
+        return {
+            "pid": self._pid,
+            "start_time": self._started,
+            "socket": e.socket if e else None,
+            "headers": e.headers if e else {},
+            "log": str(self._log_path or ""),
+            "cgroup": list(self._cgroup.dirs) if self._cgroup else [],
+            "cgroup_version": self._cgroup.version if self._cgroup else None,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._pid, self._started = state.get("pid"), state.get("start_time")
+        if state.get("socket"):
+            self._endpoint = Endpoint(socket=state["socket"], headers=state.get("headers") or {})
+        self._log_path = Path(state["log"]) if state.get("log") else None
+        if state.get("cgroup"):
+            self._cgroup = cgroups.LabCgroup(tuple(state["cgroup"]), state["cgroup_version"])
+        self._events.add(100, "Re-attached", ready=True)
+
+    def endpoint(self) -> Endpoint | None:
+        return self._endpoint
+
+    def progress(self) -> AsyncIterator[ProgressEvent]:
+        return self._events.follow()
+
+    def logs(self, tail: int = 200) -> str:
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        with self._log_path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 256 * 1024))  # the tail only: logs can be large
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        return "\n".join(lines[-tail:])
+
+    def limits(self) -> Limits:
+        sandboxed = bwrap_path() is not None
+        ok, how = cgroups.available()
+        return Limits(
+            sandboxed=sandboxed,
+            cpu_enforced=ok,
+            memory_enforced=ok,
+            notes=how if ok else f"CPU and memory are NOT limited: {how}",
+        )
