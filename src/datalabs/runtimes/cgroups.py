@@ -6,6 +6,7 @@ sandbox is counted. Without a writable cgroup hierarchy nothing is enforced and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from dataclasses import dataclass
@@ -91,17 +92,14 @@ class LabCgroup:
 
     def kill_all(self) -> None:
         for pid in self.pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def remove(self) -> None:
         for d in self.dirs:
-            try:
+            # A cgroup still holding dying processes cannot be removed yet; the next cleanup will.
+            with contextlib.suppress(OSError):
                 os.rmdir(d)
-            except OSError:
-                pass  # still has processes being torn down; the next cleanup removes it
 
 
 def _write(path: Path, value: str, ignore_errors: bool = False) -> None:

@@ -8,6 +8,7 @@ When the platform runs as root, labs drop to an unprivileged uid before the sand
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -127,7 +128,7 @@ class LocalRuntime(RuntimeBackend):
                     self._fail(
                         f"the lab did not answer within {spec.start_timeout:.0f} s: {self._last_error_line()}"
                     )
-                # Readiness is noticed within 20 ms: no back-off, unlike spawners that poll with doubling delays.
+                # Noticed within 20 ms: no back-off (spawners that poll with doubling delays lose time).
                 await asyncio.sleep(0.02)
 
     def _fail(self, reason: str):
@@ -165,17 +166,13 @@ class LocalRuntime(RuntimeBackend):
                 await asyncio.sleep(0.02)
             self._cgroup.remove()
         if self._proc is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
 
     def _signal(self, sig: int) -> None:
         # The lab leads its own process group; its sandbox's pid namespace dies with its init.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def oom_killed(self) -> bool:
         return self._cgroup is not None and self._cgroup.oom_killed()
