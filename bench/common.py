@@ -32,7 +32,8 @@ def machine() -> str:
     return (
         f"{len(os.sched_getaffinity(0))} CPUs (nproc), {kib / 2**20:.1f} GiB RAM, "
         f"{model[1].strip() if model else 'unknown CPU'}; {os.uname().sysname} {os.uname().release}, "
-        f"Python {sys.version.split()[0]}"
+        f"Python {sys.version.split()[0]}; load average before the run "
+        + "/".join(f"{x:.2f}" for x in os.getloadavg())
     )
 
 
@@ -69,6 +70,15 @@ class Server:
         """User + system CPU time the server process has used so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def settle(self, timeout: float = 300) -> float:
+        """Wait until /healthz answers within a second (a server may go on serving requests whose
+        clients left); returns the seconds waited."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < timeout:
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
+                return time.perf_counter() - start
+        raise RuntimeError(f"server at {self.url} still unresponsive after {timeout} s")
 
 
 @contextlib.contextmanager

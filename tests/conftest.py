@@ -6,7 +6,6 @@ them); with DATALABS_REQUIRE_PG=1 (set by `make test`) a missing PostgreSQL is a
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from datalabs.accounts import auth, service
+from datalabs.accounts import auth, passwords, service
 from datalabs.config import Settings
 from datalabs.db.engine import make_engine, migrate, open_database, transaction
 from tests.pg import PostgresServer, find_bin
@@ -122,22 +121,28 @@ class People:
 
     def login(self, name: str) -> TestClient:
         c = TestClient(self.app)
+        # Share the running app's event loop (and lifespan) instead of a throwaway loop per request:
+        # background work such as a lab start must outlive the request that began it.
+        c.portal = self.client.portal
         r = c.post("/api/v1/login", json={"username": name, "password": PASSWORD})
         assert r.status_code == 200, r.text
         return c
 
 
 @pytest.fixture
-def people(app, client, monkeypatch) -> People:
-    # Argon2 is slow on purpose; tests that are not about hashing reuse one real hash of PASSWORD.
-    hashed = _password_hash()
-    monkeypatch.setattr(service, "hash_password", lambda pw: hashed if pw == PASSWORD else _real_hash(pw))
+def people(app, client) -> People:
     return People(app, client)
 
 
-_real_hash = service.hash_password
+@pytest.fixture(autouse=True, scope="session")
+def cheap_argon2():
+    """Argon2 with minimal cost in tests (still real argon2): production cost is ~0.3 s per check here."""
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
 
-
-@functools.cache
-def _password_hash() -> str:
-    return _real_hash(PASSWORD)
+    cheap = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+    passwords._dummy_hash.cache_clear()
+    original = passwords._hasher
+    passwords._hasher = lambda: cheap
+    yield
+    passwords._hasher = original

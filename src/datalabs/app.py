@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -9,10 +10,13 @@ from fastapi import FastAPI
 
 from datalabs import __version__
 from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
+from datalabs.api import labs as labs_api
 from datalabs.catalogue import service as catalogue_service
 from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
+from datalabs.labs.manager import LabManager
+from datalabs.proxy.routes import MemoryRouteTable
 from datalabs.web import routes as web
 
 log = logging.getLogger(__name__)
@@ -29,7 +33,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             problems = catalogue_service.reload(db, settings)
         if problems:
             log.warning("%d problem(s) in datalab definitions; see /admin/catalogue", len(problems))
+        await labs.restore()
+        culler = asyncio.create_task(labs.run_culler())
         yield
+        culler.cancel()
+        await labs.shutdown()
         engine.dispose()
 
     app = FastAPI(
@@ -46,8 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.catalogue = Catalogue()
+    app.state.routes = routes = MemoryRouteTable()
+    app.state.labs = labs = LabManager(settings, sessions, routes)
     errors.install(app)
-    for module in (health, auth, tokens, users, groups, datalabs):
+    for module in (health, auth, tokens, users, groups, datalabs, labs_api):
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)

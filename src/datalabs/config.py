@@ -54,6 +54,27 @@ class CatalogueSettings(BaseModel):
     )
 
 
+class LabSettings(BaseModel):
+    backend: str = Field("local", description="Runtime backend for labs (entry point in datalabs.runtimes).")
+    max_running_per_user: int = Field(2, ge=0, description="Labs a user may have running at once.")
+    group_limits: dict[str, int] = Field(
+        default_factory=dict, description="Per-group overrides of max_running_per_user (the highest applies)."
+    )
+    idle_timeout: int = Field(
+        3600, ge=0, description="Seconds without proxied traffic before a lab is stopped; 0 = never."
+    )
+    cull_interval: int = Field(60, ge=1, description="Seconds between checks for idle or ended labs.")
+    start_timeout: int = Field(
+        120, ge=1, description="Seconds a lab may take to answer before its start fails."
+    )
+    api_url: str = Field("", description="Platform API URL given to labs; default: the server's own address.")
+    runtime_dir: Path | None = Field(
+        None,
+        description="Where labs' unix sockets live (kept short: socket paths are limited to 107 bytes). "
+        "Default /run/datalabs as root, else /tmp/datalabs-<uid>.",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `datalabs serve` binds.")
     port: int = Field(8000, description="Port `datalabs serve` binds.")
@@ -71,6 +92,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    labs: LabSettings = Field(default_factory=LabSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -83,6 +83,18 @@ ROUTES = [
     ("GET", "/api/v1/datalabs/topcat/thumbnail", None, {"anonymous": 401, "user": OK, "narrow": 403}),
     ("GET", "/api/v1/catalogue/problems", None, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
     ("POST", "/api/v1/catalogue/reload", {}, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
+    ("POST", "/api/v1/labs", {"datalab": "fake"}, {"anonymous": 401, "user": OK, "narrow": 403}),
+    ("GET", "/api/v1/labs", None, {"anonymous": 401, "user": OK, "narrow": OK}),
+    (
+        "GET",
+        "/api/v1/labs/{lab_id}",
+        None,
+        {"anonymous": 401, "user": 404, "member": 404, "owner": OK, "admin": OK},
+    ),
+    ("GET", "/api/v1/labs/{lab_id}/events", None, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
+    ("GET", "/api/v1/labs/{lab_id}/logs", None, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
+    ("POST", "/api/v1/labs/{lab_id}/stop", {}, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
+    ("DELETE", "/api/v1/labs/{lab_id}", None, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
 ]
 PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
 CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
@@ -92,8 +104,13 @@ CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in exp
 def settings(tmp_path, db_url):
     root = tmp_path / "defs"
     write(root, "team-lab", GOOD.replace("Good Lab", "Team Lab") + "allowed_groups: [astro]\n")
+    write(root, "fake", "title: Fake\nversion: '1'\nruntime: {kind: web, command: [fake-lab]}\n")
     return Settings(
-        home=tmp_path / "home", db={"url": db_url}, auth={"secret_key": "k"}, catalogue={"dirs": [root]}
+        home=tmp_path / "home",
+        db={"url": db_url},
+        auth={"secret_key": "k"},
+        catalogue={"dirs": [root]},
+        labs={"backend": "datalabs.runtimes.testing:FakeRuntime"},
     )
 
 
@@ -129,13 +146,13 @@ def test_route_authorisation(people, method, path, body, who, want):
     people.user("tess")
     headers = {}
     client = people.client
-    if who == "owner":  # the token's owner revoking it
-        client = people.login("tess")
-        path = path.replace("{token_id}", client.post("/api/v1/tokens", json={"name": "x"}).json()["id"])
-    elif "{token_id}" in path:  # someone else's token
-        path = path.replace(
-            "{token_id}", people.login("tess").post("/api/v1/tokens", json={"name": "x"}).json()["id"]
-        )
+    tess = people.login("tess")  # owns the token or lab in the path
+    if "{token_id}" in path:
+        path = path.replace("{token_id}", tess.post("/api/v1/tokens", json={"name": "x"}).json()["id"])
+    if "{lab_id}" in path:
+        path = path.replace("{lab_id}", tess.post("/api/v1/labs", json={"datalab": "fake"}).json()["id"])
+    if who == "owner":
+        client = tess
     if who in ("user", "member", "admin"):
         client = people.login({"user": "ada", "member": "mia", "admin": "root"}[who])
     elif who == "narrow":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 from datalabs.runtimes.base import LabSpec, Mount
@@ -37,7 +38,7 @@ def web_spec(
         owner="ada",
         kind="web",
         command=command or [sys.executable, "/media/notebooks/labapp.py", "/run/datalab/lab.sock", secret],
-        runtime_dir=tmp_path / "labs" / lab_id / "run",
+        runtime_dir=Path(tempfile.mkdtemp(prefix="dl-")) / lab_id,
         log_path=tmp_path / "labs" / lab_id / "lab.log",
         mounts=base + (mounts or []),
         secret=secret,

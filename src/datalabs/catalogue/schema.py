@@ -93,6 +93,11 @@ class RuntimeSpec(BaseModel):
     python_packages: list[str] = Field(default_factory=list)
     resources: ResourceLimits = Field(default_factory=ResourceLimits)
     allowed_groups: list[str] = Field(default_factory=list)
+    secret_env: str = Field(
+        "DATALAB_SECRET", description="Environment variable that carries the lab's secret."
+    )
+    secret_header: str = Field("X-Datalab-Secret: {secret}", description="Header the proxy injects upstream.")
+    ready_path: str = Field("{base_url}", description="Path that answers HTTP once the lab serves.")
 
     _split = field_validator("command", mode="before")(classmethod(lambda cls, v: _command(v)))
 

@@ -6,6 +6,7 @@ changes, so every API replica sees a change on its next request at the cost of o
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from datalabs.catalogue.schema import DatalabMeta
 from datalabs.config import Settings
 from datalabs.db.models import CatalogueProblem, Counter, Datalab, DatalabVersion
 from datalabs.errors import NotFound
+from datalabs.runtimes.sandbox import lab_path
 
 FACETS = ("kind", "mission", "instrument", "keyword", "domain")
 
@@ -149,9 +151,12 @@ def availability(meta: DatalabMeta) -> tuple[bool, str]:
     kind = meta.runtime.kind
     if kind not in plugins.runtime_kinds():
         return False, f"no runtime for {kind} datalabs is installed on this platform yet"
-    missing = [cmd for cmd in meta.runtime.requires if shutil.which(cmd) is None]
+    missing = [cmd for cmd in meta.runtime.requires if shutil.which(cmd, path=lab_path()) is None]
     if missing:
         return False, f"not installed on this host: {', '.join(missing)}"
+    packages = [p for p in meta.runtime.python_packages if importlib.util.find_spec(p) is None]
+    if packages:
+        return False, f"its Python environment is not built yet (missing {', '.join(packages)})"
     return True, ""
 
 

@@ -18,8 +18,8 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings()
-    host = host or settings.server.host
-    port = port or settings.server.port
+    host = settings.server.host = host or settings.server.host
+    port = settings.server.port = port or settings.server.port
     from datalabs.app import create_app
 
     app = create_app(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from datalabs.db.types import UTCDateTime, utcnow
@@ -141,3 +141,32 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Lab(Base):
+    """One running (or ended) datalab of one user. `runtime_state` lets a restarted platform re-attach."""
+
+    __tablename__ = "labs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    datalab: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="web")
+    # pending -> starting -> running -> stopping -> stopped | failed
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    cpu: Mapped[float] = mapped_column(default=1.0)
+    memory: Mapped[int] = mapped_column(BigInteger, default=2 * 10**9)  # bytes
+    gpu: Mapped[int] = mapped_column(default=0)
+    volumes: Mapped[list[str]] = mapped_column(default=list)
+    backend: Mapped[str] = mapped_column(String(32), default="local")
+    runtime_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    token_id: Mapped[str | None] = mapped_column(String(16), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_activity: Mapped[datetime | None] = mapped_column(default=None)
+
+    owner: Mapped[User] = relationship()

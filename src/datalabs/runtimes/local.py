@@ -22,11 +22,11 @@ import httpx
 from datalabs.runtimes import cgroups
 from datalabs.runtimes.base import Endpoint, LabSpec, Limits, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog
-from datalabs.runtimes.sandbox import bwrap_command, bwrap_path
+from datalabs.runtimes.sandbox import bwrap_command, bwrap_path, lab_path
 
 SOCKET_NAME = "lab.sock"
 LAB_UID = 65534  # nobody: used only when the platform itself runs as root
-BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+BASE_ENV = {"PATH": lab_path(), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
 
 def lab_uid() -> int | None:
@@ -45,7 +45,7 @@ def _start_time(pid: int) -> int | None:
 
 
 class LocalRuntime(RuntimeBackend):
-    kinds: ClassVar[tuple[str, ...]] = ("web", "desktop")
+    kinds: ClassVar[tuple[str, ...]] = ("web",)  # desktop labs need the VNC bridge (not yet)
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
@@ -119,7 +119,8 @@ class LocalRuntime(RuntimeBackend):
                         announced = True
                     try:
                         response = await client.get(spec.ready_path, headers=spec.secret_headers)
-                        if response.status_code < 500:
+                        # 401/403 mean the lab refused its own secret: keep waiting, the timeout says so.
+                        if response.status_code < 500 and response.status_code not in (401, 403):
                             return
                     except httpx.TransportError:
                         pass

@@ -21,6 +21,11 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+def lab_path() -> str:
+    """PATH inside labs: the platform's environment first (JupyterLab and friends), then the system."""
+    return f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin"
+
+
 def python_dirs() -> list[str]:
     """The interpreter's installation and the platform's environment, so lab commands from it run."""
     dirs = {str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
@@ -75,6 +80,9 @@ def bwrap_command(spec: LabSpec, bwrap: str, uid: int | None = None) -> list[str
                 ["--ro-bind", d, d] if not Path(d).is_symlink() else ["--symlink", str(Path(d).readlink()), d]
             )
     for d in python_dirs():
+        # bwrap (as root) would create the missing parents with mode 0700, closed to the lab's uid.
+        for parent in reversed(Path(d).parents[:-1]):
+            argv += ["--perms", "0755", "--dir", str(parent)]
         argv += ["--ro-bind", d, d]
     argv += ["--bind", str(spec.runtime_dir), "/run/datalab"]
     for m in spec.mounts:

@@ -1,0 +1,206 @@
+"""Labs: launch, list, follow the start (SSE), logs, stop, destroy."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy.orm import Session
+
+from datalabs.accounts.principal import Principal
+from datalabs.api.deps import get_db, get_settings, scope
+from datalabs.api.schemas import Strict
+from datalabs.catalogue.schema import parse_memory
+from datalabs.config import Settings
+from datalabs.db.models import Lab
+from datalabs.errors import Invalid
+from datalabs.labs import service
+from datalabs.labs.manager import LabManager
+
+router = APIRouter(prefix="/api/v1/labs", tags=["labs"], responses={401: {}, 403: {}})
+read, write = scope("labs:read"), scope("labs:write")
+
+
+class ResourceRequest(Strict):
+    cpu: float | None = Field(None, gt=0, le=256)
+    memory: str | None = Field(None, max_length=20, description="e.g. 2G, 512M")
+    gpu: int | None = Field(None, ge=0, le=16)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_memory(v)  # raises ValueError with a clear message
+        return v
+
+
+class LaunchBody(Strict):
+    datalab: str = Field(min_length=1, max_length=64)
+    version: str | None = Field(None, max_length=64)
+    name: str = Field("", max_length=100)
+    resources: ResourceRequest = Field(default_factory=ResourceRequest)
+    volumes: list[str] = Field(default_factory=list, max_length=50)
+    cluster: str | None = Field(None, max_length=64, description="Only 'local' exists so far.")
+
+
+class LabRead(BaseModel):
+    id: str
+    name: str
+    owner: str
+    datalab: str
+    version: str
+    kind: str
+    state: str
+    reason: str
+    url: str
+    resources: dict
+    volumes: list[str]
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+    @classmethod
+    def of(cls, lab: Lab) -> LabRead:
+        return cls(
+            id=lab.id,
+            name=lab.name,
+            owner=lab.owner.name,
+            datalab=lab.datalab,
+            version=lab.version,
+            kind=lab.kind,
+            state=lab.state,
+            reason=lab.reason,
+            url=f"/datalabs/{lab.id}/",
+            resources={"cpu": lab.cpu, "memory": service.memory_text(lab.memory), "gpu": lab.gpu},
+            volumes=lab.volumes,
+            created_at=lab.created_at,
+            started_at=lab.started_at,
+            ended_at=lab.ended_at,
+        )
+
+
+def manager(request: Request) -> LabManager:
+    return request.app.state.labs
+
+
+@router.post("", status_code=202, response_model=LabRead, responses={404: {}, 422: {}, 429: {}})
+async def launch(
+    body: LaunchBody,
+    request: Request,
+    principal: Principal = Depends(write),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    labs: LabManager = Depends(manager),
+):
+    """Launch a datalab; follow its start at `/api/v1/labs/{id}/events`, then open its `url`."""
+    if body.cluster not in (None, "local"):
+        raise Invalid(f"no cluster named '{body.cluster}'", code="unknown_cluster")
+    req = service.LaunchRequest(
+        datalab=body.datalab,
+        version=body.version,
+        name=body.name,
+        cpu=body.resources.cpu,
+        memory=body.resources.memory,
+        gpu=body.resources.gpu,
+        volumes=tuple(body.volumes),
+    )
+    lab, token = service.create(db, settings, request.app.state.catalogue, principal, req)
+    db.commit()
+    labs.spawn(lab.id, token)
+    return LabRead.of(lab)
+
+
+@router.get("", response_model=list[LabRead])
+def list_labs(
+    all: bool = Query(False, description="Admins: every user's labs."),
+    active: bool = Query(False, description="Only labs that are not stopped or failed."),
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+):
+    return [
+        LabRead.of(lab) for lab in service.list_for(db, principal, everyone=all, include_ended=not active)
+    ]
+
+
+@router.get("/{lab_id}", response_model=LabRead, responses={404: {}})
+def get_lab(lab_id: str, principal: Principal = Depends(read), db: Session = Depends(get_db)):
+    return LabRead.of(service.get(db, principal, lab_id))
+
+
+@router.get("/{lab_id}/events", response_class=StreamingResponse, responses={404: {}})
+async def lab_events(
+    lab_id: str,
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    labs: LabManager = Depends(manager),
+):
+    """Server-sent events: `progress` while starting, then one `ready` or `failed` (with the reason)."""
+    lab = service.get(db, principal, lab_id)
+    state, reason = lab.state, lab.reason
+    db.close()
+
+    async def stream():
+        log = labs.events.get(lab_id)
+        if log is None or state not in ("pending", "starting"):
+            outcome = (
+                "ready" if state == "running" else "failed" if state in ("failed", "stopped") else "state"
+            )
+            yield _sse(outcome, {"progress": 100, "message": reason or state, "state": state})
+            return
+        async for event in log.follow():
+            kind = "ready" if event.ready else "failed" if event.failed else "progress"
+            yield _sse(kind, {"progress": event.progress, "message": event.message})
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+@router.get("/{lab_id}/logs", response_class=PlainTextResponse, responses={404: {}})
+def lab_logs(
+    lab_id: str,
+    tail: int = Query(200, ge=1, le=10_000),
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    labs: LabManager = Depends(manager),
+):
+    return labs.logs(service.get(db, principal, lab_id), tail)
+
+
+@router.post("/{lab_id}/stop", response_model=LabRead, responses={404: {}})
+async def stop_lab(
+    lab_id: str,
+    principal: Principal = Depends(write),
+    db: Session = Depends(get_db),
+    labs: LabManager = Depends(manager),
+):
+    lab = service.get(db, principal, lab_id)
+    if lab.state in service.ACTIVE:
+        who = "its owner" if lab.owner_id == principal.user.id else f"administrator {principal.name}"
+        await labs.stop(lab_id, f"stopped by {who}")
+    db.expire_all()
+    return LabRead.of(service.get(db, principal, lab_id))
+
+
+@router.delete("/{lab_id}", status_code=204, responses={404: {}})
+async def destroy_lab(
+    lab_id: str,
+    principal: Principal = Depends(write),
+    db: Session = Depends(get_db),
+    labs: LabManager = Depends(manager),
+    settings: Settings = Depends(get_settings),
+):
+    """Stop the lab if needed and remove its record, runtime directory and logs."""
+    lab = service.get(db, principal, lab_id)
+    if lab.state in service.ACTIVE:
+        await labs.stop(lab_id, "destroyed")
+    db.expire_all()
+    db.delete(service.get(db, principal, lab_id))
+    db.commit()
+    labs.events.pop(lab_id, None)
+    labs.remove_files(lab_id)

@@ -1,0 +1,272 @@
+"""`LabManager`: drives lab life cycles on the runtime backend, keeps the proxy's route table in step,
+re-attaches to labs after a platform restart, and culls idle or ended labs.
+
+DB work runs in worker threads (`anyio.to_thread`) so the event loop, which also serves the proxy,
+never waits on the database."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from anyio import to_thread
+from sqlalchemy import select
+
+from datalabs import plugins
+from datalabs.catalogue.schema import DatalabMeta
+from datalabs.config import Settings
+from datalabs.db.models import Datalab, DatalabVersion, Lab, Membership
+from datalabs.labs import service
+from datalabs.proxy.base import RouteTable
+from datalabs.proxy.routes import Route
+from datalabs.runtimes.base import LabSpec, Mount, ProgressEvent, RuntimeBackend, StartError
+from datalabs.runtimes.events import EventLog
+from datalabs.workspaces import layout
+
+log = logging.getLogger(__name__)
+SOCKET = "/run/datalab/lab.sock"
+
+
+class LabManager:
+    def __init__(self, settings: Settings, sessions, routes: RouteTable):
+        self.settings, self.sessions, self.routes = settings, sessions, routes
+        self.backends: dict[str, RuntimeBackend] = {}
+        self.events: dict[str, EventLog] = {}
+        self.activity: dict[str, float] = {}  # lab id -> time.monotonic() of the last proxied request
+        self._tasks: set[asyncio.Task] = set()
+
+    def backend_class(self) -> type[RuntimeBackend]:
+        name = self.settings.labs.backend
+        if ":" in name:  # "package.module:Class", e.g. the test fake
+            module, _, attr = name.partition(":")
+            return getattr(importlib.import_module(module), attr)
+        backends = plugins.load("datalabs.runtimes")
+        if name not in backends:
+            raise RuntimeError(
+                f"runtime backend '{name}' is not installed (have: {', '.join(backends) or 'none'})"
+            )
+        return backends[name]
+
+    # ---- launching ----------------------------------------------------------------------------------
+
+    def spawn(self, lab_id: str, token: str) -> None:
+        """Start the lab in the background (called right after its record was committed)."""
+        self.events[lab_id] = EventLog()
+        self.events[lab_id].add(0, "Queued")
+        self._keep(asyncio.create_task(self._start(lab_id, token)))
+
+    def _keep(self, task: asyncio.Task) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start(self, lab_id: str, token: str) -> None:
+        events = self.events[lab_id]
+        try:
+            spec, owner = await to_thread.run_sync(self._spec, lab_id, token)
+            await self._set(lab_id, "starting")
+            backend = self.backend_class()()
+            self.backends[lab_id] = backend
+            forward = asyncio.create_task(self._forward(backend.progress(), events))
+            try:
+                endpoint = await backend.start(spec)
+            finally:
+                forward.cancel()
+            await self.routes.add_route(
+                Route(
+                    lab_id=lab_id,
+                    owner=owner,
+                    socket=endpoint.socket,
+                    host_port=endpoint.host_port,
+                    headers=endpoint.headers,
+                )
+            )
+            self.activity[lab_id] = time.monotonic()
+            await self._set(lab_id, "running", runtime_state=backend.get_state())
+            events.add(100, "Running", ready=True)
+        except StartError as exc:
+            await self._set(lab_id, "failed", str(exc))
+            events.add(100, str(exc), failed=True)
+        except Exception as exc:  # a bug or a broken host must still end in a clear state
+            log.exception("lab %s failed to start", lab_id)
+            await self._set(lab_id, "failed", f"internal error while starting: {exc}")
+            events.add(100, f"internal error while starting: {exc}", failed=True)
+
+    @staticmethod
+    async def _forward(source: AsyncIterator[ProgressEvent], events: EventLog) -> None:
+        async for event in source:
+            if not (event.ready or event.failed):  # the manager announces the outcome itself
+                events.add(event.progress, event.message)
+
+    def _spec(self, lab_id: str, token: str) -> tuple[LabSpec, str]:
+        with self.sessions() as db:
+            lab = db.get(Lab, lab_id)
+            version = db.scalar(
+                select(DatalabVersion)
+                .join(Datalab)
+                .where(Datalab.name == lab.datalab, DatalabVersion.version == lab.version)
+            )
+            meta = DatalabMeta.model_validate(version.meta)
+            owner = lab.owner.name
+            teams = db.execute(select(Membership).where(Membership.user_id == lab.owner_id)).scalars().all()
+            mounts = [
+                Mount(layout.user_dir(self.settings, owner), "/media/home/my_workspace", readonly=False)
+            ]
+            for m in teams:
+                mounts.append(
+                    Mount(
+                        layout.team_dir(self.settings, m.group.name),
+                        f"/media/home/team_workspaces/{m.group.name}",
+                        readonly=m.role == "readonly",
+                    )
+                )
+            if version.source_path:
+                mounts.append(Mount(Path(version.source_path).parent, "/media/notebooks", readonly=True))
+        rt = meta.runtime
+        secret = service.new_secret()
+        base_url = f"/datalabs/{lab_id}/"
+        fill = {"socket": SOCKET, "base_url": base_url, "secret": secret}
+        header_name, _, header_value = rt.secret_header.format(**fill).partition(":")
+        lab_dir = self.settings.home / "labs" / lab_id
+        env = {
+            "DATALAB_ID": lab_id,
+            "DATALABS_API_URL": self.api_url(),
+            "DATALABS_TOKEN": token,
+            rt.secret_env: secret,
+            "JUPYTER_RUNTIME_DIR": "/run/datalab/jupyter",
+        }
+        spec = LabSpec(
+            lab_id=lab_id,
+            owner=owner,
+            kind=rt.kind,
+            command=[part.format(**fill) for part in rt.command],
+            runtime_dir=self.runtime_dir(lab_id),
+            log_path=lab_dir / "lab.log",
+            env=env,
+            mounts=mounts,
+            cpu=lab.cpu,
+            memory_bytes=lab.memory,
+            secret=secret,
+            secret_headers={header_name.strip(): header_value.strip()},
+            ready_path=rt.ready_path.format(**fill),
+            start_timeout=self.settings.labs.start_timeout,
+        )
+        return spec, owner
+
+    def runtime_dir(self, lab_id: str) -> Path:
+        configured = self.settings.labs.runtime_dir
+        root = configured or (
+            Path("/run/datalabs") if os.geteuid() == 0 else Path(f"/tmp/datalabs-{os.getuid()}")
+        )
+        root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        return root / lab_id
+
+    def remove_files(self, lab_id: str) -> None:
+        """Delete a destroyed lab's runtime directory and logs."""
+        shutil.rmtree(self.runtime_dir(lab_id), ignore_errors=True)
+        shutil.rmtree(self.settings.home / "labs" / lab_id, ignore_errors=True)
+
+    def api_url(self) -> str:
+        s = self.settings
+        return s.labs.api_url or s.server.public_url or f"http://127.0.0.1:{s.server.port}"
+
+    async def _set(self, lab_id: str, state: str, reason: str = "", **fields) -> None:
+        def write() -> None:
+            with self.sessions() as db:
+                service.set_state(db, lab_id, state, reason, **fields)
+
+        await to_thread.run_sync(write)
+
+    # ---- stopping -----------------------------------------------------------------------------------
+
+    async def stop(
+        self, lab_id: str, reason: str = "stopped by its owner", *, state: str = "stopped"
+    ) -> None:
+        await self._set(lab_id, "stopping")
+        await self.routes.delete_route(lab_id)
+        backend = self.backends.pop(lab_id, None)
+        if backend is not None:
+            await backend.stop()
+            if getattr(backend, "oom_killed", lambda: False)():
+                state, reason = "failed", "the lab was killed: it used more memory than its limit"
+        self.activity.pop(lab_id, None)
+        await self._set(lab_id, state, reason)
+        self.events.setdefault(lab_id, EventLog()).add(100, f"Stopped: {reason}", failed=True)
+
+    def logs(self, lab: Lab, tail: int) -> str:
+        backend = self.backends.get(lab.id)
+        if backend is not None:
+            return backend.logs(tail)
+        path = self.settings.home / "labs" / lab.id / "lab.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-tail:]) if path.exists() else ""
+
+    # ---- restart and culling ------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Re-attach to labs that were running when the platform stopped; close the books on the rest."""
+        labs = await to_thread.run_sync(self._active_labs)
+        for lab_id, owner, state, runtime_state in labs:
+            if not runtime_state or state in ("pending", "starting"):
+                await self._set(lab_id, "failed", "the platform restarted while this lab was starting")
+                continue
+            backend = self.backend_class()()
+            backend.load_state(runtime_state)
+            if await backend.poll() is not None:
+                await backend.stop(now=True)
+                await self._set(lab_id, "failed", "the lab ended while the platform was down")
+                continue
+            endpoint = backend.endpoint()
+            self.backends[lab_id] = backend
+            self.activity[lab_id] = time.monotonic()
+            await self.routes.add_route(
+                Route(
+                    lab_id=lab_id,
+                    owner=owner,
+                    socket=endpoint.socket,
+                    host_port=endpoint.host_port,
+                    headers=endpoint.headers,
+                )
+            )
+            log.info("re-attached to lab %s of %s", lab_id, owner)
+
+    def _active_labs(self) -> list[tuple[str, str, str, dict]]:
+        with self.sessions() as db:
+            rows = db.scalars(select(Lab).where(Lab.state.in_(service.ACTIVE))).all()
+            return [(lab.id, lab.owner.name, lab.state, lab.runtime_state) for lab in rows]
+
+    async def cull_once(self) -> None:
+        """Stop labs idle past the timeout; record labs that ended by themselves (crash, OOM kill)."""
+        idle = self.settings.labs.idle_timeout
+        now = time.monotonic()
+        for lab_id, backend in list(self.backends.items()):
+            if lab_id not in self.activity:
+                continue  # still starting
+            code = await backend.poll()
+            if code is not None:
+                oom = getattr(backend, "oom_killed", lambda: False)()
+                reason = (
+                    "the lab was killed: it used more memory than its limit"
+                    if oom
+                    else f"the lab exited by itself (code {code})"
+                )
+                await self.stop(lab_id, reason, state="failed")
+            elif idle and now - self.activity[lab_id] > idle:
+                await self.stop(lab_id, f"stopped after {idle // 60} minutes without activity")
+
+    async def run_culler(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.labs.cull_interval)
+            try:
+                await self.cull_once()
+            except Exception:  # the culler must survive a bad lab
+                log.exception("culling failed")
+
+    async def shutdown(self) -> None:
+        """Platform stopping: labs keep running (they are re-attached at the next start)."""
+        for task in list(self._tasks):
+            task.cancel()

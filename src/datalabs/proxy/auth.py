@@ -1,0 +1,140 @@
+"""Who is asking, and may they use this lab: the default authenticator and authorisation rule.
+
+The authenticator reads the platform's credentials (the `datalabs_session` cookie or an
+`Authorization: Bearer` token) exactly as the API does, but caches positive answers for a few seconds:
+a JupyterLab page fires dozens of requests at once, and the proxy's hot path must not hit the database
+for each. The price is that a revoked token or ended session keeps working through the proxy for up to
+`ttl` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import anyio.to_thread
+from sqlalchemy.orm import Session, sessionmaker
+
+from datalabs.accounts import auth
+from datalabs.accounts.scopes import grants
+from datalabs.proxy.headers import get_header
+from datalabs.proxy.routes import Route
+
+SESSION_COOKIE = "datalabs_session"  # same names as datalabs.api.deps (not imported: keeps FastAPI out)
+LAB_SCOPE = "labs:write"  # using a lab runs code as its owner, so a token needs the write scope
+
+
+class UserLike(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class PrincipalLike(Protocol):
+    """What the proxy needs of a principal: `.user.name` (and optionally `.scopes`)."""
+
+    @property
+    def user(self) -> UserLike: ...
+
+
+Authenticate = Callable[[dict], Awaitable[Any]]
+Authorize = Callable[[Any, Route], bool]
+
+
+def credential(scope: dict) -> tuple[str, str] | None:
+    """("token", secret) from `Authorization: Bearer`, else ("session", value) from the session cookie,
+    else None. Another Authorization scheme (a lab's page may send Jupyter's `token x`) is not ours: it
+    is ignored here (and stripped before forwarding)."""
+    header = get_header(scope, b"authorization")
+    if header:
+        scheme, _, secret = header.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and secret.strip():
+            return "token", secret.strip()
+    cookie = get_header(scope, b"cookie")
+    if cookie and SESSION_COOKIE.encode() in cookie:
+        for part in cookie.decode("latin-1").split(";"):
+            name, _, value = part.partition("=")
+            if name.strip() == SESSION_COOKIE and value.strip():
+                return "session", value.strip().strip('"')
+    return None
+
+
+def owner_only(principal: Any, route: Route) -> bool:
+    """The default rule: only the lab's owner may use it; administrators manage labs through the API but
+    do not open them. A token must also grant `labs:write` (sessions grant everything)."""
+    if principal.user.name != route.owner:
+        return False
+    scopes = getattr(principal, "scopes", None)
+    return scopes is None or grants(frozenset(scopes), LAB_SCOPE)
+
+
+class CachedAuthenticator:
+    """`await authenticator(scope)` -> the platform Principal, or None for anonymous/invalid credentials.
+
+    Database lookups run in a worker thread (SQLAlchemy is synchronous). Positive answers are cached for
+    `ttl` seconds under the SHA-256 of the credential (the secret itself is never kept as a key);
+    concurrent requests with the same uncached credential share one lookup. Negative answers are not
+    cached, so logging in takes effect at once.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self._sessions = sessions
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._cache: dict[bytes, tuple[float, Any]] = {}
+        self._inflight: dict[bytes, asyncio.Task[Any]] = {}
+
+    async def __call__(self, scope: dict) -> Any:
+        found = credential(scope)
+        if found is None:
+            return None
+        kind, secret = found
+        key = hashlib.sha256(f"{kind}:{secret}".encode()).digest()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(key, kind, secret))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t: self._done(key, t))
+        # shield: one impatient request being cancelled must not cancel the lookup the others await
+        return await asyncio.shield(task)
+
+    def forget_all(self) -> None:
+        """Drop every cached answer (e.g. after a mass revocation)."""
+        self._cache.clear()
+
+    async def _load(self, key: bytes, kind: str, secret: str) -> Any:
+        principal = await anyio.to_thread.run_sync(self._lookup, kind, secret)
+        if principal is not None and self.ttl > 0:
+            if len(self._cache) >= self.max_entries:
+                self._prune()
+            self._cache.pop(key, None)  # re-insert at the end: dict order is our age order
+            self._cache[key] = (time.monotonic() + self.ttl, principal)
+        return principal
+
+    def _lookup(self, kind: str, secret: str) -> Any:
+        with self._sessions() as db:
+            if kind == "token":
+                return auth.principal_from_token(db, secret)
+            return auth.principal_from_session(db, secret)
+
+    def _done(self, key: bytes, task: asyncio.Task[Any]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an error nobody awaited any more is not logged twice
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (expires, _) in self._cache.items() if expires <= now]:
+            del self._cache[key]
+        while len(self._cache) >= self.max_entries:
+            del self._cache[next(iter(self._cache))]
+
+
+def make_authenticator(sessions: sessionmaker[Session], ttl: float = 5.0) -> CachedAuthenticator:
+    """The platform's authenticator for the proxy, over the app's session factory (app.state.sessions)."""
+    return CachedAuthenticator(sessions, ttl=ttl)

@@ -1,0 +1,1 @@
+"""Personal and team workspaces: their place under DATALABS_HOME."""
