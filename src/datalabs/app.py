@@ -16,6 +16,7 @@ from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
 from datalabs.labs.manager import LabManager
+from datalabs.proxy.auth import make_authenticator
 from datalabs.proxy.routes import MemoryRouteTable
 from datalabs.web import routes as web
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.catalogue = Catalogue()
+    app.state.authenticator = make_authenticator(sessions, ttl=settings.auth.cache_ttl)
     app.state.routes = routes = MemoryRouteTable()
     app.state.labs = labs = LabManager(settings, sessions, routes)
     errors.install(app)

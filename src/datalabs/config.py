@@ -41,6 +41,11 @@ class AuthSettings(BaseModel):
         5, description="Failed logins per user name (or client) before throttling."
     )
     throttle_window: int = Field(900, description="Seconds over which failed logins are counted.")
+    cache_ttl: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds an authenticated session or token is remembered per process (0 = off).",
+    )
     token_max_ttl: int = Field(
         365 * 86400, description="Longest lifetime an API token may be given, seconds."
     )

@@ -8,7 +8,14 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import SESSION_COOKIE, client_address, current_principal, get_db, get_settings
+from datalabs.api.deps import (
+    SESSION_COOKIE,
+    auth_changed,
+    client_address,
+    current_principal,
+    get_db,
+    get_settings,
+)
 from datalabs.api.schemas import Strict, UserRead
 from datalabs.config import Settings
 
@@ -72,6 +79,7 @@ def logout(
     if cookie := request.cookies.get(SESSION_COOKIE):
         auth.end_session(db, cookie)
         db.commit()
+        auth_changed(request)
     response.delete_cookie(SESSION_COOKIE, path="/")
 
 

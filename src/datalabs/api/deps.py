@@ -26,25 +26,38 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def optional_principal(request: Request, db: Session = Depends(get_db)) -> Principal | None:
+async def optional_principal(request: Request) -> Principal | None:
+    """The caller, from `Authorization: Bearer` or the session cookie, through the shared, briefly caching
+    authenticator (see `auth_changed`); None when anonymous."""
     if hasattr(request.state, "principal"):
         return request.state.principal
-    principal = None
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise Unauthorized("Authorization header must be 'Bearer <token>'", code="bad_authorization")
-        principal = auth.principal_from_token(db, secret.strip())
-        if principal is None:
-            raise Unauthorized("token is invalid, expired or revoked", code="invalid_token")
-    elif cookie := request.cookies.get(SESSION_COOKIE):
-        principal = auth.principal_from_session(db, cookie)
-        # Only POST can come from a cross-site HTML form; other methods need CORS, which we never grant.
-        if principal and request.method == "POST" and request.url.path.startswith("/api/"):
-            _check_api_csrf(request, cookie)
+    principal = await request.app.state.authenticator(request.scope)
+    if header and principal is None:
+        raise Unauthorized("token is invalid, expired or revoked", code="invalid_token")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    # Only POST can come from a cross-site HTML form; other methods need CORS, which we never grant.
+    if principal and not header and request.method == "POST" and request.url.path.startswith("/api/"):
+        _check_api_csrf(request, cookie or "")
     request.state.principal = principal
     return principal
+
+
+def auth_changed(request: Request) -> None:
+    """Call after revoking a token, ending a session or changing a user or membership: cached answers of
+    this process are dropped at once (other replicas follow within `auth.cache_ttl` seconds)."""
+    request.app.state.authenticator.forget_all()
+
+
+def forget_after_changes(request: Request) -> Iterator[None]:
+    """Router dependency for user and group administration: any change drops cached principals."""
+    yield
+    if request.method != "GET":
+        auth_changed(request)
 
 
 def _check_api_csrf(request: Request, cookie: str) -> None:

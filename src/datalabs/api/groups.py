@@ -10,11 +10,16 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import service
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import admin, get_db
+from datalabs.api.deps import admin, forget_after_changes, get_db
 from datalabs.api.schemas import Strict
 from datalabs.db.models import Group
 
-router = APIRouter(prefix="/api/v1/groups", tags=["groups"], responses={401: {}, 403: {}})
+router = APIRouter(
+    prefix="/api/v1/groups",
+    tags=["groups"],
+    responses={401: {}, 403: {}},
+    dependencies=[Depends(forget_after_changes)],
+)
 
 
 class GroupCreate(Strict):

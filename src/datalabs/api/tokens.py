@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import Field
 from sqlalchemy.orm import Session
 
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.accounts.scopes import SCOPES
-from datalabs.api.deps import current_principal, get_db, get_settings
+from datalabs.api.deps import auth_changed, current_principal, get_db, get_settings
 from datalabs.api.schemas import Strict, TokenRead
 from datalabs.config import Settings
 
@@ -49,6 +49,9 @@ def list_tokens(principal: Principal = Depends(_full), db: Session = Depends(get
 
 
 @router.delete("/{token_id}", status_code=204, responses={401: {}, 403: {}, 404: {}})
-def revoke_token(token_id: str, principal: Principal = Depends(_full), db: Session = Depends(get_db)):
+def revoke_token(
+    token_id: str, request: Request, principal: Principal = Depends(_full), db: Session = Depends(get_db)
+):
     auth.revoke_token(db, principal, token_id)
     db.commit()
+    auth_changed(request)

@@ -10,10 +10,15 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import service
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import admin, get_db
+from datalabs.api.deps import admin, forget_after_changes, get_db
 from datalabs.api.schemas import Strict, UserRead
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"], responses={401: {}, 403: {}})
+router = APIRouter(
+    prefix="/api/v1/users",
+    tags=["users"],
+    responses={401: {}, 403: {}},
+    dependencies=[Depends(forget_after_changes)],
+)
 Role = Literal["admin", "moderator", "user"]
 
 
