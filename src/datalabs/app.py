@@ -16,6 +16,7 @@ from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
 from datalabs.labs.manager import LabManager
+from datalabs.proxy.app import LabProxy
 from datalabs.proxy.auth import make_authenticator
 from datalabs.proxy.routes import MemoryRouteTable
 from datalabs.web import routes as web
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         culler.cancel()
         await labs.shutdown()
+        app.state.proxy.close()
         engine.dispose()
 
     app = FastAPI(
@@ -63,4 +65,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)
+    app.state.proxy = proxy = LabProxy(routes, app.state.authenticator, on_activity=labs.activity)
+    app.add_middleware(ProxyFirst, proxy=proxy)  # outermost: lab traffic skips the API's middleware
     return app
+
+
+class ProxyFirst:
+    """Sends `/datalabs/...` (HTTP and WebSocket) straight to the lab proxy; everything else to the app."""
+
+    def __init__(self, app, proxy: LabProxy) -> None:
+        self.app, self.proxy = app, proxy
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan" and scope["path"].startswith(self.proxy.prefix):
+            return await self.proxy(scope, receive, send)
+        return await self.app(scope, receive, send)

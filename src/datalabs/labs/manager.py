@@ -11,7 +11,6 @@ import importlib
 import logging
 import os
 import shutil
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from datalabs.catalogue.schema import DatalabMeta
 from datalabs.config import Settings
 from datalabs.db.models import Datalab, DatalabVersion, Lab, Membership
 from datalabs.labs import service
+from datalabs.proxy.activity import ActivityRecorder
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.routes import Route
 from datalabs.runtimes.base import LabSpec, Mount, ProgressEvent, RuntimeBackend, StartError
@@ -38,7 +38,7 @@ class LabManager:
         self.settings, self.sessions, self.routes = settings, sessions, routes
         self.backends: dict[str, RuntimeBackend] = {}
         self.events: dict[str, EventLog] = {}
-        self.activity: dict[str, float] = {}  # lab id -> time.monotonic() of the last proxied request
+        self.activity = ActivityRecorder()  # the proxy records traffic here; the culler reads it
         self._tasks: set[asyncio.Task] = set()
 
     def backend_class(self) -> type[RuntimeBackend]:
@@ -86,7 +86,7 @@ class LabManager:
                     headers=endpoint.headers,
                 )
             )
-            self.activity[lab_id] = time.monotonic()
+            self.activity(lab_id)
             await self._set(lab_id, "running", runtime_state=backend.get_state())
             events.add(100, "Running", ready=True)
         except StartError as exc:
@@ -194,7 +194,7 @@ class LabManager:
             await backend.stop()
             if getattr(backend, "oom_killed", lambda: False)():
                 state, reason = "failed", "the lab was killed: it used more memory than its limit"
-        self.activity.pop(lab_id, None)
+        self.activity.forget(lab_id)
         await self._set(lab_id, state, reason)
         self.events.setdefault(lab_id, EventLog()).add(100, f"Stopped: {reason}", failed=True)
 
@@ -222,7 +222,7 @@ class LabManager:
                 continue
             endpoint = backend.endpoint()
             self.backends[lab_id] = backend
-            self.activity[lab_id] = time.monotonic()
+            self.activity(lab_id)
             await self.routes.add_route(
                 Route(
                     lab_id=lab_id,
@@ -242,9 +242,9 @@ class LabManager:
     async def cull_once(self) -> None:
         """Stop labs idle past the timeout; record labs that ended by themselves (crash, OOM kill)."""
         idle = self.settings.labs.idle_timeout
-        now = time.monotonic()
         for lab_id, backend in list(self.backends.items()):
-            if lab_id not in self.activity:
+            idle_for = self.activity.idle_for(lab_id)
+            if idle_for is None:
                 continue  # still starting
             code = await backend.poll()
             if code is not None:
@@ -255,7 +255,7 @@ class LabManager:
                     else f"the lab exited by itself (code {code})"
                 )
                 await self.stop(lab_id, reason, state="failed")
-            elif idle and now - self.activity[lab_id] > idle:
+            elif idle and idle_for > idle:
                 await self.stop(lab_id, f"stopped after {idle // 60} minutes without activity")
 
     async def run_culler(self) -> None:
