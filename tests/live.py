@@ -23,6 +23,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(base: str, proc: subprocess.Popen, home: Path, timeout: float = 60) -> None:
+    """Wait until the server at `base` answers /healthz; fail with its log if it exits or hangs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            logs = "\n".join(p.read_text() for p in sorted(home.glob("server*.log")))
+            pytest.fail(f"server exited with {proc.returncode}: {logs}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"server did not become healthy in {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 @contextmanager
 def live_server(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start the platform on `home`, wait until /healthz answers, yield its base URL, stop it."""
@@ -39,18 +56,7 @@ def live_server(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}: {log_path.read_text()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not become healthy in 60 s: {log_path.read_text()}")
-            time.sleep(0.1)
+        wait_healthy(base, proc, home)
         yield base
     finally:
         proc.terminate()

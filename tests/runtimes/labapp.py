@@ -1,7 +1,8 @@
 """A minimal web lab for tests: HTTP on a unix socket, answering only with the injected secret header.
 
-Run inside the sandbox as `python labapp.py SOCKET SECRET`; GET /write?path=P writes P, GET /read?path=P
-returns P's content (or the error), GET /env shows the environment, GET /alloc?mb=N holds N MiB."""
+Run inside the sandbox as `python labapp.py SOCKET [SECRET]` (else $DATALAB_SECRET). GET /write?path=P
+writes P, GET /read?path=P returns P's content (or the error), GET /env shows the environment,
+GET /alloc?mb=N holds N MiB."""
 
 import json
 import os
@@ -10,7 +11,8 @@ import sys
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
-SOCKET, SECRET = sys.argv[1], sys.argv[2]
+SOCKET = sys.argv[1]
+SECRET = sys.argv[2] if len(sys.argv) > 2 else os.environ["DATALAB_SECRET"]
 HELD = []
 
 
