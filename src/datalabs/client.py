@@ -82,6 +82,8 @@ class Client:
                 raise ApiError(response.status_code, "error", response.text[:200]) from None
         if response.status_code == 204 or not response.content:
             return None
+        if response.headers.get("content-type", "").startswith("text/"):
+            return response.text
         return response.json()
 
     def get(self, path: str, **params) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from datalabs.cli import admin, catalogue, session
+from datalabs.cli import admin, catalogue, labs, session
 from datalabs.cli.serve import serve
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app.command()(session.login)
 app.command()(session.whoami)
 app.add_typer(admin.app, name="admin")
 app.add_typer(catalogue.app, name="catalogue")
+app.add_typer(labs.app, name="labs")
 
 
 @app.callback(invoke_without_command=True)
