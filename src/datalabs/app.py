@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             problems = catalogue_service.reload(db, settings)
         if problems:
             log.warning("%d problem(s) in datalab definitions; see /admin/catalogue", len(problems))
+        _report_isolation(labs)
         await labs.restore()
         culler = asyncio.create_task(labs.run_culler())
         yield
@@ -68,6 +69,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.proxy = proxy = LabProxy(routes, app.state.authenticator, on_activity=labs.activity)
     app.add_middleware(ProxyFirst, proxy=proxy)  # outermost: lab traffic skips the API's middleware
     return app
+
+
+def _report_isolation(labs: LabManager) -> None:
+    """Say loudly at start what the lab runtime does not enforce on this host (never pretend isolation)."""
+    try:
+        limits = labs.backend_class()().limits()
+    except RuntimeError as exc:
+        log.warning("LABS CANNOT START: %s", exc)
+        return
+    if not limits.sandboxed:
+        log.warning("LABS ARE NOT SANDBOXED on this host (bubblewrap missing): they will refuse to start")
+    if not limits.memory_enforced:
+        log.warning("LAB LIMITS NOT ENFORCED: %s", limits.notes)
+    else:
+        log.info("labs: sandboxed with bubblewrap; CPU and memory limits through %s", limits.notes)
 
 
 class ProxyFirst:
