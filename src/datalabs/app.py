@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)
     app.state.proxy = proxy = LabProxy(routes, app.state.authenticator, on_activity=labs.activity)
+    labs.on_route_removed = proxy.forget
     app.add_middleware(ProxyFirst, proxy=proxy)  # outermost: lab traffic skips the API's middleware
     return app
 

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from datalabs.proxy import Route
-from tests.proxy.conftest import ALICE, BOB, SECRET
+from datalabs.proxy import LabProxy, Route
+from tests.proxy.conftest import ALICE, BOB, SECRET, fake_authenticate
 from tests.proxy.lab_app import MIB
 from tests.proxy.servers import ServerThread, reset_peak_rss, rss_kib
 
@@ -303,11 +303,27 @@ def test_in_front_of_the_platform_app(env):
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"8")]})
         await send({"type": "http.response.body", "body": b"platform"})
 
-    server = ServerThread(env.proxy.in_front_of(platform)).start()
+    proxy = LabProxy(env.routes, fake_authenticate)  # one proxy per event loop: its pools belong to it
+    server = ServerThread(proxy.in_front_of(platform)).start()
     try:
         with httpx.Client(base_url=server.url, headers=ALICE, trust_env=False) as c:
             assert c.get("/api/v1/datalabs").text == "platform"
             assert c.get("/datalabs").text == "platform"  # not a lab path
             assert c.get("/datalabs/lab1/echo").json()["path"] == "/datalabs/lab1/echo"
+    finally:
+        server.stop()
+
+
+def test_mounted_in_a_starlette_app(env):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    proxy = LabProxy(env.routes, fake_authenticate)
+    server = ServerThread(Starlette(routes=[Mount("/datalabs", app=proxy)])).start()
+    try:
+        with httpx.Client(base_url=server.url, headers=ALICE, trust_env=False) as c:
+            r = c.get("/datalabs/lab1/echo?a=1")
+        assert r.status_code == 200
+        assert (r.json()["path"], r.json()["query"]) == ("/datalabs/lab1/echo", "a=1")
     finally:
         server.stop()

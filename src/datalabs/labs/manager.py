@@ -11,7 +11,7 @@ import importlib
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from anyio import to_thread
@@ -40,6 +40,7 @@ class LabManager:
         self.events: dict[str, EventLog] = {}
         self.activity = ActivityRecorder()  # the proxy records traffic here; the culler reads it
         self._tasks: set[asyncio.Task] = set()
+        self.on_route_removed: Callable[[str], None] = lambda lab_id: None  # e.g. close the proxy's pool
 
     def backend_class(self) -> type[RuntimeBackend]:
         name = self.settings.labs.backend
@@ -189,6 +190,7 @@ class LabManager:
     ) -> None:
         await self._set(lab_id, "stopping")
         await self.routes.delete_route(lab_id)
+        self.on_route_removed(lab_id)
         backend = self.backends.pop(lab_id, None)
         if backend is not None:
             await backend.stop()

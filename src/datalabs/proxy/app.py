@@ -51,7 +51,9 @@ class LabProxy:
     """ASGI app. `authenticate(scope)` returns a principal (anything with `.user.name`) or None;
     `authorize(principal, route)` says whether that principal may use the lab (default: its owner);
     `on_activity(lab_id)` is called on every admitted request and (at most once a second per connection)
-    on WebSocket traffic, from the event loop, so it must be cheap and must not block."""
+    on WebSocket traffic, from the event loop, so it must be cheap and must not block.
+
+    One instance serves one event loop (its pooled connections belong to that loop)."""
 
     def __init__(
         self,

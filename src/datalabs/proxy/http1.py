@@ -13,10 +13,10 @@ from collections import deque
 
 import httptools
 
-# Per-connection read buffer bounds: reading from the lab pauses above HIGH and resumes below LOW, so
-# a download to a slow browser holds at most ~HIGH bytes here (plus the sockets' kernel buffers).
+# Per-connection read buffer bound: reading from the lab pauses above it and resumes once the browser
+# side has taken the buffer, so a download to a slow browser holds at most ~HIGH_WATER bytes here (plus
+# a socket read and the kernel's socket buffers).
 HIGH_WATER = 512 * 1024
-LOW_WATER = 128 * 1024
 
 
 class UpstreamError(Exception):
@@ -150,9 +150,12 @@ class Response:
                 raise self._error
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._paused and self._buffered < LOW_WATER and self.conn.transport is not None:
+        # Everything buffered in one piece: fewer, larger writes to the browser (one send per socket
+        # read would cost a Python round trip and a syscall per ~64 KiB on big downloads).
+        chunk = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        if self._paused and self.conn.transport is not None:
             self._paused = False
             self.conn.transport.resume_reading()
         return chunk

@@ -73,7 +73,7 @@ class UpstreamPool:
             response = Response(conn, head_only=method == "HEAD")
             conn.response = response
             try:
-                if conn.closed:
+                if conn.closed or conn.transport is None or conn.transport.is_closing():
                     raise UpstreamError("the lab closed the connection", retryable=True)
                 conn.write(head)
                 if body is not None:
