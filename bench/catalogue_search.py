@@ -14,6 +14,8 @@ import argparse
 import json
 import random
 import tempfile
+import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -31,6 +33,7 @@ from bench.common import (
     clean_env,
     datalabs,
     machine,
+    revision,
     serve,
     write_section,
     wrk,
@@ -194,10 +197,21 @@ class Row:
         return f"{r.rps / f.rps:.3f}", f"{r.p50_ms / f.p50_ms:.1f}"
 
 
-def fetch(url: str, token: str) -> bytes:
+def fetch(url: str, token: str, patience: float = 120) -> tuple[bytes | None, list[str]]:
+    """The reply body of one request, retried while the server fails (e.g. still busy with an earlier
+    run's abandoned requests); also the failures met, which make the row suspect."""
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return r.read()
+    failures: list[str] = []
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.read(), failures
+        except (urllib.error.URLError, OSError) as exc:  # HTTPError is a URLError
+            failures.append(str(exc))
+            if time.monotonic() > deadline:
+                return None, failures
+            time.sleep(1)
 
 
 def problems(result: WrkResult, connections: int, recovery: float) -> list[str]:
@@ -218,7 +232,11 @@ def measure(server: Server, token: str, seconds: int, connections: int) -> list[
     rows = []
     for label, path in TARGETS.items():
         server.settle()
-        body = fetch(server.url + path, token)  # also proves the URL works before loading it
+        body, failures = fetch(server.url + path, token)  # also proves the URL works before loading it
+        found = [f"check request failed {len(failures)}x ({failures[-1]})"] if failures else []
+        if body is None:
+            rows.append(Row(label, path, None, 0, WrkResult.nothing(), 0.0, found + ["not measured"]))
+            continue
         total = json.loads(body).get("total") if path.startswith("/api/v1/datalabs") else None
         # gentle warm-up (snapshot, connections, threads) that cannot itself overload the server
         wrk(server.url + path, threads=1, connections=10, seconds=2, timeout=30, headers=headers)
@@ -227,10 +245,8 @@ def measure(server: Server, token: str, seconds: int, connections: int) -> list[
         result = wrk(server.url + path, threads=2, connections=connections, seconds=seconds, timeout=30,
                      headers=headers)  # fmt: skip
         cpu_ms = (server.cpu_seconds() - cpu) * 1e3 / max(result.requests, 1)
-        recovery = server.settle()
-        rows.append(
-            Row(label, path, total, len(body), result, cpu_ms, problems(result, connections, recovery))
-        )
+        found += problems(result, connections, recovery=server.settle())
+        rows.append(Row(label, path, total, len(body), result, cpu_ms, found))
     return rows
 
 
@@ -242,7 +258,7 @@ def cells(row: Row, floor: Row) -> list[str]:
         f"{r.rps:,.0f}",
         f"{r.p50_ms:.1f}",
         f"{r.p99_ms:.1f}",
-        f"{row.cpu_ms:.2f}",
+        f"{row.cpu_ms:.2f}" if r.requests else "",
         *row.ratios(floor),
     ]
 
@@ -286,7 +302,8 @@ def markdown(rows: list[Row], seconds: int, connections: int, server: Server, to
         f"- Machine: {machine()}",
         "- Caveat: wrk runs on the same machine and keeps about one core busy, so the server effectively "
         "has one core; the Python server is single-process (one core at most for its own Python code).",
-        f"- Date: {today}; server start with the catalogue loaded: {server.started_in:.1f} s",
+        f"- Date: {today}; code: {revision()}; server start with the catalogue loaded: "
+        f"{server.started_in:.1f} s",
         "",
         "| endpoint | " + " | ".join(COLUMNS) + " | errors |",
         "| --- | " + "---: | " * len(COLUMNS) + "--- |",

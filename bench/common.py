@@ -37,6 +37,14 @@ def machine() -> str:
     )
 
 
+def revision() -> str:
+    """The commit measured, `+ changes` when the working tree differs from it."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True)
+    return f"`{head.strip() or 'unknown'}`" + (" + uncommitted changes in src/" if dirty.stdout else "")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -130,6 +138,11 @@ class WrkResult:
     non_2xx: int  # wrk counts status >= 400 as "Non-2xx or 3xx responses"
     socket_errors: dict[str, int]
     output: str
+
+    @classmethod
+    def nothing(cls) -> WrkResult:
+        """The figures of a run that did not happen."""
+        return cls(0, 0.0, 0.0, 0.0, 0.0, 0, {}, "")
 
     @property
     def errors(self) -> int:

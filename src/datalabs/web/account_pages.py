@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.accounts.scopes import SCOPES
-from datalabs.api.deps import get_db
+from datalabs.api.deps import auth_changed, get_db
 from datalabs.errors import DatalabsError, Invalid
 from datalabs.web.render import page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
@@ -105,4 +105,5 @@ def revoke_token(
         )
     auth.revoke_token(db, principal, token_id)
     db.commit()
+    auth_changed(request)  # the API's cached answer for this token must go now, not in a few seconds
     return redirect(request, "/account/tokens", f"Token '{tokens[token_id]}' revoked.")

@@ -7,12 +7,18 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import service as accounts
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db
+from datalabs.api.deps import forget_after_changes, get_db
 from datalabs.errors import DatalabsError
 from datalabs.web.render import page, place_errors, redirect
 from datalabs.web.security import HtmlRoute, posting_admin, require_admin
 
-router = APIRouter(route_class=HtmlRoute, include_in_schema=False, prefix="/admin/groups")
+# Memberships decide what a principal may see: cached principals are dropped after every POST.
+router = APIRouter(
+    route_class=HtmlRoute,
+    include_in_schema=False,
+    prefix="/admin/groups",
+    dependencies=[Depends(forget_after_changes)],
+)
 GROUPS = "/admin/groups"
 
 

@@ -8,13 +8,19 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import service as accounts
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db
+from datalabs.api.deps import forget_after_changes, get_db
 from datalabs.catalogue import service as catalogue_service
 from datalabs.errors import Conflict, DatalabsError
 from datalabs.web.render import page, place_errors, redirect
 from datalabs.web.security import HtmlRoute, posting_admin, require_admin
 
-router = APIRouter(route_class=HtmlRoute, include_in_schema=False, prefix="/admin")
+# Role, activation and deletion change who may do what: cached principals are dropped after every POST.
+router = APIRouter(
+    route_class=HtmlRoute,
+    include_in_schema=False,
+    prefix="/admin",
+    dependencies=[Depends(forget_after_changes)],
+)
 USERS = "/admin/users"
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.api.auth import set_session_cookie
-from datalabs.api.deps import ANON_COOKIE, SESSION_COOKIE, client_address, get_db
+from datalabs.api.deps import ANON_COOKIE, SESSION_COOKIE, auth_changed, client_address, get_db
 from datalabs.errors import TooManyRequests, Unauthorized
 from datalabs.web.render import page, redirect
 from datalabs.web.security import (
@@ -95,6 +95,7 @@ def logout(
 ):
     auth.end_session(db, request.cookies[SESSION_COOKIE])
     db.commit()
+    auth_changed(request)
     response = redirect(request, "/login", "You have been logged out.")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

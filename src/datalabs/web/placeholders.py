@@ -11,7 +11,6 @@ from datalabs.web.security import HtmlRoute, require_user
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 
 COMING = {
-    "labs": "Start datalabs from the catalogue, watch them come up, open, stop and delete your running labs.",
     "explorer": "Find archived files with faceted search, a map and a timeline, and open them in a datalab.",
     "pipelines": "Run versioned CWL pipelines on your data, on demand or on a schedule, and follow each run.",
     "workspace": "Browse, upload and download the files of your personal and team workspaces.",

@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 from starlette.responses import Response
 
 from datalabs import __version__
-from datalabs.web import security
+from datalabs.web import lab_view, security
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -165,7 +165,8 @@ def redirect(request: Request, url: str, message: str = "", kind: str = "ok") ->
     return response
 
 
-def _read_flash(request: Request) -> list[dict[str, str]]:
+def read_flash(request: Request) -> list[dict[str, str]]:
+    """The one-shot message the previous response left (it is consumed by the next `page()`)."""
     payload, _, signature = request.cookies.get(FLASH_COOKIE, "").partition(".")
     if not payload or not hmac.compare_digest(signature, _sign(request, payload)):
         return []
@@ -188,7 +189,7 @@ def layout_context(request: Request, active: str = "") -> dict[str, Any]:
         "nav": [item for item in NAV if not item.admin or is_admin] if principal else [],
         "active": active,
         "site_name": request.app.state.settings.site_name,
-        "messages": _read_flash(request),
+        "messages": read_flash(request),
     }
 
 
@@ -204,6 +205,7 @@ def page(
 ) -> Response:
     """Render `template` inside the site layout; consumes the flash message and sets security headers."""
     context = {**layout_context(request, active), "title": title, **ctx}
+    context["running_labs"] = lab_view.running_labs(request)
     response = templates.TemplateResponse(
         request, template, context, status_code=status, headers={**PAGE_HEADERS, **(headers or {})}
     )

@@ -7,10 +7,28 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from datalabs.web import account_pages, admin_groups, admin_pages, auth_pages, catalogue_pages, placeholders
+from datalabs.web import (
+    account_pages,
+    admin_groups,
+    admin_pages,
+    auth_pages,
+    catalogue_pages,
+    lab_launch,
+    lab_pages,
+    placeholders,
+)
 from datalabs.web.render import STATIC_DIR, render_error
 
-PAGE_ROUTERS = (auth_pages, catalogue_pages, account_pages, admin_pages, admin_groups, placeholders)
+PAGE_ROUTERS = (
+    auth_pages,
+    catalogue_pages,
+    lab_launch,
+    lab_pages,
+    account_pages,
+    admin_pages,
+    admin_groups,
+    placeholders,
+)
 
 
 class CachedStatic(StaticFiles):

@@ -27,6 +27,19 @@
     });
   }
 
+  // The header's "Running labs" menu is a <details>: close it on a click elsewhere or on Escape.
+  function closeMenus(except) {
+    document.querySelectorAll("details.running-menu[open]").forEach(function (menu) {
+      if (menu !== except) { menu.open = false; }
+    });
+  }
+  document.addEventListener("click", function (event) {
+    closeMenus(event.target.closest ? event.target.closest("details.running-menu") : null);
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") { closeMenus(null); }
+  });
+
   document.addEventListener("DOMContentLoaded", function () { setUp(document); });
   document.addEventListener("htmx:load", function (event) { setUp(event.target); });
 })();
