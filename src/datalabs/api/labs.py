@@ -181,8 +181,7 @@ async def stop_lab(
 ):
     lab = service.get(db, principal, lab_id)
     if lab.state in service.ACTIVE:
-        who = "its owner" if lab.owner_id == principal.user.id else f"administrator {principal.name}"
-        await labs.stop(lab_id, f"stopped by {who}")
+        await labs.stop(lab_id, service.stop_reason(principal, lab))
     db.expire_all()
     return LabRead.of(service.get(db, principal, lab_id))
 
@@ -193,14 +192,8 @@ async def destroy_lab(
     principal: Principal = Depends(write),
     db: Session = Depends(get_db),
     labs: LabManager = Depends(manager),
-    settings: Settings = Depends(get_settings),
 ):
     """Stop the lab if needed and remove its record, runtime directory and logs."""
-    lab = service.get(db, principal, lab_id)
-    if lab.state in service.ACTIVE:
-        await labs.stop(lab_id, "destroyed")
-    db.expire_all()
-    db.delete(service.get(db, principal, lab_id))
-    db.commit()
-    labs.events.pop(lab_id, None)
-    labs.remove_files(lab_id)
+    service.get(db, principal, lab_id)  # authorises (404 for others)
+    db.close()
+    await labs.destroy(lab_id)

@@ -200,6 +200,27 @@ class LabManager:
         await self._set(lab_id, state, reason)
         self.events.setdefault(lab_id, EventLog()).add(100, f"Stopped: {reason}", failed=True)
 
+    async def destroy(self, lab_id: str) -> None:
+        """Stop the lab if it runs, then delete its record, runtime directory and logs."""
+
+        def state() -> str | None:
+            with self.sessions() as db:
+                lab = db.get(Lab, lab_id)
+                return lab.state if lab else None
+
+        if await to_thread.run_sync(state) in service.ACTIVE:
+            await self.stop(lab_id, "destroyed")
+
+        def delete() -> None:
+            with self.sessions() as db:
+                if lab := db.get(Lab, lab_id):
+                    db.delete(lab)
+                    db.commit()
+
+        await to_thread.run_sync(delete)
+        self.events.pop(lab_id, None)
+        self.remove_files(lab_id)
+
     def logs(self, lab: Lab, tail: int) -> str:
         backend = self.backends.get(lab.id)
         if backend is not None:

@@ -134,6 +134,14 @@ def list_for(
     return list(db.scalars(query))
 
 
+def stop_reason(principal: Principal, lab: Lab) -> str:
+    return (
+        "stopped by its owner"
+        if lab.owner_id == principal.user.id
+        else f"stopped by administrator {principal.name}"
+    )
+
+
 def set_state(db: Session, lab_id: str, state: str, reason: str = "", **fields) -> Lab | None:
     lab = db.get(Lab, lab_id)
     if lab is None:

@@ -1,0 +1,148 @@
+"""My datalabs: the list of a user's labs (all users' for admins), one lab's start/status page, its logs,
+and the stop and destroy forms. Stopping and destroying go through the same code as the API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from sqlalchemy.orm import Session
+
+from datalabs.accounts.principal import Principal
+from datalabs.api.deps import get_db
+from datalabs.labs import service
+from datalabs.web import lab_view
+from datalabs.web.lab_launch import LAUNCHED
+from datalabs.web.render import page, read_flash, redirect
+from datalabs.web.security import HtmlRoute, posting_user, require_user, safe_next
+
+router = APIRouter(route_class=HtmlRoute, include_in_schema=False, prefix="/labs")
+LOG_LINES = 500
+RECENT_ENDED = 20  # ended labs listed under the active ones; older ones stay reachable through the API
+
+
+@router.get("", name="labs_page")
+def labs_page(
+    request: Request,
+    all: bool = Query(False, description="Admins: every user's labs."),
+    principal: Principal = Depends(require_user),
+    db: Session = Depends(get_db),
+):
+    everyone = all and principal.is_admin
+    titles = lab_view.datalab_titles(request, db)
+    labs = [
+        lab_view.describe(lab, principal, titles)
+        for lab in service.list_for(db, principal, everyone=everyone)
+    ]
+    active = [lab for lab in labs if lab["active"]]
+    ended = sorted((lab for lab in labs if not lab["active"]), key=lambda x: x["when"], reverse=True)
+    here = "/labs?all=1" if everyone else "/labs"
+    return page(
+        request,
+        "labs.html",
+        title="All users' datalabs" if everyone else "My datalabs",
+        active="labs",
+        active_labs=active,
+        ended_labs=ended[:RECENT_ENDED],
+        more_ended=max(0, len(ended) - RECENT_ENDED),
+        everyone=everyone,
+        here=here,
+        limit=service.running_limit(request.app.state.settings, principal),
+        own_active=sum(1 for lab in active if lab["own"]),
+    )
+
+
+@router.get("/{lab_id}", name="lab_page")
+def lab_page(
+    request: Request, lab_id: str, principal: Principal = Depends(require_user), db: Session = Depends(get_db)
+):
+    lab = lab_view.describe(
+        service.get(db, principal, lab_id), principal, lab_view.datalab_titles(request, db)
+    )
+    progress, messages = lab_view.progress(request, lab_id)
+    just_launched = any(m["kind"] == LAUNCHED for m in read_flash(request))
+    return page(
+        request,
+        "lab.html",
+        title=lab["name"],
+        active="labs",
+        lab=lab,
+        progress=progress if lab["starting"] else 100,
+        progress_messages=messages,
+        # The page follows the start by itself (SSE with JavaScript, a refresh without) while it lasts.
+        follow=lab["starting"] or lab["state"] == "stopping",
+        auto_open=just_launched and lab["running"],
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get("/{lab_id}/logs", name="lab_logs_page")
+def lab_logs_page(
+    request: Request, lab_id: str, principal: Principal = Depends(require_user), db: Session = Depends(get_db)
+):
+    lab = service.get(db, principal, lab_id)
+    text = request.app.state.labs.logs(lab, LOG_LINES)
+    return page(
+        request,
+        "lab_logs.html",
+        title=f"Logs of {lab.name}",
+        active="labs",
+        lab=lab_view.describe(lab, principal, lab_view.datalab_titles(request, db)),
+        logs=text,
+        lines=LOG_LINES,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.post("/{lab_id}/stop")
+async def stop_lab(
+    request: Request,
+    lab_id: str,
+    next_url: str = Form("", alias="next", max_length=500),
+    principal: Principal = Depends(posting_user),
+    db: Session = Depends(get_db),
+):
+    lab = service.get(db, principal, lab_id)
+    if lab.state in service.ACTIVE:
+        await request.app.state.labs.stop(lab_id, service.stop_reason(principal, lab))
+    db.expire_all()
+    lab = service.get(db, principal, lab_id)
+    message = f"'{lab.name}' stopped." if lab.state == "stopped" else f"'{lab.name}' is {lab.state}."
+    return redirect(request, safe_next(next_url or "/labs"), message)
+
+
+@router.get("/{lab_id}/destroy")
+def confirm_destroy(
+    request: Request,
+    lab_id: str,
+    next_url: str = Query("", alias="next", max_length=500),
+    principal: Principal = Depends(require_user),
+    db: Session = Depends(get_db),
+):
+    lab = lab_view.describe(
+        service.get(db, principal, lab_id), principal, lab_view.datalab_titles(request, db)
+    )
+    back = safe_next(next_url or lab["page"])
+    return page(
+        request,
+        "lab_confirm.html",
+        title=f"Destroy {lab['name']}",
+        active="labs",
+        lab=lab,
+        cancel=back,
+        next_url=back if back != lab["page"] else "/labs",
+    )
+
+
+@router.post("/{lab_id}/destroy")
+async def destroy_lab(
+    request: Request,
+    lab_id: str,
+    next_url: str = Form("", alias="next", max_length=500),
+    principal: Principal = Depends(posting_user),
+    db: Session = Depends(get_db),
+):
+    name = service.get(db, principal, lab_id).name
+    await request.app.state.labs.destroy(lab_id)
+    target = safe_next(next_url or "/labs")
+    if target.startswith(f"/labs/{lab_id}"):
+        target = "/labs"  # that page is gone now
+    return redirect(request, target, f"'{name}' destroyed: its record and logs are removed.")
