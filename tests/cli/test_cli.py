@@ -67,7 +67,9 @@ def test_login_then_catalogue_commands(platform, tmp_path):
     table = run(home, "catalogue", "ls", "gnss", env=env).stdout
     assert "jupyterlab-gnss" in table and "topcat" not in table
     shown = run(home, "catalogue", "show", "jupyterlab", "--version", "4.2.0", env=env).stdout
-    assert "4.2.0" in shown and "not available yet" in shown
+    assert "4.2.0" in shown and '"version": "4.2.0"' in shown
+    desktop = run(home, "catalogue", "show", "topcat", env=env).stdout
+    assert "not available yet" in desktop and "no runtime for desktop datalabs" in desktop
     missing = run(home, "catalogue", "show", "nope", env=env, check=False)
     assert missing.returncode == 1 and "no datalab 'nope'" in missing.stderr
 

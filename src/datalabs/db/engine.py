@@ -19,8 +19,13 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     # Sync endpoints run on up to 40 worker threads (anyio's default), each holding a session for its
     # request: a smaller pool makes requests queue for a connection under load and time out.
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=THREADS, max_overflow=8)
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=THREADS,
+            max_overflow=8,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, echo=echo, pool_size=10, max_overflow=THREADS, pool_pre_ping=True)
