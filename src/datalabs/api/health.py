@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from anyio import to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -23,17 +24,21 @@ LATENCY = Histogram(
 
 
 @router.get("/healthz")
-def healthz(request: Request, deep: bool = False):
+async def healthz(request: Request, deep: bool = False):
     """`ok` while the process serves; `?deep=true` also checks the database."""
     body = {"status": "ok", "version": __version__}
     if deep:
         try:
-            with request.app.state.sessions() as db:
-                db.execute(text("SELECT 1"))
+            await to_thread.run_sync(_ping, request.app.state.sessions)
         except Exception as exc:  # report, do not crash: this is what the probe is for
             return JSONResponse({"status": "error", "database": str(exc)}, status_code=503)
         body["database"] = "ok"
     return body
+
+
+def _ping(sessions) -> None:
+    with sessions() as db:
+        db.execute(text("SELECT 1"))
 
 
 @router.get("/metrics", response_class=Response)

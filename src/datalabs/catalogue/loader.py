@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 META_FILE = "datalab-meta.yml"
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 MAX_FILE_BYTES = 1_000_000
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~20x faster when available
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,7 @@ def load_file(path: Path, folder: Path, source: str = "dir") -> Loaded:
     except (OSError, UnicodeDecodeError) as exc:
         raise LoadError([Problem(str(path), "", f"cannot read: {exc}")]) from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -81,6 +81,7 @@ def load_file(path: Path, folder: Path, source: str = "dir") -> Loaded:
     try:
         meta = DatalabMeta.model_validate(data)
     except ValidationError as exc:
+        node = yaml.compose(text, Loader=_LOADER)  # only now: line numbers for the error messages
         raise LoadError([_problem(path, node, err) for err in exc.errors()]) from exc
     if meta.name != folder_name:
         raise LoadError(

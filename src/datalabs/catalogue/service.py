@@ -117,19 +117,12 @@ class Entry:
     available: bool
     unavailable_reason: str
     text: str = field(repr=False)
+    facets: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    facets_lower: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     @property
     def kind(self) -> str:
         return self.meta.runtime.kind
-
-    def facet_values(self, facet: str) -> list[str]:
-        return {
-            "kind": [self.kind],
-            "mission": self.meta.mission,
-            "instrument": self.meta.instrument,
-            "keyword": self.meta.keywords,
-            "domain": [self.meta.domain] if self.meta.domain else [],
-        }[facet]
 
 
 @dataclass
@@ -179,6 +172,13 @@ def _entry(datalab: Datalab) -> Entry:
             meta.creator.name,
         ]
     ).lower()
+    facets = {
+        "kind": (meta.runtime.kind,),
+        "mission": tuple(meta.mission),
+        "instrument": tuple(meta.instrument),
+        "keyword": tuple(meta.keywords),
+        "domain": (meta.domain,) if meta.domain else (),
+    }
     return Entry(
         name=datalab.name,
         meta=meta,
@@ -188,6 +188,8 @@ def _entry(datalab: Datalab) -> Entry:
         available=ok,
         unavailable_reason=reason,
         text=text,
+        facets=facets,
+        facets_lower={f: frozenset(v.lower() for v in values) for f, values in facets.items()},
     )
 
 
@@ -200,7 +202,10 @@ class Catalogue:
         self._entries: list[Entry] = []
 
     def entries(self, db: Session) -> list[Entry]:
-        generation = db.scalar(select(Counter.value).where(Counter.name == "catalogue")) or 0
+        # A connection of its own, returned at once: the request's session must not hold one while the
+        # response is serialised on another worker thread (under load that exhausted the pool).
+        with db.get_bind().connect() as conn:
+            generation = conn.scalar(select(Counter.value).where(Counter.name == "catalogue")) or 0
         if generation != self._generation:
             with self._lock:
                 if generation != self._generation:
@@ -223,22 +228,28 @@ class Catalogue:
         """Visible datalabs matching every word of `q` and, per facet, any of the chosen values.
 
         Facet counts are computed over the other filters, so choosing a value never hides its siblings."""
-        filters = {k: v for k, v in (filters or {}).items() if v}
+        wanted = {f: {v.lower() for v in vals} for f, vals in (filters or {}).items() if vals}
         words = q.lower().split()
         visible = [
             e for e in self.entries(db) if principal.in_any(e.groups) and all(w in e.text for w in words)
         ]
         if words:  # most relevant first: words in the name or title beat keywords, which beat prose
             visible.sort(key=lambda e: -sum(_relevance(e, w) for w in words))
-        matches = [e for e in visible if all(_matches(e, f, vals) for f, vals in filters.items())]
-        facets = {}
-        for facet in FACETS:
-            counts: dict[str, int] = {}
-            for e in visible:
-                if all(_matches(e, f, vals) for f, vals in filters.items() if f != facet):
-                    for value in e.facet_values(facet):
-                        counts[value] = counts.get(value, 0) + 1
-            facets[facet] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].lower()))
+        # One pass: an entry matches if it fails no filter; it counts towards facet F's values if the
+        # only filter it fails (if any) is F's own, so choosing a value never hides its siblings.
+        matches: list[Entry] = []
+        counts: dict[str, dict[str, int]] = {f: {} for f in FACETS}
+        for e in visible:
+            failing = [f for f, values in wanted.items() if not e.facets_lower[f] & values]
+            if not failing:
+                matches.append(e)
+            if len(failing) > 1:
+                continue
+            for facet in failing or FACETS:
+                facet_counts = counts[facet]
+                for value in e.facets[facet]:
+                    facet_counts[value] = facet_counts.get(value, 0) + 1
+        facets = {f: sorted(c.items(), key=lambda kv: (-kv[1], kv[0].lower())) for f, c in counts.items()}
         return SearchResult(items=matches[offset : offset + limit], total=len(matches), facets=facets)
 
     def get(self, db: Session, principal: Principal, name: str) -> Entry:
@@ -267,8 +278,3 @@ def _relevance(entry: Entry, word: str) -> int:
     if any(word in k.lower() for k in m.keywords + m.mission + m.instrument):
         return 2
     return 1 if word in m.abstract.lower() else 0
-
-
-def _matches(entry: Entry, facet: str, values: list[str]) -> bool:
-    wanted = {v.lower() for v in values}
-    return any(v.lower() in wanted for v in entry.facet_values(facet))
