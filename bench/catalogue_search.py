@@ -284,7 +284,7 @@ def report_problems(console: Console, rows: list[Row]) -> None:
             console.print(f"[bold red]{row.label}: {problem}[/]")
 
 
-def markdown(rows: list[Row], seconds: int, connections: int, server: Server, today: str) -> str:
+def markdown(rows: list[Row], seconds: int, connections: int, server: Server, setting: dict[str, str]) -> str:
     lines = [
         "## Catalogue search",
         "",
@@ -299,10 +299,10 @@ def markdown(rows: list[Row], seconds: int, connections: int, server: Server, to
         f"- wrk: `wrk -t2 -c{connections} -d{seconds}s --timeout=30s --latency "
         '-H "Authorization: Bearer <token>" <url>` (a 30 s timeout, so slow replies are measured, '
         "not dropped; wrk counts only replies, so fewer replies than clients is reported as a stall)",
-        f"- Machine: {machine()}",
+        f"- Machine: {setting['machine']}",
         "- Caveat: wrk runs on the same machine and keeps about one core busy, so the server effectively "
         "has one core; the Python server is single-process (one core at most for its own Python code).",
-        f"- Date: {today}; code: {revision()}; server start with the catalogue loaded: "
+        f"- Date: {setting['date']}; code: {setting['code']}; server start with the catalogue loaded: "
         f"{server.started_in:.1f} s",
         "",
         "| endpoint | " + " | ".join(COLUMNS) + " | errors |",
@@ -322,6 +322,8 @@ def markdown(rows: list[Row], seconds: int, connections: int, server: Server, to
 def run(seconds: int = 10, connections: int = 200) -> bool:
     """Run the benchmark, print the table and write RESULTS.md; False if any request failed or stalled."""
     console = Console(width=max(Console().width, 130))  # the table needs ~120 columns, also in logs
+    # taken before the run: the load average and the code as they were when measuring began
+    setting = {"machine": machine(), "code": revision(), "date": date.today().isoformat()}
     with tempfile.TemporaryDirectory(prefix="datalabs-bench-") as tmp:
         home, defs = Path(tmp) / "home", Path(tmp) / "catalogue"
         home.mkdir()
@@ -337,10 +339,9 @@ def run(seconds: int = 10, connections: int = 200) -> bool:
         with serve(env, Path(tmp) / "server.log") as server:
             console.print(f"server ready in {server.started_in:.1f} s (pid {server.pid}); running wrk...")
             rows = measure(server, token, seconds, connections)
-        today = date.today().isoformat()
     console.print(table(rows))
     report_problems(console, rows)
-    write_section(SECTION, markdown(rows, seconds, connections, server, today))
+    write_section(SECTION, markdown(rows, seconds, connections, server, setting))
     console.print(f"written to {RESULTS.relative_to(ROOT)}")
     ok = not any(row.problems for row in rows)
     if not ok:
