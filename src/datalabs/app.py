@@ -74,17 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _report_isolation(labs: LabManager) -> None:
     """Say loudly at start what the lab runtime does not enforce on this host (never pretend isolation)."""
-    try:
-        limits = labs.backend_class()().limits()
-    except RuntimeError as exc:
-        log.warning("LABS CANNOT START: %s", exc)
-        return
-    if not limits.sandboxed:
-        log.warning("LABS ARE NOT SANDBOXED on this host (bubblewrap missing): they will refuse to start")
-    if not limits.memory_enforced:
-        log.warning("LAB LIMITS NOT ENFORCED: %s", limits.notes)
-    else:
-        log.info("labs: sandboxed with bubblewrap; CPU and memory limits through %s", limits.notes)
+    for ok, sentence in labs.isolation():
+        (log.info if ok else log.warning)("labs: %s", sentence)
 
 
 class ProxyFirst:

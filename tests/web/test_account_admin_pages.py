@@ -159,3 +159,10 @@ def test_admin_catalogue_lists_rejected_files_and_reloads(admin, post_form, cata
     assert r.status_code == 200 and "every definition file is valid" in r.text
     assert 'id="problems-table"' not in r.text
     assert "broken" in card_kinds(admin.get("/catalogue").text)
+
+
+def test_admin_catalogue_page_says_what_lab_isolation_is_enforced(admin):
+    page = admin.get("/admin/catalogue").text
+    assert "Lab isolation on this host" in page
+    assert "bubblewrap sandboxes" in page or "NOT sandboxed" in page
+    assert "CPU and memory limits" in page

@@ -54,6 +54,24 @@ class LabManager:
             )
         return backends[name]
 
+    def isolation(self) -> list[tuple[bool, str]]:
+        """What the lab runtime enforces on this host, as (ok, sentence) pairs for the log and admin page."""
+        try:
+            limits = self.backend_class()().limits()
+        except RuntimeError as exc:
+            return [(False, f"Labs cannot start: {exc}")]
+        if not limits.sandboxed:
+            return [(False, "Labs are NOT sandboxed here (bubblewrap is missing): they refuse to start.")]
+        return [
+            (True, "Labs run in bubblewrap sandboxes on unix sockets."),
+            (
+                limits.memory_enforced,
+                f"CPU and memory limits: {limits.notes}"
+                if limits.memory_enforced
+                else f"CPU and memory limits are NOT enforced: {limits.notes}",
+            ),
+        ]
+
     # ---- launching ----------------------------------------------------------------------------------
 
     def spawn(self, lab_id: str, token: str) -> None:

@@ -176,6 +176,7 @@ def catalogue_admin(request: Request, _: Principal = Depends(require_admin), db:
         section="catalogue",
         problems=catalogue_service.problems(db),
         entries=entries,
+        isolation=request.app.state.labs.isolation(),
         dirs=[str(path) for path, _ in catalogue_service.sources(request.app.state.settings)],
     )
 
