@@ -244,7 +244,9 @@ def test_browser_lab_journey(lab_page):
     lab_url = page.url
 
     # Back on the start page it stays put (no second jump into the lab), and offers Open.
-    page.go_back()
+    # Whether the start page stayed in history depends on whether the (instant) fake lab was already
+    # running when it loaded, so open it directly: what matters is that it does not jump again.
+    page.goto("/labs/" + urlsplit(lab_url).path.strip("/").split("/")[1])
     expect(page).to_have_url(re.compile(r"/labs/[0-9a-f]+$"))
     expect(page.get_by_text("Your lab is running.")).to_be_visible()
     page.wait_for_timeout(500)

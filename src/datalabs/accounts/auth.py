@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.passwords import verify_password
 from datalabs.accounts.principal import Principal
 from datalabs.accounts.scopes import unknown
-from datalabs.accounts.service import user_groups  # noqa: F401 (re-exported)
+from datalabs.accounts.service import user_groups
 from datalabs.config import Settings
 from datalabs.db.models import ApiToken, AuthSession, LoginFailure, User
 from datalabs.db.types import utcnow

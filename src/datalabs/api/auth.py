@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
+from datalabs.accounts.service import user_groups
 from datalabs.api.deps import (
     SESSION_COOKIE,
     auth_changed,
@@ -64,7 +65,7 @@ def login(
     db.commit()
     set_session_cookie(response, settings, value)
     return LoginResult(
-        user=UserRead.of(user, auth.user_groups(db, user.id)), csrf_token=auth.csrf_token(settings, value)
+        user=UserRead.of(user, user_groups(db, user.id)), csrf_token=auth.csrf_token(settings, value)
     )
 
 

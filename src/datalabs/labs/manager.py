@@ -26,7 +26,7 @@ from datalabs.proxy.activity import ActivityRecorder
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.routes import Route
 from datalabs.runtimes.base import LabSpec, Mount, ProgressEvent, RuntimeBackend, StartError
-from datalabs.runtimes.events import EventLog
+from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.workspaces import layout
 
 log = logging.getLogger(__name__)
@@ -243,8 +243,7 @@ class LabManager:
         backend = self.backends.get(lab.id)
         if backend is not None:
             return backend.logs(tail)
-        path = self.settings.home / "labs" / lab.id / "lab.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-tail:]) if path.exists() else ""
+        return tail_lines(self.settings.home / "labs" / lab.id / "lab.log", tail)
 
     # ---- restart and culling ------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from datalabs.runtimes.base import ProgressEvent
 
@@ -32,3 +34,14 @@ class EventLog:
                 if event.ready or event.failed:
                     return
             await self._changed.wait()
+
+
+def tail_lines(path: Path | None, tail: int, window: int = 256 * 1024) -> str:
+    """The last `tail` lines of a log file, reading only its end (logs can be large); "" if absent."""
+    if path is None or not path.exists():
+        return ""
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - window))
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    return "\n".join(lines[-tail:])

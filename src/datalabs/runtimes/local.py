@@ -21,7 +21,7 @@ import httpx
 
 from datalabs.runtimes import cgroups
 from datalabs.runtimes.base import Endpoint, LabSpec, Limits, ProgressEvent, RuntimeBackend, StartError
-from datalabs.runtimes.events import EventLog
+from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.runtimes.sandbox import bwrap_command, bwrap_path, lab_path
 
 SOCKET_NAME = "lab.sock"
@@ -208,13 +208,7 @@ class LocalRuntime(RuntimeBackend):
         return self._events.follow()
 
     def logs(self, tail: int = 200) -> str:
-        if self._log_path is None or not self._log_path.exists():
-            return ""
-        with self._log_path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 256 * 1024))  # the tail only: logs can be large
-            lines = f.read().decode("utf-8", "replace").splitlines()
-        return "\n".join(lines[-tail:])
+        return tail_lines(self._log_path, tail)
 
     def limits(self) -> Limits:
         sandboxed = bwrap_path() is not None

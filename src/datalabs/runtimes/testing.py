@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from datalabs.runtimes.base import Endpoint, LabSpec, Limits, ProgressEvent, RuntimeBackend, StartError
-from datalabs.runtimes.events import EventLog
+from datalabs.runtimes.events import EventLog, tail_lines
 
 SOCKET_NAME = "lab.sock"
 _SERVERS: dict[str, asyncio.AbstractServer] = {}  # by socket path: survives "re-attach" in one process
@@ -100,9 +100,7 @@ class FakeRuntime(RuntimeBackend):
         return self._events.follow()
 
     def logs(self, tail: int = 200) -> str:
-        if not self._log or not self._log.exists():
-            return ""
-        return "\n".join(self._log.read_text().splitlines()[-tail:])
+        return tail_lines(self._log, tail)
 
     def limits(self) -> Limits:
         return Limits(
