@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from datalabs import __version__
 from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
 from datalabs.api import labs as labs_api
+from datalabs.api import volumes as volumes_api
+from datalabs.api import workspaces as workspaces_api
 from datalabs.catalogue import service as catalogue_service
 from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
@@ -20,6 +22,7 @@ from datalabs.proxy.app import LabProxy
 from datalabs.proxy.auth import make_authenticator
 from datalabs.proxy.routes import MemoryRouteTable
 from datalabs.web import routes as web
+from datalabs.workspaces.service import UsageCache
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.routes = routes = MemoryRouteTable()
     app.state.labs = labs = LabManager(settings, sessions, routes)
     errors.install(app)
-    for module in (health, auth, tokens, users, groups, datalabs, labs_api):
+    app.state.usage = UsageCache(settings.workspaces.usage_ttl)
+    for module in (health, auth, tokens, users, groups, datalabs, labs_api, workspaces_api, volumes_api):
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)

@@ -10,7 +10,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ByteSize, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -80,6 +80,32 @@ class LabSettings(BaseModel):
     )
 
 
+class WorkspaceSettings(BaseModel):
+    user_quota: ByteSize = Field(
+        ByteSize(100 * 10**9), description="Default quota of a personal workspace, e.g. 100GB or 1.5TiB."
+    )
+    team_quota: ByteSize = Field(
+        ByteSize(1000 * 10**9), description="Default quota of a team workspace (admins may set one per team)."
+    )
+    quotas: dict[str, ByteSize] = Field(
+        default_factory=dict,
+        description="Overrides per workspace, keyed 'user:<name>' or 'team:<name>', e.g. {'user:ada': '1TB'}.",
+    )
+    usage_ttl: float = Field(
+        30.0, ge=0, description="Seconds a measured workspace usage is trusted before it is measured again."
+    )
+    fsync: bool = Field(
+        True, description="fsync uploads before renaming them into place (survives a power cut, not only a crash)."
+    )
+
+
+class VolumeSettings(BaseModel):
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="If set, data volumes may only be registered from directories under these paths.",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `datalabs serve` binds.")
     port: int = Field(8000, description="Port `datalabs serve` binds.")
@@ -98,6 +124,8 @@ class Settings(BaseSettings):
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     labs: LabSettings = Field(default_factory=LabSettings)
+    workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    volumes: VolumeSettings = Field(default_factory=VolumeSettings)
 
     @classmethod
     def settings_customise_sources(

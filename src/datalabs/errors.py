@@ -34,6 +34,10 @@ class Conflict(DatalabsError):
     status, code = 409, "conflict"
 
 
+class TooLarge(DatalabsError):
+    status, code = 413, "too_large"
+
+
 class TooManyRequests(DatalabsError):
     status, code = 429, "too_many_requests"
 

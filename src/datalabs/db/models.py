@@ -170,3 +170,34 @@ class Lab(Base):
     last_activity: Mapped[datetime | None] = mapped_column(default=None)
 
     owner: Mapped[User] = relationship()
+
+
+class TeamWorkspace(Base):
+    """A team's shared workspace (created by an admin or a team owner); its files live under
+    `workspaces/teams/<group>`. Members write, read-only members read."""
+
+    __tablename__ = "team_workspaces"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    quota: Mapped[int | None] = mapped_column(BigInteger, default=None)  # bytes; None: the default
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    group: Mapped[Group] = relationship()
+
+
+class Volume(Base):
+    """A read-only data volume: a host directory mounted into labs at `/media/data/<name>`."""
+
+    __tablename__ = "volumes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    host_path: Mapped[str] = mapped_column(Text)
+    allowed_groups: Mapped[list[str]] = mapped_column(default=list)  # empty: everyone
+    mission: Mapped[list[str]] = mapped_column(default=list)
+    domain: Mapped[str] = mapped_column(String(64), default="")
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

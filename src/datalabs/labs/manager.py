@@ -20,14 +20,17 @@ from sqlalchemy import select
 from datalabs import plugins
 from datalabs.catalogue.schema import DatalabMeta
 from datalabs.config import Settings
-from datalabs.db.models import Datalab, DatalabVersion, Lab, Membership
+from datalabs.db.models import Datalab, DatalabVersion, Lab
+from datalabs.errors import DatalabsError
 from datalabs.labs import service
 from datalabs.proxy.activity import ActivityRecorder
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.routes import Route
 from datalabs.runtimes.base import LabSpec, Mount, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
+from datalabs.volumes import service as volume_service
 from datalabs.workspaces import layout
+from datalabs.workspaces import service as workspace_service
 
 log = logging.getLogger(__name__)
 SOCKET = "/run/datalab/lab.sock"
@@ -132,18 +135,23 @@ class LabManager:
             )
             meta = DatalabMeta.model_validate(version.meta)
             owner = lab.owner.name
-            teams = db.execute(select(Membership).where(Membership.user_id == lab.owner_id)).scalars().all()
             mounts = [
                 Mount(layout.user_dir(self.settings, owner), "/media/home/my_workspace", readonly=False)
             ]
-            for m in teams:
+            # Only teams that have a workspace; read-only members get it read-only; others never see it.
+            for team, readonly in workspace_service.mountable_teams(db, lab.owner):
                 mounts.append(
                     Mount(
-                        layout.team_dir(self.settings, m.group.name),
-                        f"/media/home/team_workspaces/{m.group.name}",
-                        readonly=m.role == "readonly",
+                        layout.team_dir(self.settings, team),
+                        f"/media/home/team_workspaces/{team}",
+                        readonly=readonly,
                     )
                 )
+            # Volumes chosen at launch, checked again: access may have been withdrawn since.
+            try:
+                mounts += volume_service.mount_plan(db, self.settings, lab.owner, lab.volumes)
+            except DatalabsError as exc:
+                raise StartError(f"cannot mount the chosen data volumes: {exc.message}") from None
             if version.source_path:
                 mounts.append(Mount(Path(version.source_path).parent, "/media/notebooks", readonly=True))
         rt = meta.runtime

@@ -18,6 +18,7 @@ from datalabs.config import Settings
 from datalabs.db.models import ApiToken, Lab
 from datalabs.db.types import utcnow
 from datalabs.errors import Invalid, NotFound, TooManyRequests
+from datalabs.volumes import service as volume_service
 
 ACTIVE = ("pending", "starting", "running", "stopping")
 LAB_TOKEN_SCOPES = [
@@ -64,8 +65,7 @@ def create(
             f"'{entry.meta.title}' cannot be launched: {entry.unavailable_reason}", code="unavailable"
         )
     resources = _resources(meta, req)
-    if req.volumes:
-        raise Invalid(f"no data volume named '{req.volumes[0]}' is available to you", code="unknown_volume")
+    volumes = volume_service.check_choice(db, settings, principal, req.volumes)
     active = db.scalar(
         select(func.count(Lab.id)).where(Lab.owner_id == principal.user.id, Lab.state.in_(ACTIVE))
     )
@@ -88,6 +88,7 @@ def create(
         cpu=resources.cpu,
         memory=resources.memory_bytes,
         gpu=resources.gpu,
+        volumes=volumes,
     )
     token, secret = auth.create_token(db, settings, principal.user, f"lab {lab.id}", LAB_TOKEN_SCOPES)
     lab.token_id = token.id

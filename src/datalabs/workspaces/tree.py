@@ -1,0 +1,292 @@
+"""`Tree`: the file operations of one directory tree (a workspace or a data volume), all through the
+no-follow directory fds of `paths`, so nothing ever leaves the root. Blocking calls: run them in a
+worker thread from async code."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import zipstream
+
+from datalabs.errors import Conflict, Invalid, NotFound
+from datalabs.workspaces.paths import (
+    DIR_FLAGS,
+    TEMP_PREFIX,
+    Entry,
+    in_dir,
+    lstat_in,
+    open_dir,
+    open_file,
+    os_error,
+    shown,
+)
+
+CHUNK = 1 << 20
+STALE_UPLOAD = 3600  # seconds after which an untouched temporary upload is left over from a crash
+
+
+@dataclass(frozen=True)
+class Listing:
+    entries: list[Entry]
+    total: int
+
+
+class Tree:
+    def __init__(self, root: Path, *, owner: int | None = None):
+        self.root = root
+        self.owner = owner  # uid new files and folders get (labs run as it when the platform is root)
+
+    # ---- reading ------------------------------------------------------------------------------------
+
+    def stat(self, parts: tuple[str, ...]) -> Entry:
+        if not parts:
+            with in_dir(self.root, ()) as fd:
+                return Entry.of((), os.fstat(fd))
+        with in_dir(self.root, parts[:-1]) as dfd:
+            st = lstat_in(dfd, parts[-1])
+        if st is None:
+            raise NotFound(f"'{shown(parts)}' does not exist", code="file_not_found")
+        return Entry.of(parts, st)
+
+    def listdir(self, parts: tuple[str, ...], offset: int = 0, limit: int = 1000) -> Listing:
+        """Folders first, then files, by name. Only the requested page is stat()ed: the sort uses the
+        directory entries' types, so a page of a 100,000-file folder costs one scan, not 100,000 stats."""
+        with in_dir(self.root, parts) as fd:
+            with os.scandir(fd) as it:
+                names = [
+                    (not e.is_dir(follow_symlinks=False), e.name)
+                    for e in it
+                    if not e.name.startswith(TEMP_PREFIX)
+                ]
+            names.sort()
+            entries = []
+            for _, name in names[offset : offset + limit]:
+                st = lstat_in(fd, name)
+                if st is not None:
+                    entries.append(Entry.of((*parts, name), st))
+        return Listing(entries, len(names))
+
+    def open(self, parts: tuple[str, ...]) -> tuple[int, os.stat_result]:
+        return open_file(self.root, parts)
+
+    def walk(self, parts: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], int, list[str], list[str]]]:
+        """(folder parts, folder fd, sub-folder names, other names) for every folder below `parts`,
+        never following links (os.fwalk)."""
+        with in_dir(self.root, parts) as fd:
+            for top, dirs, files, dfd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+                rel = tuple(p for p in top.split("/") if p not in ("", "."))
+                yield (*parts, *rel), dfd, dirs, [f for f in files if not f.startswith(TEMP_PREFIX)]
+
+    def usage(self) -> int:
+        """Bytes used by the files of the whole tree (apparent sizes, uploads in flight included)."""
+        total = 0
+        with in_dir(self.root, ()) as fd:
+            for _, _, files, dfd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+                for name in files:
+                    try:
+                        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        total += st.st_size
+        return total
+
+    def size_of(self, parts: tuple[str, ...]) -> int:
+        entry = self.stat(parts)
+        if entry.type != "dir":
+            return entry.size
+        total = 0
+        for _, dfd, _, files in self.walk(parts):
+            for name in files:
+                st = lstat_in(dfd, name)
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+        return total
+
+    def search(self, parts: tuple[str, ...], query: str, limit: int = 200) -> list[Entry]:
+        """Files and folders below `parts` whose name contains `query` (case-insensitive)."""
+        needle = query.casefold()
+        found: list[Entry] = []
+        for folder, dfd, dirs, files in self.walk(parts):
+            for name in sorted(dirs) + sorted(files):
+                if needle in name.casefold() and (st := lstat_in(dfd, name)) is not None:
+                    found.append(Entry.of((*folder, name), st))
+                    if len(found) >= limit:
+                        return found
+        return found
+
+    def zip(self, parts: tuple[str, ...]) -> Iterator[bytes]:
+        """The folder as a zip archive, produced while it is sent (constant memory; links and special
+        files are left out)."""
+        self.stat(parts)  # NotFound before the response starts
+        archive = zipstream.ZipStream(compress_type=zipstream.ZIP_STORED, sized=False)
+        base = len(parts)
+        for folder, dfd, dirs, files in self.walk(parts):
+            rel = "/".join(folder[base:])
+            if rel and not dirs and not files:
+                archive.add(None, rel + "/")
+            for name in sorted(files):
+                st = lstat_in(dfd, name)
+                if st is None or not stat.S_ISREG(st.st_mode):
+                    continue
+                arcname = f"{rel}/{name}" if rel else name
+                archive.add(self._chunks((*folder, name)), arcname, size=st.st_size)
+        yield from archive
+
+    def _chunks(self, parts: tuple[str, ...]) -> Iterator[bytes]:
+        fd, _ = self.open(parts)
+        try:
+            while chunk := os.read(fd, CHUNK):
+                yield chunk
+        finally:
+            os.close(fd)
+
+    # ---- changing -----------------------------------------------------------------------------------
+
+    def mkdir(self, parts: tuple[str, ...], *, parents: bool = False) -> Entry:
+        if not parts:
+            raise Conflict("the workspace folder already exists", code="exists")
+        with in_dir(self.root, parts[:-1], create=parents, owner=self.owner) as dfd:
+            try:
+                os.mkdir(parts[-1], 0o755, dir_fd=dfd)
+                self._own(dfd, parts[-1])
+            except OSError as exc:
+                raise os_error(exc, parts, dfd) from None
+        return self.stat(parts)
+
+    def remove(self, parts: tuple[str, ...]) -> None:
+        if not parts:
+            raise Invalid("the workspace itself cannot be deleted", code="is_root")
+        with in_dir(self.root, parts[:-1]) as dfd:
+            st = lstat_in(dfd, parts[-1])
+            if st is None:
+                raise NotFound(f"'{shown(parts)}' does not exist", code="file_not_found")
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(parts[-1], dir_fd=dfd)  # fd-based: immune to symlink swaps
+                else:
+                    os.unlink(parts[-1], dir_fd=dfd)
+            except OSError as exc:
+                raise os_error(exc, parts, dfd) from None
+
+    def move(self, src: tuple[str, ...], dest: Tree, dst: tuple[str, ...]) -> Entry:
+        self._check_target(src, dest, dst)
+        with (
+            in_dir(self.root, src[:-1]) as sfd,
+            in_dir(dest.root, dst[:-1], create=True, owner=dest.owner) as dfd,
+        ):
+            if lstat_in(sfd, src[-1]) is None:
+                raise NotFound(f"'{shown(src)}' does not exist", code="file_not_found")
+            if lstat_in(dfd, dst[-1]) is not None:
+                raise Conflict(f"'{shown(dst)}' already exists", code="exists")
+            try:
+                os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
+            except OSError as exc:
+                raise os_error(exc, src, sfd) from None
+        return dest.stat(dst)
+
+    def copy(self, src: tuple[str, ...], dest: Tree, dst: tuple[str, ...]) -> Entry:
+        """Copy a file or folder; built under a temporary name and renamed into place, so the target
+        name only ever holds a complete copy. Links and special files are skipped."""
+        self._check_target(src, dest, dst)
+        entry = self.stat(src)
+        with in_dir(dest.root, dst[:-1], create=True, owner=dest.owner) as dfd:
+            if lstat_in(dfd, dst[-1]) is not None:
+                raise Conflict(f"'{shown(dst)}' already exists", code="exists")
+            tmp = temp_name()
+            try:
+                if entry.type == "dir":
+                    self._copy_dir(src, dfd, tmp, dest.owner)
+                elif entry.type == "file":
+                    self._copy_file(src, dfd, tmp, dest.owner)
+                else:
+                    raise Invalid(f"'{shown(src)}' is not a file or folder", code="special_file")
+                os.rename(tmp, dst[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
+            except OSError as exc:
+                _discard(dfd, tmp)
+                raise os_error(exc, dst, dfd) from None
+            except BaseException:
+                _discard(dfd, tmp)
+                raise
+        return dest.stat(dst)
+
+    def _copy_file(self, src: tuple[str, ...], dfd: int, name: str, owner: int | None) -> None:
+        fd, st = self.open(src)
+        try:
+            out = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd
+            )
+            try:
+                left = st.st_size
+                while left > 0:
+                    n = os.copy_file_range(fd, out, min(left, 1 << 30))
+                    if n == 0:
+                        break
+                    left -= n
+                if owner is not None:
+                    os.fchown(out, owner, owner)
+            finally:
+                os.close(out)
+        finally:
+            os.close(fd)
+
+    def _copy_dir(self, src: tuple[str, ...], dfd: int, name: str, owner: int | None) -> None:
+        os.mkdir(name, 0o755, dir_fd=dfd)
+        if owner is not None:
+            os.chown(name, owner, owner, dir_fd=dfd, follow_symlinks=False)
+        sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
+        try:
+            for entry in self.listdir(src, 0, 10**9).entries:
+                if entry.type == "dir":
+                    self._copy_dir((*src, entry.name), sub, entry.name, owner)
+                elif entry.type == "file":
+                    self._copy_file((*src, entry.name), sub, entry.name, owner)
+        finally:
+            os.close(sub)
+
+    def _check_target(self, src: tuple[str, ...], dest: Tree, dst: tuple[str, ...]) -> None:
+        if not src or not dst:
+            raise Invalid("the workspace folder itself cannot be moved or copied over", code="is_root")
+        if dest.root == self.root and dst[: len(src)] == src:
+            raise Invalid(f"cannot put '{shown(src)}' inside itself", code="into_itself")
+
+    def _own(self, dfd: int, name: str) -> None:
+        if self.owner is not None:
+            os.chown(name, self.owner, self.owner, dir_fd=dfd, follow_symlinks=False)
+
+    def sweep_uploads(self, dfd: int) -> None:
+        """Remove temporary uploads left in this folder by a crashed server (untouched for an hour)."""
+        cutoff = time.time() - STALE_UPLOAD
+        with os.scandir(dfd) as it:
+            stale = [e.name for e in it if e.name.startswith(TEMP_PREFIX)]
+        for name in stale:
+            st = lstat_in(dfd, name)
+            if st is not None and st.st_mtime < cutoff:
+                _discard(dfd, name)
+
+
+def temp_name() -> str:
+    return f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+
+
+def _discard(dfd: int, name: str) -> None:
+    st = lstat_in(dfd, name)
+    if st is None:
+        return
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=dfd)
+        else:
+            os.unlink(name, dir_fd=dfd)
+    except OSError:
+        pass
+
+
+__all__ = ["Listing", "Tree", "open_dir", "temp_name"]
