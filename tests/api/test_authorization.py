@@ -1,6 +1,8 @@
 """Authorisation matrix: every API route, as anonymous, a plain user, a team member, a token with the
 wrong scope, and an admin. A route missing from ROUTES fails `test_every_route_is_in_the_matrix`."""
 
+import re
+
 import pytest
 
 from datalabs.config import Settings
@@ -96,6 +98,59 @@ ROUTES = [
     ("POST", "/api/v1/labs/{lab_id}/stop", {}, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
     ("DELETE", "/api/v1/labs/{lab_id}", None, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
 ]
+# Workspaces and volumes (issue 4): team `astro` has a workspace owned by tess (owner), mia is a member,
+# val a read-only member ("reader"), ada is not in it; volume `Demo` is allowed to `astro` only. Team
+# `optics` (tess owner, val read-only) has no workspace yet.
+TEAM = "/api/v1/workspaces/team:astro"
+TEAM_READ = {
+    "anonymous": 401,
+    "user": 404,
+    "member": OK,
+    "reader": OK,
+    "owner": OK,
+    "admin": OK,
+    "narrow": 403,
+}
+TEAM_WRITE = {**TEAM_READ, "reader": 403}
+ADMIN_ONLY = {"anonymous": 401, "user": 403, "member": 403, "owner": 403, "admin": OK, "narrow": 403}
+ROUTES += [
+    (
+        "GET",
+        "/api/v1/workspaces",
+        None,
+        {"anonymous": 401, "user": OK, "reader": OK, "admin": OK, "narrow": 403},
+    ),
+    (
+        "POST",
+        "/api/v1/workspaces",
+        {"team": "optics"},
+        {
+            "anonymous": 401,
+            "user": 404,
+            "member": 404,
+            "reader": 403,
+            "owner": OK,
+            "admin": OK,
+            "narrow": 403,
+        },
+    ),
+    ("GET", "/api/v1/workspaces/me", None, {"anonymous": 401, "user": OK, "admin": OK, "narrow": 403}),
+    ("GET", TEAM, None, TEAM_READ),
+    ("GET", f"{TEAM}/files/shared.txt", None, TEAM_READ),
+    ("PUT", f"{TEAM}/files/new.txt", None, TEAM_WRITE),
+    ("POST", f"{TEAM}/files/made", {"op": "mkdir"}, TEAM_WRITE),
+    ("DELETE", f"{TEAM}/files/shared.txt", None, TEAM_WRITE),
+    (
+        "GET",
+        "/api/v1/volumes",
+        None,
+        {"anonymous": 401, "user": OK, "member": OK, "admin": OK, "narrow": 403},
+    ),
+    ("POST", "/api/v1/volumes", {"name": "NewVolume", "host_path": "{volume_dir}"}, ADMIN_ONLY),
+    ("GET", "/api/v1/volumes/Demo", None, {**TEAM_READ, "owner": OK}),
+    ("DELETE", "/api/v1/volumes/Demo", None, ADMIN_ONLY),
+    ("GET", "/api/v1/volumes/Demo/files/a.txt", None, TEAM_READ),
+]
 PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
 CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
 
@@ -123,6 +178,9 @@ def test_every_route_is_in_the_matrix(app):
 
 
 def _template(path: str) -> str:
+    path = re.sub(r"/files/.+$", "/files/{path}", path)
+    path = re.sub(r"^/api/v1/workspaces/(me|team:[^/]+)", "/api/v1/workspaces/{ws}", path)
+    path = re.sub(r"^/api/v1/volumes/Demo", "/api/v1/volumes/{name}", path)
     replacements = {
         "/ada": "/{name}",
         "/astro": "/{group}",
@@ -151,8 +209,13 @@ def test_route_authorisation(people, method, path, body, who, want):
         path = path.replace("{token_id}", tess.post("/api/v1/tokens", json={"name": "x"}).json()["id"])
     if "{lab_id}" in path:
         path = path.replace("{lab_id}", tess.post("/api/v1/labs", json={"datalab": "fake"}).json()["id"])
+    _team_and_volume(people, path)
+    if isinstance(body, dict) and body.get("host_path") == "{volume_dir}":
+        body = {**body, "host_path": str(people.app.state.settings.home.parent / "volume")}
     if who == "owner":
         client = tess
+    if who == "reader":
+        client = people.login("val")
     if who in ("user", "member", "admin"):
         client = people.login({"user": "ada", "member": "mia", "admin": "root"}[who])
     elif who == "narrow":
@@ -163,3 +226,29 @@ def test_route_authorisation(people, method, path, body, who, want):
     else:
         assert r.status_code == want, r.text
         assert r.json()["error"]["code"]
+
+
+def _team_and_volume(people, path: str) -> None:
+    """The team workspace, memberships and volume the workspace and volume rows of the matrix use."""
+    if not path.startswith(("/api/v1/workspaces", "/api/v1/volumes")):
+        return
+    from datalabs.accounts import service
+    from datalabs.db.engine import transaction
+    from datalabs.db.models import TeamWorkspace, Volume
+
+    settings = people.app.state.settings
+    people.user("val")
+    volume = settings.home.parent / "volume"
+    volume.mkdir(exist_ok=True)
+    (volume / "a.txt").write_text("archive")
+    with transaction(people.app.state.sessions) as db:
+        service.create_group(db, "optics")
+        for group, user, role in (("astro", "tess", "owner"), ("astro", "val", "readonly")):
+            service.set_member(db, group, user, role)
+        for user, role in (("tess", "owner"), ("val", "readonly")):
+            service.set_member(db, "optics", user, role)
+        db.add(TeamWorkspace(group_id=service.get_group(db, "astro").id))
+        db.add(Volume(name="Demo", host_path=str(volume), allowed_groups=["astro"]))
+    team = settings.home / "workspaces" / "teams" / "astro"
+    team.mkdir(parents=True, exist_ok=True)
+    (team / "shared.txt").write_text("team file")

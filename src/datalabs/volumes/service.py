@@ -166,6 +166,8 @@ def _custom(settings: Settings, user: User, folder: str) -> tuple[Path, str]:
         raise Invalid("choose a folder of your workspace, not the whole workspace", code="bad_custom_volume")
     root = layout.user_dir(settings, user.name)
     # Walked without following links: the bind mount must not reach outside the user's workspace.
-    fd = paths.open_dir(root, parts)
-    os.close(fd)
+    try:
+        os.close(paths.open_dir(root, parts))
+    except NotFound:
+        raise Invalid(f"your workspace has no folder '{folder}'", code="unknown_volume") from None
     return root.joinpath(*parts), PurePosixPath(parts[-1]).name
