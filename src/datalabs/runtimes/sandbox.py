@@ -85,7 +85,13 @@ def bwrap_command(spec: LabSpec, bwrap: str, uid: int | None = None) -> list[str
             argv += ["--perms", "0755", "--dir", str(parent)]
         argv += ["--ro-bind", d, d]
     argv += ["--bind", str(spec.runtime_dir), "/run/datalab"]
+    made = {"/media", "/media/home", "/media/data"}
     for m in spec.mounts:
+        # Missing parents (e.g. /media/home/team_workspaces) would be made 0700 by bwrap as root.
+        for parent in reversed(Path(m.target).parents[:-1]):
+            if str(parent) not in made:
+                argv += ["--perms", "0755", "--dir", str(parent)]
+                made.add(str(parent))
         argv += ["--ro-bind" if m.readonly else "--bind", str(m.source), m.target]
     argv += ["--chdir", spec.workdir, "--setenv", "HOME", spec.workdir]
     for key, value in spec.env.items():
