@@ -1,0 +1,267 @@
+"""`BitmapIndex`: the embedded asset index (roaring bitmaps via pyroaring + numpy), chosen by benchmark.
+
+Why this engine (bench/RESULTS.md, section assets-search, and /work/shared ANCHORS "Faceted search"):
+every click in the explorer asks for the total, the first page by date and the counts of all facets.
+DuckDB answers that with one GROUPING SETS scan, which grows with the rows (0.6-3.9 s at 100M rows);
+PostgreSQL is slower still. Bitmaps answer it from the filter alone:
+
+- rows are numbered by date, newest first, so the first page is the head of the filter bitmap and a
+  time range is one contiguous row range (no sort, no scan);
+- a filter is a few bitmap unions/intersections (one bitmap per facet value set, per name token, per
+  directory, per location);
+- counts come from `numpy.bincount` over per-column set codes when few rows match, and from bitmap
+  intersection cardinalities when many do (`counting`); unfiltered counts are computed once.
+
+Storage: DATALABS_HOME/assets/<segment>/ (`segment`); segments are immutable, deletions are tombstones.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pyroaring import BitMap
+
+from datalabs.assets import paging, segment
+from datalabs.assets.base import (
+    FACETS,
+    AssetIndex,
+    AssetRecord,
+    Page,
+    Query,
+    name_tokens,
+    split_asset_id,
+    text_words,
+)
+from datalabs.assets.columns import TOKEN_COLUMNS, Batch, from_records, from_seconds, seconds
+from datalabs.assets.counting import Counter, count_all
+from datalabs.assets.state import State, merged
+
+RECORD_CHUNK = 200_000  # records encoded per segment on the record path
+
+
+class BitmapIndex(AssetIndex):
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._write = threading.Lock()
+        for stale in self.directory.glob("*.tmp"):  # a crash mid-write leaves only these
+            shutil.rmtree(stale, ignore_errors=True)
+        names = sorted(p for p in self.directory.iterdir() if p.name.startswith("seg-"))
+        self._state = merged(State(), [segment.load(p) for p in names])
+        self._totals: dict[str, list] | None = None
+
+    # ---- writing -------------------------------------------------------------------------------
+
+    def ingest(self, records: Iterable[AssetRecord]) -> int:
+        stored, chunk = 0, {}
+        for record in records:
+            chunk[record.id] = record  # the last of a duplicated id wins
+            if len(chunk) >= RECORD_CHUNK:
+                stored += self._ingest_records(list(chunk.values()))
+                chunk = {}
+        if chunk:
+            stored += self._ingest_records(list(chunk.values()))
+        return stored
+
+    def _ingest_records(self, records: list[AssetRecord]) -> int:
+        with self._write:
+            self._tombstone(self._state, [self._lookup(self._state, r.collection, r.path) for r in records])
+            return self._append(from_records(records))
+
+    def ingest_batch(self, batch: Batch) -> int:
+        """The bulk path (listings, synthetic archives): replaces rows only where a directory of the same
+        collection already has files, so a fresh archive is appended without per-row look-ups."""
+        with self._write:
+            self._tombstone(self._state, list(paging.overlapping_rows(self._state, batch, self._lookup)))
+            return self._append(batch)
+
+    def delete(self, ids: Iterable[str]) -> int:
+        with self._write:
+            state = self._state
+            rows = [self._lookup(state, *split_asset_id(i)) for i in ids]
+            return self._tombstone(state, rows)
+
+    def _append(self, batch: Batch) -> int:
+        if not len(batch):
+            return 0
+        number = len(self._state.segments) and int(self._state.segments[-1].directory.name[4:]) + 1
+        path = self.directory / f"seg-{number:06d}"
+        segment.write(path, batch)
+        self._state = merged(self._state, [segment.load(path)])
+        self._totals = None
+        return len(batch)
+
+    def _tombstone(self, state: State, rows: list[int | None]) -> int:
+        found = [r for r in rows if r is not None]
+        touched = set()
+        for row in found:
+            seg, local = state.segment_of(row)
+            seg.deleted.add(local)
+            touched.add(seg.directory)
+        for seg in state.segments:
+            if seg.directory in touched:
+                seg.save_deleted()
+        if found:
+            self._state = _with_deleted(state, found)
+            self._totals = None
+        return len(found)
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def get(self, asset_id: str) -> AssetRecord | None:
+        try:
+            collection, path = split_asset_id(asset_id)
+        except ValueError:
+            return None
+        state = self._state
+        row = self._lookup(state, collection, path)
+        return None if row is None else self._records(state, [row])[0]
+
+    def search(self, query: Query) -> Page:
+        began = time.perf_counter()
+        state = self._state
+        if not state.rows:
+            return Page(0, [], {f: [] for f in FACETS} if query.with_facets else {})
+        base, selections = self._filters(state, query)
+        matches = BitMap.intersection(base, *selections.values()) if selections else base
+        facets = self._facet_counts(state, query, base, selections, matches) if query.with_facets else {}
+        rows = paging.page(state, matches, query.sort, query.offset, query.limit)
+        items = self._records(state, rows)
+        return Page(len(matches), items, facets, (time.perf_counter() - began) * 1000)
+
+    def stats(self) -> dict[str, Any]:
+        state = self._state
+        disk = sum(s.disk_bytes for s in state.segments)
+        alive = len(state.alive)
+        return {
+            "assets": alive,
+            "bytes": disk,
+            "bytes_per_asset": round(disk / alive, 2) if alive else 0.0,
+            "segments": len(state.segments),
+            "deleted": len(state.deleted),
+            "collections": sorted(v for v, n in self._totals_of(state)["collection"] if n),
+        }
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _filters(self, state: State, query: Query) -> tuple[BitMap, dict[str, BitMap]]:
+        """The query's restrictions except facet selections (intersected into `base`), and each selected
+        facet's bitmap (OR of its values), kept apart for multi-select counting."""
+        parts = [state.alive]
+        if query.collections is not None:
+            parts.append(self._union(state, "collection", query.collections))
+        if query.start is not None or query.end is not None:
+            parts.append(state.date_rows(_sec(query.start), _sec(query.end)))
+        for word in text_words(query.text):
+            parts.append(self._word_rows(state, word))
+        if query.bbox is not None:
+            parts.append(self._bbox_rows(state, query.bbox))
+        if query.ids is not None:
+            found = (self._lookup_id(state, i) for i in query.ids)
+            parts.append(BitMap(r for r in found if r is not None))
+        base = BitMap.intersection(*sorted(parts, key=len)) if len(parts) > 1 else parts[0]
+        selections = {
+            facet: self._union(state, facet, values)
+            for facet, values in query.facets.items()
+            if facet in FACETS and values
+        }
+        return base, selections
+
+    def _facet_counts(self, state, query, base, selections, matches) -> dict[str, list[tuple[str, int]]]:
+        unrestricted = query.collections is None and len(base) == len(state.alive)
+        if unrestricted and not selections:
+            return dict(self._totals_of(state))
+        shared = Counter(matches)
+        own = {
+            facet: Counter(BitMap.intersection(base, *(s for f, s in selections.items() if f != facet)))
+            for facet in selections
+        }
+        return count_all(state.columns, list(FACETS), lambda facet: own.get(facet, shared))
+
+    def _totals_of(self, state: State) -> dict[str, list]:
+        if self._totals is None or state is not self._state:
+            totals = count_all(state.columns, list(FACETS), lambda _: Counter(state.alive))
+            if state is not self._state:
+                return totals
+            self._totals = totals
+        return self._totals
+
+    def _union(self, state: State, column: str, values: Iterable) -> BitMap:
+        return BitMap.union(BitMap(), *(state.value_bitmap(column, v) for v in values))
+
+    def _word_rows(self, state: State, word: str) -> BitMap:
+        """Rows with a name token or a directory component containing `word`."""
+        parts = []
+        for name in TOKEN_COLUMNS:
+            parts += [state.value_bitmap(name, v) for v in state.columns[name].values if word in v]
+        # Words never contain '/', so a substring of the whole directory lies within one component.
+        values = state.columns["dir"].values
+        parts += [
+            state.value_bitmap("dir", values[i]) for i, d in enumerate(state.lower_values("dir")) if word in d
+        ]
+        return BitMap.union(BitMap(), *parts)
+
+    def _bbox_rows(self, state: State, bbox) -> BitMap:
+        west, south, east, north = bbox
+        col = state.columns["loc"]
+        hits = [v for v in col.values if v[0] <= east and v[2] >= west and v[1] <= north and v[3] >= south]
+        return self._union(state, "loc", hits)
+
+    def _lookup_id(self, state: State, asset_id: str) -> int | None:
+        try:
+            return self._lookup(state, *split_asset_id(asset_id))
+        except ValueError:
+            return None
+
+    def _lookup(self, state: State, collection: str, path: str) -> int | None:
+        """The live row of (collection, path): intersect collection, directory and name-token bitmaps,
+        then compare the few candidates' names."""
+        if not state.rows:
+            return None
+        directory, _, name = path.rpartition("/")
+        parts = [state.value_bitmap("collection", collection), state.value_bitmap("dir", directory)]
+        parts += [state.value_bitmap(c, t) for c, t in zip(TOKEN_COLUMNS, name_tokens(name), strict=False)]
+        candidates = BitMap.intersection(*parts) - state.deleted
+        for row in candidates:
+            seg, local = state.segment_of(row)
+            if seg.reader.rows([local])[0]["name"] == name:
+                return row
+        return None
+
+    def _records(self, state: State, rows: list[int]) -> list[AssetRecord]:
+        return [self._record(state, row) for row in rows]
+
+    def _record(self, state: State, row: int) -> AssetRecord:
+        seg, local = state.segment_of(row)
+        payload = seg.reader.rows([local])[0]
+        cols = state.columns
+        facets = {f: tuple(cols[f].values[i] for i in cols[f].sets[cols[f].codes[row]]) for f in FACETS}
+        directory = cols["dir"].values[cols["dir"].sets[cols["dir"].codes[row]][0]]
+        loc = [cols["loc"].values[i] for i in cols["loc"].sets[cols["loc"].codes[row]]]
+        return AssetRecord(
+            collection=facets.pop("collection")[0],
+            path=f"{directory}/{payload['name']}" if directory else payload["name"],
+            size=payload["size"],
+            modified=from_seconds(payload["modified"]),
+            start=from_seconds(payload["start"]),
+            end=from_seconds(payload["end"]),
+            facets={f: v for f, v in facets.items() if v},
+            bbox=tuple(loc[0]) if loc else None,
+            media_type=payload["media_type"],
+            title=payload["title"],
+            properties=payload["properties"],
+        )
+
+
+def _with_deleted(state: State, rows: list[int]) -> State:
+    out = State(state.segments, state.bases, state.columns, state.dates, state.deleted | BitMap(rows))
+    return out
+
+
+def _sec(dt) -> int | None:
+    return None if dt is None else seconds(dt)
