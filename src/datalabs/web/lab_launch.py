@@ -15,13 +15,23 @@ from datalabs.catalogue.schema import DatalabMeta, parse_memory
 from datalabs.catalogue.service import Catalogue, Entry
 from datalabs.errors import DatalabsError, TooManyRequests
 from datalabs.labs import service
+from datalabs.volumes import service as volume_service
 from datalabs.web.lab_view import number
 from datalabs.web.render import page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
+from datalabs.workspaces import service as workspace_service
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 LAUNCHED = "launched"  # the flash kind of the redirect after a launch
 _FIELDS = ("name", "version", "cpu", "memory", "gpu")
+VOLUME_ERRORS = {
+    "unknown_volume",
+    "volume_clash",
+    "volume_offline",
+    "bad_custom_volume",
+    "bad_path",
+    "symlink",
+}
 
 
 def _memory_choices(default: str, maximum: str) -> list[str]:
@@ -78,7 +88,8 @@ def _launch_page(
     errors = dict(errors or {})
     if "gpu" in errors and not limits["gpu_max"]:  # no GPU field on the form to show it at
         errors["page"] = errors.pop("gpu")
-    changed = any(v and v != defaults[k] for k, v in (form or {}).items())
+    chosen = (form or {}).pop("volumes", []) if form else []
+    changed = any(v and v != defaults[k] for k, v in (form or {}).items() if k in defaults) or bool(chosen)
     return page(
         request,
         "lab_launch.html",
@@ -94,7 +105,22 @@ def _launch_page(
         advanced_open=changed or any(k != "page" for k in errors),
         running=active,
         limit=service.running_limit(request.app.state.settings, principal),
+        volumes=volume_service.list_visible(db, principal),
+        chosen=[c for c in chosen if not c.startswith(volume_service.CUSTOM)],
+        custom=next(
+            (c[len(volume_service.CUSTOM) :] for c in chosen if c.startswith(volume_service.CUSTOM)), ""
+        ),
+        folders=_folders(request, principal),
     )
+
+
+def _folders(request: Request, principal: Principal) -> list[str]:
+    """Top-level folders of the user's workspace: suggestions for a custom (read-only) volume."""
+    try:
+        tree = workspace_service.personal(request.app.state.settings, principal.name).tree
+        return [e.name for e in tree.listdir((), 0, 200).entries if e.type == "dir"]
+    except DatalabsError:
+        return []
 
 
 @router.get("/catalogue/{name}/launch", name="launch_datalab_page")
@@ -163,12 +189,18 @@ async def launch(
     cpu: str = Form("", max_length=20),
     memory: str = Form("", max_length=20),
     gpu: str = Form("", max_length=5),
+    volumes: list[str] = Form([], max_length=50),
+    custom_volume: str = Form("", max_length=4096),
     principal: Principal = Depends(posting_user),
     db: Session = Depends(get_db),
 ):
     cat: Catalogue = request.app.state.catalogue
     entry = cat.get(db, principal, name)
     form = dict(zip(_FIELDS, (lab_name, version, cpu, memory, gpu), strict=True))
+    chosen = [v for v in volumes if v] + (
+        [volume_service.CUSTOM + custom_volume.strip()] if custom_volume.strip() else []
+    )
+    form["volumes"] = chosen
     errors: dict[str, str] = {}
     req = service.LaunchRequest(
         datalab=name,
@@ -177,6 +209,7 @@ async def launch(
         cpu=_cpu(cpu, errors),
         memory=_memory(memory, errors),
         gpu=_gpu(gpu, errors),
+        volumes=tuple(chosen),
     )
     if errors:
         return _launch_page(request, db, principal, entry, version, form=form, errors=errors, status=422)
@@ -189,6 +222,8 @@ async def launch(
         # "cpu request exceeds ..." belongs next to the CPU field; anything else above the form.
         field = exc.message.split(" ", 1)[0] if exc.code == "over_maximum" else ""
         errors = {field if field in ("cpu", "memory", "gpu") else "page": _readable(exc.message)}
+        if exc.code in VOLUME_ERRORS:
+            errors = {"volumes": exc.message}
         return _launch_page(
             request,
             db,

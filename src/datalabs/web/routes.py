@@ -16,6 +16,8 @@ from datalabs.web import (
     lab_launch,
     lab_pages,
     placeholders,
+    volume_pages,
+    workspace_pages,
 )
 from datalabs.web.render import STATIC_DIR, render_error
 
@@ -27,6 +29,8 @@ PAGE_ROUTERS = (
     account_pages,
     admin_pages,
     admin_groups,
+    workspace_pages,
+    volume_pages,
     placeholders,
 )
 
