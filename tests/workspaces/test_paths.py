@@ -28,7 +28,17 @@ def tree(tmp_path):
 
 @pytest.mark.parametrize(
     "path",
-    ["..", "../secret", "sub/../../secret", "./sub", "/etc/passwd", "a\x00b", "sub/\x01x", "x" * 256, "a/" * 2100],
+    [
+        "..",
+        "../secret",
+        "sub/../../secret",
+        "./sub",
+        "/etc/passwd",
+        "a\x00b",
+        "sub/\x01x",
+        "x" * 256,
+        "a/" * 2100,
+    ],
 )
 def test_bad_paths_are_refused(path):
     with pytest.raises(Invalid):
