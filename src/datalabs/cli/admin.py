@@ -105,6 +105,7 @@ def seed_demo() -> None:
                 service.create_group(db, team, description)
         service.set_member(db, "astro-team", "scientist", "member")
         service.set_member(db, "gnss-team", "scientist", "owner")
+        _seed_workspaces_and_volumes(db, settings)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -112,3 +113,36 @@ def seed_demo() -> None:
         os.replace(tmp, path)
     for name in ("admin", "scientist"):
         typer.echo(f"  demo login: {name} / {creds[name]}")
+
+
+def _seed_workspaces_and_volumes(db, settings) -> None:
+    """Team workspaces for the demo teams and the demo data volumes with real sample files (idempotent)."""
+    from sqlalchemy import select
+
+    from datalabs.accounts import service
+    from datalabs.accounts.principal import Principal
+    from datalabs.db.models import TeamWorkspace, Volume
+    from datalabs.volumes import demo
+    from datalabs.volumes import service as volumes
+
+    for team in DEMO_TEAMS:
+        group = service.get_group(db, team)
+        if db.get(TeamWorkspace, group.id) is None:
+            db.add(TeamWorkspace(group_id=group.id, created_by="seed-demo"))
+    admin = Principal(service.get_user(db, "admin"), frozenset())
+    folders = demo.write_all(settings.home)
+    known = set(db.scalars(select(Volume.name)))
+    for v in demo.DEMO_VOLUMES:
+        if v.name not in known:
+            volumes.create(
+                db,
+                settings,
+                admin,
+                name=v.name,
+                host_path=str(folders[v.name]),
+                description=v.description,
+                allowed_groups=v.allowed_groups,
+                mission=v.mission,
+                domain=v.domain,
+                tags=v.tags,
+            )
