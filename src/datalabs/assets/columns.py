@@ -160,3 +160,63 @@ def from_records(records: Sequence[AssetRecord]) -> Batch:
     )
     dates = np.array([seconds(r.date) for r in records], np.int64)
     return Batch(dates, {name: b.build() for name, b in builders.items()}, rows)
+
+
+def coded_from_groups(group_values: Sequence[Iterable[Any]], inverse: np.ndarray) -> Coded:
+    """A column where rows of group g hold `group_values[g]`: coded per group, then spread to rows."""
+    builder = CodedBuilder()
+    for values in group_values:
+        builder.add(values)
+    per_group = np.asarray(builder.codes, dtype=smallest_uint(len(builder.sets)))
+    return Coded(builder.values, builder.sets, per_group[inverse])
+
+
+def concat(batches: Sequence[Batch]) -> Batch:
+    """One batch holding the rows of all `batches` (dictionaries merged, codes renumbered)."""
+    if len(batches) == 1:
+        return batches[0]
+    columns = {name: _concat_coded([b.columns[name] for b in batches]) for name in COLUMNS}
+    rows = [b.rows for b in batches]
+    return Batch(
+        np.concatenate([b.dates for b in batches]),
+        columns,
+        Rows(
+            names=_concat_seq([r.names for r in rows], [len(b) for b in batches]),
+            sizes=np.concatenate([r.sizes for r in rows]),
+            modified=np.concatenate([r.modified for r in rows]),
+            ends=np.concatenate([r.ends for r in rows]),
+            dated=np.concatenate([r.dated for r in rows]),
+            media_types=_concat_seq([r.media_types for r in rows], [len(b) for b in batches]),
+            titles=_concat_seq([r.titles for r in rows], [len(b) for b in batches]),
+            properties=None
+            if all(r.properties is None for r in rows)
+            else [p for r, b in zip(rows, batches, strict=True) for p in (r.properties or [{}] * len(b))],
+        ),
+    )
+
+
+def _concat_coded(parts: Sequence[Coded]) -> Coded:
+    builder = CodedBuilder()
+    codes = []
+    for part in parts:
+        start = len(builder.codes)
+        for members in part.sets:
+            builder.add(part.values[i] for i in members)
+        code_map = np.asarray(builder.codes[start:], np.int64)
+        codes.append(code_map[part.codes])
+    return Coded(builder.values, builder.sets, np.concatenate(codes).astype(smallest_uint(len(builder.sets))))
+
+
+def _concat_seq(parts: Sequence, lengths: Sequence[int]):
+    """Names, media types or titles: one string for all rows where they agree, else one per row."""
+    if all(isinstance(p, str) for p in parts) and len(set(parts)) == 1:
+        return parts[0]
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    out: list[str] = []
+    for part, n in zip(parts, lengths, strict=True):
+        if isinstance(part, str):
+            out.extend([part] * n)
+        else:
+            out.extend(p.decode("utf-8", "surrogateescape") if isinstance(p, bytes) else p for p in part)
+    return out

@@ -13,6 +13,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from datalabs.assets.columns import Batch
+from datalabs.assets.segment import bitmap
 from datalabs.assets.state import State
 
 _WALK = 1 << 16  # rows of the name order examined per step when most rows match
@@ -61,7 +62,7 @@ def _by_name(state: State, matches: BitMap, descending: bool, offset: int, limit
     walk = order[::-1] if descending else order
     for start in range(0, len(walk), _WALK):  # many matches: walk the name order until the page is full
         chunk = walk[start : start + _WALK]
-        hits = BitMap(np.sort(chunk)) & matches
+        hits = bitmap(np.sort(chunk)) & matches
         if hits:
             chunk_hits = chunk[np.isin(chunk, np.frombuffer(hits.to_array(), np.uint32))]
             found.extend(chunk_hits.tolist())

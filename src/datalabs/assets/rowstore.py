@@ -19,7 +19,15 @@ import numpy as np
 from datalabs.assets.columns import NONE, Rows
 
 BLOCK = 1024
+LEVEL = 1  # level 6 saves ~10% of the row store for 3x the ingest time
 _MISSING = np.iinfo(np.int64).min
+
+
+def _names_bytes(names) -> bytes:
+    """Names joined by NUL, the one byte no file name contains."""
+    if isinstance(names, np.ndarray) and names.dtype.kind == "S":
+        return b"\0".join(names.tolist())
+    return "\0".join(names).encode("utf-8", "surrogateescape")
 
 
 def _pick(value, start: int, stop: int):
@@ -37,9 +45,9 @@ def write(path: Path, rows: Rows, dates: np.ndarray) -> np.ndarray:
     with path.open("wb") as out:
         for start in range(0, len(dates), BLOCK):
             stop = min(start + BLOCK, len(dates))
+            names = _names_bytes(rows.names[start:stop])
             text = json.dumps(
                 [
-                    list(rows.names[start:stop]),
                     _pick(rows.media_types, start, stop),
                     _pick(rows.titles, start, stop),
                     _pick(rows.properties, start, stop),
@@ -49,7 +57,8 @@ def write(path: Path, rows: Rows, dates: np.ndarray) -> np.ndarray:
             numbers = np.concatenate(
                 [rows.sizes[start:stop], modified[start:stop], ends[start:stop], rows.dated[start:stop]]
             )
-            data = zlib.compress(struct.pack("<I", len(text)) + text + numbers.astype("<i8").tobytes(), 6)
+            head = struct.pack("<II", len(names), len(text))
+            data = zlib.compress(head + names + text + numbers.astype("<i8").tobytes(), LEVEL)
             out.write(data)
             offsets.append(offsets[-1] + len(data))
     return np.asarray(offsets, np.int64)
@@ -65,9 +74,10 @@ class RowReader:
         with self.path.open("rb") as f:
             f.seek(int(self.offsets[b]))
             data = zlib.decompress(f.read(int(self.offsets[b + 1] - self.offsets[b])))
-        (size,) = struct.unpack_from("<I", data)
-        names, media, titles, props = json.loads(data[4 : 4 + size])
-        numbers = np.frombuffer(data[4 + size :], "<i8").reshape(4, -1)
+        names_size, size = struct.unpack_from("<II", data)
+        names = data[8 : 8 + names_size].decode("utf-8", "surrogateescape").split("\0")
+        media, titles, props = json.loads(data[8 + names_size : 8 + names_size + size])
+        numbers = np.frombuffer(data[8 + names_size + size :], "<i8").reshape(4, -1)
         return {"names": names, "media": media, "titles": titles, "props": props, "numbers": numbers}
 
     def rows(self, row_numbers: list[int]) -> list[dict[str, Any]]:

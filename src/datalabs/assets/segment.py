@@ -15,6 +15,7 @@ The per-row set codes are not stored: they are rebuilt from the bitmaps when the
 
 from __future__ import annotations
 
+import array
 import json
 import os
 import shutil
@@ -44,9 +45,8 @@ def _permute_rows(rows: Rows, order: np.ndarray) -> Rows:
             return seq[order]
         return [seq[i] for i in order]
 
-    names = rows.names[order] if isinstance(rows.names, np.ndarray) else [rows.names[i] for i in order]
     return Rows(
-        names=[n.decode() if isinstance(n, bytes) else str(n) for n in names],
+        names=pick(rows.names),
         sizes=rows.sizes[order],
         modified=rows.modified[order],
         ends=rows.ends[order],
@@ -55,6 +55,13 @@ def _permute_rows(rows: Rows, order: np.ndarray) -> Rows:
         titles=pick(rows.titles),
         properties=pick(rows.properties),
     )
+
+
+def bitmap(rows: np.ndarray) -> BitMap:
+    """A bitmap of row numbers; through array.array, which pyroaring reads 8x faster than numpy."""
+    buffer = array.array("I")
+    buffer.frombytes(np.ascontiguousarray(rows, np.uint32).tobytes())
+    return BitMap(buffer)
 
 
 def bitmaps_of(coded: Coded) -> list[BitMap | None]:
@@ -66,7 +73,7 @@ def bitmaps_of(coded: Coded) -> list[BitMap | None]:
         if not members:
             out.append(None)
             continue
-        bm = BitMap(order[bounds[code] : bounds[code + 1]])
+        bm = bitmap(order[bounds[code] : bounds[code + 1]])
         bm.run_optimize()
         out.append(bm)
     return out
