@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import catalogue_search
+from bench import catalogue_search, files_transfer
 
-BENCHMARKS = {"catalogue-search": catalogue_search.run}
+BENCHMARKS = {"catalogue-search": catalogue_search.run, "files-transfer": files_transfer.run}
 
 
 def main(names: list[str]) -> int:

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 base=(python3 python3-venv python3-dev gcc bubblewrap git)
-test=(postgresql chromium chromium-driver wrk)
+test=(postgresql chromium chromium-driver wrk nginx)
 
 case "${1:-base}" in
   base) wanted=("${base[@]}") ;;
