@@ -89,13 +89,15 @@ class WorkspaceSettings(BaseModel):
     )
     quotas: dict[str, ByteSize] = Field(
         default_factory=dict,
-        description="Overrides per workspace, keyed 'user:<name>' or 'team:<name>', e.g. {'user:ada': '1TB'}.",
+        description="Overrides per workspace, keyed 'user:<name>' or 'team:<name>', "
+        "e.g. {'user:ada': '1TB'}.",
     )
     usage_ttl: float = Field(
         30.0, ge=0, description="Seconds a measured workspace usage is trusted before it is measured again."
     )
     fsync: bool = Field(
-        True, description="fsync uploads before renaming them into place (survives a power cut, not only a crash)."
+        True,
+        description="fsync uploads before renaming them into place (survives a power cut, not only a crash).",
     )
 
 
