@@ -234,11 +234,15 @@ class BitmapIndex(AssetIndex):
         return None
 
     def _records(self, state: State, rows: list[int]) -> list[AssetRecord]:
-        return [self._record(state, row) for row in rows]
+        """Records of `rows`, reading each segment's payload in one call (a block is inflated once)."""
+        located = [state.segment_of(row) for row in rows]
+        payloads: dict[int, dict] = {}
+        for seg in {id(s): s for s, _ in located}.values():
+            mine = [(row, local) for row, (s, local) in zip(rows, located, strict=True) if s is seg]
+            payloads.update(zip((r for r, _ in mine), seg.reader.rows([lo for _, lo in mine]), strict=True))
+        return [self._record(state, row, payloads[row]) for row in rows]
 
-    def _record(self, state: State, row: int) -> AssetRecord:
-        seg, local = state.segment_of(row)
-        payload = seg.reader.rows([local])[0]
+    def _record(self, state: State, row: int, payload: dict) -> AssetRecord:
         cols = state.columns
         facets = {f: tuple(cols[f].values[i] for i in cols[f].sets[cols[f].codes[row]]) for f in FACETS}
         directory = cols["dir"].values[cols["dir"].sets[cols["dir"].codes[row]][0]]
