@@ -25,13 +25,24 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.common import RESULTS, machine, revision, write_section
+from bench.common import machine, revision, write_section
 from datalabs.assets import listing, synth
 from datalabs.assets.base import Query
 from datalabs.assets.engine import BitmapIndex
 
-FACET_POOL = ["constellation", "satellite", "sampling_rate", "dataset", "network", "tags", "observation_code",
-              "resource_type", "source", "instrument_type", "station"]
+FACET_POOL = [
+    "constellation",
+    "satellite",
+    "sampling_rate",
+    "dataset",
+    "network",
+    "tags",
+    "observation_code",
+    "resource_type",
+    "source",
+    "instrument_type",
+    "station",
+]
 
 
 def queries(index: BitmapIndex, count: int, seed: int = 7) -> list[tuple[str, Query]]:
@@ -59,14 +70,25 @@ def queries(index: BitmapIndex, count: int, seed: int = 7) -> list[tuple[str, Qu
                 facets[facet] = rng.sample(values, min(len(values), rng.randint(1, 2)))
             start = oldest + timedelta(days=rng.randrange(span))
             text = rng.choice(stations)[: rng.randint(2, 4)].lower()
-            out.append((kind, Query(facets=facets, start=start, end=start + timedelta(days=rng.randint(30, 730)),
-                                    text=text)))
+            out.append(
+                (
+                    kind,
+                    Query(
+                        facets=facets,
+                        start=start,
+                        end=start + timedelta(days=rng.randint(30, 730)),
+                        text=text,
+                    ),
+                )
+            )
     return out
 
 
 def _rss_gib() -> tuple[float, float]:
     status = Path("/proc/self/status").read_text()
-    field = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith("Vm")}
+    field = {
+        line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith("Vm")
+    }
     return field["VmRSS"] / 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
@@ -103,7 +125,6 @@ def run_peer(name: str, index: BitmapIndex, work: Path, qs, count: int) -> dict:
     began = time.perf_counter()
     if name == "postgres":
         import psycopg
-
         from tests.pg import PostgresServer, find_bin
 
         server = PostgresServer(find_bin()).start()
@@ -115,8 +136,12 @@ def run_peer(name: str, index: BitmapIndex, work: Path, qs, count: int) -> dict:
             with conn.cursor() as cur:
                 cur.execute("SELECT pg_total_relation_size('assets')")
                 size = cur.fetchone()[0]
-            out = _peer_queries(lambda sql: conn.execute(sql).fetchall(), assets_sql.SqlSearch(
-                assets_sql.set_codes(index._state), "ILIKE"), qs, count)
+            out = _peer_queries(
+                lambda sql: conn.execute(sql).fetchall(),
+                assets_sql.SqlSearch(assets_sql.set_codes(index._state), "ILIKE"),
+                qs,
+                count,
+            )
             conn.close()
         finally:
             server.stop()
@@ -128,8 +153,12 @@ def run_peer(name: str, index: BitmapIndex, work: Path, qs, count: int) -> dict:
         conn.execute("CHECKPOINT")
         load = time.perf_counter() - began
         size = (work / "bench.duckdb").stat().st_size
-        out = _peer_queries(lambda sql: conn.execute(sql).fetchall(),
-                            assets_sql.SqlSearch(assets_sql.set_codes(index._state), "ILIKE"), qs, count)
+        out = _peer_queries(
+            lambda sql: conn.execute(sql).fetchall(),
+            assets_sql.SqlSearch(assets_sql.set_codes(index._state), "ILIKE"),
+            qs,
+            count,
+        )
         conn.close()
     return out | {"load_s": load, "bytes": size}
 
@@ -160,8 +189,13 @@ def _spread(qs, count: int):
     return out
 
 
-def run(n: int = 1_000_000, peers: tuple[str, ...] = ("postgres", "duckdb"), count: int = 200,
-        peer_count: int = 10, keep: Path | None = None) -> bool:
+def run(
+    n: int = 1_000_000,
+    peers: tuple[str, ...] = ("postgres", "duckdb"),
+    count: int = 200,
+    peer_count: int = 10,
+    keep: Path | None = None,
+) -> bool:
     work = Path(tempfile.mkdtemp(prefix="bench-assets-", dir=keep))
     try:
         began = time.perf_counter()
@@ -173,7 +207,9 @@ def run(n: int = 1_000_000, peers: tuple[str, ...] = ("postgres", "duckdb"), cou
             index.ingest_batch(batch)
         ingest_s = time.perf_counter() - began
         result = multiprocessing.Manager().dict()
-        child = multiprocessing.get_context("spawn").Process(target=bitmap_searches, args=(str(work / "index"), count, result))
+        child = multiprocessing.get_context("spawn").Process(
+            target=bitmap_searches, args=(str(work / "index"), count, result)
+        )
         child.start()
         child.join()
         mine = dict(result)
@@ -208,12 +244,20 @@ def report(n, synth_s, ingest_s, mine, peers, qs) -> None:
     ]
     for name, result in peers.items():
         agree = all(result["totals"][i] == mine["totals"][i] for i in result["totals"])
-        lines.append(_row(name, result["timings"], kinds) + f" {n / result['load_s']:,.0f} rows/s | "
-                     f"{result['bytes'] / n:.0f} B/row |")
-        ratios = {k: statistics.median(result["timings"][k]) / statistics.median(mine["timings"][k])
-                  for k in kinds if k in result["timings"]}
-        lines.append(f"| ratio {name} / bitmap (p50) | " + " | ".join(f"{ratios.get(k, 0):.0f}x" for k in kinds)
-                     + f" | totals agree: {'yes' if agree else '**NO**'} | |")
+        lines.append(
+            _row(name, result["timings"], kinds) + f" {n / result['load_s']:,.0f} rows/s | "
+            f"{result['bytes'] / n:.0f} B/row |"
+        )
+        ratios = {
+            k: statistics.median(result["timings"][k]) / statistics.median(mine["timings"][k])
+            for k in kinds
+            if k in result["timings"]
+        }
+        lines.append(
+            f"| ratio {name} / bitmap (p50) | "
+            + " | ".join(f"{ratios.get(k, 0):.0f}x" for k in kinds)
+            + f" | totals agree: {'yes' if agree else '**NO**'} | |"
+        )
     write_section(f"assets-search-{_scale(n)}", "\n".join(lines))
     print("\n".join(lines))
 
@@ -222,7 +266,11 @@ def _row(name: str, timings: dict, kinds: list[str]) -> str:
     cells = []
     for k in kinds:
         values = timings.get(k, [])
-        cells.append(f"{statistics.median(values):.1f} / {percentile(values, 95):.1f} ({len(values)})" if values else "")
+        cells.append(
+            f"{statistics.median(values):.1f} / {percentile(values, 95):.1f} ({len(values)})"
+            if values
+            else ""
+        )
     return f"| {name} | " + " | ".join(cells) + " |"
 
 

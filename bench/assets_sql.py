@@ -37,15 +37,18 @@ def export(state: State, directory: Path) -> dict[str, Path]:
         writer = csv.writer(out)
         for start in range(0, state.rows, 200_000):
             stop = min(start + 200_000, state.rows)
-            block = np.column_stack([np.arange(start, stop), state.dates[start:stop], dir_codes[start:stop],
-                                     codes[start:stop]]).tolist()
+            block = np.column_stack(
+                [np.arange(start, stop), state.dates[start:stop], dir_codes[start:stop], codes[start:stop]]
+            ).tolist()
             writer.writerows([r[:3] + [names[start + i]] + r[3:] for i, r in enumerate(block)])
     sets = directory / "sets.csv"
     with sets.open("w", newline="") as out:
         writer = csv.writer(out)
         for facet in FACETS:
             col = state.columns[facet]
-            writer.writerows([facet, code, col.values[v]] for code, members in enumerate(col.sets) for v in members)
+            writer.writerows(
+                [facet, code, col.values[v]] for code, members in enumerate(col.sets) for v in members
+            )
     dirs_csv = directory / "dirs.csv"
     with dirs_csv.open("w", newline="") as out:
         csv.writer(out).writerows([i, v] for i, v in enumerate(dirs.values))
@@ -79,7 +82,9 @@ class SqlSearch:
             where.append(f"date < {seconds(q.end)}")
         for word in text_words(q.text):
             pattern = _quote(f"%{word}%")
-            where.append(f"(name {self.like} {pattern} OR dir IN (SELECT code FROM dirs WHERE dir {self.like} {pattern}))")
+            where.append(
+                f"(name {self.like} {pattern} OR dir IN (SELECT code FROM dirs WHERE dir {self.like} {pattern}))"
+            )
         return where
 
     def selection(self, facet: str, values: list[str]) -> str:
@@ -94,9 +99,15 @@ class SqlSearch:
         free = [f"f_{f}" for f in FACETS if f not in selected]
         out = [
             ("total", f"SELECT count(*) FROM assets WHERE {everything}"),
-            ("page", f"SELECT id, name FROM assets WHERE {everything} ORDER BY date DESC, id LIMIT {q.limit}"),
-            ("counts", f"SELECT {', '.join(f'GROUPING({c})' for c in free)}, {', '.join(free)}, count(*) "
-                       f"FROM assets WHERE {everything} GROUP BY GROUPING SETS ({', '.join(f'({c})' for c in free)})"),
+            (
+                "page",
+                f"SELECT id, name FROM assets WHERE {everything} ORDER BY date DESC, id LIMIT {q.limit}",
+            ),
+            (
+                "counts",
+                f"SELECT {', '.join(f'GROUPING({c})' for c in free)}, {', '.join(free)}, count(*) "
+                f"FROM assets WHERE {everything} GROUP BY GROUPING SETS ({', '.join(f'({c})' for c in free)})",
+            ),
         ]
         for facet in selected:
             others = " AND ".join(base + [s for f, s in selected.items() if f != facet]) or "TRUE"
@@ -134,6 +145,8 @@ def load_postgres(conn, files: dict[str, Path]) -> None:
 def load_duckdb(conn, files: dict[str, Path]) -> None:
     for statement in SCHEMA:
         conn.execute(statement)
-    conn.execute(f"INSERT INTO assets SELECT * FROM read_csv('{files['assets']}', header=false) ORDER BY column01 DESC")
+    conn.execute(
+        f"INSERT INTO assets SELECT * FROM read_csv('{files['assets']}', header=false) ORDER BY column01 DESC"
+    )
     conn.execute(f"INSERT INTO sets SELECT * FROM read_csv('{files['sets']}', header=false)")
     conn.execute(f"INSERT INTO dirs SELECT * FROM read_csv('{files['dirs']}', header=false)")

@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from datalabs import __version__
+from datalabs.api import assets as assets_api
 from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
 from datalabs.api import labs as labs_api
+from datalabs.api import stac as stac_api
 from datalabs.api import volumes as volumes_api
 from datalabs.api import workspaces as workspaces_api
+from datalabs.assets.service import Assets
 from datalabs.catalogue import service as catalogue_service
 from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
@@ -66,7 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.labs = labs = LabManager(settings, sessions, routes)
     errors.install(app)
     app.state.usage = UsageCache(settings.workspaces.usage_ttl)
-    for module in (health, auth, tokens, users, groups, datalabs, labs_api, workspaces_api, volumes_api):
+    app.state.assets = Assets(settings)
+    modules = (health, auth, tokens, users, groups, datalabs, labs_api, workspaces_api, volumes_api)
+    for module in (*modules, assets_api, stac_api):
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)

@@ -1,0 +1,130 @@
+"""Asset explorer API v1: faceted search and asset details (DESIGN §6)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from datalabs.accounts.principal import Principal
+from datalabs.api.deps import get_db, scope
+from datalabs.assets import params
+from datalabs.assets import service as assets_service
+from datalabs.assets.base import FACETS, AssetRecord
+from datalabs.assets.base import Query as AssetQuery
+
+router = APIRouter(prefix="/api/v1/assets", tags=["assets"], responses={401: {}, 403: {}})
+read = scope("assets:read")
+
+
+class FacetCount(BaseModel):
+    value: str
+    count: int
+
+
+class AssetOut(BaseModel):
+    id: str
+    collection: str
+    path: str
+    name: str
+    size: int
+    modified: datetime | None
+    start: datetime | None
+    end: datetime | None
+    facets: dict[str, list[str]]
+    bbox: list[float] | None
+    media_type: str
+    title: str
+    properties: dict[str, Any]
+    href: str
+
+    @classmethod
+    def of(cls, r: AssetRecord) -> AssetOut:
+        return cls(
+            id=r.id,
+            collection=r.collection,
+            path=r.path,
+            name=r.name,
+            size=r.size,
+            modified=r.modified,
+            start=r.start,
+            end=r.end,
+            facets={k: list(v) for k, v in r.facets.items()},
+            bbox=list(r.bbox) if r.bbox else None,
+            media_type=r.media_type,
+            title=r.title,
+            properties=r.properties,
+            href=download_href(r),
+        )
+
+
+class SearchOut(BaseModel):
+    total: int
+    items: list[AssetOut]
+    facets: dict[str, list[FacetCount]]
+    took_ms: float
+
+
+def download_href(record: AssetRecord) -> str:
+    """Files are served by the volume API (the collection is the volume)."""
+    return f"/api/v1/volumes/{quote(record.collection)}/files/{quote(record.path)}"
+
+
+def facet_filters(request: Request) -> dict[str, list[str]]:
+    """`<facet>=v1,v2` (or the facet repeated) for every facet in the query string."""
+    out: dict[str, list[str]] = {}
+    for facet in FACETS:
+        values = [v for raw in request.query_params.getlist(facet) for v in raw.split(",") if v]
+        if values:
+            out[facet] = values
+    return out
+
+
+@router.get("/search", response_model=SearchOut, summary="Faceted search over the assets you may see")
+def search(
+    request: Request,
+    q: str = Query("", description="Words matched in file names and directories"),
+    bbox: str = Query("", description="west,south,east,north (degrees)"),
+    datetime: str = Query("", description="RFC 3339 instant or interval start/end ('..' open)"),
+    sort: str = Query("date", description="date (newest first), -date, name, -name"),
+    limit: int = Query(20),
+    offset: int = Query(0),
+    facets: bool = Query(True, description="Include the counts of all facets"),
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+) -> SearchOut:
+    limit, offset = params.window(limit, offset)
+    start, end = params.interval(datetime)
+    query = AssetQuery(
+        text=q,
+        facets=facet_filters(request),
+        start=start,
+        end=end,
+        bbox=params.bbox(bbox),
+        sort=params.sort(sort),
+        limit=limit,
+        offset=offset,
+        with_facets=facets,
+    )
+    allowed = assets_service.visible_collections(db, principal)
+    page = request.app.state.assets.search(query, allowed)
+    return SearchOut(
+        total=page.total,
+        items=[AssetOut.of(r) for r in page.items],
+        facets={
+            f: [FacetCount(value=str(v), count=c) for v, c in counts] for f, counts in page.facets.items()
+        },
+        took_ms=round(page.took_ms, 2),
+    )
+
+
+@router.get("/{asset_id:path}", response_model=AssetOut, summary="One asset (id: <collection>:<path>)")
+def get_asset(
+    asset_id: str, request: Request, principal: Principal = Depends(read), db: Session = Depends(get_db)
+) -> AssetOut:
+    allowed = assets_service.visible_collections(db, principal)
+    return AssetOut.of(request.app.state.assets.get(asset_id, allowed))
