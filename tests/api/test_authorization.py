@@ -151,6 +151,22 @@ ROUTES += [
     ("DELETE", "/api/v1/volumes/Demo", None, ADMIN_ONLY),
     ("GET", "/api/v1/volumes/Demo/files/a.txt", None, TEAM_READ),
 ]
+# Assets and STAC (issue 5): asset `Demo:a.txt` belongs to volume `Demo`, allowed to group `astro` only.
+ASSET_READ = {"anonymous": 401, "user": OK, "member": OK, "admin": OK, "narrow": 403}
+ASSET_OF_DEMO = {"anonymous": 401, "user": 404, "member": OK, "admin": OK, "narrow": 403}
+ROUTES += [
+    ("GET", "/api/v1/assets/search", None, ASSET_READ),
+    ("GET", "/api/v1/assets/Demo:a.txt", None, ASSET_OF_DEMO),
+    ("GET", "/stac", None, ASSET_READ),
+    ("GET", "/stac/conformance", None, ASSET_READ),
+    ("GET", "/stac/queryables", None, ASSET_READ),
+    ("GET", "/stac/collections", None, ASSET_READ),
+    ("GET", "/stac/collections/Demo", None, ASSET_OF_DEMO),
+    ("GET", "/stac/collections/Demo/items", None, ASSET_READ),
+    ("GET", "/stac/collections/Demo/items/Demo:a.txt", None, ASSET_OF_DEMO),
+    ("GET", "/stac/search", None, ASSET_READ),
+    ("POST", "/stac/search", {"collections": ["Demo"]}, ASSET_READ),
+]
 PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
 CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
 
@@ -181,6 +197,11 @@ def _template(path: str) -> str:
     path = re.sub(r"/files/.+$", "/files/{path}", path)
     path = re.sub(r"^/api/v1/workspaces/(me|team:[^/]+)", "/api/v1/workspaces/{ws}", path)
     path = re.sub(r"^/api/v1/volumes/Demo", "/api/v1/volumes/{name}", path)
+    path = re.sub(r"^/api/v1/assets/Demo:.*", "/api/v1/assets/{asset_id}", path)
+    path = re.sub(
+        r"^/stac/collections/Demo/items/.+", "/stac/collections/{collection_id}/items/{item_id}", path
+    )
+    path = re.sub(r"^/stac/collections/Demo", "/stac/collections/{collection_id}", path)
     replacements = {
         "/ada": "/{name}",
         "/astro": "/{group}",
@@ -230,7 +251,7 @@ def test_route_authorisation(people, method, path, body, who, want):
 
 def _team_and_volume(people, path: str) -> None:
     """The team workspace, memberships and volume the workspace and volume rows of the matrix use."""
-    if not path.startswith(("/api/v1/workspaces", "/api/v1/volumes")):
+    if not path.startswith(("/api/v1/workspaces", "/api/v1/volumes", "/api/v1/assets", "/stac")):
         return
     from datalabs.accounts import service
     from datalabs.db.engine import transaction
@@ -249,6 +270,9 @@ def _team_and_volume(people, path: str) -> None:
             service.set_member(db, "optics", user, role)
         db.add(TeamWorkspace(group_id=service.get_group(db, "astro").id))
         db.add(Volume(name="Demo", host_path=str(volume), allowed_groups=["astro"]))
+    from datalabs.assets.base import AssetRecord
+
+    people.app.state.assets.index.ingest([AssetRecord(collection="Demo", path="a.txt", size=7)])
     team = settings.home / "workspaces" / "teams" / "astro"
     team.mkdir(parents=True, exist_ok=True)
     (team / "shared.txt").write_text("team file")
