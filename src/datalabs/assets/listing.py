@@ -8,7 +8,7 @@ other name goes through the record path (the RINEX short-name parser, else name 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +22,16 @@ CHUNK_BYTES = 64 << 20
 SEGMENT_ROWS = 8_000_000  # rows gathered into one batch (one index segment); ~1 GB in flight
 
 
-def read_batches(path: Path, collection: str, segment_rows: int = SEGMENT_ROWS) -> Iterator[Batch]:
-    """Batches of about `segment_rows` rows from the listing at `path` (few, large index segments)."""
+def read_batches(
+    path: Path,
+    collection: str,
+    segment_rows: int = SEGMENT_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Batch]:
+    """Batches of about `segment_rows` rows from the listing at `path` (few, large index segments);
+    `progress` is told the bytes read so far."""
     pending: list[Batch] = []
-    for batch in read_chunks(path, collection):
+    for batch in read_chunks(path, collection, progress=progress):
         pending.append(batch)
         if sum(len(b) for b in pending) >= segment_rows:
             yield concat(pending)
@@ -34,12 +40,16 @@ def read_batches(path: Path, collection: str, segment_rows: int = SEGMENT_ROWS) 
         yield concat(pending)
 
 
-def read_chunks(path: Path, collection: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Batch]:
+def read_chunks(
+    path: Path, collection: str, chunk_bytes: int = CHUNK_BYTES, progress: Callable[[int], None] | None = None
+) -> Iterator[Batch]:
     """Batches of the listing at `path`, read `chunk_bytes` at a time (memory stays bounded)."""
     with Path(path).open("rb") as f:
         carry = b""
         while True:
             data = f.read(chunk_bytes)
+            if progress:
+                progress(f.tell())
             if not data and not carry:
                 return
             block = carry + data

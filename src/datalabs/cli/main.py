@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from datalabs.cli import admin, catalogue, files, labs, session, volumes
+from datalabs.cli import admin, assets, catalogue, files, labs, session, volumes
 from datalabs.cli.serve import serve
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.add_typer(catalogue.app, name="catalogue")
 app.add_typer(labs.app, name="labs")
 app.add_typer(files.app, name="files")
 app.add_typer(volumes.app, name="volumes")
+app.add_typer(assets.app, name="assets")
 
 
 @app.callback(invoke_without_command=True)
