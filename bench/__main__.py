@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import catalogue_search, files_transfer
+from bench import catalogue_search, files_transfer, lab_start
 
-BENCHMARKS = {"catalogue-search": catalogue_search.run, "files-transfer": files_transfer.run}
+BENCHMARKS = {
+    "catalogue-search": catalogue_search.run,
+    "files-transfer": files_transfer.run,
+    "lab-start": lab_start.run,
+}
 
 
 def main(names: list[str]) -> int:
