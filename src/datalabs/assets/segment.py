@@ -27,7 +27,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from datalabs.assets import rowstore
-from datalabs.assets.columns import COLUMNS, Batch, Coded, Rows, smallest_uint
+from datalabs.assets.columns import COLUMNS, TOKEN_COLUMNS, Batch, Coded, Rows, smallest_uint
 
 _ORDER_TIEBREAK = "station"
 
@@ -143,26 +143,32 @@ def load(directory: Path) -> Segment:
     n = meta["rows"]
     deltas = np.frombuffer(zlib.decompress((directory / "dates.bin").read_bytes()), "<i8")
     dates = np.concatenate([deltas[:1], deltas[:1] - np.cumsum(deltas[1:])]) if n else np.zeros(0, np.int64)
-    columns = {name: _load_column(directory / f"{name}.roar", meta["columns"][name], n) for name in COLUMNS}
+    columns = {
+        name: _load_column(directory / f"{name}.roar", meta["columns"][name], n, name not in TOKEN_COLUMNS)
+        for name in COLUMNS
+    }
     reader = rowstore.RowReader(directory / "rows.bin", np.asarray(meta["rows_offsets"], np.int64), dates)
     deleted_path = directory / "deleted.roar"
     deleted = BitMap.deserialize(deleted_path.read_bytes()) if deleted_path.exists() else BitMap()
     return Segment(directory, n, dates, columns, reader, deleted)
 
 
-def _load_column(path: Path, meta: dict, n: int) -> Column:
+def _load_column(path: Path, meta: dict, n: int, with_codes: bool) -> Column:
+    """The column's bitmaps, and its per-row codes where something reads them (facets, dir, loc; name
+    tokens are only ever used through their bitmaps, so their codes would be memory for nothing)."""
     sets = [tuple(s) for s in meta["sets"]]
     values = [tuple(v) if isinstance(v, list) else v for v in meta["values"]]
     offsets = meta["offsets"]
     data = path.read_bytes()
     bitmaps: list[BitMap | None] = []
     empty = next((code for code, members in enumerate(sets) if not members), 0)
-    codes = np.full(n, empty, smallest_uint(len(sets)))
+    codes = np.full(n if with_codes else 0, empty, smallest_uint(len(sets)))
     for code in range(len(sets)):
         if offsets[code + 1] == offsets[code]:
             bitmaps.append(None)
             continue
         bm = BitMap.deserialize(data[offsets[code] : offsets[code + 1]])
         bitmaps.append(bm)
-        codes[np.frombuffer(bm.to_array(), np.uint32)] = code
+        if with_codes:
+            codes[np.frombuffer(bm.to_array(), np.uint32)] = code
     return Column(values, sets, bitmaps, codes)
