@@ -108,6 +108,15 @@ class VolumeSettings(BaseModel):
     )
 
 
+class AssetSettings(BaseModel):
+    tile_url: str = Field(
+        "",
+        description="Map tiles for the explorer, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; "
+        "empty: the bundled offline world map only.",
+    )
+    tile_attribution: str = Field("", description="Attribution shown for the tiles.")
+
+
 class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `datalabs serve` binds.")
     port: int = Field(8000, description="Port `datalabs serve` binds.")
@@ -128,6 +137,7 @@ class Settings(BaseSettings):
     labs: LabSettings = Field(default_factory=LabSettings)
     workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     volumes: VolumeSettings = Field(default_factory=VolumeSettings)
+    assets: AssetSettings = Field(default_factory=AssetSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -150,6 +150,8 @@ class Query:
     limit: int = 20
     collections: frozenset[str] | None = None
     with_facets: bool = True
+    histogram: int = 0  # > 0: also count matches in this many equal date buckets (optional feature)
+    locations: bool = False  # also count matches per distinct bbox, for a map (optional feature)
 
 
 @dataclass
@@ -160,6 +162,8 @@ class Page:
     items: list[AssetRecord]
     facets: dict[str, list[tuple[str, int]]]
     took_ms: float = 0.0
+    histogram: list[tuple[datetime, datetime, int]] = field(default_factory=list)  # (from, to, count)
+    locations: list[tuple[tuple[float, float, float, float], int]] = field(default_factory=list)
 
 
 class AssetIndex(ABC):

@@ -132,7 +132,15 @@ class BitmapIndex(AssetIndex):
         facets = self._facet_counts(state, query, base, selections, matches) if query.with_facets else {}
         rows = paging.page(state, matches, query.sort, query.offset, query.limit)
         items = self._records(state, rows)
-        return Page(len(matches), items, facets, (time.perf_counter() - began) * 1000)
+        page = Page(len(matches), items, facets)
+        if query.histogram:
+            page.histogram = paging.histogram(
+                state, matches, query.histogram, _sec(query.start), _sec(query.end)
+            )
+        if query.locations:
+            page.locations = Counter(matches).value_counts(state.columns["loc"])
+        page.took_ms = (time.perf_counter() - began) * 1000
+        return page
 
     def stats(self) -> dict[str, Any]:
         state = self._state

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from pyroaring import BitMap
 
-from datalabs.assets.columns import Batch
+from datalabs.assets.columns import Batch, from_seconds
 from datalabs.assets.segment import bitmap
 from datalabs.assets.state import State
 
@@ -91,3 +91,32 @@ def overlapping_rows(
             name = batch.rows.names[row]
             name = name.decode() if isinstance(name, bytes) else str(name)
             yield lookup(state, c_value, f"{d_value}/{name}" if d_value else name)
+
+
+def histogram(state: State, matches: BitMap, buckets: int, start: int | None, end: int | None):
+    """Matches per date bucket: `buckets` equal spans between the query's (else the matches') first and
+    last date. Each bucket is a contiguous row range per segment, so this is range counting only."""
+    if not matches:
+        return []
+    extremes = state.dates[_extreme_rows(state, matches)]
+    first = start if start is not None else int(extremes.min())
+    last = end if end is not None else int(extremes.max()) + 1
+    step = max(1, -(-(last - first) // buckets))
+    out = []
+    for lo in range(first, last, step):
+        hi = min(lo + step, last)
+        out.append(
+            (from_seconds(lo), from_seconds(hi), matches.intersection_cardinality(state.date_rows(lo, hi)))
+        )
+    return out
+
+
+def _extreme_rows(state: State, matches: BitMap) -> list[int]:
+    """The newest and oldest match of each segment (rows are newest first within a segment)."""
+    rows = []
+    for base, seg in zip(state.bases, state.segments, strict=True):
+        lo = matches.rank(base - 1) if base else 0
+        hi = matches.rank(base + seg.rows - 1)
+        if hi > lo:
+            rows += [matches[lo], matches[hi - 1]]
+    return rows

@@ -11,7 +11,6 @@ from datalabs.web.security import HtmlRoute, require_user
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 
 COMING = {
-    "explorer": "Find archived files with faceted search, a map and a timeline, and open them in a datalab.",
     "pipelines": "Run versioned CWL pipelines on your data, on demand or on a schedule, and follow each run.",
     "appstore": "Build your own datalabs from a repository or environment and publish them to the catalogue.",
 }

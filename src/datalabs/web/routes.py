@@ -13,6 +13,7 @@ from datalabs.web import (
     admin_pages,
     auth_pages,
     catalogue_pages,
+    explorer_pages,
     lab_launch,
     lab_pages,
     placeholders,
@@ -24,6 +25,7 @@ from datalabs.web.render import STATIC_DIR, render_error
 PAGE_ROUTERS = (
     auth_pages,
     catalogue_pages,
+    explorer_pages,
     lab_launch,
     lab_pages,
     account_pages,

@@ -1,0 +1,62 @@
+// The explorer's map: an offline world map (bundled world-atlas), optional tiles, clustered markers of
+// the current results' locations; clicking one narrows the search to it (the hidden bbox field).
+(function () {
+  "use strict";
+  var map, cluster;
+
+  function form() { return document.getElementById("explorer-form"); }
+
+  function search() {
+    var f = form();
+    if (window.htmx) { window.htmx.trigger(f, "submit"); } else { f.submit(); }
+  }
+
+  function pick(bbox) {
+    document.getElementById("bbox").value = bbox.join(",");
+    search();
+  }
+
+  function drawLocations() {
+    var data = document.getElementById("explorer-locations");
+    if (!map || !data) { return; }
+    cluster.clearLayers();
+    JSON.parse(data.textContent || "[]").forEach(function (loc) {
+      var b = loc.bbox, layer;
+      if (b[0] === b[2] && b[1] === b[3]) {
+        layer = L.circleMarker([b[1], b[0]], { radius: 6, color: "#f28c28", weight: 2 });
+      } else {
+        layer = L.rectangle([[b[1], b[0]], [b[3], b[2]]], { color: "#3b6fb6", weight: 1 });
+      }
+      layer.bindTooltip(loc.count.toLocaleString() + " file(s)");
+      layer.on("click", function () { pick(b); });
+      cluster.addLayer(layer);
+    });
+  }
+
+  function init() {
+    var el = document.getElementById("map");
+    if (!el || !window.L) { return; }
+    map = L.map(el, { worldCopyJump: true, minZoom: 1 }).setView([20, 0], 1);
+    if (el.dataset.tiles) {
+      L.tileLayer(el.dataset.tiles, { attribution: el.dataset.attribution || "" }).addTo(map);
+    }
+    fetch(el.dataset.world).then(function (r) { return r.json(); }).then(function (world) {
+      var countries = topojson.feature(world, world.objects.countries);
+      L.geoJSON(countries, { style: { color: "#8a9bb0", weight: 0.6, fillColor: "#f4f1ea", fillOpacity: 1 },
+                             interactive: false }).addTo(map).bringToBack();
+    });
+    cluster = L.markerClusterGroup({ showCoverageOnHover: false, maxClusterRadius: 40 });
+    map.addLayer(cluster);
+    drawLocations();
+  }
+
+  document.addEventListener("DOMContentLoaded", init);
+  document.addEventListener("htmx:afterSwap", drawLocations);
+  document.addEventListener("click", function (event) {
+    if (event.target.matches("[data-clear-bbox]")) {
+      event.preventDefault();
+      document.getElementById("bbox").value = "";
+      search();
+    }
+  });
+})();
