@@ -65,13 +65,30 @@ def _containers(bm: BitMap) -> int:
     return min(len(bm), (bm.max() - bm.min()) // _CONTAINER + 1)
 
 
+class Universe:
+    """All live rows and, computed once per column, their counts per set: unfiltered counts are free,
+    and a filter matching most rows is counted through the few rows it leaves out."""
+
+    def __init__(self, rows: BitMap):
+        self.rows = rows
+        self._counts: dict[int, np.ndarray] = {}
+
+    def set_counts(self, column: Column) -> np.ndarray:
+        found = self._counts.get(id(column))
+        if found is None:
+            found = self._counts[id(column)] = Counter(self.rows).set_counts(column)
+        return found
+
+
 class Counter:
     """Counts columns over one filter; the matching rows are gathered at most once."""
 
-    def __init__(self, matches: BitMap):
+    def __init__(self, matches: BitMap, universe: Universe | None = None):
         self.matches = matches
+        self.universe = universe
         self._rows: np.ndarray | None = None
         self._containers = _containers(matches) if matches else 0
+        self._complement: Counter | None = None
 
     def rows(self) -> np.ndarray:
         if self._rows is None:
@@ -79,9 +96,22 @@ class Counter:
         return self._rows
 
     def set_counts(self, column: Column) -> np.ndarray:
+        everything = len(self.universe.rows) if self.universe else 0
+        if self.universe and len(self.matches) == everything:
+            return self.universe.set_counts(column)
+        if self.universe and len(self.matches) * 2 > everything:
+            if self._complement is None:
+                self._complement = Counter(self.universe.rows - self.matches)
+            return self.universe.set_counts(column) - self._complement.set_counts(column)
+        return self._direct(column)
+
+    def _direct(self, column: Column) -> np.ndarray:
         out = np.zeros(len(column.sets), np.int64)
         if not self.matches or not column.live:
             return out
+        first, last = self.matches.min(), self.matches.max()
+        if len(column.live) > 1 and last - first + 1 == len(self.matches):  # one run of rows: no gather
+            return np.bincount(column.codes[first : last + 1], minlength=len(column.sets)).astype(np.int64)
         gather = len(self.matches) * GATHER_NS_PER_ROW * (0.2 if self._rows is not None else 1.0)
         intersect = len(column.live) * self._containers * INTERSECT_NS_PER_CONTAINER
         if len(column.live) > 1 and gather < intersect:

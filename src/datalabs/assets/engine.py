@@ -53,7 +53,6 @@ class BitmapIndex(AssetIndex):
             shutil.rmtree(stale, ignore_errors=True)
         names = sorted(p for p in self.directory.iterdir() if p.name.startswith("seg-"))
         self._state = merged(State(), [segment.load(p) for p in names])
-        self._totals: dict[str, list] | None = None
 
     # ---- writing -------------------------------------------------------------------------------
 
@@ -93,7 +92,6 @@ class BitmapIndex(AssetIndex):
         path = self.directory / f"seg-{number:06d}"
         segment.write(path, batch)
         self._state = merged(self._state, [segment.load(path)])
-        self._totals = None
         return len(batch)
 
     def _tombstone(self, state: State, rows: list[int | None]) -> int:
@@ -108,8 +106,7 @@ class BitmapIndex(AssetIndex):
                 seg.save_deleted()
         if found:
             self._state = _with_deleted(state, found)
-            self._totals = None
-        return len(found)
+            return len(found)
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -152,7 +149,11 @@ class BitmapIndex(AssetIndex):
             "bytes_per_asset": round(disk / alive, 2) if alive else 0.0,
             "segments": len(state.segments),
             "deleted": len(state.deleted),
-            "collections": sorted(v for v, n in self._totals_of(state)["collection"] if n),
+            "collections": sorted(
+                v for v, _ in Counter(state.alive, state.universe).value_counts(state.columns["collection"])
+            )
+            if state.rows
+            else [],
         }
 
     # ---- internals -----------------------------------------------------------------------------
@@ -181,23 +182,15 @@ class BitmapIndex(AssetIndex):
         return base, selections
 
     def _facet_counts(self, state, query, base, selections, matches) -> dict[str, list[tuple[str, int]]]:
-        unrestricted = query.collections is None and len(base) == len(state.alive)
-        if unrestricted and not selections:
-            return dict(self._totals_of(state))
-        shared = Counter(matches)
+        universe = state.universe
+        shared = Counter(matches, universe)
         own = {
-            facet: Counter(BitMap.intersection(base, *(s for f, s in selections.items() if f != facet)))
+            facet: Counter(
+                BitMap.intersection(base, *(s for f, s in selections.items() if f != facet)), universe
+            )
             for facet in selections
         }
         return count_all(state.columns, list(FACETS), lambda facet: own.get(facet, shared))
-
-    def _totals_of(self, state: State) -> dict[str, list]:
-        if self._totals is None or state is not self._state:
-            totals = count_all(state.columns, list(FACETS), lambda _: Counter(state.alive))
-            if state is not self._state:
-                return totals
-            self._totals = totals
-        return self._totals
 
     def _union(self, state: State, column: str, values: Iterable) -> BitMap:
         return BitMap.union(BitMap(), *(state.value_bitmap(column, v) for v in values))

@@ -15,7 +15,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from datalabs.assets.columns import COLUMNS, smallest_uint
-from datalabs.assets.counting import Column
+from datalabs.assets.counting import Column, Universe
 from datalabs.assets.segment import Segment
 
 
@@ -35,6 +35,10 @@ class State:
     def alive(self) -> BitMap:
         everything = BitMap(range(self.rows)) if self.rows else BitMap()
         return everything - self.deleted if self.deleted else everything
+
+    @cached_property
+    def universe(self) -> Universe:
+        return Universe(self.alive)
 
     def segment_of(self, row: int) -> tuple[Segment, int]:
         i = int(np.searchsorted(self.bases, row, side="right")) - 1
