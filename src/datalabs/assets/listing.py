@@ -8,7 +8,11 @@ other name goes through the record path (the RINEX short-name parser, else name 
 
 from __future__ import annotations
 
+import multiprocessing
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,8 @@ from datalabs.assets.base import AssetRecord
 from datalabs.assets.columns import NONE, Batch, concat, from_records, from_seconds
 from datalabs.assets.rinex_listing import rinex_batches
 
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 32 << 20
+PARSE_WORKERS = 2  # processes parsing listing chunks while the caller builds segments
 SEGMENT_ROWS = 8_000_000  # rows gathered into one batch (one index segment); ~1 GB in flight
 
 
@@ -41,24 +46,61 @@ def read_batches(
 
 
 def read_chunks(
-    path: Path, collection: str, chunk_bytes: int = CHUNK_BYTES, progress: Callable[[int], None] | None = None
+    path: Path,
+    collection: str,
+    chunk_bytes: int = CHUNK_BYTES,
+    progress: Callable[[int], None] | None = None,
+    workers: int = PARSE_WORKERS,
 ) -> Iterator[Batch]:
-    """Batches of the listing at `path`, read `chunk_bytes` at a time (memory stays bounded)."""
-    with Path(path).open("rb") as f:
-        carry = b""
-        while True:
-            data = f.read(chunk_bytes)
+    """Batches of the listing at `path`, in file order, parsed `chunk_bytes` at a time by `workers`
+    processes (the caller meanwhile writes index segments); at most `workers + 1` chunks in flight,
+    so memory stays bounded."""
+    ranges = line_ranges(Path(path), chunk_bytes)
+    if workers <= 1 or len(ranges) <= 1:
+        for start, end in ranges:
+            yield from parse_range(Path(path), start, end, collection)
             if progress:
-                progress(f.tell())
-            if not data and not carry:
-                return
-            block = carry + data
-            cut = block.rfind(b"\n") + 1 if data else len(block)
-            if not data and not block.endswith(b"\n"):
-                block, cut = block + b"\n", len(block) + 1
-            carry = block[cut:]
-            if cut:
-                yield from parse(np.frombuffer(block[:cut], np.uint8), collection)
+                progress(end)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque = deque()
+        for start, end in ranges:
+            pending.append((pool.submit(parse_range, Path(path), start, end, collection), end))
+            if len(pending) > workers:
+                yield from _finish(pending.popleft(), progress)
+        while pending:
+            yield from _finish(pending.popleft(), progress)
+
+
+def _finish(job, progress) -> list[Batch]:
+    future, end = job
+    batches = future.result()
+    if progress:
+        progress(end)
+    return batches
+
+
+def line_ranges(path: Path, chunk_bytes: int) -> list[tuple[int, int]]:
+    """Byte ranges of about `chunk_bytes` covering the file, each ending just after a newline."""
+    size = path.stat().st_size
+    ranges, start = [], 0
+    with path.open("rb") as f:
+        while start < size:
+            f.seek(min(start + chunk_bytes, size))
+            f.readline()  # to the end of the line the cut fell in
+            end = min(f.tell(), size)
+            ranges.append((start, end))
+            start = end
+    return ranges
+
+
+def parse_range(path: Path, start: int, end: int, collection: str) -> list[Batch]:
+    with path.open("rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    return list(parse(np.frombuffer(data, np.uint8), collection)) if data else []
 
 
 def parse(buffer: np.ndarray, collection: str) -> Iterator[Batch]:
@@ -107,6 +149,8 @@ def _record(collection: str, path: str, size: int, mtime: int) -> AssetRecord:
     record = AssetRecord(collection, path, size=size, modified=from_seconds(mtime))
     if rinex is not None:
         record.start = rinex.start
+        if gnss.period_seconds(rinex.period):
+            record.end = rinex.start + timedelta(seconds=gnss.period_seconds(rinex.period))
         record.facets = gnss.facets_from_name(rinex)
         record.bbox = gnss.station_bbox(rinex.station)
         record.media_type = "application/x-rinex"
