@@ -9,7 +9,7 @@ The peers (bench/assets_sql.py) run the same searches; totals are compared query
 
     .venv/bin/python -m bench.assets_search [--n 1000000] [--peers postgres,duckdb] [--queries 200]
     .venv/bin/python -m bench.assets_search --n 10000000 --peer-queries 20     # ~10 min
-    .venv/bin/python -m bench.assets_search --n 100000000 --peers duckdb --peer-queries 5   # ~1 h, ~20 GB disk
+    .venv/bin/python -m bench.assets_search --n 100000000 --peers '' --workdir /big/disk   # ~20 min, 15 GB
 """
 
 from __future__ import annotations

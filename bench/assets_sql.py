@@ -83,7 +83,8 @@ class SqlSearch:
         for word in text_words(q.text):
             pattern = _quote(f"%{word}%")
             where.append(
-                f"(name {self.like} {pattern} OR dir IN (SELECT code FROM dirs WHERE dir {self.like} {pattern}))"
+                f"(name {self.like} {pattern} OR "
+                f"dir IN (SELECT code FROM dirs WHERE dir {self.like} {pattern}))"
             )
         return where
 
@@ -106,7 +107,8 @@ class SqlSearch:
             (
                 "counts",
                 f"SELECT {', '.join(f'GROUPING({c})' for c in free)}, {', '.join(free)}, count(*) "
-                f"FROM assets WHERE {everything} GROUP BY GROUPING SETS ({', '.join(f'({c})' for c in free)})",
+                f"FROM assets WHERE {everything} "
+                f"GROUP BY GROUPING SETS ({', '.join(f'({c})' for c in free)})",
             ),
         ]
         for facet in selected:

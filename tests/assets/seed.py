@@ -20,7 +20,8 @@ def records() -> list[AssetRecord]:
                 out.append(
                     AssetRecord(
                         collection="GsscOpen",
-                        path=f"obs/2024/{day + 1:03d}/{station}_R_2024{day + 1:03d}0000_01D_30S_{system}O.crx.gz",
+                        path=f"obs/2024/{day + 1:03d}/{station}_R_2024{day + 1:03d}0000_01D_30S_{system}O"
+                        ".crx.gz",
                         size=1000 + day,
                         start=T0 + timedelta(days=day),
                         end=T0 + timedelta(days=day + 1),
