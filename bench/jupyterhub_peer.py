@@ -171,13 +171,16 @@ class JupyterHub:
         raise RuntimeError(f"JupyterHub not up after 60 s; see {self.work / 'hub.log'}")
 
     def launch_to_ready(self) -> float:
-        from bench.lab_start import wait_for_200  # noqa: PLC0415 (the two modules use each other)
+        from bench.lab_start import follow_events, wait_for_200  # noqa: PLC0415 (they use each other)
 
         started = time.perf_counter()
         response = self.client.post(f"/hub/api/users/{self.user}/server")
         if response.status_code not in (201, 202):
             raise RuntimeError(f"JupyterHub did not start the server: {response.status_code} {response.text}")
         try:
+            outcome = follow_events(self.client, f"/hub/api/users/{self.user}/server/progress")
+            if outcome.get("failed"):
+                raise RuntimeError(f"JupyterHub failed to start the server: {outcome.get('message')}")
             return wait_for_200(lambda: self.client.get(f"/user/{self.user}/api/status"), started)
         finally:
             self._stop()
