@@ -204,43 +204,34 @@ def run(rounds: int = 9, minimal_rounds: int = 15, hub: bool = True) -> bool:
                 console.print(f"[yellow]{hub_note}")
         with serve(env, tmp_path / "serve.log") as server:
             ours = Platform(server.url, token)
-            with peer.running() if peer else _nothing():
-                for i in range(rounds + 1):
-                    measured = {
-                        "bare": bare_jupyter(work),
-                        "ours": ours.launch_to_ready("jupyterlab", "api/status"),
-                    }
-                    if peer:
-                        measured["hub"] = peer.launch_to_ready()
-                    console.print(
-                        f"JupyterLab round {i}{' (warm-up)' if i == 0 else ''}: "
-                        + ", ".join(f"{k} {v:.2f} s" for k, v in measured.items())
-                    )
-                    if i:
-                        for key, value in measured.items():
-                            times[key].append(value)
-            for i in range(minimal_rounds + 1):
-                measured = {
-                    "bare-min": bare_minimal(work),
-                    "ours-min": ours.launch_to_ready("bench-minimal", ""),
+            with peer.running() if peer else contextlib.nullcontext():
+                starts = {
+                    "bare": lambda: bare_jupyter(work),
+                    "ours": lambda: ours.launch_to_ready("jupyterlab", "api/status"),
                 }
-                console.print(
-                    f"minimal round {i}{' (warm-up)' if i == 0 else ''}: "
-                    + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in measured.items())
-                )
-                if i:
-                    for key, value in measured.items():
-                        times[key].append(value)
+                if peer:
+                    starts["hub"] = peer.launch_to_ready
+                measure("JupyterLab", starts, rounds, times)
+            minimal = {
+                "bare-min": lambda: bare_minimal(work),
+                "ours-min": lambda: ours.launch_to_ready("bench-minimal", ""),
+            }
+            measure("minimal", minimal, minimal_rounds, times)
     report(times, load, hub_note, rounds, minimal_rounds)
     return True
 
 
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+def measure(what: str, starts: dict[str, Callable[[], float]], rounds: int, times: dict[str, list]) -> None:
+    """`rounds` rounds of every start in turn, after one unrecorded warm-up round."""
+    for i in range(rounds + 1):
+        measured = {key: start() for key, start in starts.items()}
+        console.print(
+            f"{what} round {i}{' (warm-up)' if i == 0 else ''}: "
+            + ", ".join(f"{key} {value * 1000:,.0f} ms" for key, value in measured.items())
+        )
+        if i:
+            for key, value in measured.items():
+                times[key].append(value)
 
 
 def report(times: dict[str, list[float]], load: str, hub_note: str, rounds: int, minimal_rounds: int) -> None:
