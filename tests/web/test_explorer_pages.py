@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -15,7 +16,8 @@ def _count(page: str, facet: str, value: str) -> int:
 
 
 def _locations(page: str) -> list:
-    return json.loads(page.split('id="explorer-locations">', 1)[1].split("</script>", 1)[0])
+    attribute = page.split('id="explorer-locations" hidden data-json="', 1)[1].split('"', 1)[0]
+    return json.loads(html.unescape(attribute))
 
 
 def test_explorer_shows_counts_that_follow_the_filters(admin, tmp_path):

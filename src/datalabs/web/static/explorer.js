@@ -16,14 +16,20 @@
     search();
   }
 
+  // A class naming the point (e.g. loc-m61d528_16d262), so a location can be found on the page.
+  function locClass(b) {
+    var part = function (x) { return x.toFixed(3).replace("-", "m").replace(".", "d"); };
+    return "explorer-loc loc-" + part(b[0]) + "_" + part(b[1]);
+  }
+
   function drawLocations() {
     var data = document.getElementById("explorer-locations");
     if (!map || !data) { return; }
     cluster.clearLayers();
-    JSON.parse(data.textContent || "[]").forEach(function (loc) {
+    JSON.parse(data.dataset.json || "[]").forEach(function (loc) {
       var b = loc.bbox, layer;
       if (b[0] === b[2] && b[1] === b[3]) {
-        layer = L.circleMarker([b[1], b[0]], { radius: 6, color: "#f28c28", weight: 2 });
+        layer = L.circleMarker([b[1], b[0]], { radius: 6, color: "#f28c28", weight: 2, className: locClass(b) });
       } else {
         layer = L.rectangle([[b[1], b[0]], [b[3], b[2]]], { color: "#3b6fb6", weight: 1 });
       }
@@ -36,7 +42,7 @@
   function init() {
     var el = document.getElementById("map");
     if (!el || !window.L) { return; }
-    map = L.map(el, { worldCopyJump: true, minZoom: 1 }).setView([20, 0], 1);
+    map = L.map(el, { worldCopyJump: true, minZoom: 1, maxZoom: 14 }).setView([20, 0], 1);
     if (el.dataset.tiles) {
       L.tileLayer(el.dataset.tiles, { attribution: el.dataset.attribution || "" }).addTo(map);
     }
