@@ -51,8 +51,27 @@ class BitmapIndex(AssetIndex):
         self._write = threading.Lock()
         for stale in self.directory.glob("*.tmp"):  # a crash mid-write leaves only these
             shutil.rmtree(stale, ignore_errors=True)
-        names = sorted(p for p in self.directory.iterdir() if p.name.startswith("seg-"))
-        self._state = merged(State(), [segment.load(p) for p in names])
+        self._state = merged(State(), [segment.load(p) for p in self._segment_dirs()])
+
+    def _segment_dirs(self) -> list[Path]:
+        return sorted(p for p in self.directory.iterdir() if p.name.startswith("seg-") and p.is_dir())
+
+    def refresh(self) -> None:
+        """Take in what another process (the `datalabs assets` commands) wrote since: new segments are
+        merged in and tombstones re-read, without reloading what is already in memory."""
+        with self._write:
+            state = self._state
+            known = {seg.directory.name for seg in state.segments}
+            added = [segment.load(p) for p in self._segment_dirs() if p.name not in known]
+            deleted = []
+            for base, seg in zip(state.bases, state.segments, strict=True):
+                seg.reload_deleted()
+                if seg.deleted:
+                    deleted.append(seg.deleted.shift(base))
+            state = State(
+                state.segments, state.bases, state.columns, state.dates, BitMap.union(BitMap(), *deleted)
+            )
+            self._state = merged(state, added) if added else state
 
     # ---- writing -------------------------------------------------------------------------------
 
@@ -95,6 +114,7 @@ class BitmapIndex(AssetIndex):
         return len(batch)
 
     def _tombstone(self, state: State, rows: list[int | None]) -> int:
+        """Mark rows deleted, on disk (per segment) and in a new State."""
         found = [r for r in rows if r is not None]
         touched = set()
         for row in found:

@@ -132,6 +132,10 @@ class Segment:
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.directory.iterdir())
 
+    def reload_deleted(self) -> None:
+        path = self.directory / "deleted.roar"
+        self.deleted = BitMap.deserialize(path.read_bytes()) if path.exists() else BitMap()
+
     def save_deleted(self) -> None:
         tmp = self.directory / "deleted.roar.tmp"
         tmp.write_bytes(self.deleted.serialize())

@@ -57,8 +57,11 @@ class Assets:
             if self._index is None or now - self._checked > REFRESH_SECONDS:
                 self._checked = now
                 signature = self._disk_signature()
-                if self._index is None or signature != self._signature:
-                    self._index, self._signature = BitmapIndex(self.directory), signature
+                if self._index is None:
+                    self._index = BitmapIndex(self.directory)
+                elif signature != self._signature:
+                    self._index.refresh()
+                self._signature = signature
             return self._index
 
     def _disk_signature(self) -> tuple:
