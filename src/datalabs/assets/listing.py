@@ -62,7 +62,8 @@ def read_chunks(
             if progress:
                 progress(end)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # fork: workers need nothing but this module, and fork works from scripts without a __main__ guard
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         pending: deque = deque()
         for start, end in ranges:
             pending.append((pool.submit(parse_range, Path(path), start, end, collection), end))
