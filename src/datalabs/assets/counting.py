@@ -13,52 +13,16 @@ The constants are calibrated on the 10M-row benchmark (bench/assets_search.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
 
 import numpy as np
 from pyroaring import BitMap
 
+from datalabs.assets.counting_base import Column
+from datalabs.assets.prefix import PrefixCounts, runs
+
 GATHER_NS_PER_ROW = 12.0
 INTERSECT_NS_PER_CONTAINER = 250.0
 _CONTAINER = 1 << 16
-
-
-@dataclass
-class Column:
-    """A column over the whole index (all segments): dictionaries, one bitmap per set, per-row codes."""
-
-    values: list[Any]
-    sets: list[tuple[int, ...]]
-    bitmaps: list[BitMap | None]
-    codes: np.ndarray
-    value_ix: dict[Any, int] = field(default_factory=dict)
-    set_ix: dict[tuple[int, ...], int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.value_ix = self.value_ix or {v: i for i, v in enumerate(self.values)}
-        self.set_ix = self.set_ix or {s: i for i, s in enumerate(self.sets)}
-
-    @cached_property
-    def incidence(self) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [(code, v) for code, members in enumerate(self.sets) for v in members]
-        if not pairs:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        codes, values = zip(*pairs, strict=True)
-        return np.asarray(codes, np.int64), np.asarray(values, np.int64)
-
-    @cached_property
-    def live(self) -> list[tuple[int, BitMap]]:
-        return [(code, bm) for code, bm in enumerate(self.bitmaps) if bm is not None]
-
-    @cached_property
-    def sets_of_value(self) -> list[list[int]]:
-        out: list[list[int]] = [[] for _ in self.values]
-        for code, members in enumerate(self.sets):
-            for v in members:
-                out[v].append(code)
-        return out
 
 
 def _containers(bm: BitMap) -> int:
@@ -69,8 +33,10 @@ class Universe:
     """All live rows and, computed once per column, their counts per set: unfiltered counts are free,
     and a filter matching most rows is counted through the few rows it leaves out."""
 
-    def __init__(self, rows: BitMap):
+    def __init__(self, rows: BitMap, bounds: list[tuple[int, int]] | None = None):
         self.rows = rows
+        self.bounds = bounds or []  # each segment's rows [begin, end)
+        self.prefix = PrefixCounts()
         self._counts: dict[int, np.ndarray] = {}
 
     def set_counts(self, column: Column) -> np.ndarray:
@@ -89,6 +55,7 @@ class Counter:
         self._rows: np.ndarray | None = None
         self._containers = _containers(matches) if matches else 0
         self._complement: Counter | None = None
+        self._run_list: list[tuple[int, int]] | None | bool = False  # False: not looked at yet
 
     def rows(self) -> np.ndarray:
         if self._rows is None:
@@ -105,12 +72,20 @@ class Counter:
             return self.universe.set_counts(column) - self._complement.set_counts(column)
         return self._direct(column)
 
+    def _runs(self) -> list[tuple[int, int]] | None:
+        """The matches as one run of rows per segment (a time range alone), or None."""
+        if self._run_list is False:
+            self._run_list = runs(self.matches, self.universe.bounds) if self.universe else None
+        return self._run_list
+
     def _direct(self, column: Column) -> np.ndarray:
         out = np.zeros(len(column.sets), np.int64)
         if not self.matches or not column.live:
             return out
+        if len(column.live) > 1 and self._runs():  # runs of consecutive rows: prefix sums, no gather
+            return sum(self.universe.prefix.run_counts(column, a, z) for a, z in self._runs())
         first, last = self.matches.min(), self.matches.max()
-        if len(column.live) > 1 and last - first + 1 == len(self.matches):  # one run of rows: no gather
+        if len(column.live) > 1 and last - first + 1 == len(self.matches):  # one run, no prefix sums at hand
             return np.bincount(column.codes[first : last + 1], minlength=len(column.sets)).astype(np.int64)
         gather = len(self.matches) * GATHER_NS_PER_ROW * (0.2 if self._rows is not None else 1.0)
         intersect = len(column.live) * self._containers * INTERSECT_NS_PER_CONTAINER

@@ -59,6 +59,7 @@ class Assets:
                 signature = self._disk_signature()
                 if self._index is None:
                     self._index = BitmapIndex(self.directory)
+                    threading.Thread(target=self._index.warm, name="assets-warm", daemon=True).start()
                 elif signature != self._signature:
                     self._index.refresh()
                 self._signature = signature
