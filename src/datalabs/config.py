@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from datalabs.pipelines.settings import PipelineSettings
+
 
 class DatabaseSettings(BaseModel):
     url: str = Field(
@@ -138,6 +140,7 @@ class Settings(BaseSettings):
     workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     volumes: VolumeSettings = Field(default_factory=VolumeSettings)
     assets: AssetSettings = Field(default_factory=AssetSettings)
+    pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,276 @@
+"""CWL documents: load and validate with cwltool (schema-salad), pack into one self-contained document,
+and describe its inputs, outputs and steps. Errors name the file, line and column and say why.
+
+cwltool is imported lazily: loading it costs ~0.5 s and only code that touches CWL pays it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from datalabs.errors import Invalid
+
+MAX_DOCUMENT = 2 * 1024 * 1024
+# No container runtime exists on these machines: a tool that *requires* one cannot run (hints are fine).
+UNSUPPORTED = ("DockerRequirement", "MPIRequirement")
+
+
+class Unsupported(Invalid):
+    """Valid CWL that needs a feature this platform does not offer (cwl-runner exits 33 for it)."""
+
+    code = "unsupported_requirement"
+
+
+@dataclass(frozen=True)
+class Param:
+    id: str
+    type: Any  # the CWL type, as packed
+    label: str = ""
+    doc: str = ""
+    default: Any = None
+    has_default: bool = False
+
+    @property
+    def optional(self) -> bool:
+        return self.has_default or (isinstance(self.type, list) and "null" in self.type)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "type_text": type_text(self.type),
+            "label": self.label,
+            "doc": self.doc,
+            "default": self.default,
+            "optional": self.optional,
+        }
+
+
+@dataclass(frozen=True)
+class Document:
+    packed: dict[str, Any]
+    cwl_class: str
+    label: str = ""
+    doc: str = ""
+    inputs: list[Param] = field(default_factory=list)
+    outputs: list[Param] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.packed, sort_keys=True).encode()).hexdigest()
+
+
+def main_process(packed: dict[str, Any]) -> dict[str, Any]:
+    """The process a packed document runs: `#main` of a `$graph`, or the document itself."""
+    if "$graph" not in packed:
+        return packed
+    graph = packed["$graph"]
+    for proc in graph:
+        if proc.get("id") == "#main":
+            return proc
+    return graph[0] if len(graph) == 1 else {}
+
+
+def processes(packed: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(packed.get("$graph", [packed]))
+
+
+def short_id(ident: str) -> str:
+    """`#main/step1/text` -> `text`, `#hello.cwl/banner` -> `banner`."""
+    return ident.rsplit("/", 1)[-1].lstrip("#")
+
+
+def type_text(t: Any) -> str:
+    if isinstance(t, str):
+        return short_id(t) if t.startswith("#") else t
+    if isinstance(t, list):
+        rest = [type_text(x) for x in t if x != "null"]
+        text = " | ".join(rest)
+        return f"{text}?" if "null" in t else text
+    if isinstance(t, dict):
+        if t.get("type") == "array":
+            return f"{type_text(t.get('items'))}[]"
+        if t.get("type") == "enum":
+            return "enum(" + ", ".join(short_id(s) for s in t.get("symbols", [])) + ")"
+        return str(t.get("type"))
+    return str(t)
+
+
+def describe(packed: dict[str, Any]) -> Document:
+    main = main_process(packed)
+
+    def params(items: list[dict[str, Any]]) -> list[Param]:
+        return [
+            Param(
+                id=short_id(p["id"]),
+                type=p.get("type"),
+                label=p.get("label", ""),
+                doc=p.get("doc", "") if isinstance(p.get("doc", ""), str) else "\n".join(p["doc"]),
+                default=p.get("default"),
+                has_default="default" in p,
+            )
+            for p in items
+        ]
+
+    doc = main.get("doc", "")
+    return Document(
+        packed=packed,
+        cwl_class=main.get("class", ""),
+        label=main.get("label", ""),
+        doc=doc if isinstance(doc, str) else "\n".join(doc),
+        inputs=params(main.get("inputs", [])),
+        outputs=params(main.get("outputs", [])),
+    )
+
+
+def load_file(path: Path, display: str | None = None) -> Document:
+    """Validate and pack the CWL document at `path` (other files it references are read from its folder).
+    Invalid names `display` (default: the file name) with line and column; Unsupported for requirements
+    this platform cannot meet."""
+    from cwltool.context import LoadingContext
+    from cwltool.load_tool import fetch_document, make_tool, resolve_and_validate_document
+    from cwltool.pack import pack
+    from cwltool.workflow import default_make_tool
+    from schema_salad.exceptions import SchemaSaladException
+
+    quiet_cwltool()
+    display = display or path.name
+    _check_yaml(path, display)
+    try:
+        ctx = LoadingContext(
+            {
+                "do_update": True,
+                "strict": True,
+                "construct_tool_object": default_make_tool,
+                "fetcher_constructor": confined_fetcher(path.parent),
+            }
+        )
+        ctx, workflowobj, uri = fetch_document(str(path), ctx)
+        ctx, uri = resolve_and_validate_document(ctx, workflowobj, uri)
+        make_tool(uri, ctx)  # builds every process: catches what schema validation alone lets through
+        packed = pack(ctx, uri)
+    except (SchemaSaladException, Exception) as exc:  # cwltool raises several unrelated exception types
+        raise _invalid(exc, path, display) from None
+    document = describe(json.loads(json.dumps(packed)))
+    _check_supported(document.packed, display)
+    return document
+
+
+def confined_fetcher(root: Path):
+    """A schema-salad fetcher that reads only files under `root`: a document may `$import` or `run:` its
+    neighbours, never host files (`/etc/...`) or other users' workspaces, and never fetches from the
+    network."""
+    from urllib.parse import unquote, urlsplit
+
+    from schema_salad.exceptions import ValidationException
+    from schema_salad.fetcher import DefaultFetcher
+
+    inside = str(root.resolve()) + "/"
+
+    def allowed(url: str) -> bool:
+        split = urlsplit(url)
+        return split.scheme == "file" and os.path.realpath(unquote(split.path)).startswith(inside)
+
+    class Confined(DefaultFetcher):
+        # The CWL schemas themselves are preloaded in the cache: those are always readable.
+        def fetch_text(self, url: str, content_types=None) -> str:
+            if url not in self.cache and not allowed(url):
+                name = url.rstrip("/").rsplit("/", 1)[-1]
+                raise ValidationException(f"'{name}' is outside the pipeline's folder: not allowed")
+            return super().fetch_text(url, content_types)
+
+        def check_exists(self, url: str) -> bool:
+            return url in self.cache or (allowed(url) and super().check_exists(url))
+
+    return Confined
+
+
+def quiet_cwltool() -> None:
+    """cwltool logs every resolved path at INFO on its own stderr handler: keep only warnings."""
+    import logging
+
+    logging.getLogger("cwltool").setLevel(logging.WARNING)
+    logging.getLogger("salad").setLevel(logging.WARNING)
+
+
+def load_text(name: str, text: str) -> Document:
+    """Validate a document given as text (a single file or a packed `$graph` document)."""
+    if len(text.encode()) > MAX_DOCUMENT:
+        raise Invalid(f"{name}: the document is larger than {MAX_DOCUMENT // 1024} KiB", code="invalid_cwl")
+    name = Path(name or "pipeline.cwl").name
+    with tempfile.TemporaryDirectory(prefix="datalabs-cwl-") as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        return load_file(path, name)
+
+
+def _check_yaml(path: Path, display: str) -> None:
+    """A YAML syntax error with its line, before schema-salad turns it into a less readable message."""
+    try:
+        with path.open() as f:
+            data = yaml.safe_load(f)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{display}:{mark.line + 1}:{mark.column + 1}" if mark else display
+        raise Invalid(f"{where}: not valid YAML: {exc.problem}", code="invalid_cwl") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise Invalid(f"{display}: not valid YAML: {exc}", code="invalid_cwl") from None
+    if not isinstance(data, dict):
+        raise Invalid(
+            f"{display}:1:1: a CWL document must be a mapping (class, inputs, ...)", code="invalid_cwl"
+        )
+    if "cwlVersion" not in data:
+        raise Invalid(f"{display}:1:1: missing 'cwlVersion' (e.g. cwlVersion: v1.2)", code="invalid_cwl")
+
+
+def _invalid(exc: Exception, path: Path, display: str) -> Invalid:
+    message = str(exc).strip() or type(exc).__name__
+    # Host paths never reach users: show the name they gave (schema-salad writes paths relative to the
+    # current directory, absolute ones, or file:// URIs).
+    for form in (f"file://{path}", os.path.relpath(path), str(path)):
+        message = message.replace(form, display)
+    for folder in (f"file://{path.parent}/", os.path.relpath(path.parent) + "/", f"{path.parent}/"):
+        message = message.replace(folder, "")
+    message = re.sub(r"^\s*Resolved .*$", "", message, flags=re.M).strip()
+    message = re.sub(r"\n\s{12,}", " ", message)  # schema-salad's wrapped continuation lines
+    if "unsupported requirement" in message.lower():
+        return Unsupported(message)
+    if not re.match(r"^[^\s:]+:\d+:\d+:", message):
+        message = f"{display}: {message}"
+    return Invalid(message, code="invalid_cwl")
+
+
+def _check_supported(packed: dict[str, Any], display: str) -> None:
+    for proc in processes(packed):
+        for req in proc.get("requirements", []) or []:
+            if req.get("class") in UNSUPPORTED:
+                where = short_id(proc.get("id", "")) or display
+                raise Unsupported(
+                    f"{display}: '{where}' requires {req['class']}, which this platform does not offer "
+                    "(no container runtime); move it to 'hints' to run the tool without it"
+                )
+        for step in proc.get("steps", []) or []:
+            run = step.get("run")
+            if isinstance(run, dict):
+                _check_supported(run, display)
+
+
+def materialise(root: Path, version_id: int, packed: dict[str, Any]) -> Path:
+    """The packed document of a version as a file engines can load (written once, atomically)."""
+    path = root / f"v{version_id}.cwl"
+    if not path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(packed, f)
+        os.replace(tmp, path)
+    return path

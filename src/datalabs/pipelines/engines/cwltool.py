@@ -1,0 +1,269 @@
+"""The warm cwltool engine: cwltool runs as a library inside the worker process. Each pipeline version is
+loaded and validated once and kept (loading is what makes a cold `cwltool` take ~0.9 s; a cached tool
+runs a one-step job in milliseconds). Each run executes on its own thread; its tools run as
+subprocesses inside bubblewrap (pipelines/sandbox.py), their stdout/stderr and cwltool's messages about
+the run go to the run's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cwltool.command_line_tool import CommandLineTool
+from cwltool.context import LoadingContext, RuntimeContext
+from cwltool.errors import WorkflowException
+from cwltool.executors import MultithreadedJobExecutor, SingleJobExecutor
+from cwltool.job import CommandLineJob
+from cwltool.load_tool import load_tool
+from cwltool.utils import processes_to_kill
+from cwltool.workflow import default_make_tool
+
+from datalabs.pipelines import sandbox
+from datalabs.pipelines.documents import quiet_cwltool
+from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
+from datalabs.runtimes.local import lab_uid
+
+CACHE_SIZE = 64
+_cwl_logger = logging.getLogger("cwltool")
+
+
+@dataclass(eq=False)
+class _Run(Handle):
+    spec: RunSpec
+    log: Any = None  # the log file (binary, append)
+    procs: set = field(default_factory=set)
+    cancelled: bool = False
+    result: Result | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def write(self, text: str) -> None:
+        if self.log is not None and not self.log.closed:
+            self.log.write(text.encode(errors="replace"))
+            self.log.flush()
+
+
+class _SharedFile:
+    """The run log handed to cwltool as the tools' default stdout/stderr. cwltool closes the file after
+    each tool; this one stays open for the next step."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def close(self) -> None:
+        pass
+
+
+# Log records of cwltool go to the run whose thread (or whose cwltool job thread) wrote them.
+_threads: dict[int, _Run] = {}
+
+
+class _RunLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        run = _threads.get(threading.get_ident())
+        if run is not None:
+            with contextlib.suppress(Exception):  # logging must never break a run
+                run.write(f"{record.levelname} {self.format(record)}\n")
+
+
+class _SandboxedJob(CommandLineJob):
+    """CommandLineJob whose command runs inside bubblewrap, and that the engine can kill."""
+
+    def run(self, runtimeContext: RuntimeContext, tmpdir_lock=None) -> None:
+        run: _Run | None = getattr(runtimeContext, "datalabs_run", None)
+        if run is not None and run.cancelled:
+            raise WorkflowException("the run was cancelled")
+        if not self.spec_sandbox(run):
+            return super().run(runtimeContext, tmpdir_lock)
+        os.makedirs(self.tmpdir, exist_ok=True)
+        self._setup(runtimeContext)
+        from cwltool.job import relink_initialworkdir, stage_files
+
+        stage_files(
+            self.pathmapper, ignore_writable=True, symlink=True, secret_store=runtimeContext.secret_store
+        )
+        if self.generatemapper is not None:
+            stage_files(self.generatemapper, ignore_writable=self.inplace_update, symlink=True)
+            relink_initialworkdir(self.generatemapper, self.outdir, self.builder.outdir, self.inplace_update)
+        if (uid := lab_uid()) is not None:
+            for d in (self.outdir, self.tmpdir):
+                os.chown(d, uid, uid)
+        # Inputs appear at their staged paths, bound read-only from the real files: the tool sees them and
+        # nothing else of the host.
+        readonly = [
+            (ent.resolved, ent.target)
+            for _, ent in self.pathmapper.items_exclude_children()
+            if ent.staged and ent.type in ("File", "Directory")
+        ]
+        prefix = sandbox.prefix(self.outdir, self.tmpdir, readonly)
+        self._execute(prefix, self.environment, runtimeContext, lambda proc: _watch(run, proc))
+
+    @staticmethod
+    def spec_sandbox(run: _Run | None) -> bool:
+        return run is not None and run.spec.sandbox
+
+
+def _watch(run: _Run | None, proc) -> None:
+    if run is not None:
+        with run.lock:
+            run.procs.add(proc)
+            if run.cancelled:
+                proc.kill()
+    try:
+        proc.wait()
+    finally:
+        if run is not None:
+            with run.lock:
+                run.procs.discard(proc)
+        with contextlib.suppress(ValueError):
+            processes_to_kill.remove(proc)  # cwltool keeps every process it started; a warm worker must not
+
+
+class _Tool(CommandLineTool):
+    def make_job_runner(self, runtimeContext: RuntimeContext):
+        base = super().make_job_runner(runtimeContext)
+        return _SandboxedJob if base is CommandLineJob else base
+
+
+def _make_tool(toolpath_object, loadingContext):
+    if toolpath_object.get("class") == "CommandLineTool":
+        return _Tool(toolpath_object, loadingContext)
+    return default_make_tool(toolpath_object, loadingContext)
+
+
+class _Executor(MultithreadedJobExecutor):
+    def _runner(self, job, runtime_context, TMPDIR_LOCK) -> None:
+        run = getattr(runtime_context, "datalabs_run", None)
+        if run is not None:
+            _threads[threading.get_ident()] = run
+        try:
+            super()._runner(job, runtime_context, TMPDIR_LOCK)
+        finally:
+            _threads.pop(threading.get_ident(), None)
+
+
+class CwltoolEngine(PipelineEngine):
+    name = "cwltool"
+
+    def __init__(self, cache_size: int = CACHE_SIZE) -> None:
+        quiet_cwltool()
+        from cwltool.loghandler import defaultStreamHandler
+
+        _cwl_logger.removeHandler(defaultStreamHandler)  # messages belong in the runs' logs, not stderr
+        self._tools: OrderedDict[tuple[int, str], Any] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._handler = _RunLogHandler()
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        _cwl_logger.addHandler(self._handler)
+
+    def tool(self, spec: RunSpec):
+        """The loaded process of a version, loaded once (per document file) and kept."""
+        key = (spec.version_id, str(spec.document))
+        with self._lock:
+            if key in self._tools:
+                self._tools.move_to_end(key)
+                return self._tools[key]
+        ctx = LoadingContext({"construct_tool_object": _make_tool, "do_update": True})
+        tool = load_tool(str(spec.document), ctx)
+        with self._lock:
+            self._tools[key] = tool
+            while len(self._tools) > self._cache_size:
+                self._tools.popitem(last=False)
+        return tool
+
+    def submit(self, spec: RunSpec) -> Handle:
+        for d in (spec.workdir / "tmp", spec.workdir / "out", spec.log.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        run = _Run(spec, log=open(spec.log, "ab", buffering=0))  # noqa: SIM115 (closed when the run ends)
+        threading.Thread(target=self._execute, args=(run,), name=f"run-{spec.run_id}", daemon=True).start()
+        return run
+
+    def _execute(self, run: _Run) -> None:
+        spec = run.spec
+        _threads[threading.get_ident()] = run
+        try:
+            run.result = self._run(run)
+        except WorkflowException as exc:
+            run.write(f"ERROR {exc}\n")
+            run.result = Result(FAILED, str(exc)[:2000])
+        except Exception as exc:  # the engine itself broke: an infrastructure failure, worth a retry
+            _cwl_logger.exception("cwltool engine error in run %s", spec.run_id)
+            run.result = Result(INFRA, f"engine error: {type(exc).__name__}: {exc}"[:2000])
+        finally:
+            _threads.pop(threading.get_ident(), None)
+            if run.cancelled and run.result is not None and run.result.state != SUCCEEDED:
+                run.result = Result(FAILED, "cancelled")
+            run.log.close()
+            run.done.set()
+
+    def _run(self, run: _Run) -> Result:
+        spec = run.spec
+        tool = self.tool(spec)
+        shared = _SharedFile(run.log)
+        ctx = RuntimeContext(
+            {
+                "outdir": str(spec.outdir),
+                "basedir": str(spec.workdir),
+                "tmpdir_prefix": str(spec.workdir / "tmp") + "/",
+                "tmp_outdir_prefix": str(spec.workdir / "out") + "/",
+                "stagedir": str(spec.workdir / "stage"),
+                "use_container": False,
+                "move_outputs": "move",
+                "default_stdout": shared,
+                "default_stderr": shared,
+                "on_error": "stop",
+            }
+        )
+        ctx.datalabs_run = run
+        executor = _Executor() if spec.parallel else SingleJobExecutor()
+        outputs, status = executor(tool, spec.job, ctx, logger=_cwl_logger)
+        if status == "success" and not run.cancelled:
+            return Result(SUCCEEDED, outputs=outputs or {})
+        if run.cancelled:
+            return Result(FAILED, "cancelled")
+        if status == "temporaryFail":
+            return Result(INFRA, "a tool reported a temporary failure")
+        return Result(FAILED, _last_error(spec.log) or f"the pipeline failed ({status})")
+
+    def poll(self, handle: Handle) -> Result | None:
+        assert isinstance(handle, _Run)
+        return handle.result if handle.done.is_set() else None
+
+    def wait(self, handle: Handle, timeout: float) -> Result | None:
+        assert isinstance(handle, _Run)
+        handle.done.wait(timeout)
+        return self.poll(handle)
+
+    def cancel(self, handle: Handle) -> None:
+        assert isinstance(handle, _Run)
+        with handle.lock:
+            handle.cancelled = True
+            for proc in list(handle.procs):
+                with contextlib.suppress(OSError):
+                    proc.kill()  # bwrap is the sandbox's init: killing it ends everything inside
+
+    def close(self) -> None:
+        _cwl_logger.removeHandler(self._handler)
+        with self._lock:
+            self._tools.clear()
+
+
+def _last_error(log: Path, limit: int = 600) -> str:
+    """The tail of the run's log: the tool's own words about why it failed."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - limit))
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
