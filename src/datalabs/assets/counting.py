@@ -23,6 +23,7 @@ from datalabs.assets.prefix import PrefixCounts, runs
 GATHER_NS_PER_ROW = 12.0
 INTERSECT_NS_PER_CONTAINER = 250.0
 _CONTAINER = 1 << 16
+_COOCCURRENCE_CHUNK = 1 << 22
 
 
 def _containers(bm: BitMap) -> int:
@@ -37,7 +38,21 @@ class Universe:
         self.rows = rows
         self.bounds = bounds or []  # each segment's rows [begin, end)
         self.prefix = PrefixCounts()
-        self._counts: dict[int, np.ndarray] = {}
+        self._counts: dict = {}
+
+    def cooccurrence(self, a: Column, b: Column) -> np.ndarray:
+        """Rows per (set of `a`, set of `b`), over every row (only used while no row is deleted)."""
+        key = (id(a), id(b))
+        found = self._counts.get(key)
+        if found is None:
+            width = len(b.sets)
+            found = np.zeros(len(a.sets) * width, np.int64)
+            for start in range(0, len(a.codes), _COOCCURRENCE_CHUNK):  # bounded temporary arrays
+                pairs = a.codes[start : start + _COOCCURRENCE_CHUNK].astype(np.int64) * width
+                pairs += b.codes[start : start + _COOCCURRENCE_CHUNK]
+                found += np.bincount(pairs, minlength=len(found))
+            found = self._counts[key] = found.reshape(len(a.sets), width)
+        return found
 
     def set_counts(self, column: Column) -> np.ndarray:
         found = self._counts.get(id(column))

@@ -38,7 +38,7 @@ from datalabs.assets.base import (
     text_words,
 )
 from datalabs.assets.columns import TOKEN_COLUMNS, Batch, from_records, from_seconds, seconds
-from datalabs.assets.counting import Counter, count_all
+from datalabs.assets.counting import Counter, count_all, value_counts
 from datalabs.assets.state import State, merged
 
 RECORD_CHUNK = 200_000  # records encoded per segment on the record path
@@ -216,6 +216,8 @@ class BitmapIndex(AssetIndex):
 
     def _facet_counts(self, state, query, base, selections, matches) -> dict[str, list[tuple[str, int]]]:
         universe = state.universe
+        if len(selections) == 1 and len(base) == len(universe.rows) and not state.deleted:
+            return self._one_facet_counts(state, query, next(iter(selections)))
         shared = Counter(matches, universe)
         own = {
             facet: Counter(
@@ -224,6 +226,27 @@ class BitmapIndex(AssetIndex):
             for facet in selections
         }
         return count_all(state.columns, list(FACETS), lambda facet: own.get(facet, shared))
+
+    def _one_facet_counts(self, state: State, query: Query, facet: str) -> dict[str, list[tuple[str, int]]]:
+        """One facet selected and nothing else: every other facet's counts come from the co-occurrence
+        of its sets with the selected facet's sets (built once per pair), whatever share of rows matches."""
+        universe, selected = state.universe, state.columns[facet]
+        chosen = sorted(
+            {
+                c
+                for v in query.facets[facet]
+                if v in selected.value_ix
+                for c in selected.sets_of_value[selected.value_ix[v]]
+            }
+        )
+        out = {}
+        for name in FACETS:
+            column = state.columns[name]
+            if name == facet:
+                out[name] = value_counts(column, universe.set_counts(column))
+            else:
+                out[name] = value_counts(column, universe.cooccurrence(selected, column)[chosen].sum(axis=0))
+        return out
 
     def _union(self, state: State, column: str, values: Iterable) -> BitMap:
         return BitMap.union(BitMap(), *(state.value_bitmap(column, v) for v in values))
