@@ -12,6 +12,8 @@ from datalabs import __version__
 from datalabs.api import assets as assets_api
 from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
 from datalabs.api import labs as labs_api
+from datalabs.api import pipelines as pipelines_api
+from datalabs.api import runs as runs_api
 from datalabs.api import stac as stac_api
 from datalabs.api import volumes as volumes_api
 from datalabs.api import workspaces as workspaces_api
@@ -44,8 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _report_isolation(labs)
         await labs.restore()
         culler = asyncio.create_task(labs.run_culler())
+        worker = await asyncio.to_thread(_start_pipelines, app)
         yield
         culler.cancel()
+        if worker is not None:
+            await asyncio.to_thread(worker.stop)
         await labs.shutdown()
         app.state.proxy.close()
         engine.dispose()
@@ -71,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.usage = UsageCache(settings.workspaces.usage_ttl)
     app.state.assets = Assets(settings)
     modules = (health, auth, tokens, users, groups, datalabs, labs_api, workspaces_api, volumes_api)
-    for module in (*modules, assets_api, stac_api):
+    for module in (*modules, assets_api, stac_api, pipelines_api, runs_api):
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)
@@ -79,6 +84,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     labs.on_route_removed = proxy.forget
     app.add_middleware(ProxyFirst, proxy=proxy)  # outermost: lab traffic skips the API's middleware
     return app
+
+
+def _start_pipelines(app: FastAPI):
+    """Register the shipped system pipelines, then start the embedded pipeline worker (+ scheduler)."""
+    from datalabs.pipelines import registry
+    from datalabs.pipelines.worker import Worker
+
+    settings = app.state.settings
+    if settings.pipelines.system:
+        try:
+            with transaction(app.state.sessions) as db:
+                registry.sync_system(db, settings)
+        except Exception:  # a broken shipped pipeline must not keep the platform from starting
+            log.exception("pipelines: registering the system pipelines failed")
+    if not settings.pipelines.worker:
+        return None
+    worker = Worker(settings, app.state.sessions)
+    worker.start()
+    app.state.pipeline_worker = worker
+    return worker
 
 
 def _report_isolation(labs: LabManager) -> None:

@@ -6,6 +6,7 @@ import typer
 
 from datalabs.cli import admin, assets, catalogue, files, labs, session, volumes
 from datalabs.cli.serve import serve
+from datalabs.cli.worker import worker
 
 app = typer.Typer(
     help="Datalabs: bring your questions to the data.", no_args_is_help=False, pretty_exceptions_enable=False
@@ -13,6 +14,7 @@ app = typer.Typer(
 app.command()(serve)
 app.command()(session.login)
 app.command()(session.whoami)
+app.command()(worker)
 app.add_typer(admin.app, name="admin")
 app.add_typer(catalogue.app, name="catalogue")
 app.add_typer(labs.app, name="labs")

@@ -265,6 +265,17 @@ def system_pipelines_dir() -> Path:
     return Path(__file__).parent / "system"
 
 
+_SHIPPED: dict[tuple[str, float], Document] = {}
+
+
+def _shipped(path: Path) -> Document:
+    """Shipped documents are validated once per process (every app start, e.g. in tests, reuses them)."""
+    key = (str(path), path.stat().st_mtime)
+    if key not in _SHIPPED:
+        _SHIPPED[key] = documents.load_file(path)
+    return _SHIPPED[key]
+
+
 def sync_system(db: Session, settings: Settings, admin: User | None = None) -> list[str]:
     """Register the system pipelines shipped with Datalabs (`system/<name>/pipeline.yml` + CWL), adding
     a version when the shipped one is new; returns the names registered or updated."""
@@ -277,7 +288,7 @@ def sync_system(db: Session, settings: Settings, admin: User | None = None) -> l
     for meta_path in sorted(system_pipelines_dir().glob("*/pipeline.yml")):
         meta = yaml.safe_load(meta_path.read_text())
         cwl = meta_path.parent / meta.get("main", "main.cwl")
-        document = documents.load_file(cwl)
+        document = _shipped(cwl)
         details = Details(
             title=meta.get("title", ""),
             description=meta.get("description", ""),

@@ -29,6 +29,7 @@ from datalabs.pipelines import sandbox
 from datalabs.pipelines.documents import quiet_cwltool
 from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
 from datalabs.runtimes.local import lab_uid
+from datalabs.runtimes.sandbox import lab_path
 
 CACHE_SIZE = 64
 _cwl_logger = logging.getLogger("cwltool")
@@ -107,6 +108,10 @@ class _SandboxedJob(CommandLineJob):
         ]
         prefix = sandbox.prefix(self.outdir, self.tmpdir, readonly)
         self._execute(prefix, self.environment, runtimeContext, lambda proc: _watch(run, proc))
+
+    def _required_env(self) -> dict[str, str]:
+        # The platform's environment first on PATH (python3 with astropy, hatanaka, ...), as in labs.
+        return {**super()._required_env(), "PATH": lab_path()}
 
     @staticmethod
     def spec_sandbox(run: _Run | None) -> bool:

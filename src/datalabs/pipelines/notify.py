@@ -1,0 +1,116 @@
+"""Notifications when runs end: e-mail over SMTP and signed webhooks.
+
+Webhooks are POSTed as JSON with `X-Datalabs-Timestamp` and `X-Datalabs-Signature: sha256=<hex>`, the
+HMAC-SHA256 of `<timestamp>.<body>` under `pipelines.webhook_secret` (default: the platform's secret
+key): receivers recompute it and refuse stale timestamps, so a forged or replayed call is detectable.
+Each run notifies at most once (the `notified` flag is flipped before sending).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import smtplib
+import time
+from abc import ABC, abstractmethod
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+from datalabs.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Notifier(ABC):
+    @abstractmethod
+    def send(self, event: dict[str, Any]) -> None:
+        """Deliver one event (a dict with at least `to`, `subject`, `text`, `run`); raise on failure."""
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+class EmailNotifier(Notifier):
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings.pipelines
+
+    def send(self, event: dict[str, Any]) -> None:
+        if not self.s.smtp_host or not event["to"]:
+            return
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = self.s.mail_from, ", ".join(event["to"]), event["subject"]
+        msg.set_content(event["text"])
+        with smtplib.SMTP(self.s.smtp_host, self.s.smtp_port, timeout=30) as smtp:
+            if self.s.smtp_starttls:
+                smtp.starttls()
+            if self.s.smtp_user:
+                smtp.login(self.s.smtp_user, self.s.smtp_password)
+            smtp.send_message(msg)
+
+
+class WebhookNotifier(Notifier):
+    def __init__(self, settings: Settings) -> None:
+        self.secret = settings.pipelines.webhook_secret or settings.secret_key
+        self.timeout = settings.pipelines.webhook_timeout
+
+    def send(self, event: dict[str, Any]) -> None:
+        body = json.dumps({"event": event["kind"], "run": event["run"]}, sort_keys=True).encode()
+        stamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Datalabs-Event": event["kind"],
+            "X-Datalabs-Timestamp": stamp,
+            "X-Datalabs-Signature": sign(self.secret, stamp, body),
+        }
+        for url in event["to"]:
+            httpx.post(url, content=body, headers=headers, timeout=self.timeout).raise_for_status()
+
+
+def run_event(run, base_url: str = "") -> dict[str, Any]:
+    """What a notification says about a finished run."""
+    kind = "run.succeeded" if run.state == "succeeded" else f"run.{run.state}"
+    info = {
+        "id": run.id,
+        "pipeline": run.pipeline.name,
+        "version": run.version.version,
+        "state": run.state,
+        "reason": run.reason,
+        "owner": run.owner.name,
+        "output_dir": run.output_path,
+        "url": f"{base_url}/pipelines/runs/{run.id}" if base_url else f"/pipelines/runs/{run.id}",
+    }
+    subject = f"[Datalabs] run {run.id} of {run.pipeline.name} {run.state}"
+    text = "\n".join(f"{k}: {v}" for k, v in info.items() if v)
+    return {"kind": kind, "run": info, "subject": subject, "text": text}
+
+
+def wanted(run) -> bool:
+    on = run.notify.get("on", []) if run.notify else []
+    return (run.state == "succeeded" and "success" in on) or (run.state in ("failed",) and "failure" in on)
+
+
+def send_for(settings: Settings, run, base_url: str = "") -> list[str]:
+    """Send the run's notifications; returns what failed (logged, never raised: the run is done)."""
+    event = run_event(run, base_url)
+    email = run.notify.get("email")
+    recipients = (
+        [run.owner.email] if email is True and run.owner.email else email if isinstance(email, list) else []
+    )
+    problems = []
+    for notifier, to in (
+        (EmailNotifier(settings), recipients),
+        (WebhookNotifier(settings), run.notify.get("webhooks", [])),
+    ):
+        if not to:
+            continue
+        try:
+            notifier.send({**event, "to": to})
+        except Exception as exc:  # a broken receiver must not break the worker
+            log.warning("notification for run %s via %s failed: %s", run.id, type(notifier).__name__, exc)
+            problems.append(f"{type(notifier).__name__}: {exc}")
+    return problems

@@ -1,0 +1,68 @@
+"""Delivering a run's outputs: its output folder is renamed into the owner's workspace at
+`pipelines/<pipeline>/<run-id>/` in one step, so the folder appears complete or not at all, and the CWL
+output object is rewritten to workspace references (`me/pipelines/hello-world/<run>/banner.txt`)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from datalabs.runtimes.local import lab_uid
+from datalabs.workspaces.paths import TEMP_PREFIX, in_dir, lstat_in
+from datalabs.workspaces.service import Space
+
+
+def deliver(
+    space: Space, pipeline: str, run_id: str, outdir: Path, outputs: dict[str, Any]
+) -> tuple[str, dict]:
+    """Move `outdir` to `<space>/pipelines/<pipeline>/<run_id>` atomically; (folder reference, outputs)."""
+    parts = ("pipelines", pipeline)
+    owner = lab_uid()
+    outdir.mkdir(parents=True, exist_ok=True)
+    if owner is not None:
+        for root, dirs, files in os.walk(outdir):
+            for name in (*dirs, *files):
+                os.chown(os.path.join(root, name), owner, owner, follow_symlinks=False)
+        os.chown(outdir, owner, owner)
+    with in_dir(space.tree.root, parts, create=True, owner=owner) as dfd:
+        if lstat_in(dfd, run_id) is not None:
+            # A previous attempt delivered and then lost its worker before recording it: this one replaces it.
+            aside = f"{TEMP_PREFIX}{run_id}-old"
+            os.rename(run_id, aside, src_dir_fd=dfd, dst_dir_fd=dfd)
+            _remove_at(dfd, aside)
+        try:
+            os.rename(outdir, run_id, dst_dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # Another filesystem: copy under a hidden name first, then rename into place.
+            temp = f"{TEMP_PREFIX}{run_id}"
+            shutil.copytree(outdir, f"/proc/self/fd/{dfd}/{temp}", symlinks=True)
+            os.rename(temp, run_id, src_dir_fd=dfd, dst_dir_fd=dfd)
+            shutil.rmtree(outdir, ignore_errors=True)
+    folder = f"{space.id}/pipelines/{pipeline}/{run_id}"
+    return folder, rewrite(outputs, f"file://{outdir}", folder)
+
+
+def _remove_at(dfd: int, name: str) -> None:
+    shutil.rmtree(f"/proc/self/fd/{dfd}/{name}", ignore_errors=True)
+
+
+def rewrite(value: Any, prefix: str, folder: str) -> Any:
+    """File objects' host locations turned into workspace references; host-only keys dropped."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key in ("path", "dirname") or key.startswith("http://commonwl.org/cwltool#"):
+                continue
+            if key == "location" and isinstance(item, str) and item.startswith(prefix):
+                out[key] = folder + item[len(prefix) :]
+            else:
+                out[key] = rewrite(item, prefix, folder)
+        return out
+    if isinstance(value, list):
+        return [rewrite(v, prefix, folder) for v in value]
+    return value

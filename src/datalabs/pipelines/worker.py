@@ -1,0 +1,225 @@
+"""A pipeline worker: `slots` threads that claim runs from the queue and execute them through their
+engine, plus one maintenance thread that re-queues runs of dead workers and fires due schedules.
+
+It runs inside `datalabs serve` (the embedded default) and as `datalabs worker` (scale-out). Engines are
+created once per worker and kept warm (cwltool keeps each loaded pipeline version).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from datalabs.config import Settings
+from datalabs.db.engine import transaction
+from datalabs.db.models import PipelineRun
+from datalabs.errors import DatalabsError
+from datalabs.pipelines import documents, notify, outputs, queue, runs, sandbox, schedules
+from datalabs.pipelines import inputs as run_inputs
+from datalabs.pipelines.engines.base import INFRA, SUCCEEDED, PipelineEngine, Result, RunSpec, get_engine
+from datalabs.workspaces import service as workspaces
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], *, name: str = "", slots: int = 0
+    ):
+        self.settings, self.sessions = settings, sessions
+        self.cfg = settings.pipelines
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10000}"
+        self.slots = slots or self.cfg.slots
+        self._engines: dict[str, PipelineEngine] = {}
+        self._engine_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self.sandbox = self.cfg.sandbox and sandbox.available()
+        if self.cfg.sandbox and not self.sandbox:
+            log.warning("pipelines: bubblewrap is missing: CWL tools run WITHOUT a sandbox on this host")
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self, maintenance: bool = True) -> None:
+        for i in range(self.slots):
+            self._spawn(self._slot_loop, f"pipeline-slot-{i}")
+        if maintenance:
+            self._spawn(self._maintenance_loop, "pipeline-maintenance")
+
+    def _spawn(self, target, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming; running runs are cancelled and released back to the queue."""
+        self._stop.set()
+        self.wake()
+        for t in self._threads:
+            t.join(timeout)
+        for engine in self._engines.values():
+            engine.close()
+
+    def wake(self) -> None:
+        """A run was queued in this process: claim it now instead of at the next poll."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def engine(self, name: str) -> PipelineEngine:
+        with self._engine_lock:
+            if name not in self._engines:
+                self._engines[name] = get_engine(name)
+            return self._engines[name]
+
+    # ---- loops ----------------------------------------------------------------------------------------
+
+    def _slot_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                claim = queue.claim(self.sessions, self.name, self.cfg.lease)
+            except Exception:
+                log.exception("pipelines: claiming a run failed")
+                claim = None
+            if claim is None:
+                with self._wake:
+                    self._wake.wait(self.cfg.poll_interval)
+                continue
+            try:
+                self.execute(claim)
+            except Exception as exc:
+                log.exception("pipelines: run %s broke its worker slot", claim.run_id)
+                queue.release(self.sessions, claim, f"worker error: {exc}")
+
+    def _maintenance_loop(self) -> None:
+        last_schedule = 0.0
+        while not self._stop.wait(min(self.cfg.lease / 3, 5.0)):
+            try:
+                queue.reap(self.sessions)
+                if time.monotonic() - last_schedule >= self.cfg.scheduler_interval:
+                    last_schedule = time.monotonic()
+                    if schedules.tick(self.sessions, self.settings):
+                        self.wake()
+            except Exception:
+                log.exception("pipelines: maintenance failed")
+
+    def run_once(self) -> bool:
+        """Claim and execute one run in the calling thread (tests, benchmarks); False if none was queued."""
+        claim = queue.claim(self.sessions, self.name, self.cfg.lease)
+        if claim is None:
+            return False
+        self.execute(claim)
+        return True
+
+    # ---- one run --------------------------------------------------------------------------------------
+
+    def execute(self, claim: queue.Claim) -> str:
+        with transaction(self.sessions) as db:
+            run = db.get(PipelineRun, claim.run_id)
+            principal = runs.principal_of(db, run.owner)
+            doc = documents.materialise(
+                self.settings.home / "pipelines" / "documents", run.version_id, run.version.packed
+            )
+            workdir = runs.run_dir(self.settings, run.id)
+            logfile = runs.log_path(self.settings, run.id)
+            logfile.parent.mkdir(parents=True, exist_ok=True)
+            _append(logfile, f"=== attempt {claim.attempt} on {self.name} at {_now()} ({run.engine}) ===\n")
+            try:
+                job = run_inputs.to_host(db, self.settings, principal, run.inputs)
+                space = workspaces.resolve(db, self.settings, principal, run.output_space, write=True)
+            except DatalabsError as exc:
+                _append(logfile, f"ERROR {exc.message}\n")
+                return self._final(claim, "failed", f"inputs: {exc.message}")
+            pipeline_name, engine_name, timeout = run.pipeline.name, run.engine, run.timeout
+            parallel = documents.main_process(run.version.packed).get("class") == "Workflow"
+        attempt_dir = workdir / f"attempt-{claim.attempt}"
+        shutil.rmtree(attempt_dir, ignore_errors=True)
+        spec = RunSpec(
+            run_id=claim.run_id,
+            version_id=run.version_id,
+            document=doc,
+            job=job,
+            workdir=attempt_dir / "work",
+            outdir=attempt_dir / "out",
+            log=logfile,
+            sandbox=self.sandbox,
+            parallel=parallel,
+        )
+        engine = self.engine(engine_name)
+        handle = engine.submit(spec)
+        result = self._follow(claim, engine, handle, timeout)
+        if result is None:
+            return "lost"  # no longer ours: whoever holds it now decides
+        if result.state == SUCCEEDED:
+            try:
+                folder, objects = outputs.deliver(
+                    space, pipeline_name, claim.run_id, spec.outdir, result.outputs
+                )
+            except OSError as exc:
+                result = Result(INFRA, f"could not move the outputs into the workspace: {exc}")
+            else:
+                _append(logfile, f"=== succeeded: outputs in {folder} ===\n")
+                shutil.rmtree(attempt_dir, ignore_errors=True)
+                return self._final(claim, "succeeded", "", objects, folder)
+        if result.state == INFRA:
+            _append(logfile, f"=== infrastructure failure: {result.reason} ===\n")
+            state = queue.release(self.sessions, claim, result.reason)
+            if state == queue.FAILED:
+                self._notify(claim.run_id)
+            return state
+        _append(logfile, f"=== {result.reason.splitlines()[0] if result.reason else 'failed'} ===\n")
+        state = "cancelled" if result.reason in ("cancelled",) else "failed"
+        return self._final(claim, state, result.reason)
+
+    def _follow(self, claim, engine: PipelineEngine, handle, timeout: float) -> Result | None:
+        """Wait for the engine, renewing the lease; stop the run on cancel, timeout or a lost lease."""
+        deadline = time.monotonic() + timeout
+        beat = max(0.2, min(self.cfg.lease / 3, 5.0))
+        while True:
+            result = engine.wait(handle, min(beat, max(0.0, deadline - time.monotonic())))
+            if result is not None:
+                return result
+            status = queue.heartbeat(self.sessions, claim, self.cfg.lease)
+            if status == "lost":
+                engine.cancel(handle)
+                engine.wait(handle, 10)
+                return None
+            if status == "cancel" or self._stop.is_set():
+                engine.cancel(handle)
+                engine.wait(handle, 10)
+                if self._stop.is_set() and status != "cancel":
+                    return Result(INFRA, "the worker was stopped")
+                return Result("failed", "cancelled")
+            if time.monotonic() >= deadline:
+                engine.cancel(handle)
+                engine.wait(handle, 10)
+                return Result("failed", f"timed out after {timeout:.0f} s")
+
+    def _final(self, claim, state: str, reason: str, objects: dict | None = None, folder: str = "") -> str:
+        if not queue.finish(self.sessions, claim, state, reason, objects, folder):
+            return "lost"
+        self._notify(claim.run_id)
+        return state
+
+    def _notify(self, run_id: str) -> None:
+        with self.sessions() as db:
+            run = db.get(PipelineRun, run_id)
+            if run is None or not notify.wanted(run) or not queue.mark_notified(self.sessions, run_id):
+                return
+            notify.send_for(self.settings, run, self.settings.server.public_url)
+
+
+def _append(path, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
