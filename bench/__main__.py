@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import assets_search, catalogue_search, files_transfer, lab_start
+from bench import assets_search, catalogue_search, files_transfer, lab_start, proxy
 
 BENCHMARKS = {
     "catalogue-search": catalogue_search.run,
     "files-transfer": files_transfer.run,
     "lab-start": lab_start.run,
+    "proxy": proxy.run,
     "assets-search": assets_search.run,
 }
 

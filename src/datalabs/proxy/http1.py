@@ -1,9 +1,11 @@
 """A lean HTTP/1.1 client connection for proxying: asyncio protocol + httptools (llhttp) parser.
 
-Why not httpx: per request, httpx/httpcore cost several times the CPU of this module (measured, see
-tests/proxy/bench_proxy.py), and a proxy on a 2-core machine is CPU-bound. This client does only what a
-reverse proxy needs: one request at a time per connection, bodies streamed both ways with back-pressure
-(reading from the lab pauses while the browser is slower), keep-alive reuse decided by the parser.
+Why not httpx: per request, httpx/httpcore cost several times the CPU of this module (measured with the
+former tests/proxy/bench_proxy.py, commit cb90682, whose variants swapped only the upstream client; the
+platform path is now measured by bench/proxy.py), and a proxy on a 2-core machine is CPU-bound. This
+client does only what a reverse proxy needs: one request at a time per connection, bodies streamed both
+ways with back-pressure (reading from the lab pauses while the browser is slower), keep-alive reuse
+decided by the parser.
 """
 
 from __future__ import annotations
