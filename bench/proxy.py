@@ -404,8 +404,10 @@ def rounds_of(targets: list[Target], rounds: int, seconds: int) -> None:
         order = targets[n % len(targets) :] + targets[: n % len(targets)]
         for name, step in steps:
             for target in order:
-                console.print(f"round {n + 1}/{rounds}: {name} via {target.label}")
+                before = {k: len(v) for k, v in target.figures.items()}
                 step(target)
+                new = {k: f"{v[-1]:,.1f}" for k, v in target.figures.items() if len(v) > before.get(k, 0)}
+                console.print(f"round {n + 1}/{rounds}: {name} via {target.label}: {new or 'failed'}")
                 time.sleep(0.5)
 
 
@@ -515,7 +517,8 @@ def markdown(targets: list[Target], ours: Target, peer: Target, setting: dict[st
         f"a 32-byte text message and awaiting the echo, for {seconds} s. 1 GiB: one `curl` GET of "
         "`<base>big` per round; RSS growth is the peak VmRSS of the proxying process (`datalabs serve` "
         "itself / CHP's node) sampled every 50 ms during the transfer, minus its VmRSS just before "
-        "(worst round shown). Proxy CPU is the user+system time of that process per request.",
+        "(worst round shown). Proxy CPU is the user+system time of that process per request (or round-trip): "
+        "less sensitive than req/s to other load on the machine.",
         "",
         "- Command: `.venv/bin/python -m bench proxy` (all benchmarks: `make bench`), in the repository root",
         f"- Machine: {setting['machine']}",
