@@ -28,7 +28,8 @@ def tree(tmp_path) -> Path:
         GOOD.replace("Good Lab", "Beta Desk")
         .replace(
             "kind: web\n  command: jupyter-lab --ServerApp.sock={socket}",
-            "kind: desktop\n  desktop:\n    command: [topcat]",
+            "kind: desktop\n  desktop:\n    command: [no-such-viewer]\n"
+            "  requires: [no-such-viewer]\n  packages: {no-such-viewer: no-such-package}",
         )
         .replace("[Gaia, Planck]", "[Euclid]"),
     )
@@ -98,7 +99,7 @@ def test_unavailable_definitions_say_why(db, tree):
     load(db, tree)
     entry = service.Catalogue().get(db, principal(db, "ada"), "beta")
     assert not entry.available
-    assert "no runtime for desktop datalabs" in entry.unavailable_reason
+    assert "no-such-viewer (Debian package no-such-package)" in entry.unavailable_reason
 
 
 def test_version_ordering():

@@ -90,6 +90,9 @@ class RuntimeSpec(BaseModel):
     environment: str = "platform"
     requirements: list[str] = Field(default_factory=list)
     requires: list[str] = Field(default_factory=list, description="Executables needed on the host.")
+    packages: dict[str, str] = Field(
+        default_factory=dict, description="The Debian package providing each executable in `requires`."
+    )
     python_packages: list[str] = Field(default_factory=list)
     resources: ResourceLimits = Field(default_factory=ResourceLimits)
     allowed_groups: list[str] = Field(default_factory=list)

@@ -23,6 +23,7 @@ from datalabs.catalogue.schema import DatalabMeta
 from datalabs.config import Settings
 from datalabs.db.models import CatalogueProblem, Counter, Datalab, DatalabVersion
 from datalabs.errors import NotFound
+from datalabs.runtimes import desktop
 from datalabs.runtimes.sandbox import lab_path
 
 FACETS = ("kind", "mission", "instrument", "keyword", "domain")
@@ -144,7 +145,10 @@ def availability(meta: DatalabMeta) -> tuple[bool, str]:
     kind = meta.runtime.kind
     if kind not in plugins.runtime_kinds():
         return False, f"no runtime for {kind} datalabs is installed on this platform yet"
-    missing = [cmd for cmd in meta.runtime.requires if shutil.which(cmd, path=lab_path()) is None]
+    if kind == "desktop":  # the desktop session's own tools (Xvnc, window manager) count too
+        missing = desktop.missing_tools(meta.runtime.requires, meta.runtime.packages)
+    else:
+        missing = [cmd for cmd in meta.runtime.requires if shutil.which(cmd, path=lab_path()) is None]
     if missing:
         return False, f"not installed on this host: {', '.join(missing)}"
     packages = [p for p in meta.runtime.python_packages if importlib.util.find_spec(p) is None]

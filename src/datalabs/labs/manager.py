@@ -106,6 +106,7 @@ class LabManager:
                     socket=endpoint.socket,
                     host_port=endpoint.host_port,
                     headers=endpoint.headers,
+                    protocol=endpoint.protocol,
                 )
             )
             self.activity(lab_id)
@@ -160,18 +161,20 @@ class LabManager:
         fill = {"socket": SOCKET, "base_url": base_url, "secret": secret}
         header_name, _, header_value = rt.secret_header.format(**fill).partition(":")
         lab_dir = self.settings.home / "labs" / lab_id
+        command = rt.desktop.command if rt.kind == "desktop" and rt.desktop else rt.command
         env = {
             "DATALAB_ID": lab_id,
             "DATALABS_API_URL": self.api_url(),
             "DATALABS_TOKEN": token,
             rt.secret_env: secret,
             "JUPYTER_RUNTIME_DIR": "/run/datalab/jupyter",
+            "DATALAB_TITLE": meta.title,  # a desktop lab's name in VNC
         }
         spec = LabSpec(
             lab_id=lab_id,
             owner=owner,
             kind=rt.kind,
-            command=[part.format(**fill) for part in rt.command],
+            command=[part.format(**fill) for part in command],
             runtime_dir=self.runtime_dir(lab_id),
             log_path=lab_dir / "lab.log",
             env=env,
@@ -278,6 +281,7 @@ class LabManager:
                     socket=endpoint.socket,
                     host_port=endpoint.host_port,
                     headers=endpoint.headers,
+                    protocol=endpoint.protocol,
                 )
             )
             log.info("re-attached to lab %s of %s", lab_id, owner)

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
+from datalabs.proxy import novnc
 from datalabs.proxy.auth import Authenticate, Authorize, owner_only
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.headers import get_header, request_headers, response_headers
@@ -176,6 +177,9 @@ class LabProxy:
         if path == self.prefix + route.lab_id:  # the lab's pages are relative to its base URL with '/'
             location = target + b"/" + (b"?" + query if query else b"")
             await _send_simple(send, 307, b"", [(b"location", location)])
+            return
+        if route.protocol == "vnc":  # a desktop lab speaks RFB only: we serve its noVNC page ourselves
+            await novnc.serve(scope, send, route, _send_error)
             return
         headers, framing = request_headers(scope, route)
         if query:

@@ -31,12 +31,15 @@ class Route:
     socket: str | None = None
     host_port: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    protocol: str = "http"  # "vnc": a desktop lab's RFB socket; the proxy serves noVNC for it (vnc.py)
 
     def __post_init__(self) -> None:
         if not LAB_ID_RE.fullmatch(self.lab_id):
             raise ValueError(f"invalid lab id {self.lab_id!r}")
         if (self.socket is None) == (self.host_port is None):
             raise ValueError("a route needs exactly one of socket or host_port")
+        if self.protocol not in ("http", "vnc"):
+            raise ValueError(f"unknown protocol {self.protocol!r}")
         if self.host_port is not None and not _HOST_PORT_RE.fullmatch(self.host_port):
             raise ValueError(f"host_port must be 'host:port', not {self.host_port!r}")
         for name, value in self.headers.items():

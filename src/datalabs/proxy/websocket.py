@@ -20,6 +20,7 @@ from urllib.parse import quote
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from datalabs.proxy import vnc
 from datalabs.proxy.headers import get_header, request_headers
 from datalabs.proxy.refusals import Refusal, unreachable
 from datalabs.proxy.routes import Route
@@ -51,6 +52,9 @@ async def serve_websocket(proxy: LabProxy, scope: dict, receive: Callable, send:
         await _refuse(scope, send, admitted)
         return
     route = admitted
+    if route.protocol == "vnc":  # a desktop lab: raw RFB on its socket, bridged by vnc.py
+        await vnc.bridge(route, scope, receive, send, _refuse, _Activity(proxy.on_activity, route.lab_id))
+        return
     try:
         upstream = await _connect(route, scope, proxy.websocket_options)
     except InvalidStatus as exc:

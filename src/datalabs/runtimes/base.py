@@ -49,6 +49,7 @@ class Endpoint:
     socket: str | None = None
     host_port: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    protocol: str = "http"  # "http" (HTTP and WebSocket) or "vnc" (raw RFB: the proxy serves noVNC)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from datalabs.runtimes import cgroups
+from datalabs.runtimes import cgroups, desktop
 from datalabs.runtimes.base import Endpoint, LabSpec, Limits, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.runtimes.sandbox import bwrap_command, bwrap_path, lab_path
@@ -45,7 +45,7 @@ def _start_time(pid: int) -> int | None:
 
 
 class LocalRuntime(RuntimeBackend):
-    kinds: ClassVar[tuple[str, ...]] = ("web",)  # desktop labs need the VNC bridge (not yet)
+    kinds: ClassVar[tuple[str, ...]] = ("web", "desktop")  # desktop: Xvnc on a unix socket (desktop.py)
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
@@ -66,14 +66,21 @@ class LocalRuntime(RuntimeBackend):
         self._log_path = spec.log_path
         self._events.add(5, "Preparing the sandbox")
         self._prepare_dirs(spec)
-        argv = bwrap_command(spec, bwrap, lab_uid())
+        extra: list[str] = []
+        app = Path(spec.command[0]).name if spec.command else "the lab"
+        if spec.kind == "desktop":
+            if missing := desktop.missing_tools([spec.command[0]]):
+                self._fail(f"not installed on this host: {', '.join(missing)}")
+            desktop.prepare_runtime_dir(spec.runtime_dir)
+            spec, extra = desktop.session_spec(spec), desktop.sandbox_binds(spec.runtime_dir)
+        argv = bwrap_command(spec, bwrap, lab_uid(), extra)
         ok, _ = cgroups.available()
         if ok:
             self._cgroup = cgroups.LabCgroup.create(spec.lab_id, spec.cpu, spec.memory_bytes)
             # The shell joins the cgroup, then execs the sandbox: every process of the lab is counted.
             join = " ".join(f"echo $$ > {p};" for p in self._cgroup.procs_files)
             argv = ["/bin/sh", "-c", f'{join} exec "$@"', "sh", *argv]
-        self._events.add(20, f"Starting {Path(spec.command[0]).name}")
+        self._events.add(20, f"Starting {app}")
         with spec.log_path.open("ab") as log:
             try:
                 self._proc = subprocess.Popen(
@@ -88,9 +95,14 @@ class LocalRuntime(RuntimeBackend):
             except OSError as exc:
                 self._fail(f"could not start the sandbox: {exc}")
         self._pid, self._started = self._proc.pid, _start_time(self._proc.pid)
-        socket = str(spec.runtime_dir / SOCKET_NAME)
-        self._endpoint = Endpoint(socket=socket, headers=dict(spec.secret_headers))
-        await self._wait_ready(spec, socket)
+        if spec.kind == "desktop":
+            socket = str(spec.runtime_dir / desktop.VNC_SOCKET)
+            self._endpoint = Endpoint(socket=socket, protocol="vnc")
+            await self._wait_desktop(spec, app)
+        else:
+            socket = str(spec.runtime_dir / SOCKET_NAME)
+            self._endpoint = Endpoint(socket=socket, headers=dict(spec.secret_headers))
+            await self._wait_ready(spec, socket)
         self._events.add(100, "Ready", ready=True)
         return self._endpoint
 
@@ -131,6 +143,27 @@ class LocalRuntime(RuntimeBackend):
                     )
                 # Noticed within 20 ms: no back-off (spawners that poll with doubling delays lose time).
                 await asyncio.sleep(0.02)
+
+    async def _wait_desktop(self, spec: LabSpec, app: str) -> None:
+        """Wait until Xvnc answers RFB on its socket and the app shows a window."""
+        deadline = time.monotonic() + spec.start_timeout
+        announced = False
+        while True:
+            code = await self.poll()
+            if code is not None:
+                await self.stop(now=True)
+                self._fail(f"the lab exited with code {code} while starting: {self._last_error_line()}")
+            state = await desktop.probe(spec.runtime_dir, desktop_up=announced)
+            if state == "window":
+                return
+            if state == "desktop" and not announced:
+                self._events.add(60, f"The desktop is up; waiting for {app}'s window")
+                announced = True
+            if time.monotonic() > deadline:
+                await self.stop(now=True)
+                why = self._last_error_line()
+                self._fail(f"{app} showed no window within {spec.start_timeout:.0f} s: {why}")
+            await asyncio.sleep(0.05)
 
     def _fail(self, reason: str):
         self._events.add(100, reason, failed=True)
@@ -187,6 +220,7 @@ class LocalRuntime(RuntimeBackend):
             "start_time": self._started,
             "socket": e.socket if e else None,
             "headers": e.headers if e else {},
+            "protocol": e.protocol if e else "http",
             "log": str(self._log_path or ""),
             "cgroup": list(self._cgroup.dirs) if self._cgroup else [],
             "cgroup_version": self._cgroup.version if self._cgroup else None,
@@ -195,7 +229,11 @@ class LocalRuntime(RuntimeBackend):
     def load_state(self, state: dict[str, Any]) -> None:
         self._pid, self._started = state.get("pid"), state.get("start_time")
         if state.get("socket"):
-            self._endpoint = Endpoint(socket=state["socket"], headers=state.get("headers") or {})
+            self._endpoint = Endpoint(
+                socket=state["socket"],
+                headers=state.get("headers") or {},
+                protocol=state.get("protocol") or "http",
+            )
         self._log_path = Path(state["log"]) if state.get("log") else None
         if state.get("cgroup"):
             self._cgroup = cgroups.LabCgroup(tuple(state["cgroup"]), state["cgroup_version"])

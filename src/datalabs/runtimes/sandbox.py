@@ -32,10 +32,11 @@ def python_dirs() -> list[str]:
     return sorted(d for d in dirs if not any(d.startswith(s + "/") for s in SYSTEM_DIRS))
 
 
-def bwrap_command(spec: LabSpec, bwrap: str, uid: int | None = None) -> list[str]:
+def bwrap_command(spec: LabSpec, bwrap: str, uid: int | None = None, extra: list[str] = ()) -> list[str]:
     """The sandbox command. With `uid` (the platform runs as root) bwrap builds the sandbox as root, so it
     can bind any path, and the lab command then drops to `uid` with no capabilities left (setpriv);
-    otherwise an unprivileged user namespace is used and all capabilities are dropped."""
+    otherwise an unprivileged user namespace is used and all capabilities are dropped. `extra`: more bwrap
+    arguments, applied after the standard mounts (e.g. a desktop lab's X socket directory)."""
     if uid is None:
         namespaces = ["--unshare-all", "--share-net", "--cap-drop", "ALL"]
         command = list(spec.command)
@@ -61,8 +62,14 @@ def bwrap_command(spec: LabSpec, bwrap: str, uid: int | None = None) -> list[str
         "/proc",
         "--dev",
         "/dev",
+        # A private /tmp the lab's user can write (bwrap as root would make it 0755 root): Java, X and
+        # most desktop apps need one.
+        "--perms",
+        "01777",
         "--tmpfs",
         "/tmp",
+        "--perms",
+        "01777",
         "--tmpfs",
         "/var/tmp",
         "--tmpfs",
@@ -84,7 +91,7 @@ def bwrap_command(spec: LabSpec, bwrap: str, uid: int | None = None) -> list[str
         for parent in reversed(Path(d).parents[:-1]):
             argv += ["--perms", "0755", "--dir", str(parent)]
         argv += ["--ro-bind", d, d]
-    argv += ["--bind", str(spec.runtime_dir), "/run/datalab"]
+    argv += ["--bind", str(spec.runtime_dir), "/run/datalab", *extra]
     made = {"/media", "/media/home", "/media/data"}
     for m in spec.mounts:
         # Missing parents (e.g. /media/home/team_workspaces) would be made 0700 by bwrap as root.

@@ -1,0 +1,74 @@
+"""The VNC bridge: noVNC's WebSocket (binary RFB) <-> the desktop lab's RFB unix socket, in the proxy.
+
+No websockify process and no TCP port: the proxy admits the browser like any lab request (platform
+session or token, owner only), then copies bytes both ways. RFB is a byte stream, so WebSocket message
+boundaries carry no meaning and are not kept; reads from the lab are large (a framebuffer update can be
+megabytes) and writes to either side wait for the other end to drain, so a slow browser slows Xvnc down
+instead of filling the proxy's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from datalabs.proxy.refusals import Refusal, unreachable
+from datalabs.proxy.routes import Route
+
+READ_SIZE = 256 * 1024  # one read from the lab; bigger messages cost the browser nothing extra
+CONNECT_TIMEOUT = 10.0
+
+
+async def bridge(
+    route: Route,
+    scope: dict,
+    receive: Callable,
+    send: Callable,
+    refuse: Callable[[dict, Callable, Refusal], Awaitable[None]],
+    activity: Callable[[], None],
+) -> None:
+    """Serve one admitted WebSocket of a desktop lab (the connect message was already received)."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_unix_connection(route.socket, limit=READ_SIZE), CONNECT_TIMEOUT
+        )
+    except (OSError, TimeoutError) as exc:
+        await refuse(scope, send, unreachable(route.lab_id, exc.__class__.__name__))
+        return
+    offered = list(scope.get("subprotocols") or [])
+    await send({"type": "websocket.accept", "subprotocol": "binary" if "binary" in offered else None})
+
+    async def from_browser() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None:  # noVNC speaks binary; text frames would be the retired base64 protocol
+                data = (message.get("text") or "").encode("latin-1", "replace")
+            writer.write(data)
+            await writer.drain()
+            activity()
+
+    async def from_lab() -> None:
+        while data := await reader.read(READ_SIZE):
+            await send({"type": "websocket.send", "bytes": data})
+            activity()
+
+    browser = asyncio.ensure_future(from_browser())
+    lab = asyncio.ensure_future(from_lab())
+    try:
+        await asyncio.wait((browser, lab), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (browser, lab):
+            task.cancel()
+        await asyncio.gather(browser, lab, return_exceptions=True)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    if lab.done() and not lab.cancelled():
+        # The desktop ended (app closed, lab stopped) or broke: tell the browser, which may reconnect.
+        code = 1000 if lab.exception() is None else 1011
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": code, "reason": "the desktop closed"})

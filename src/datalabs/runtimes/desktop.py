@@ -1,0 +1,132 @@
+"""Desktop labs (DESIGN §5, §9): TigerVNC's `Xvnc`, a light window manager and the app, in the lab's sandbox.
+
+Inside the sandbox a small bash session script starts `Xvnc` on display :0 listening for RFB on a unix
+socket in the runtime dir only (`/run/datalab/vnc.sock`; no TCP port, no abstract X socket), then
+`matchbox-window-manager` (one maximised window at a time, so the app follows `resize=remote`), then the
+app in the user's workspace. The lab lives as long as the app (or the X server): closing the app ends
+the lab, and a crashing app fails the start with its last log line.
+
+The X server's socket directory is the runtime dir's `X11/`, bound at `/tmp/.X11-unix`, so the platform
+(and tests and benchmarks) can reach the lab's display with `x_command()` without entering the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from datalabs.runtimes.base import LabSpec
+from datalabs.runtimes.sandbox import lab_path
+
+VNC_SOCKET = "vnc.sock"
+X11_DIR = "X11"  # in the runtime dir; bound at /tmp/.X11-unix inside the lab
+WINDOW_MARK = "window"  # written by the session once the app shows a window
+DISPLAY = ":0"  # every lab has its own /tmp and no abstract socket, so all can use :0
+GEOMETRY = "1280x800"  # until the browser asks for its own size (noVNC resize=remote)
+
+# The executables the desktop session needs, and the Debian package that provides each.
+SESSION_TOOLS = {
+    "Xvnc": "tigervnc-standalone-server",
+    "matchbox-window-manager": "matchbox-window-manager",
+    "xdotool": "xdotool",
+}
+
+# $1..: the app's command. Runs as the lab's user, inside the sandbox, with bash from /bin.
+SESSION = r"""
+set -u
+rt=/run/datalab
+export DISPLAY=:0
+# RFB only on the unix socket in the runtime dir (mode 0600, the lab's uid): the proxy is the only thing
+# that can reach it (no other lab sees this dir, and there is no TCP port), so no VNC password is needed
+# (-SecurityTypes None). -nolisten local: no abstract X socket, which would be visible to every lab
+# because the sandboxes share the network namespace. Every client comes from the same "host" (the proxy):
+# Xvnc's blacklist of hosts that drop connections before authenticating must not lock the owner out.
+Xvnc :0 -rfbunixpath "$rt/vnc.sock" -rfbunixmode 0600 -rfbport -1 -nolisten tcp -nolisten local \
+  -SecurityTypes None -geometry "${DATALAB_GEOMETRY:-1280x800}" -depth 24 \
+  -desktop "${DATALAB_TITLE:-Datalab}" -AlwaysShared -BlacklistThreshold 1000000 &
+xvnc=$!
+# Xvnc leads its own process group: a stop signal to the lab's group must reach it through us.
+trap 'kill $(jobs -p) 2>/dev/null; exit 143' TERM INT HUP
+for _ in $(seq 400); do [ -S /tmp/.X11-unix/X0 ] && break; sleep 0.025; done
+[ -S /tmp/.X11-unix/X0 ] || { echo "Xvnc did not start" >&2; exit 70; }
+matchbox-window-manager -use_titlebar no -use_cursor yes &
+"$@" &
+app=$!
+# Ready once a window is on screen: the user never waits on an empty desktop.
+( until xdotool search --onlyvisible --name . >/dev/null 2>&1; do
+    kill -0 "$app" 2>/dev/null || exit 0; sleep 0.1
+  done; : > "$rt/window" ) &
+# The lab lives as long as both the app and the X server (`wait -n` misses a job that ended already).
+while kill -0 "$app" 2>/dev/null && kill -0 "$xvnc" 2>/dev/null; do sleep 0.2 & wait $!; done
+if kill -0 "$app" 2>/dev/null; then
+  wait "$xvnc"; code=$?; echo "the X server (Xvnc) exited with code $code" >&2
+else
+  wait "$app"; code=$?; echo "the application exited with code $code" >&2
+fi
+exit "$code"
+"""
+
+
+def missing_tools(commands: list[str] = (), packages: dict[str, str] | None = None) -> list[str]:
+    """What is missing on this host to run a desktop lab with `commands`, as 'tool (Debian package p)'
+    phrases; `packages` names the package of each command where the definition says."""
+    packages = {**SESSION_TOOLS, **(packages or {})}
+    missing = []
+    for tool in [*SESSION_TOOLS, *commands]:
+        if shutil.which(tool, path=lab_path()) is None:
+            package = packages.get(tool)
+            missing.append(f"{tool} (Debian package {package})" if package else tool)
+    return missing
+
+
+def session_spec(spec: LabSpec) -> LabSpec:
+    """The spec whose command runs the desktop session around the app's command."""
+    env = {"DATALAB_TITLE": spec.env.get("DATALAB_TITLE") or Path(spec.command[0]).name, **spec.env}
+    command = ["/bin/bash", "-c", SESSION, "datalab-desktop", *spec.command]
+    return replace(spec, command=command, env=env)
+
+
+def prepare_runtime_dir(runtime_dir: Path) -> None:
+    """The X socket directory (sticky and world-writable like /tmp/.X11-unix, but inside the runtime dir,
+    which only the lab's uid and the platform can enter) and no stale socket or ready mark."""
+    x11 = runtime_dir / X11_DIR
+    x11.mkdir(exist_ok=True)
+    x11.chmod(0o1777)
+    for stale in (runtime_dir / VNC_SOCKET, runtime_dir / WINDOW_MARK, x11 / "X0"):
+        stale.unlink(missing_ok=True)
+
+
+def sandbox_binds(runtime_dir: Path) -> list[str]:
+    """Extra bwrap arguments for a desktop lab (after /tmp is mounted)."""
+    return ["--bind", str(runtime_dir / X11_DIR), "/tmp/.X11-unix"]
+
+
+async def probe(runtime_dir: Path, desktop_up: bool = False) -> str:
+    """'window' once the app shows a window, 'desktop' once Xvnc answers RFB (not asked again once
+    `desktop_up`: each probe is a connection Xvnc logs), else ''."""
+    if (runtime_dir / WINDOW_MARK).exists():
+        return "window"
+    socket = runtime_dir / VNC_SOCKET
+    if desktop_up or not socket.exists():
+        return "desktop" if desktop_up else ""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket)), 2)
+    except (OSError, TimeoutError):
+        return ""
+    try:
+        greeting = await asyncio.wait_for(reader.readexactly(12), 2)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return ""
+    finally:
+        writer.close()
+    return "desktop" if greeting.startswith(b"RFB ") else ""
+
+
+def x_command(runtime_dir: Path, argv: list[str]) -> list[str]:
+    """A command line that runs `argv` (an X client such as xdotool) on the lab's display from the host:
+    a throwaway bwrap view of the host where /tmp/.X11-unix is the lab's X socket directory."""
+    bwrap = shutil.which("bwrap") or "bwrap"
+    x11 = str(runtime_dir / X11_DIR)
+    return [bwrap, "--dev-bind", "/", "/", "--bind", x11, "/tmp/.X11-unix", "--", "env", "DISPLAY=:0", *argv]

@@ -1,0 +1,172 @@
+"""A minimal RFB 3.8 client (security None, Raw encoding) for desktop-lab tests and benchmarks.
+
+It reads the lab's framebuffer straight from its VNC unix socket or through a WebSocket (our proxy's
+bridge, or websockify), so a test can say "the screen is not blank" from pixels, and the benchmark can
+time the first frame and measure frame bandwidth with the same client on every path.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from datalabs.runtimes import desktop
+
+# 32 bits per pixel, depth 24, little-endian, true colour, 8 bits per channel at shifts 16/8/0.
+PIXEL_FORMAT = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
+
+
+class UnixTransport:
+    def __init__(self, path: str, timeout: float = 30) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self) -> bytes:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise EOFError("the VNC server closed the connection")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class WebSocketTransport:
+    """RFB over a WebSocket (binary messages; boundaries mean nothing)."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> None:
+        from websockets.sync.client import connect
+
+        self.timeout = timeout
+        self.ws = connect(
+            url, additional_headers=headers or {}, subprotocols=["binary"], max_size=None, proxy=None
+        )
+
+    def send(self, data: bytes) -> None:
+        self.ws.send(data)
+
+    def recv(self) -> bytes:
+        data = self.ws.recv(timeout=self.timeout)
+        return data if isinstance(data, bytes) else data.encode()
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@dataclass
+class Frame:
+    width: int
+    height: int
+    pixels: bytearray  # BGRX, 4 bytes a pixel
+
+    def colours(self, step: int = 7) -> int:
+        """Distinct colours among every `step`-th pixel: 1 for a blank screen, dozens for a window."""
+        view = memoryview(self.pixels).cast("I")
+        return len(set(view[::step]))
+
+
+class RfbClient:
+    def __init__(self, transport) -> None:
+        self.t = transport
+        self.buffer = bytearray()
+        self.received = 0
+        self._handshake()
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            chunk = self.t.recv()
+            self.received += len(chunk)
+            self.buffer += chunk
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return data
+
+    def _handshake(self) -> None:
+        version = self._read(12)
+        if not version.startswith(b"RFB "):
+            raise ValueError(f"not an RFB server: {version!r}")
+        self.t.send(b"RFB 003.008\n")
+        types = self._read(self._read(1)[0])
+        if 1 not in types:
+            raise ValueError(f"the server wants authentication: security types {list(types)}")
+        self.t.send(b"\x01")
+        if struct.unpack(">I", self._read(4))[0] != 0:
+            raise ValueError("security handshake failed")
+        self.t.send(b"\x01")  # shared: do not disconnect the user's own session
+        self.width, self.height = struct.unpack(">HH", self._read(4))
+        self._read(16)
+        self.name = self._read(struct.unpack(">I", self._read(4))[0]).decode("utf-8", "replace")
+        self.t.send(b"\x00\x00\x00\x00" + PIXEL_FORMAT)
+        self.t.send(struct.pack(">BxHi", 2, 1, 0))  # SetEncodings: Raw only
+
+    def frame(self, incremental: bool = False) -> Frame:
+        """Request an update of the whole screen and read it (other server messages are skipped)."""
+        w, h = self.width, self.height
+        self.t.send(struct.pack(">BBHHHH", 3, int(incremental), 0, 0, w, h))
+        pixels = bytearray(w * h * 4)
+        while True:
+            kind = self._read(1)[0]
+            if kind == 0:
+                break
+            if kind == 2:  # bell
+                continue
+            if kind == 3:  # server cut text
+                self._read(3)
+                self._read(struct.unpack(">I", self._read(4))[0])
+                continue
+            raise ValueError(f"unexpected RFB message {kind}")
+        (count,) = struct.unpack(">xH", self._read(3))
+        for _ in range(count):
+            x, y, rw, rh, encoding = struct.unpack(">HHHHi", self._read(12))
+            if encoding != 0:
+                raise ValueError(f"unexpected encoding {encoding}")
+            data = self._read(rw * rh * 4)
+            for row in range(rh):
+                start = ((y + row) * w + x) * 4
+                pixels[start : start + rw * 4] = data[row * rw * 4 : (row + 1) * rw * 4]
+        return Frame(w, h, pixels)
+
+    def close(self) -> None:
+        self.t.close()
+
+
+def screenshot(vnc_socket: str) -> Frame:
+    client = RfbClient(UnixTransport(vnc_socket))
+    try:
+        return client.frame()
+    finally:
+        client.close()
+
+
+def x_windows(runtime_dir: Path, name: str) -> list[str]:
+    """Ids of the visible windows whose name matches `name` on the lab's display."""
+    argv = desktop.x_command(runtime_dir, ["xdotool", "search", "--onlyvisible", "--name", name])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    return out.stdout.split()
+
+
+def wait_for_window(runtime_dir: Path, name: str, timeout: float = 60) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while not (found := x_windows(runtime_dir, name)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
+def tcp_listeners() -> set[tuple[str, int]]:
+    """Every listening TCP socket on the host as (local address hex, port), from /proc/net/tcp{,6}."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                address, port = fields[1].rsplit(":", 1)
+                found.add((address, int(port, 16)))
+    return found
