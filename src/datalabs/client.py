@@ -113,3 +113,137 @@ class Client:
 
     def datalab(self, name: str) -> dict:
         return self.get(f"/api/v1/datalabs/{name}")
+
+    # ---- pipelines --------------------------------------------------------------------------------
+
+    @property
+    def pipelines(self) -> Pipelines:
+        return Pipelines(self)
+
+    def upload(self, ref: str, data: bytes) -> Any:
+        """Write a file into a workspace, e.g. upload("me/inputs/obs.rnx", b"...")."""
+        space, _, path = ref.partition("/")
+        return self.request("PUT", f"/api/v1/workspaces/{space}/files/{path}", content=data)
+
+    def download(self, ref: str) -> bytes:
+        space, _, path = ref.partition("/")
+        if space.startswith("volume:"):
+            url = f"/api/v1/volumes/{space[7:]}/files/{path}"
+        else:
+            url = f"/api/v1/workspaces/{space}/files/{path}"
+        try:
+            response = self.http.get(url)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "unreachable", f"cannot reach {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, "error", response.text[:200])
+        return response.content
+
+
+class Pipelines:
+    """`client.pipelines`: the pipeline registry as seen by the caller."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def list(self, q: str = "", keyword: str = "", kind: str = "") -> list[Pipeline]:
+        found = self.client.get("/api/v1/pipelines", q=q, keyword=keyword, kind=kind)
+        return [Pipeline(self.client, p) for p in found]
+
+    def get_system_pipelines(self) -> list[Pipeline]:
+        return self.list(kind="system")
+
+    def get(self, name: str) -> Pipeline:
+        return Pipeline(self.client, self.client.get(f"/api/v1/pipelines/{name}"))
+
+    load_system_pipeline = get
+    load = get
+
+    def register(self, name: str, cwl: str, *, version: str = "1.0", **details: Any) -> Pipeline:
+        body = {"name": name, "cwl": cwl, "version": version, **details}
+        return Pipeline(self.client, self.client.post("/api/v1/pipelines", body))
+
+    def runs(self, pipeline: str = "", state: str = "") -> list[Run]:
+        return [Run(self.client, r) for r in self.client.get("/api/v1/runs", pipeline=pipeline, state=state)]
+
+    def run(self, run_id: str) -> Run:
+        return Run(self.client, self.client.get(f"/api/v1/runs/{run_id}"))
+
+
+class Pipeline:
+    def __init__(self, client: Client, info: dict) -> None:
+        self.client, self.info = client, info
+        self.name = info["name"]
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.name} {self.info.get('latest', '')}: {self.info.get('title', '')}>"
+
+    @property
+    def inputs(self) -> list[dict]:
+        return self.info["inputs"]
+
+    def submit(self, inputs: dict | None = None, **options: Any) -> Run:
+        """Queue a run and return at once (options: version, output_dir, notify, timeout, engine)."""
+        body = {"inputs": inputs or {}, **{k: v for k, v in options.items() if v is not None}}
+        return Run(self.client, self.client.post(f"/api/v1/pipelines/{self.name}/runs", body))
+
+    def run(self, inputs: dict | None = None, wait: bool = True, timeout: float = 3600, **options: Any):
+        """With `wait` (default) the run's outputs once it succeeded (RunFailed otherwise); else the Run."""
+        run = self.submit(inputs, **options)
+        return run.wait(timeout).outputs() if wait else run
+
+
+class RunFailed(Exception):
+    def __init__(self, run: Run) -> None:
+        super().__init__(f"run {run.id} {run.state}: {run.info.get('reason', '')}")
+        self.run = run
+
+
+class Run:
+    FINAL = ("succeeded", "failed", "cancelled")
+
+    def __init__(self, client: Client, info: dict) -> None:
+        self.client, self.info = client, info
+        self.id = info["id"]
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} of {self.info['pipeline']}: {self.state}>"
+
+    @property
+    def state(self) -> str:
+        return self.info["state"]
+
+    def refresh(self) -> Run:
+        self.info = self.client.get(f"/api/v1/runs/{self.id}")
+        return self
+
+    def wait(self, timeout: float = 3600, interval: float = 0.2) -> Run:
+        """Wait until the run ends; RunFailed unless it succeeded."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.refresh().state not in self.FINAL:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.id} still {self.state} after {timeout:.0f} s")
+            time.sleep(interval)
+            interval = min(interval * 1.5, 2.0)
+        if self.state != "succeeded":
+            raise RunFailed(self)
+        return self
+
+    def logs(self) -> str:
+        return self.client.get(f"/api/v1/runs/{self.id}/logs")
+
+    def outputs(self) -> dict:
+        return self.client.get(f"/api/v1/runs/{self.id}/outputs")["outputs"]
+
+    def cancel(self) -> Run:
+        self.info = self.client.post(f"/api/v1/runs/{self.id}/cancel")
+        return self
+
+
+def __getattr__(name: str) -> Any:
+    # `from datalabs.client import pipelines` inside a lab: configured from DATALABS_API_URL + DATALABS_TOKEN.
+    if name == "pipelines":
+        return Client().pipelines
+    raise AttributeError(name)

@@ -307,7 +307,7 @@ def launch_run(
     db: Session = Depends(get_db),
     settings: Settings = Depends(get_settings),
 ):
-    """Queue a run; everything (inputs, files, output workspace) is checked first, nothing is queued on error."""
+    """Queue a run. Inputs, files and the output workspace are checked first: on error nothing is queued."""
     pipeline = registry.get_visible(db, principal, name)
     run = runs.submit(
         db,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from datalabs.cli import admin, assets, catalogue, files, labs, session, volumes
+from datalabs.cli import admin, assets, catalogue, files, labs, pipelines, session, volumes
+from datalabs.cli.cwl_runner import cwl_runner
 from datalabs.cli.serve import serve
 from datalabs.cli.worker import worker
 
@@ -15,12 +16,15 @@ app.command()(serve)
 app.command()(session.login)
 app.command()(session.whoami)
 app.command()(worker)
+app.command("cwl-runner")(cwl_runner)
 app.add_typer(admin.app, name="admin")
 app.add_typer(catalogue.app, name="catalogue")
 app.add_typer(labs.app, name="labs")
 app.add_typer(files.app, name="files")
 app.add_typer(volumes.app, name="volumes")
 app.add_typer(assets.app, name="assets")
+app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(pipelines.runs_app, name="runs")
 
 
 @app.callback(invoke_without_command=True)

@@ -45,6 +45,12 @@ class Place:
 
 
 def split_ref(ref: str) -> tuple[str, str]:
+    if isinstance(ref, str) and ref.startswith(("/", "file:")):
+        raise Invalid(
+            f"'{ref}' is a host path: give a file of yours as me/<path>, team:<team>/<path> or "
+            "volume:<volume>/<path>",
+            code="bad_file_reference",
+        )
     if not isinstance(ref, str) or "/" not in ref.strip("/"):
         raise Invalid(
             f"'{ref}' is not a file reference: use me/<path>, team:<team>/<path> or volume:<volume>/<path>",

@@ -49,6 +49,9 @@ class Worker:
     # ---- lifecycle ------------------------------------------------------------------------------------
 
     def start(self, maintenance: bool = True) -> None:
+        # Warm the default engine before claiming: importing cwltool takes a second or two, and a claimed
+        # run must not sit through that without a heartbeat.
+        self.engine("cwltool")
         for i in range(self.slots):
             self._spawn(self._slot_loop, f"pipeline-slot-{i}")
         if maintenance:
@@ -154,6 +157,9 @@ class Worker:
         )
         engine = self.engine(engine_name)
         handle = engine.submit(spec)
+        if queue.heartbeat(self.sessions, claim, self.cfg.lease) == "lost":
+            engine.cancel(handle)
+            return "lost"
         result = self._follow(claim, engine, handle, timeout)
         if result is None:
             return "lost"  # no longer ours: whoever holds it now decides
@@ -174,8 +180,11 @@ class Worker:
             if state == queue.FAILED:
                 self._notify(claim.run_id)
             return state
-        _append(logfile, f"=== {result.reason.splitlines()[0] if result.reason else 'failed'} ===\n")
-        state = "cancelled" if result.reason in ("cancelled",) else "failed"
+        state = "cancelled" if result.reason == "cancelled" else "failed"
+        _append(
+            logfile,
+            f"=== {state}{': ' + result.reason if result.reason.startswith('timed out') else ''} ===\n",
+        )
         return self._final(claim, state, result.reason)
 
     def _follow(self, claim, engine: PipelineEngine, handle, timeout: float) -> Result | None:

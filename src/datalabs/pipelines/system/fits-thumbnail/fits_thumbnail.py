@@ -32,6 +32,7 @@ def main(path, size):
             sys.exit(f"{Path(path).name}: no image HDU")
         Path("header.txt").write_text(hdu.header.tostring(sep="\n") + "\n")
         data = np.nan_to_num(np.asarray(hdu.data, dtype=float))
+        shape = hdu.data.shape
     while data.ndim > 2:
         data = data[0]
     step = max(1, int(np.ceil(max(data.shape) / size)))
@@ -40,7 +41,7 @@ def main(path, size):
     scaled = np.clip((data - lo) / ((hi - lo) or 1.0), 0, 1)
     stretched = np.arcsinh(10 * scaled) / np.arcsinh(10)
     png("thumbnail.png", (255 * stretched[::-1]).astype(np.uint8))  # FITS rows go up, PNG rows down
-    print(f"{Path(path).name}: {hdu.data.shape} -> thumbnail {data.shape[1]}x{data.shape[0]}")
+    print(f"{Path(path).name}: {shape} -> thumbnail {data.shape[1]}x{data.shape[0]}")
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ def epoch_v3(line):
 def main(path):
     text = hatanaka.decompress(Path(path).read_bytes()).decode("ascii", errors="replace")
     lines = text.splitlines()
-    info, obs_types, i = {"file": Path(path).name}, {}, 0
-    for i, line in enumerate(lines):
+    info, obs_types, end = {"file": Path(path).name}, {}, 0
+    for end, line in enumerate(lines):  # noqa: B007 (`end` is the header's last line, used below)
         label = line[60:].strip()
         if label == "RINEX VERSION / TYPE":
             info["rinex_version"] = line[:9].strip()
-            if not line[20:21] == "O":
+            if line[20:21] != "O":
                 sys.exit(f"{Path(path).name} is not an observation file (type '{line[20:21]}')")
         elif label == "MARKER NAME":
             info["station"] = header_value(line)
@@ -45,10 +45,13 @@ def main(path):
             break
     else:
         sys.exit(f"{Path(path).name}: no 'END OF HEADER' line: not a RINEX file or truncated")
+    if not info.get("station"):  # no MARKER NAME: the file name says it (RINEX 3 long or 2 short names)
+        name = Path(path).name
+        info["station"] = name[:9] if len(name) > 12 and name[9] == "_" else name[:4]
     if not info.get("rinex_version", "").startswith(("3", "4")):
         sys.exit(f"RINEX {info.get('rinex_version', '?')} is read as header only; use RINEX 3 or 4")
     epochs, sats = [], Counter()
-    body = lines[i + 1 :]
+    body = lines[end + 1 :]
     for n, line in enumerate(body):
         if line.startswith(">"):
             when, count = epoch_v3(line)
@@ -58,7 +61,9 @@ def main(path):
     if not epochs:
         sys.exit("no observation epochs found")
     interval = info.get("interval_s") or (
-        min((b - a).total_seconds() for a, b in zip(epochs, epochs[1:])) if len(epochs) > 1 else 30.0
+        min((b - a).total_seconds() for a, b in zip(epochs, epochs[1:], strict=False))
+        if len(epochs) > 1
+        else 30.0
     )
     expected = int((epochs[-1] - epochs[0]).total_seconds() / interval) + 1
     info.update(
