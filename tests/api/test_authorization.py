@@ -167,6 +167,30 @@ ROUTES += [
     ("GET", "/stac/search", None, ASSET_READ),
     ("POST", "/stac/search", {"collections": ["Demo"]}, ASSET_READ),
 ]
+# Pipelines (issue 6): `private-pipe` is tess's, shared with group `astro` (mia); run and schedule are tess's.
+PIPE = "/api/v1/pipelines/private-pipe"
+TINY_CWL = "cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: 'true'\ninputs: []\noutputs: []\n"
+PIPE_READ = {"anonymous": 401, "user": 404, "member": OK, "owner": OK, "admin": OK, "narrow": 403}
+RUN_ONLY_OWNER = {"anonymous": 401, "user": 404, "member": 404, "owner": OK, "admin": OK, "narrow": 403}
+ROUTES += [
+    ("GET", "/api/v1/pipelines", None, ASSET_READ),
+    ("POST", "/api/v1/pipelines", {"name": "new-pipe", "cwl": TINY_CWL}, ASSET_READ),
+    ("POST", "/api/v1/pipelines/validate", {"cwl": TINY_CWL}, ASSET_READ),
+    ("GET", PIPE, None, PIPE_READ),
+    ("GET", f"{PIPE}/versions", None, PIPE_READ),
+    ("POST", f"{PIPE}/versions", {"version": "2.0", "cwl": TINY_CWL}, {**PIPE_READ, "member": 403}),
+    ("GET", f"{PIPE}/graph", None, PIPE_READ),
+    ("GET", f"{PIPE}/code", None, PIPE_READ),
+    ("POST", f"{PIPE}/runs", {}, PIPE_READ),
+    ("GET", f"{PIPE}/schedules", None, PIPE_READ),
+    ("POST", f"{PIPE}/schedules", {"cron": "0 3 * * *"}, PIPE_READ),
+    ("DELETE", "/api/v1/schedules/{schedule_id}", None, RUN_ONLY_OWNER),
+    ("GET", "/api/v1/runs", None, ASSET_READ),
+    ("GET", "/api/v1/runs/{run_id}", None, RUN_ONLY_OWNER),
+    ("GET", "/api/v1/runs/{run_id}/logs", None, RUN_ONLY_OWNER),
+    ("GET", "/api/v1/runs/{run_id}/outputs", None, RUN_ONLY_OWNER),
+    ("POST", "/api/v1/runs/{run_id}/cancel", {}, RUN_ONLY_OWNER),
+]
 PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
 CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
 
@@ -208,6 +232,7 @@ def _template(path: str) -> str:
         "/mia": "/{user}",
         "/topcat": "/{name}",
         "/team-lab": "/{name}",
+        "/private-pipe": "/{name}",
         "/1.0": "/{version}",
     }
     for concrete, template in replacements.items():
@@ -231,6 +256,7 @@ def test_route_authorisation(people, method, path, body, who, want):
     if "{lab_id}" in path:
         path = path.replace("{lab_id}", tess.post("/api/v1/labs", json={"datalab": "fake"}).json()["id"])
     _team_and_volume(people, path)
+    path = _pipeline(people, path, tess)
     if isinstance(body, dict) and body.get("host_path") == "{volume_dir}":
         body = {**body, "host_path": str(people.app.state.settings.home.parent / "volume")}
     if who == "owner":
@@ -247,6 +273,20 @@ def test_route_authorisation(people, method, path, body, who, want):
     else:
         assert r.status_code == want, r.text
         assert r.json()["error"]["code"]
+
+
+def _pipeline(people, path: str, tess) -> str:
+    """tess's pipeline shared with `astro`, a run and a schedule of hers, for the pipeline rows."""
+    if not path.startswith(("/api/v1/pipelines/private-pipe", "/api/v1/runs/", "/api/v1/schedules/")):
+        return path
+    shared = {"name": "private-pipe", "cwl": TINY_CWL, "allowed_groups": ["astro"]}
+    assert tess.post("/api/v1/pipelines", json=shared).status_code == 201
+    if "{run_id}" in path:
+        path = path.replace("{run_id}", tess.post(f"{PIPE}/runs", json={}).json()["id"])
+    if "{schedule_id}" in path:
+        schedule = tess.post(f"{PIPE}/schedules", json={"cron": "0 3 * * *"}).json()
+        path = path.replace("{schedule_id}", str(schedule["id"]))
+    return path
 
 
 def _team_and_volume(people, path: str) -> None:

@@ -28,7 +28,8 @@ def _runs(client) -> list:
         ),
         (
             "cwlVersion: v1.2\nclass: CommandLineTool\n"
-            "requirements:\n  DockerRequirement: {dockerPull: alpine}\nbaseCommand: echo\ninputs: []\noutputs: []\n",
+            "requirements:\n  DockerRequirement: {dockerPull: alpine}\n"
+            "baseCommand: echo\ninputs: []\noutputs: []\n",
             "unsupported_requirement",
             "requires DockerRequirement",
         ),
