@@ -59,8 +59,8 @@ def queries(index: BitmapIndex, count: int, seed: int = 7) -> list[tuple[str, Qu
     """A reproducible mix of searches over the values present in the index."""
     rng = random.Random(seed)
     totals = index.search(Query(limit=0)).facets
-    newest = datetime.fromtimestamp(int(index._state.dates.max()), UTC)
-    oldest = datetime.fromtimestamp(int(index._state.dates.min()), UTC)
+    newest = datetime.fromtimestamp(int(index.state.dates.max()), UTC)
+    oldest = datetime.fromtimestamp(int(index.state.dates.min()), UTC)
     span = (newest - oldest).days or 1
     stations = [v for v, _ in totals["station"]]
     out: list[tuple[str, Query]] = []
@@ -134,7 +134,7 @@ def percentile(values: list[float], p: float) -> float:
 def run_peer(name: str, index: BitmapIndex, work: Path, qs, count: int) -> dict:
     from bench import assets_sql
 
-    files = assets_sql.export(index._state, work / "csv")
+    files = assets_sql.export(index.state, work / "csv")
     began = time.perf_counter()
     if name == "postgres":
         import psycopg
@@ -151,7 +151,7 @@ def run_peer(name: str, index: BitmapIndex, work: Path, qs, count: int) -> dict:
                 size = cur.fetchone()[0]
             out = _peer_queries(
                 lambda sql: conn.execute(sql).fetchall(),
-                assets_sql.SqlSearch(assets_sql.set_codes(index._state), "ILIKE"),
+                assets_sql.SqlSearch(assets_sql.set_codes(index.state), "ILIKE"),
                 qs,
                 count,
             )
@@ -168,7 +168,7 @@ def run_peer(name: str, index: BitmapIndex, work: Path, qs, count: int) -> dict:
         size = (work / "bench.duckdb").stat().st_size
         out = _peer_queries(
             lambda sql: conn.execute(sql).fetchall(),
-            assets_sql.SqlSearch(assets_sql.set_codes(index._state), "ILIKE"),
+            assets_sql.SqlSearch(assets_sql.set_codes(index.state), "ILIKE"),
             qs,
             count,
         )
@@ -219,6 +219,7 @@ def run(
         for batch in listing.read_batches(work / "listing.txt", "GsscDataProducts"):
             index.ingest_batch(batch)
         ingest_s = time.perf_counter() - began
+        del index  # the searches load the index in a fresh process; this one's copy would only take memory
         result = multiprocessing.Manager().dict()
         child = multiprocessing.get_context("spawn").Process(
             target=bitmap_searches, args=(str(work / "index"), count, result)
@@ -226,15 +227,18 @@ def run(
         child.start()
         child.join()
         mine = dict(result)
-        qs = queries(index, count)
-        peer_results = {p: run_peer(p, index, work, qs, peer_count) for p in peers}
-        report(n, synth_s, ingest_s, mine, peer_results, qs)
+        peer_results = {}
+        if peers:
+            index = BitmapIndex(work / "index")
+            qs = queries(index, count)
+            peer_results = {p: run_peer(p, index, work, qs, peer_count) for p in peers}
+        report(n, synth_s, ingest_s, mine, peer_results)
         return True
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(n, synth_s, ingest_s, mine, peers, qs) -> None:
+def report(n, synth_s, ingest_s, mine, peers) -> None:
     kinds = ["unfiltered", "mix", "time", "broad"]
     stats = mine["stats"]
     lines = [

@@ -52,7 +52,7 @@ def test_every_counting_method_agrees_on_a_larger_index(tmp_path, monkeypatch):
     index = BitmapIndex(tmp_path / "index")
     for batch in listing.read_batches(path, "Gssc", segment_rows=120_000):  # three segments
         index.ingest_batch(batch)
-    state = index._state
+    state = index.state
     newest = max(state.dates)
     queries = [
         Query(start=T0.fromtimestamp(int(newest) - 20 * 86400, T0.tzinfo)),  # one run in each of 2 segments

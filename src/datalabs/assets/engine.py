@@ -52,6 +52,26 @@ class BitmapIndex(AssetIndex):
         for stale in self.directory.glob("*.tmp"):  # a crash mid-write leaves only these
             shutil.rmtree(stale, ignore_errors=True)
         self._state = merged(State(), [segment.load(p) for p in self._segment_dirs()])
+        # Bulk ingests write segments now and merge them into memory on the next read, all in one pass;
+        # with each pending segment, the (collection, directory) pairs it holds.
+        self._pending: list[tuple[Path, set[tuple[str, str]]]] = []
+
+    @property
+    def state(self) -> State:
+        """The loaded index (all segments written so far merged in); for benchmarks and tests."""
+        return self._settled()
+
+    def _settled(self) -> State:
+        """The state with every segment written so far."""
+        if self._pending:
+            with self._write:
+                self._merge_pending()
+        return self._state
+
+    def _merge_pending(self) -> None:
+        if self._pending:
+            self._state = merged(self._state, [segment.load(path) for path, _ in self._pending])
+            self._pending = []
 
     def _segment_dirs(self) -> list[Path]:
         return sorted(p for p in self.directory.iterdir() if p.name.startswith("seg-") and p.is_dir())
@@ -60,6 +80,7 @@ class BitmapIndex(AssetIndex):
         """Take in what another process (the `datalabs assets` commands) wrote since: new segments are
         merged in and tombstones re-read, without reloading what is already in memory."""
         with self._write:
+            self._merge_pending()
             state = self._state
             known = {seg.directory.name for seg in state.segments}
             added = [segment.load(p) for p in self._segment_dirs() if p.name not in known]
@@ -88,30 +109,40 @@ class BitmapIndex(AssetIndex):
 
     def _ingest_records(self, records: list[AssetRecord]) -> int:
         with self._write:
+            self._merge_pending()
             self._tombstone(self._state, [self._lookup(self._state, r.collection, r.path) for r in records])
-            return self._append(from_records(records))
+            if not records:
+                return 0
+            path = self._write_segment(from_records(records))
+            self._state = merged(self._state, [segment.load(path)])
+            return len(records)
 
     def ingest_batch(self, batch: Batch) -> int:
         """The bulk path (listings, synthetic archives): replaces rows only where a directory of the same
-        collection already has files, so a fresh archive is appended without per-row look-ups."""
+        collection already has files, so a fresh archive is appended without per-row look-ups; the new
+        segment joins the in-memory index on the next read."""
+        if not len(batch):
+            return 0
         with self._write:
+            pairs = paging.directory_pairs(batch)
+            if any(pairs & held for _, held in self._pending):
+                self._merge_pending()
             self._tombstone(self._state, list(paging.overlapping_rows(self._state, batch, self._lookup)))
-            return self._append(batch)
+            self._pending.append((self._write_segment(batch), pairs))
+            return len(batch)
 
     def delete(self, ids: Iterable[str]) -> int:
         with self._write:
+            self._merge_pending()
             state = self._state
             rows = [self._lookup(state, *split_asset_id(i)) for i in ids]
             return self._tombstone(state, rows)
 
-    def _append(self, batch: Batch) -> int:
-        if not len(batch):
-            return 0
-        number = len(self._state.segments) and int(self._state.segments[-1].directory.name[4:]) + 1
-        path = self.directory / f"seg-{number:06d}"
+    def _write_segment(self, batch: Batch) -> Path:
+        numbers = [int(p.name[4:]) for p in self._segment_dirs()]
+        path = self.directory / f"seg-{max(numbers, default=-1) + 1:06d}"
         segment.write(path, batch)
-        self._state = merged(self._state, [segment.load(path)])
-        return len(batch)
+        return path
 
     def _tombstone(self, state: State, rows: list[int | None]) -> int:
         """Mark rows deleted, on disk (per segment) and in a new State."""
@@ -126,7 +157,7 @@ class BitmapIndex(AssetIndex):
                 seg.save_deleted()
         if found:
             self._state = _with_deleted(state, found)
-            return len(found)
+        return len(found)
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -135,13 +166,13 @@ class BitmapIndex(AssetIndex):
             collection, path = split_asset_id(asset_id)
         except ValueError:
             return None
-        state = self._state
+        state = self._settled()
         row = self._lookup(state, collection, path)
         return None if row is None else self._records(state, [row])[0]
 
     def search(self, query: Query) -> Page:
         began = time.perf_counter()
-        state = self._state
+        state = self._settled()
         if not state.rows:
             return Page(0, [], {f: [] for f in FACETS} if query.with_facets else {})
         base, selections = self._filters(state, query)
@@ -162,7 +193,7 @@ class BitmapIndex(AssetIndex):
     def warm(self) -> None:
         """Build now what the first searches would otherwise build: unfiltered counts, prefix sums for
         time ranges, the text-matching dictionaries."""
-        state = self._state
+        state = self._settled()
         if not state.rows:
             return
         universe = state.universe
@@ -173,7 +204,7 @@ class BitmapIndex(AssetIndex):
             state.values_containing(name, "\t")
 
     def stats(self) -> dict[str, Any]:
-        state = self._state
+        state = self._settled()
         disk = sum(s.disk_bytes for s in state.segments)
         alive = len(state.alive)
         return {

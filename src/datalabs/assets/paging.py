@@ -120,3 +120,15 @@ def _extreme_rows(state: State, matches: BitMap) -> list[int]:
         if hi > lo:
             rows += [matches[lo], matches[hi - 1]]
     return rows
+
+
+def directory_pairs(batch: Batch) -> set[tuple[str, str]]:
+    """The (collection, directory) pairs a batch holds."""
+    collection, directory = batch.columns["collection"], batch.columns["dir"]
+    pairs = np.unique(collection.codes.astype(np.int64) * len(directory.sets) + directory.codes)
+    out = set()
+    for pair in pairs:
+        c_code, d_code = divmod(int(pair), len(directory.sets))
+        c_value = collection.values[collection.sets[c_code][0]]
+        out.add((c_value, directory.values[directory.sets[d_code][0]] if directory.sets[d_code] else ""))
+    return out

@@ -114,48 +114,66 @@ class State:
 
 
 def merged(previous: State, added: list[Segment]) -> State:
-    """A new State: `previous` plus `added` segments, their row ids following the existing ones."""
-    state = State(list(previous.segments), list(previous.bases), dict(previous.columns), previous.dates)
-    deleted = [previous.deleted]
-    parts = [previous.dates]
+    """A new State: `previous` plus `added` segments, their row ids following the existing ones. Each
+    column is concatenated once and each set's bitmap unioned once, however many segments are added."""
+    if not added:
+        return previous
+    bases, next_base = [], previous.rows
     for seg in added:
-        base = state.rows if not state.segments else state.bases[-1] + state.segments[-1].rows
-        state.bases.append(base)
-        state.segments.append(seg)
-        parts.append(seg.dates)
-        deleted.append(seg.deleted.shift(base) if seg.deleted else BitMap())
-        for name in COLUMNS:
-            state.columns[name] = _merge_column(state.columns.get(name), seg.columns[name], base)
-            seg.columns[name] = None  # the merged column holds the data now; free the copy
-    state.dates = np.concatenate(parts) if len(parts) > 1 else previous.dates
-    state.deleted = BitMap.union(*deleted)
+        bases.append(next_base)
+        next_base += seg.rows
+    columns = {
+        name: _merge_columns(
+            previous.columns.get(name), [(seg.columns[name], b) for seg, b in zip(added, bases, strict=True)]
+        )
+        for name in COLUMNS
+    }
+    for seg in added:
+        seg.columns = {}  # the merged columns hold the data now; free the copies
+    deleted = [seg.deleted.shift(b) for seg, b in zip(added, bases, strict=True) if seg.deleted]
+    dates = np.concatenate([previous.dates, *(seg.dates for seg in added)])
+    state = State(
+        [*previous.segments, *added],
+        [*previous.bases, *bases],
+        columns,
+        dates,
+        BitMap.union(previous.deleted, *deleted) if deleted else previous.deleted,
+    )
     for base, seg in zip(state.bases, state.segments, strict=True):
         seg.dates = seg.reader.dates = state.dates[base : base + seg.rows]
     return state
 
 
-def _merge_column(into: Column | None, seg, base: int) -> Column:
-    if into is None:
+def _merge_columns(into: Column | None, parts: list) -> Column:
+    """`into` (or nothing) followed by each (segment column, row base) of `parts`."""
+    if into is None and len(parts) == 1 and parts[0][1] == 0:
+        seg = parts[0][0]
         return Column(list(seg.values), list(seg.sets), list(seg.bitmaps), seg.codes)
-    values, value_ix = list(into.values), dict(into.value_ix)
-    sets, set_ix, bitmaps = list(into.sets), dict(into.set_ix), list(into.bitmaps)
-    value_map = []
-    for v in seg.values:
-        if v not in value_ix:
-            value_ix[v] = len(values)
-            values.append(v)
-        value_map.append(value_ix[v])
-    code_map = np.zeros(len(seg.sets), np.int64)
-    for code, members in enumerate(seg.sets):
-        key = tuple(sorted(value_map[i] for i in members))
-        if key not in set_ix:
-            set_ix[key] = len(sets)
-            sets.append(key)
-            bitmaps.append(None)
-        g = code_map[code] = set_ix[key]
-        if seg.bitmaps[code] is not None:
-            shifted = seg.bitmaps[code].shift(base)
-            bitmaps[g] = shifted if bitmaps[g] is None else bitmaps[g] | shifted
+    values = list(into.values) if into else []
+    value_ix = dict(into.value_ix) if into else {}
+    sets = list(into.sets) if into else []
+    set_ix = dict(into.set_ix) if into else {}
+    pieces: list[list[BitMap]] = [[bm] if bm is not None else [] for bm in (into.bitmaps if into else [])]
+    code_parts = [into.codes] if into else []
+    for seg, base in parts:
+        value_map = []
+        for v in seg.values:
+            if v not in value_ix:
+                value_ix[v] = len(values)
+                values.append(v)
+            value_map.append(value_ix[v])
+        code_map = np.zeros(len(seg.sets), np.int64)
+        for code, members in enumerate(seg.sets):
+            key = tuple(sorted(value_map[i] for i in members))
+            if key not in set_ix:
+                set_ix[key] = len(sets)
+                sets.append(key)
+                pieces.append([])
+            code_map[code] = set_ix[key]
+            if seg.bitmaps[code] is not None:
+                pieces[code_map[code]].append(seg.bitmaps[code].shift(base) if base else seg.bitmaps[code])
+        code_parts.append(code_map.astype(smallest_uint(len(sets)))[seg.codes])
     dtype = smallest_uint(len(sets))
-    codes = np.concatenate([into.codes.astype(dtype, copy=False), code_map[seg.codes].astype(dtype)])
+    codes = np.concatenate([p.astype(dtype, copy=False) for p in code_parts])
+    bitmaps = [None if not p else p[0] if len(p) == 1 else BitMap.union(*p) for p in pieces]
     return Column(values, sets, bitmaps, codes, value_ix, set_ix)
