@@ -23,6 +23,7 @@ import pytest
 
 from datalabs.proxy import ActivityRecorder, LabProxy, MemoryRouteTable, Route
 from datalabs.proxy.auth import credential
+from datalabs.proxy.passthrough import websocket_protocol
 from tests.proxy.lab_app import LabRecorder, counting_protocol, make_lab
 from tests.proxy.servers import ServerThread
 
@@ -92,9 +93,7 @@ def dead_socket(path: Path) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def env(lab, tmp_path_factory) -> Iterator[ProxyEnv]:
-    tmp = tmp_path_factory.mktemp("proxy")
+def proxy_env(lab: Lab, tmp: Path, **server_config) -> Iterator[ProxyEnv]:
     routes = MemoryRouteTable(
         {
             "lab1": Route("lab1", "alice", socket=lab.socket, headers={"Authorization": SECRET}),
@@ -108,9 +107,22 @@ def env(lab, tmp_path_factory) -> Iterator[ProxyEnv]:
     proxy = LabProxy(routes, fake_authenticate, on_activity=activity)
     # proxy_headers off: uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, and the tests play an
     # untrusted browser on 127.0.0.1.
-    server = ServerThread(proxy, proxy_headers=False).start()
+    config = {key: value(proxy) if callable(value) else value for key, value in server_config.items()}
+    server = ServerThread(proxy, proxy_headers=False, **config).start()
     yield ProxyEnv(server.url, proxy, routes, activity, lab)
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def env(lab, tmp_path_factory) -> Iterator[ProxyEnv]:
+    """The proxy as an ASGI app under uvicorn; WebSockets bridged message by message (websocket.py)."""
+    yield from proxy_env(lab, tmp_path_factory.mktemp("proxy"))
+
+
+@pytest.fixture(scope="session")
+def passthrough_env(lab, tmp_path_factory) -> Iterator[ProxyEnv]:
+    """The same, served as `datalabs serve` serves it: lab WebSockets piped as bytes (passthrough.py)."""
+    yield from proxy_env(lab, tmp_path_factory.mktemp("proxy-pt"), ws=websocket_protocol)
 
 
 JUPYTER_LAB = shutil.which("jupyter-lab", path=str(Path(sys.executable).parent))

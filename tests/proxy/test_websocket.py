@@ -1,4 +1,6 @@
-"""WebSockets through the real proxy to the real lab (websockets' sync client plays the browser)."""
+"""WebSockets through the real proxy to the real lab (websockets' sync client plays the browser), both
+ways the proxy can carry them: bridged message by message by the ASGI app, and piped as bytes after the
+handshake by the uvicorn protocol `datalabs serve` uses. Both must behave the same."""
 
 from __future__ import annotations
 
@@ -10,6 +12,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.proxy.conftest import ALICE, BOB, SECRET
+
+
+@pytest.fixture(params=["asgi", "passthrough"])
+def env(request):
+    return request.getfixturevalue("env" if request.param == "asgi" else "passthrough_env")
 
 
 def ws_url(env, lab: str = "lab1") -> str:
@@ -117,3 +124,21 @@ def test_many_sockets_at_once(env):
         for i, ws in enumerate(sockets):
             ws.send(f"m{i}")
         assert [ws.recv(timeout=10) for ws in sockets] == [f"m{i}" for i in range(20)]
+
+
+def test_large_messages_both_ways_under_flow_control(env):
+    """12 MiB each way (under uvicorn's 16 MiB message limit): more than the socket buffers, so both
+    sides must pause and resume reading."""
+    with open_ws(env, ALICE) as ws:
+        for payload in (b"\x01" * (12 * 2**20), "t" * (12 * 2**20)):
+            ws.send(payload)
+            assert ws.recv(timeout=60) == payload
+
+
+def test_a_websocket_outside_the_lab_prefix_is_answered_by_the_app(passthrough_env):
+    """Not a lab path: the passthrough protocol hands the connection to uvicorn's own WebSocket protocol,
+    and the app (here the proxy itself) refuses it over the regular ASGI path."""
+    url = passthrough_env.url.replace("http://", "ws://") + "/elsewhere/ws"
+    with pytest.raises(InvalidStatus) as refused, connect(url, additional_headers=ALICE, proxy=None):
+        pass
+    assert refused.value.response.status_code == 404

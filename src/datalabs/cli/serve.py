@@ -21,6 +21,7 @@ def serve(
     host = settings.server.host = host or settings.server.host
     port = settings.server.port = port or settings.server.port
     from datalabs.app import create_app
+    from datalabs.proxy.passthrough import websocket_protocol
 
     app = create_app(settings)
     url = (
@@ -36,4 +37,5 @@ def serve(
         proxy_headers=False,
         server_header=False,
         access_log=False,
+        ws=websocket_protocol(app.state.proxy),  # lab WebSockets piped as bytes after the handshake
     )  # /metrics counts requests; a log line each costs ~5-10% here
