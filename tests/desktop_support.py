@@ -7,6 +7,7 @@ time the first frame and measure frame bandwidth with the same client on every p
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import subprocess
@@ -170,3 +171,48 @@ def tcp_listeners() -> set[tuple[str, int]]:
                 address, port = fields[1].rsplit(":", 1)
                 found.add((address, int(port, 16)))
     return found
+
+
+def xvnc_pids(runtime_dir: Path) -> list[int]:
+    """The Xvnc process of the lab whose runtime dir this is (found by the X socket it holds open)."""
+    socket_inodes = set()
+    x0 = str(runtime_dir / desktop.X11_DIR / "X0")
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[7] == "/tmp/.X11-unix/X0":
+            socket_inodes.add(fields[6])
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _comm(entry) == "Xvnc" and _socket_inodes(entry) & socket_inodes:
+            # Every lab's X socket is /tmp/.X11-unix/X0 in its own view: tell them apart by the runtime dir
+            # in the process's mount table.
+            try:
+                if x0.rsplit("/", 2)[0] in (entry / "mountinfo").read_text():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _comm(proc: Path) -> str:
+    try:
+        return (proc / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _socket_inodes(proc: Path) -> set[str]:
+    try:
+        links = [os.readlink(f) for f in (proc / "fd").iterdir()]
+    except OSError:
+        return set()
+    return {link[8:-1] for link in links if link.startswith("socket:[")}
+
+
+def tcp_inodes(pid: int) -> set[str]:
+    """Inodes of the TCP sockets (listening or not) the process holds."""
+    tcp = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            tcp.add(line.split()[9])
+    return _socket_inodes(Path(f"/proc/{pid}")) & tcp

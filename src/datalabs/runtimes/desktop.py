@@ -83,7 +83,14 @@ def missing_tools(commands: list[str] = (), packages: dict[str, str] | None = No
 
 def session_spec(spec: LabSpec) -> LabSpec:
     """The spec whose command runs the desktop session around the app's command."""
-    env = {"DATALAB_TITLE": spec.env.get("DATALAB_TITLE") or Path(spec.command[0]).name, **spec.env}
+    env = {
+        "DATALAB_TITLE": spec.env.get("DATALAB_TITLE") or Path(spec.command[0]).name,
+        # Java takes its home from the passwd entry (the lab's uid has none): preferences and the SAMP
+        # lockfile (~/.samp) go to the workspace like everything else. JSAMP hubs (TOPCAT's) run the
+        # standard profile only: the web profile fails on current Java and serves no browser in a lab.
+        "JAVA_TOOL_OPTIONS": f"-Duser.home={spec.workdir} -Djsamp.hub.profiles=std",
+        **spec.env,
+    }
     command = ["/bin/bash", "-c", SESSION, "datalab-desktop", *spec.command]
     return replace(spec, command=command, env=env)
 
