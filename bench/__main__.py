@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import assets_search, catalogue_search, files_transfer, lab_start, proxy
+from bench import assets_search, catalogue_search, files_transfer, lab_start, pipelines, proxy
 
 BENCHMARKS = {
     "catalogue-search": catalogue_search.run,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "lab-start": lab_start.run,
     "proxy": proxy.run,
     "assets-search": assets_search.run,
+    "pipelines": pipelines.run,
 }
 
 
