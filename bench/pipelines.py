@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -66,8 +67,10 @@ def _until_final(url: str, token: str, run_id: str, interval: float = 0.005, tim
 
 
 def _timed(argv: list[str], cwd: Path) -> float:
+    # Toil starts its workers as `_toil_worker` from PATH: the venv's bin must come first.
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
     start = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(f"{argv[0]} failed: {proc.stderr[-2000:]}")
     return time.perf_counter() - start
