@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import assets_search, catalogue_search, files_transfer, lab_start, pipelines, proxy
+from bench import assets_search, catalogue_search, desktop, files_transfer, lab_start, pipelines, proxy
 
 BENCHMARKS = {
     "catalogue-search": catalogue_search.run,
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "proxy": proxy.run,
     "assets-search": assets_search.run,
     "pipelines": pipelines.run,
+    "desktop": desktop.run,
 }
 
 

@@ -41,14 +41,26 @@ class UnixTransport:
 
 
 class WebSocketTransport:
-    """RFB over a WebSocket (binary messages; boundaries mean nothing)."""
+    """RFB over a WebSocket (binary messages; boundaries mean nothing). `compression="deflate"` offers
+    permessage-deflate as browsers do."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+        compression: str | None = None,
+    ) -> None:
         from websockets.sync.client import connect
 
         self.timeout = timeout
         self.ws = connect(
-            url, additional_headers=headers or {}, subprotocols=["binary"], max_size=None, proxy=None
+            url,
+            additional_headers=headers or {},
+            subprotocols=["binary"],
+            max_size=None,
+            proxy=None,
+            compression=compression,
         )
 
     def send(self, data: bytes) -> None:

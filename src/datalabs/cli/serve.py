@@ -38,4 +38,7 @@ def serve(
         server_header=False,
         access_log=False,
         ws=websocket_protocol(app.state.proxy),  # lab WebSockets piped as bytes after the handshake
+        # Only platform and desktop-lab (VNC) WebSockets go through uvicorn's own protocol: RFB is already
+        # encoded, and deflating it cut the desktop's frame rate by ~2.4x (bench/desktop.py).
+        ws_per_message_deflate=False,
     )  # /metrics counts requests; a log line each costs ~5-10% here
