@@ -1,0 +1,1 @@
+"""App builder and app store: sources -> environment -> datalab version; sharing and review."""

@@ -1,0 +1,249 @@
+"""Bringing a datalab's sources in: uploaded files or a zip, a git clone, a workspace folder.
+
+Everything lands in a fresh staging directory through `Staging`, which checks every entry's name and
+size before a byte is written: no absolute paths, no `..`, no symlinks or devices, no more than
+`Limits` allow in files, bytes or compression ratio (a zip's declared sizes are not trusted: bytes are
+counted while they are written). A rejected source leaves nothing behind. Errors name the entry.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from datalabs.errors import Invalid, TooLarge
+from datalabs.workspaces.paths import check_name
+
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_files: int = 5000
+    max_file_bytes: int = 200 * 2**20
+    max_total_bytes: int = 500 * 2**20
+    max_ratio: int = 100  # uncompressed / compressed, per zip entry above 1 MiB
+    git_timeout: float = 120.0
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def safe_parts(name: str) -> tuple[str, ...]:
+    """The relative path components of an archive or upload entry; Invalid naming it otherwise."""
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise Invalid(f"'{name}': absolute paths are not allowed in sources", code="unsafe_path")
+    parts = tuple(p for p in name.replace("\\", "/").split("/") if p)
+    if not parts:
+        raise Invalid(f"'{name}': empty file name", code="unsafe_path")
+    if ".." in parts:
+        raise Invalid(f"'{name}': '..' would write outside the sources (zip-slip)", code="unsafe_path")
+    try:
+        for part in parts:
+            check_name(part)
+    except Invalid as exc:
+        raise Invalid(f"'{name}': {exc.message}", code="unsafe_path") from None
+    return parts
+
+
+class Staging:
+    """A new directory that sources are written into, counted against the limits."""
+
+    def __init__(self, root: Path, limits: Limits = DEFAULT_LIMITS):
+        self.root, self.limits = root, limits
+        self.files = 0
+        self.total = 0
+        root.mkdir(parents=True, exist_ok=False)
+
+    def _count(self, name: str, size: int) -> None:
+        if size > self.limits.max_file_bytes:
+            raise TooLarge(
+                f"'{name}' is larger than {self.limits.max_file_bytes // 2**20} MiB", code="source_too_large"
+            )
+        if self.total + size > self.limits.max_total_bytes:
+            raise TooLarge(
+                f"'{name}': the sources exceed {self.limits.max_total_bytes // 2**20} MiB in total",
+                code="source_too_large",
+            )
+
+    def write(self, name: str, stream: BinaryIO, declared: int | None = None) -> None:
+        """Copy one file to its place below the root, counting bytes as they come."""
+        parts = safe_parts(name)
+        self.files += 1
+        if self.files > self.limits.max_files:
+            raise TooLarge(f"'{name}': more than {self.limits.max_files} files", code="too_many_files")
+        if declared is not None:
+            self._count(name, declared)
+        target = self.root.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent.resolve() != self.root.resolve().joinpath(*parts[:-1]):
+            raise Invalid(f"'{name}' would leave the sources folder", code="unsafe_path")
+        written = 0
+        # O_EXCL|O_NOFOLLOW: never through a symlink, never over an earlier entry of the same name.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := stream.read(CHUNK):
+                written += len(chunk)
+                self._count(name, written)  # a lying zip header cannot get past the limits
+                out.write(chunk)
+        self.total += written
+
+    def mkdir(self, name: str) -> None:
+        self.root.joinpath(*safe_parts(name)).mkdir(parents=True, exist_ok=True)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def extract_zip(staging: Staging, archive: BinaryIO) -> None:
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise Invalid(f"not a valid zip archive: {exc}", code="bad_archive") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > staging.limits.max_files:
+            raise TooLarge(
+                f"the archive has more than {staging.limits.max_files} entries", code="too_many_files"
+            )
+        declared = sum(i.file_size for i in infos)
+        if declared > staging.limits.max_total_bytes:
+            raise TooLarge(
+                f"the archive unpacks to {declared // 2**20} MiB, more than "
+                f"{staging.limits.max_total_bytes // 2**20} MiB (zip bomb?)",
+                code="zip_bomb",
+            )
+        for info in infos:  # check every name before writing anything
+            safe_parts(info.filename)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise Invalid(f"'{info.filename}' is a symbolic link; links are not allowed", code="symlink")
+            if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # 0: type not recorded
+                raise Invalid(f"'{info.filename}' is not a regular file", code="unsafe_path")
+            if info.file_size > 2**20 and info.file_size > staging.limits.max_ratio * max(
+                info.compress_size, 1
+            ):
+                raise TooLarge(
+                    f"'{info.filename}' compresses {info.file_size // max(info.compress_size, 1)}:1 "
+                    f"(limit {staging.limits.max_ratio}:1): refused as a zip bomb",
+                    code="zip_bomb",
+                )
+        for info in infos:
+            if info.is_dir():
+                staging.mkdir(info.filename)
+                continue
+            try:
+                with zf.open(info) as member:
+                    staging.write(info.filename, member, info.file_size)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
+                raise Invalid(f"'{info.filename}': cannot unpack ({exc})", code="bad_archive") from None
+
+
+def copy_tree(staging: Staging, source: Path, what: str) -> None:
+    """Copy a directory (a workspace folder, a fresh clone) without following or keeping symlinks."""
+    for name, path in _walk(source, what):
+        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as stream:
+            staging.write(name, stream, path.lstat().st_size)
+
+
+def _walk(source: Path, what: str) -> Iterator[tuple[str, Path]]:
+    for dirpath, dirnames, filenames in os.walk(source, followlinks=False):
+        base = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        for entry in [*dirnames, *sorted(filenames)]:
+            path = base / entry
+            rel = path.relative_to(source).as_posix()
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                raise Invalid(f"'{rel}' in {what} is a symbolic link; links are not allowed", code="symlink")
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                raise Invalid(f"'{rel}' in {what} is not a regular file", code="unsafe_path")
+            if stat.S_ISREG(st.st_mode):
+                yield rel, path
+
+
+def write_files(staging: Staging, files: Iterable[tuple[str, BinaryIO]]) -> None:
+    """Uploaded files (names may carry relative folders); a single .zip is unpacked instead."""
+    files = list(files)
+    if len(files) == 1 and files[0][0].lower().endswith(".zip"):
+        extract_zip(staging, files[0][1])
+        return
+    for name, stream in files:
+        staging.write(name, stream)
+
+
+ALLOWED_SCHEMES = ("https://", "http://", "git://", "ssh://")
+
+
+def git_clone(staging: Staging, url: str, ref: str = "", *, allow_local: bool = False) -> str:
+    """Shallow-clone `url` (at branch or tag `ref`) into the staging dir; returns the commit id.
+
+    Local paths and file:// URLs would let a user read any repository on the platform's host, so they
+    are refused unless `allow_local` (set by the operator, and by the tests)."""
+    local = url.startswith(("file://", "/"))
+    if (
+        url.startswith("-")
+        or ref.startswith("-")
+        or not (url.startswith(ALLOWED_SCHEMES) or (local and allow_local))
+    ):
+        raise Invalid(
+            f"'{url}' is not a git URL this platform clones (https, http, git or ssh)", code="bad_url"
+        )
+    clone = staging.root.parent / (staging.root.name + ".clone")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(staging.root.parent),
+        "GIT_TERMINAL_PROMPT": "0",  # never wait for a password nobody will type
+        "GIT_ASKPASS": "/bin/false",
+        "SSH_ASKPASS": "/bin/false",
+        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    argv = ["git", "-c", "core.symlinks=true", "clone", "--quiet", "--depth", "1", "--no-tags"]
+    argv += ["--branch", ref] if ref else []
+    try:
+        done = subprocess.run(
+            [*argv, "--", url, str(clone)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=staging.limits.git_timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["git clone failed"])[-1]
+            raise Invalid(f"cannot clone '{url}': {last}", code="clone_failed")
+        commit = subprocess.run(
+            ["git", "-C", str(clone), "rev-parse", "HEAD"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        copy_tree(staging, clone, f"the repository {url}")
+        return commit
+    except subprocess.TimeoutExpired:
+        raise Invalid(
+            f"cloning '{url}' took longer than {staging.limits.git_timeout:.0f} s", code="clone_failed"
+        ) from None
+    finally:
+        shutil.rmtree(clone, ignore_errors=True)
+
+
+def flatten_single_folder(root: Path) -> None:
+    """Zips of a folder (and GitHub archives) hold one top folder: its content becomes the sources."""
+    entries = list(root.iterdir())
+    if len(entries) == 1 and entries[0].is_dir() and not (root / "datalab-meta.yml").exists():
+        inner = entries[0]
+        moved = root / ".flatten"
+        inner.rename(moved)
+        for child in moved.iterdir():
+            child.rename(root / child.name)
+        moved.rmdir()
