@@ -206,7 +206,8 @@ def load_text(name: str, text: str) -> Document:
     """Validate a document given as text (a single file or a packed `$graph` document)."""
     if len(text.encode()) > MAX_DOCUMENT:
         raise Invalid(f"{name}: the document is larger than {MAX_DOCUMENT // 1024} KiB", code="invalid_cwl")
-    name = Path(name or "pipeline.cwl").name
+    # Only used in messages and as the temporary file's name: keep it a plain, safe file name.
+    name = re.sub(r"[^A-Za-z0-9_.+-]", "_", Path(name or "").name).lstrip(".")[:100] or "pipeline.cwl"
     with tempfile.TemporaryDirectory(prefix="datalabs-cwl-") as tmp:
         path = Path(tmp) / name
         path.write_text(text)
