@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from datalabs import __version__
+from datalabs.api import apps as apps_api
 from datalabs.api import assets as assets_api
 from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
 from datalabs.api import labs as labs_api
@@ -18,6 +19,7 @@ from datalabs.api import stac as stac_api
 from datalabs.api import volumes as volumes_api
 from datalabs.api import workspaces as workspaces_api
 from datalabs.assets.service import Assets
+from datalabs.builder.runner import BuildQueue
 from datalabs.catalogue import service as catalogue_service
 from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if problems:
             log.warning("%d problem(s) in datalab definitions; see /admin/catalogue", len(problems))
         _report_isolation(labs)
+        await asyncio.to_thread(builds.reap)
         await labs.restore()
         culler = asyncio.create_task(labs.run_culler())
         worker = await asyncio.to_thread(_start_pipelines, app)
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if worker is not None:
             await asyncio.to_thread(worker.stop)
         await labs.shutdown()
+        builds.shutdown()
         app.state.proxy.close()
         engine.dispose()
 
@@ -72,11 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticator = make_authenticator(sessions, ttl=settings.auth.cache_ttl)
     app.state.routes = routes = MemoryRouteTable()
     app.state.labs = labs = LabManager(settings, sessions, routes)
+    app.state.builds = builds = BuildQueue(settings, sessions)
     errors.install(app)
     app.state.usage = UsageCache(settings.workspaces.usage_ttl)
     app.state.assets = Assets(settings)
     modules = (health, auth, tokens, users, groups, datalabs, labs_api, workspaces_api, volumes_api)
-    for module in (*modules, assets_api, stac_api, pipelines_api, runs_api):
+    for module in (*modules, assets_api, stac_api, pipelines_api, runs_api, apps_api):
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)

@@ -1,6 +1,7 @@
 """Authorisation matrix: every API route, as anonymous, a plain user, a team member, a token with the
 wrong scope, and an admin. A route missing from ROUTES fails `test_every_route_is_in_the_matrix`."""
 
+import io
 import re
 
 import pytest
@@ -191,6 +192,31 @@ ROUTES += [
     ("GET", "/api/v1/runs/{run_id}/outputs", None, RUN_ONLY_OWNER),
     ("POST", "/api/v1/runs/{run_id}/cancel", {}, RUN_ONLY_OWNER),
 ]
+# Apps (issue 8): `tess-app` is tess's, shared with group `astro` (mia), with version 0.1.0-0 (build failed).
+APP = "/api/v1/apps/tess-app"
+APP_READ = {"anonymous": 401, "user": 404, "member": OK, "owner": OK, "admin": OK, "narrow": 403}
+APP_WRITE = {**APP_READ, "member": 403}
+MODERATORS = {"anonymous": 401, "user": 403, "member": 403, "owner": 403, "narrow": 403}
+ROUTES += [
+    ("GET", "/api/v1/apps", None, ASSET_READ),
+    ("POST", "/api/v1/apps", {"name": "new-app"}, ASSET_READ),
+    ("GET", "/api/v1/apps/review-queue", None, {**MODERATORS, "admin": OK}),
+    ("POST", "/api/v1/apps/import", {}, {"anonymous": 401, "user": 422, "narrow": 403}),
+    ("GET", APP, None, APP_READ),
+    ("DELETE", APP, None, APP_WRITE),
+    ("POST", f"{APP}/versions", {}, {**APP_WRITE, "owner": 422, "admin": 422}),
+    ("GET", f"{APP}/versions/0.1.0-0", None, APP_READ),
+    ("GET", f"{APP}/versions/0.1.0-0/logs", None, APP_READ),
+    ("GET", f"{APP}/versions/0.1.0-0/events", None, APP_READ),
+    ("PUT", f"{APP}/share", {"groups": ["astro"]}, APP_WRITE),
+    ("POST", f"{APP}/submit", {}, {**APP_WRITE, "owner": 409, "admin": 409}),
+    ("POST", f"{APP}/review", {"decision": "approve"}, {**MODERATORS, "admin": 409}),
+    ("POST", f"{APP}/unpublish", {}, {**APP_WRITE, "owner": 409, "admin": 409}),
+    ("POST", f"{APP}/feature", {"featured": True}, {**MODERATORS, "admin": OK}),
+    ("GET", f"{APP}/history", None, APP_READ),
+    ("GET", f"{APP}/export", None, APP_WRITE),
+    ("GET", "/api/v1/notices", None, ASSET_READ),
+]
 PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
 CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
 
@@ -233,6 +259,8 @@ def _template(path: str) -> str:
         "/topcat": "/{name}",
         "/team-lab": "/{name}",
         "/private-pipe": "/{name}",
+        "/tess-app": "/{name}",
+        "/0.1.0-0": "/{version}",
         "/1.0": "/{version}",
     }
     for concrete, template in replacements.items():
@@ -257,6 +285,7 @@ def test_route_authorisation(people, method, path, body, who, want):
         path = path.replace("{lab_id}", tess.post("/api/v1/labs", json={"datalab": "fake"}).json()["id"])
     _team_and_volume(people, path)
     path = _pipeline(people, path, tess)
+    _app(people, path)
     if isinstance(body, dict) and body.get("host_path") == "{volume_dir}":
         body = {**body, "host_path": str(people.app.state.settings.home.parent / "volume")}
     if who == "owner":
@@ -287,6 +316,28 @@ def _pipeline(people, path: str, tess) -> str:
         schedule = tess.post(f"{PIPE}/schedules", json={"cron": "0 3 * * *"}).json()
         path = path.replace("{schedule_id}", str(schedule["id"]))
     return path
+
+
+def _app(people, path: str) -> None:
+    """tess's app shared with `astro`, with one version whose build failed, for the app rows."""
+    if not path.startswith(APP):
+        return
+    from datalabs.accounts.principal import Principal
+    from datalabs.accounts.service import get_user
+    from datalabs.builder import service as apps
+    from datalabs.db.engine import transaction
+
+    def fill(staging):
+        staging.write("datalab-meta.yml", io.BytesIO(b"title: T\nabstract: A\n"))
+        return "test"
+
+    settings = people.app.state.settings
+    with transaction(people.app.state.sessions) as db:
+        tess = Principal(user=get_user(db, "tess"), groups=frozenset())
+        app = apps.create(db, tess, "tess-app")
+        app.shared_groups = ["astro"]
+        version = apps.add_version(db, settings, tess, app, fill, source_kind="upload")
+        version.state = "failed"
 
 
 def _team_and_volume(people, path: str) -> None:

@@ -235,7 +235,7 @@ class Catalogue:
         wanted = {f: {v.lower() for v in vals} for f, vals in (filters or {}).items() if vals}
         words = q.lower().split()
         visible = [
-            e for e in self.entries(db) if principal.in_any(e.groups) and all(w in e.text for w in words)
+            e for e in self.entries(db) if visible_to(e, principal) and all(w in e.text for w in words)
         ]
         if words:  # most relevant first: words in the name or title beat keywords, which beat prose
             visible.sort(key=lambda e: -sum(_relevance(e, w) for w in words))
@@ -259,7 +259,7 @@ class Catalogue:
     def get(self, db: Session, principal: Principal, name: str) -> Entry:
         """The datalab, or NotFound also when the principal may not see it (its existence stays hidden)."""
         for entry in self.entries(db):
-            if entry.name == name and principal.in_any(entry.groups):
+            if entry.name == name and visible_to(entry, principal):
                 return entry
         raise NotFound(f"no datalab '{name}'", code="datalab_not_found")
 
@@ -273,6 +273,22 @@ class Catalogue:
             .where(Datalab.name == name, DatalabVersion.version == version)
         )
         return dict(row.meta) if row else {}
+
+
+def visible_to(entry: Entry, principal: Principal) -> bool:
+    """Group rules for every datalab; an unpublished app built on the platform (`_app`, see
+    builder.publish) is seen only by its author, whom it is shared with, admins and, while a review
+    is open, moderators."""
+    app = entry.raw.get("_app")
+    if app and not app.get("public"):
+        return (
+            principal.user.role == "admin"
+            or principal.name == app.get("owner")
+            or principal.name in app.get("users", ())
+            or bool(principal.groups.intersection(app.get("groups", ())))
+            or (bool(app.get("review")) and principal.is_moderator)
+        )
+    return principal.in_any(entry.groups)
 
 
 def _relevance(entry: Entry, word: str) -> int:

@@ -155,6 +155,8 @@ class LabManager:
                 raise StartError(f"cannot mount the chosen data volumes: {exc.message}") from None
             if version.source_path:
                 mounts.append(Mount(Path(version.source_path).parent, "/media/notebooks", readonly=True))
+            built = _built_environment(self.settings, version.meta)
+            mounts += built.mounts
         rt = meta.runtime
         secret = service.new_secret()
         base_url = f"/datalabs/{lab_id}/"
@@ -169,6 +171,7 @@ class LabManager:
             rt.secret_env: secret,
             "JUPYTER_RUNTIME_DIR": "/run/datalab/jupyter",
             "DATALAB_TITLE": meta.title,  # a desktop lab's name in VNC
+            **built.env,  # a version built on the platform: its environment (default kernel, PATH)
         }
         spec = LabSpec(
             lab_id=lab_id,
@@ -322,3 +325,16 @@ class LabManager:
         """Platform stopping: labs keep running (they are re-attached at the next start)."""
         for task in list(self._tasks):
             task.cancel()
+
+
+def _built_environment(settings: Settings, meta: dict):
+    """Mounts and variables of the environment an app version was built into (none for other datalabs)."""
+    from datalabs.builder.base import LabEnvironment, get_builder
+
+    build = meta.get("_build") or {}
+    if not build.get("env"):
+        return LabEnvironment()
+    env = Path(build["env"])
+    if not (env / ".complete").is_file():
+        raise StartError("this version's environment is missing; build the datalab again")
+    return get_builder(build.get("builder", "uv"), env.parent).lab_environment(env)

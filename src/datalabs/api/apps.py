@@ -1,0 +1,416 @@
+"""Apps (the app builder and store): create, add versions from sources (upload, git, workspace folder),
+follow builds, share, submit, review, unpublish, history, export and import."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
+
+from datalabs.accounts.principal import Principal
+from datalabs.api.deps import get_db, get_settings, scope
+from datalabs.builder import archive, publish, service
+from datalabs.builder.sources import git_clone, write_files
+from datalabs.config import Settings
+from datalabs.db.models import App, AppEvent, AppVersion, Notice
+from datalabs.errors import Invalid
+from datalabs.workspaces import service as workspaces
+from datalabs.workspaces.paths import parts_of
+
+router = APIRouter(prefix="/api/v1", tags=["apps"], responses={401: {}, 403: {}, 404: {}})
+read, write = scope("apps:read"), scope("apps:write")
+
+
+class VersionRead(BaseModel):
+    version: str
+    state: str
+    error: str
+    cached: bool
+    source_kind: str
+    source_ref: str
+    requirements: list[str]
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    meta: dict[str, Any]
+
+    @classmethod
+    def of(cls, v: AppVersion) -> VersionRead:
+        return cls(**{k: getattr(v, k) for k in cls.model_fields})
+
+
+class AppRead(BaseModel):
+    name: str
+    owner: str
+    base: str
+    state: str
+    title: str
+    abstract: str
+    shared_users: list[str]
+    shared_groups: list[str]
+    featured: bool
+    submitted_version: str
+    created_at: datetime
+    versions: list[VersionRead]
+
+    @classmethod
+    def of(cls, app: App) -> AppRead:
+        meta = app.versions[-1].meta if app.versions else {}
+        return cls(
+            name=app.name,
+            owner=app.owner.name,
+            base=app.base,
+            state=app.state,
+            title=meta.get("title", app.name),
+            abstract=meta.get("abstract", ""),
+            shared_users=app.shared_users,
+            shared_groups=app.shared_groups,
+            featured=app.featured,
+            submitted_version=app.submitted_version,
+            created_at=app.created_at,
+            versions=[VersionRead.of(v) for v in app.versions],
+        )
+
+
+class AppCreate(BaseModel):
+    name: str = Field(max_length=64)
+    base: str = Field("jupyterlab", max_length=64)
+
+
+class GitSource(BaseModel):
+    url: str = Field(max_length=2000)
+    ref: str = Field("", max_length=200)
+
+
+class WorkspaceSource(BaseModel):
+    ws: str = Field("me", max_length=100)
+    path: str = Field(max_length=4096)
+
+
+class VersionCreate(BaseModel):
+    git: GitSource | None = None
+    workspace: WorkspaceSource | None = None
+    meta: dict[str, Any] = Field(default_factory=dict, description="Metadata overriding the sources' file.")
+
+
+class ShareBody(BaseModel):
+    users: list[str] = Field(default_factory=list, max_length=500)
+    groups: list[str] = Field(default_factory=list, max_length=500)
+
+
+class SubmitBody(BaseModel):
+    version: str | None = Field(None, max_length=64)
+
+
+class ReviewBody(BaseModel):
+    decision: str = Field(pattern="^(approve|reject)$")
+    comment: str = Field("", max_length=5000)
+
+
+class FeatureBody(BaseModel):
+    featured: bool = True
+
+
+class EventRead(BaseModel):
+    at: datetime
+    actor: str
+    kind: str
+    version: str
+    detail: str
+
+
+class NoticeRead(BaseModel):
+    id: int
+    text: str
+    link: str
+    created_at: datetime
+
+
+def _queue(request: Request):
+    return request.app.state.builds
+
+
+@router.get("/apps", response_model=list[AppRead])
+def list_apps(
+    mine: bool = Query(False, description="Only apps I develop."),
+    q: str = Query("", max_length=200),
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+):
+    apps = service.mine(db, principal) if mine else service.visible(db, principal)
+    items = [AppRead.of(a) for a in apps]
+    words = q.lower().split()
+    return [a for a in items if all(w in f"{a.name} {a.title} {a.abstract}".lower() for w in words)]
+
+
+@router.post("/apps", response_model=AppRead, status_code=201)
+def create_app(body: AppCreate, principal: Principal = Depends(write), db: Session = Depends(get_db)):
+    app = service.create(db, principal, body.name, body.base)
+    db.commit()
+    return AppRead.of(app)
+
+
+@router.get("/apps/review-queue", response_model=list[AppRead])
+def review_queue(principal: Principal = Depends(read), db: Session = Depends(get_db)):
+    """Submissions waiting for a moderator."""
+    return [AppRead.of(a) for a in publish.queue(db, principal)]
+
+
+@router.post("/apps/import", response_model=AppRead, status_code=201)
+def import_app(
+    request: Request,
+    archive_file: UploadFile = File(..., alias="archive"),
+    name: str = Form("", max_length=64),
+    principal: Principal = Depends(write),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    """A new app from an exported archive; each of its versions is built again here."""
+    app, versions = archive.import_(db, settings, principal, archive_file.file, name)
+    db.commit()
+    for v in versions:
+        _queue(request).submit(v.id)
+    return AppRead.of(app)
+
+
+@router.get("/apps/{name}", response_model=AppRead)
+def get_app(name: str, principal: Principal = Depends(read), db: Session = Depends(get_db)):
+    return AppRead.of(service.get(db, principal, name))
+
+
+@router.delete("/apps/{name}", status_code=204)
+def delete_app(
+    name: str,
+    principal: Principal = Depends(write),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    service.delete_app(db, settings, principal, service.get(db, principal, name, write=True))
+    db.commit()
+
+
+@router.post("/apps/{name}/versions", response_model=VersionRead, status_code=202)
+async def add_version(
+    name: str,
+    request: Request,
+    principal: Principal = Depends(write),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    """New sources -> a new version, built at once. Send the files (or one zip) as multipart `files`
+    (optional `meta`: a JSON object of metadata overrides), or JSON `{git: {url, ref}}` or
+    `{workspace: {ws, path}}`. Follow the build at `.../versions/{version}/events`."""
+    app = service.get(db, principal, name, write=True)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=5000)
+        uploads = [f for f in form.getlist("files") if hasattr(f, "file")]
+        if not uploads:
+            raise Invalid("send the sources as one or more 'files' parts (or one .zip)", code="no_files")
+        overrides = _json_object(form.get("meta") or "{}")
+        files = [(u.filename or "upload", u.file) for u in uploads]
+
+        def fill(staging):
+            write_files(staging, files)
+            return ", ".join(n for n, _ in files)[:500]
+
+        kind = "upload"
+    else:
+        try:
+            body = VersionCreate.model_validate(await request.json())
+        except ValueError as exc:
+            raise Invalid(f"expected JSON with 'git' or 'workspace': {exc}", code="bad_body") from None
+        overrides = body.meta
+        fill, kind = _remote_source(db, settings, principal, body)
+    version = await asyncio.to_thread(
+        service.add_version, db, settings, principal, app, fill, source_kind=kind, overrides=overrides
+    )
+    db.commit()
+    _queue(request).submit(version.id)
+    return VersionRead.of(version)
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise Invalid(f"'meta' is not valid JSON: {exc}", code="bad_meta") from None
+    if not isinstance(value, dict):
+        raise Invalid("'meta' must be a JSON object of metadata keys", code="bad_meta")
+    return value
+
+
+def _remote_source(db, settings, principal, body: VersionCreate):
+    if body.git:
+        git = body.git
+        allow_local = os.environ.get("DATALABS_ALLOW_LOCAL_GIT") == "1"
+        return (
+            lambda staging: f"{git.url}@{git_clone(staging, git.url, git.ref, allow_local=allow_local)}"
+        ), "git"
+    if body.workspace:
+        space = workspaces.resolve(db, settings, principal, body.workspace.ws)
+        parts = parts_of(body.workspace.path)
+        folder = space.tree.root.joinpath(*parts)
+        if not folder.is_dir() or folder.is_symlink():
+            raise Invalid(
+                f"'{body.workspace.path}' is not a folder of workspace '{space.id}'", code="not_a_folder"
+            )
+
+        def fill(staging):
+            from datalabs.builder.sources import copy_tree
+
+            copy_tree(staging, folder, f"workspace folder '{body.workspace.path}'")
+            return f"{space.id}:{'/'.join(parts)}"
+
+        return fill, "workspace"
+    raise Invalid("give the sources: multipart 'files', or JSON 'git' or 'workspace'", code="no_sources")
+
+
+@router.get("/apps/{name}/versions/{version}", response_model=VersionRead)
+def get_version(name: str, version: str, principal: Principal = Depends(read), db: Session = Depends(get_db)):
+    return VersionRead.of(service.version_of(service.get(db, principal, name), version))
+
+
+@router.get("/apps/{name}/versions/{version}/logs", response_class=PlainTextResponse)
+def build_log(
+    name: str,
+    version: str,
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    service.version_of(service.get(db, principal, name), version)
+    path = service.log_path(settings, name, version)
+    return PlainTextResponse(path.read_text(errors="replace") if path.is_file() else "")
+
+
+@router.get("/apps/{name}/versions/{version}/events", response_class=StreamingResponse)
+async def build_events(
+    name: str,
+    version: str,
+    request: Request,
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    """Server-sent events: one `log` event per build log line as it is written, then `built` or `failed`."""
+    v = service.version_of(service.get(db, principal, name), version)
+    version_id = v.id
+    db.close()
+    path = service.log_path(settings, name, version)
+    sessions = request.app.state.sessions
+
+    def state() -> tuple[str, str]:
+        with sessions() as s:
+            row = s.get(AppVersion, version_id)
+            return (row.state, row.error) if row else ("failed", "deleted")
+
+    async def stream():
+        offset, pending = 0, ""
+        while True:
+            current, error = await asyncio.to_thread(state)
+            if path.is_file():
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                    offset = f.tell()
+                lines = (pending + chunk).split("\n")
+                pending = lines.pop()
+                for line in lines:
+                    yield f"event: log\ndata: {json.dumps(line)}\n\n"
+            if current in service.TERMINAL:
+                if pending:
+                    yield f"event: log\ndata: {json.dumps(pending)}\n\n"
+                yield f"event: {current}\ndata: {json.dumps({'state': current, 'error': error})}\n\n"
+                return
+            await asyncio.sleep(0.25)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+@router.put("/apps/{name}/share", response_model=AppRead)
+def share_app(
+    name: str, body: ShareBody, principal: Principal = Depends(write), db: Session = Depends(get_db)
+):
+    app = publish.share(db, principal, name, body.users, body.groups)
+    db.commit()
+    return AppRead.of(app)
+
+
+@router.post("/apps/{name}/submit", response_model=AppRead)
+def submit_app(
+    name: str, body: SubmitBody, principal: Principal = Depends(write), db: Session = Depends(get_db)
+):
+    app = publish.submit(db, principal, name, body.version)
+    db.commit()
+    return AppRead.of(app)
+
+
+@router.post("/apps/{name}/review", response_model=AppRead)
+def review_app(
+    name: str,
+    body: ReviewBody,
+    principal: Principal = Depends(write),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    app = publish.review(db, settings, principal, name, body.decision == "approve", body.comment)
+    db.commit()
+    return AppRead.of(app)
+
+
+@router.post("/apps/{name}/unpublish", response_model=AppRead)
+def unpublish_app(name: str, principal: Principal = Depends(write), db: Session = Depends(get_db)):
+    app = publish.unpublish(db, principal, name)
+    db.commit()
+    return AppRead.of(app)
+
+
+@router.post("/apps/{name}/feature", response_model=AppRead)
+def feature_app(
+    name: str, body: FeatureBody, principal: Principal = Depends(write), db: Session = Depends(get_db)
+):
+    app = publish.feature(db, principal, name, body.featured)
+    db.commit()
+    return AppRead.of(app)
+
+
+@router.get("/apps/{name}/history", response_model=list[EventRead])
+def history(name: str, principal: Principal = Depends(read), db: Session = Depends(get_db)):
+    app = service.get(db, principal, name)
+    rows = db.scalars(select(AppEvent).where(AppEvent.app_id == app.id).order_by(AppEvent.id.desc()))
+    return [EventRead(at=e.at, actor=e.actor, kind=e.kind, version=e.version, detail=e.detail) for e in rows]
+
+
+@router.get("/apps/{name}/export", response_class=FileResponse)
+def export_app(
+    name: str,
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    """The app as one zip (metadata, sources, build recipe; not the built environment)."""
+    app = service.get(db, principal, name, write=True)
+    path = archive.export(settings, app)
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename=f"{name}.datalab.zip",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+@router.get("/notices", response_model=list[NoticeRead])
+def notices(principal: Principal = Depends(read), db: Session = Depends(get_db)):
+    """My notifications (e.g. review outcomes), newest first."""
+    rows = db.scalars(select(Notice).where(Notice.user_id == principal.user.id).order_by(Notice.id.desc()))
+    return [NoticeRead(id=n.id, text=n.text, link=n.link, created_at=n.created_at) for n in rows.all()[:100]]

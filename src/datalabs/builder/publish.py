@@ -1,0 +1,182 @@
+"""Sharing, review and publication of apps, and their mirror in the catalogue.
+
+The catalogue lists an app's built versions as a datalab (source "db") whose metadata carries `_app`
+(who may see it) and `_build` (the environment a lab of it uses). Unpublished apps are seen by their
+author, the users and groups they are shared with, admins, and moderators while a review is open.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from datalabs.accounts.principal import Principal
+from datalabs.builder.service import author, get, record, version_of
+from datalabs.catalogue import service as catalogue
+from datalabs.config import Settings
+from datalabs.db.models import App, Datalab, DatalabVersion, Group, Notice, User
+from datalabs.errors import Conflict, Forbidden, Invalid
+
+log = logging.getLogger(__name__)
+
+
+def access(app: App, owner: str) -> dict:
+    return {
+        "owner": owner,
+        "public": app.state == "published",
+        "review": app.state == "submitted",
+        "users": sorted(app.shared_users),
+        "groups": sorted(app.shared_groups),
+    }
+
+
+def sync_catalogue(db: Session, app: App) -> None:
+    """Make the catalogue's datalab `app.name` list exactly the app's built versions, with its access."""
+    built = [v for v in app.versions if v.state == "built"]
+    datalab = db.scalar(select(Datalab).where(Datalab.name == app.name))
+    if datalab is not None and datalab.source != "db":
+        raise Conflict(f"'{app.name}' is also defined by a catalogue file", code="name_taken")
+    if not built:
+        remove_from_catalogue(db, app.name)
+        return
+    if datalab is None:
+        datalab = Datalab(name=app.name, source="db")
+        db.add(datalab)
+    owner = author(db, app).name
+    rows = {r.version: r for r in datalab.versions}
+    for v in built:
+        meta = {
+            **v.meta,
+            "_app": access(app, owner),
+            "_build": {"builder": app.builder, "env": v.env_path},
+            "_thumbnail_path": "",
+        }
+        source_path = f"{v.sources_path}/datalab-meta.yml"
+        row = rows.pop(v.version, None)
+        if row is None:
+            datalab.versions.append(DatalabVersion(version=v.version, meta=meta, source_path=source_path))
+        elif row.meta != meta:
+            row.meta, row.source_path = meta, source_path
+    for row in rows.values():
+        datalab.versions.remove(row)
+    db.flush()
+    catalogue.bump(db)
+
+
+def remove_from_catalogue(db: Session, name: str) -> None:
+    datalab = db.scalar(select(Datalab).where(Datalab.name == name, Datalab.source == "db"))
+    if datalab is not None:
+        db.delete(datalab)
+        db.flush()
+        catalogue.bump(db)
+
+
+# ---- sharing --------------------------------------------------------------------------------------
+
+
+def share(db: Session, principal: Principal, name: str, users: list[str], groups: list[str]) -> App:
+    """Set who the (unpublished) app is shared with; unknown users or groups are refused by name."""
+    app = get(db, principal, name, write=True)
+    known_users = set(db.scalars(select(User.name).where(User.name.in_(users))))
+    known_groups = set(db.scalars(select(Group.name).where(Group.name.in_(groups))))
+    missing = [f"user '{u}'" for u in users if u not in known_users]
+    missing += [f"group '{g}'" for g in groups if g not in known_groups]
+    if missing:
+        raise Invalid(f"cannot share with unknown {', '.join(missing)}", code="unknown_principal")
+    app.shared_users, app.shared_groups = sorted(set(users)), sorted(set(groups))
+    detail = f"users: {', '.join(app.shared_users) or '-'}; groups: {', '.join(app.shared_groups) or '-'}"
+    record(db, app, principal.name, "shared", detail)
+    sync_catalogue(db, app)
+    return app
+
+
+# ---- review ---------------------------------------------------------------------------------------
+
+
+def submit(db: Session, principal: Principal, name: str, version: str | None) -> App:
+    app = get(db, principal, name, write=True)
+    built = [v for v in app.versions if v.state == "built"]
+    chosen = version_of(app, version) if version else (built[-1] if built else None)
+    if chosen is None or chosen.state != "built":
+        raise Conflict("only a built version can be submitted; build one first", code="not_built")
+    license_ = (chosen.meta.get("distribution") or {}).get("license", "")
+    if not str(license_).strip():
+        raise Invalid(
+            "distribution.license is required to publish: set a licence (e.g. MIT, BSD-3-Clause, CC-BY-4.0) "
+            "in datalab-meta.yml and build again",
+            code="license_required",
+        )
+    if app.state == "submitted":
+        raise Conflict(f"'{name}' is already waiting for review", code="already_submitted")
+    app.state, app.submitted_version = "submitted", chosen.version
+    record(db, app, principal.name, "submitted", "", chosen.version)
+    sync_catalogue(db, app)
+    return app
+
+
+def queue(db: Session, principal: Principal) -> list[App]:
+    _moderator(principal)
+    return list(db.scalars(select(App).where(App.state == "submitted").order_by(App.id)))
+
+
+def review(
+    db: Session, settings: Settings, principal: Principal, name: str, approve: bool, comment: str
+) -> App:
+    """A moderator's decision on the open submission; the author is told (in-app, and by e-mail when
+    the platform sends mail). Authors never review their own app."""
+    _moderator(principal)
+    app = get(db, principal, name)
+    if app.state != "submitted":
+        raise Conflict(f"'{name}' has no submission waiting for review", code="not_submitted")
+    if app.owner_id == principal.user.id:
+        raise Forbidden(
+            "you cannot review your own submission; another moderator must", code="own_submission"
+        )
+    if not approve and not comment.strip():
+        raise Invalid("say why in a comment when rejecting", code="comment_required")
+    app.state = "published" if approve else "rejected"
+    verdict = "approved" if approve else "rejected"
+    record(db, app, principal.name, verdict, comment, app.submitted_version)
+    sync_catalogue(db, app)
+    text = f"Your datalab '{name}' {app.submitted_version} was {verdict} by {principal.name}"
+    notify(db, settings, author(db, app), text + (f": {comment}" if comment else "."), f"/apps/{name}")
+    return app
+
+
+def unpublish(db: Session, principal: Principal, name: str) -> App:
+    app = get(db, principal, name)
+    if not (app.owner_id == principal.user.id or principal.is_moderator):
+        raise Forbidden("only the author or a moderator may unpublish", code="not_author")
+    if app.state not in ("published", "submitted"):
+        raise Conflict(f"'{name}' is not published", code="not_published")
+    app.state = "private"
+    record(db, app, principal.name, "unpublished")
+    sync_catalogue(db, app)
+    return app
+
+
+def feature(db: Session, principal: Principal, name: str, featured: bool) -> App:
+    _moderator(principal)
+    app = get(db, principal, name)
+    app.featured = featured
+    record(db, app, principal.name, "featured" if featured else "unfeatured")
+    return app
+
+
+def _moderator(principal: Principal) -> None:
+    if not principal.is_moderator:
+        raise Forbidden("moderators only", code="moderators_only")
+
+
+def notify(db: Session, settings: Settings, user: User, text: str, link: str) -> None:
+    db.add(Notice(user_id=user.id, text=text, link=link))
+    if not (settings.pipelines.smtp_host and user.email):
+        return
+    from datalabs.pipelines.notify import EmailNotifier  # the platform's one mail sender
+
+    try:
+        EmailNotifier(settings).send({"to": [user.email], "subject": text[:120], "text": text, "run": None})
+    except Exception:  # mail trouble must not undo the review; the in-app notice is there
+        log.exception("could not e-mail %s", user.name)

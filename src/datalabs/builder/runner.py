@@ -1,0 +1,115 @@
+"""Runs builds in the background, one at a time per process, and streams their logs.
+
+The build log is a file next to the version's sources, appended line by line as the builder speaks,
+so an SSE reader (and a reader after the build) sees the same text. Versions left `queued` or
+`building` by a stopped platform are failed at the next start with that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import select
+
+from datalabs.builder import publish
+from datalabs.builder.base import BuildError, BuildRequest, get_builder
+from datalabs.builder.meta import REQUIREMENTS_FILE
+from datalabs.builder.service import envs_dir, log_path, record
+from datalabs.config import Settings
+from datalabs.db.engine import transaction
+from datalabs.db.models import AppVersion
+from datalabs.db.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class BuildQueue:
+    def __init__(self, settings: Settings, sessions, workers: int = 1):
+        self.settings, self.sessions = settings, sessions
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build")
+        self._done: dict[int, threading.Event] = {}
+
+    def submit(self, version_id: int) -> None:
+        """Queue a recorded (committed) version for building."""
+        self._done[version_id] = threading.Event()
+        self._pool.submit(self._run_safely, version_id)
+
+    def wait(self, version_id: int, timeout: float | None = None) -> bool:
+        event = self._done.get(version_id)
+        return True if event is None else event.wait(timeout)
+
+    def reap(self) -> int:
+        """Fail builds a previous process left unfinished."""
+        with transaction(self.sessions) as db:
+            stale = db.scalars(select(AppVersion).where(AppVersion.state.in_(("queued", "building")))).all()
+            for v in stale:
+                v.state, v.error, v.ended_at = "failed", "the platform restarted during the build", utcnow()
+            return len(stale)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run_safely(self, version_id: int) -> None:
+        try:
+            self.run(version_id)
+        except Exception:  # a bug must still end the build in a clear state
+            log.exception("build of version %s crashed", version_id)
+            self._finish(version_id, error="internal error during the build; see the platform log")
+        finally:
+            self._done.pop(version_id, threading.Event()).set()
+
+    def run(self, version_id: int) -> None:
+        with transaction(self.sessions) as db:
+            v = db.get(AppVersion, version_id)
+            v.state, v.started_at = "building", utcnow()
+            app_name, number, builder_name = v.app.name, v.version, v.app.builder
+            sources = Path(v.sources_path)
+            request = BuildRequest(
+                sources=sources,
+                requirements=list(v.requirements),
+                requirements_file=sources / REQUIREMENTS_FILE
+                if (sources / REQUIREMENTS_FILE).is_file()
+                else None,
+                label=f"{app_name} {number}",
+            )
+        path = log_path(self.settings, app_name, number)
+        with open(path, "a", encoding="utf-8", buffering=1) as out:  # line-buffered: readers see each line
+
+            def say(line: str) -> None:
+                out.write(line + "\n")
+
+            say(f"Building {app_name} {number} with the '{builder_name}' builder")
+            try:
+                builder = get_builder(builder_name, envs_dir(self.settings))
+                result = builder.build(request, say)
+            except BuildError as exc:
+                say(f"BUILD FAILED: {exc.line}")
+                self._finish(version_id, error=exc.line)
+                return
+            except RuntimeError as exc:
+                say(f"BUILD FAILED: {exc}")
+                self._finish(version_id, error=str(exc))
+                return
+            say("BUILD SUCCEEDED" + (" (cached environment)" if result.cached else ""))
+        self._finish(version_id, env=str(result.env), key=result.key, cached=result.cached)
+
+    def _finish(
+        self, version_id: int, *, error: str = "", env: str = "", key: str = "", cached=False
+    ) -> None:
+        with transaction(self.sessions) as db:
+            v = db.get(AppVersion, version_id)
+            v.ended_at = utcnow()
+            if error:
+                v.state, v.error = "failed", error
+                record(db, v.app, v.created_by, "build failed", error[:500], v.version)
+                return
+            v.state, v.env_path, v.env_key, v.cached = "built", env, key, cached
+            took = (v.ended_at - v.started_at).total_seconds() if v.started_at else 0
+            detail = f"built in {took:.1f} s" + (
+                " (requirements unchanged: cached environment)" if cached else ""
+            )
+            record(db, v.app, v.created_by, "built", detail, v.version)
+            publish.sync_catalogue(db, v.app)
