@@ -9,11 +9,10 @@ import secrets
 import shutil
 import stat
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import zipstream
 
 from datalabs.errors import Conflict, Invalid, NotFound
 from datalabs.workspaces.paths import (
@@ -124,21 +123,28 @@ class Tree:
 
     def zip(self, parts: tuple[str, ...]) -> Iterator[bytes]:
         """The folder as a zip archive, produced while it is sent (constant memory; links and special
-        files are left out)."""
+        files are left out). The standard library's zipfile writes to an unseekable sink with data
+        descriptors; no third-party zip streamer (two incompatible ones share the import name)."""
         self.stat(parts)  # NotFound before the response starts
-        archive = zipstream.ZipStream(compress_type=zipstream.ZIP_STORED, sized=False)
+        sink = _Sink()
         base = len(parts)
-        for folder, dfd, dirs, files in self.walk(parts):
-            rel = "/".join(folder[base:])
-            if rel and not dirs and not files:
-                archive.add(None, rel + "/")
-            for name in sorted(files):
-                st = lstat_in(dfd, name)
-                if st is None or not stat.S_ISREG(st.st_mode):
-                    continue
-                arcname = f"{rel}/{name}" if rel else name
-                archive.add(self._chunks((*folder, name)), arcname, size=st.st_size)
-        yield from archive
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for folder, dfd, dirs, files in self.walk(parts):
+                rel = "/".join(folder[base:])
+                if rel and not dirs and not files:
+                    archive.writestr(zipfile.ZipInfo(rel + "/"), b"")
+                for name in sorted(files):
+                    st = lstat_in(dfd, name)
+                    if st is None or not stat.S_ISREG(st.st_mode):
+                        continue
+                    info = zipfile.ZipInfo(f"{rel}/{name}" if rel else name, _zip_time(st.st_mtime))
+                    info.external_attr = (st.st_mode & 0xFFFF) << 16
+                    with archive.open(info, "w", force_zip64=st.st_size > zipfile.ZIP64_LIMIT) as member:
+                        for chunk in self._chunks((*folder, name)):
+                            member.write(chunk)
+                            yield sink.take()
+                    yield sink.take()
+        yield sink.take()
 
     def _chunks(self, parts: tuple[str, ...]) -> Iterator[bytes]:
         fd, _ = self.open(parts)
@@ -270,6 +276,28 @@ class Tree:
             st = lstat_in(dfd, name)
             if st is not None and st.st_mtime < cutoff:
                 _discard(dfd, name)
+
+
+class _Sink:
+    """A write-only file for zipfile that hands out what was written since the last take()."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
+
+
+def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:
+    return time.localtime(max(mtime, 315532800))[:6]  # zip cannot say anything before 1980
 
 
 def temp_name() -> str:
