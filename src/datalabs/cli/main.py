@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from datalabs.cli import admin, assets, catalogue, files, labs, pipelines, session, volumes
+from datalabs.cli import admin, apps, assets, catalogue, files, labs, pipelines, session, volumes
 from datalabs.cli.cwl_runner import cwl_runner
 from datalabs.cli.serve import serve
 from datalabs.cli.worker import worker
@@ -25,6 +25,7 @@ app.add_typer(volumes.app, name="volumes")
 app.add_typer(assets.app, name="assets")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(pipelines.runs_app, name="runs")
+app.add_typer(apps.app, name="apps")
 
 
 @app.callback(invoke_without_command=True)
