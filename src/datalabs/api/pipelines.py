@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as FastPath
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -360,6 +361,10 @@ def create_schedule(
 
 
 @router.delete("/schedules/{schedule_id}", status_code=204, responses={404: {}})
-def delete_schedule(schedule_id: int, principal: Principal = Depends(write), db: Session = Depends(get_db)):
+def delete_schedule(
+    schedule_id: int = FastPath(ge=1, le=2**31 - 1),
+    principal: Principal = Depends(write),
+    db: Session = Depends(get_db),
+):
     schedules.delete(db, principal, schedule_id)
     db.commit()
