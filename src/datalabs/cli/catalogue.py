@@ -7,17 +7,11 @@ import json
 import typer
 from rich.table import Table
 
+from datalabs.cli.output import client as _client
 from datalabs.cli.output import console, fail
-from datalabs.client import ApiError, Client, NotConfigured
+from datalabs.client import ApiError
 
 app = typer.Typer(help="Browse the datalab catalogue.")
-
-
-def _client() -> Client:
-    try:
-        return Client()
-    except NotConfigured as exc:
-        fail(str(exc))
 
 
 @app.command("ls")

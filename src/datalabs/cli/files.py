@@ -13,8 +13,10 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
+from datalabs.cli import output
+from datalabs.cli.output import call as _call
 from datalabs.cli.output import console, fail
-from datalabs.client import ApiError, Client, NotConfigured
+from datalabs.client import Client
 
 app = typer.Typer(help="List, upload, download and organise the files of your workspaces.")
 WS = typer.Option("me", "--ws", "-w", help="Workspace: 'me' or 'team:<name>'.")
@@ -22,10 +24,7 @@ CHUNK = 1 << 20
 
 
 def _client() -> Client:
-    try:
-        return Client(timeout=None)
-    except NotConfigured as exc:
-        fail(str(exc))
+    return output.client(timeout=None)  # transfers of large files may take as long as they take
 
 
 def url(ws: str, path: str) -> str:
@@ -41,13 +40,6 @@ def _bar() -> Progress:
         console=console,
         transient=True,
     )
-
-
-def _call(fn):
-    try:
-        return fn()
-    except ApiError as exc:
-        fail(exc.message)
 
 
 def size_text(n: int) -> str:

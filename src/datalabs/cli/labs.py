@@ -9,24 +9,12 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from datalabs.cli.output import call as _call
+from datalabs.cli.output import client as _client
 from datalabs.cli.output import console, fail
-from datalabs.client import ApiError, Client, NotConfigured
+from datalabs.client import Client
 
 app = typer.Typer(help="Launch and manage your labs (running datalabs).")
-
-
-def _client() -> Client:
-    try:
-        return Client()
-    except NotConfigured as exc:
-        fail(str(exc))
-
-
-def _call(fn):
-    try:
-        return fn()
-    except ApiError as exc:
-        fail(exc.message)
 
 
 @app.command()

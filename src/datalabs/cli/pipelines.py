@@ -9,25 +9,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from datalabs.cli.output import call as _call
+from datalabs.cli.output import client as _client
 from datalabs.cli.output import console, fail
-from datalabs.client import ApiError, Client, NotConfigured, RunFailed
+from datalabs.client import RunFailed
 
 app = typer.Typer(help="CWL pipelines: browse, register, push versions, run.")
 runs_app = typer.Typer(help="Pipeline runs: list, follow, cancel, outputs.")
-
-
-def _client() -> Client:
-    try:
-        return Client()
-    except NotConfigured as exc:
-        fail(str(exc))
-
-
-def _call(fn):
-    try:
-        return fn()
-    except ApiError as exc:
-        fail(exc.message)
 
 
 def _parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict:
