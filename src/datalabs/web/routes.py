@@ -11,12 +11,13 @@ from datalabs.web import (
     account_pages,
     admin_groups,
     admin_pages,
+    appstore_pages,
     auth_pages,
     catalogue_pages,
     explorer_pages,
     lab_launch,
     lab_pages,
-    placeholders,
+    pipeline_pages,
     volume_pages,
     workspace_pages,
 )
@@ -33,7 +34,8 @@ PAGE_ROUTERS = (
     admin_groups,
     workspace_pages,
     volume_pages,
-    placeholders,
+    pipeline_pages,
+    appstore_pages,
 )
 
 
