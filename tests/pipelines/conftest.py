@@ -113,6 +113,7 @@ def settings(tmp_path, db_url, smtp):
             "smtp_host": "127.0.0.1",
             "smtp_port": smtp.port,
             "webhook_secret": "hook-secret",
+            "webhook_allow_networks": ["127.0.0.0/8"],  # the test receiver
         },
     )
 

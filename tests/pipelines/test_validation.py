@@ -111,6 +111,8 @@ def test_bad_notify_timeout_and_schedule_are_refused(people):
         ({"notify": {"on": ["sometimes"]}}, "bad_notify"),
         ({"notify": {"email": ["not-an-address"]}}, "bad_notify"),
         ({"notify": {"webhooks": ["ftp://x"]}}, "bad_notify"),
+        ({"notify": {"webhooks": ["http://169.254.169.254/latest/meta-data"]}}, "bad_notify"),  # SSRF
+        ({"notify": {"webhooks": ["http://[::1]:8000/admin"]}}, "bad_notify"),
         ({"timeout": 0}, "bad_timeout"),
         ({"engine": "spark"}, "unknown_engine"),
         ({"version": "9.9"}, "version_not_found"),
@@ -119,6 +121,10 @@ def test_bad_notify_timeout_and_schedule_are_refused(people):
         assert r.json()["error"]["code"] == code, (body, r.text)
     r = ada.post("/api/v1/pipelines/hello/schedules", json={"cron": "every day", "inputs": {}})
     assert r.status_code == 422 and r.json()["error"]["code"] == "bad_cron"
+    internal = {"cron": "0 3 * * *", "inputs": {}, "notify": {"webhooks": ["http://10.0.0.5/hook"]}}
+    r = ada.post("/api/v1/pipelines/hello/schedules", json=internal)
+    assert r.status_code == 422 and "internal address 10.0.0.5" in r.json()["error"]["message"]
+    assert ada.get("/api/v1/pipelines/hello/schedules").json() == []
     assert _runs(ada) == []
 
 

@@ -3,6 +3,7 @@
 Webhooks are POSTed as JSON with `X-Datalabs-Timestamp` and `X-Datalabs-Signature: sha256=<hex>`, the
 HMAC-SHA256 of `<timestamp>.<body>` under `pipelines.webhook_secret` (default: the platform's secret
 key): receivers recompute it and refuse stale timestamps, so a forged or replayed call is detectable.
+Webhooks only go to public addresses (or networks the operator allows): see `webhooks`.
 Each run notifies at most once (the `notified` flag is flipped before sending).
 """
 
@@ -18,9 +19,8 @@ from abc import ABC, abstractmethod
 from email.message import EmailMessage
 from typing import Any
 
-import httpx
-
 from datalabs.config import Settings
+from datalabs.pipelines import webhooks
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class WebhookNotifier(Notifier):
     def __init__(self, settings: Settings) -> None:
         self.secret = settings.pipelines.webhook_secret or settings.secret_key
         self.timeout = settings.pipelines.webhook_timeout
+        self.allowed = settings.pipelines.webhook_allow_networks
 
     def send(self, event: dict[str, Any]) -> None:
         body = json.dumps({"event": event["kind"], "run": event["run"]}, sort_keys=True).encode()
@@ -68,7 +69,7 @@ class WebhookNotifier(Notifier):
             "X-Datalabs-Signature": sign(self.secret, stamp, body),
         }
         for url in event["to"]:
-            httpx.post(url, content=body, headers=headers, timeout=self.timeout).raise_for_status()
+            webhooks.post(url, body, headers, self.timeout, self.allowed)
 
 
 def run_event(run, base_url: str = "") -> dict[str, Any]:

@@ -16,7 +16,7 @@ from datalabs.config import Settings
 from datalabs.db.models import Pipeline, PipelineRun, User
 from datalabs.errors import Invalid, NotFound
 from datalabs.pipelines import inputs as run_inputs
-from datalabs.pipelines import queue, registry
+from datalabs.pipelines import queue, registry, webhooks
 from datalabs.pipelines.documents import describe
 from datalabs.workspaces import service as workspaces
 
@@ -29,8 +29,12 @@ def principal_of(db: Session, user: User) -> Principal:
     return Principal(user=user, groups=frozenset(user_groups(db, user.id)), via="worker")
 
 
-def check_notify(notify: dict[str, Any] | None) -> dict[str, Any]:
-    """{"on": ["failure"|"success"], "email": true (the owner) | [addresses], "webhooks": [urls]}."""
+def check_notify(notify: dict[str, Any] | None, webhook_networks: list[str] | None = None) -> dict[str, Any]:
+    """{"on": ["failure"|"success"], "email": true (the owner) | [addresses], "webhooks": [urls]}.
+
+    With `webhook_networks` (the operator's allowed networks) each webhook's destination is checked now
+    (see `webhooks`); runs fired by a schedule skip that, so a DNS hiccup never costs a run: the
+    destination is checked again before each call anyway."""
     if not notify:
         return {}
     if not isinstance(notify, dict):
@@ -62,6 +66,9 @@ def check_notify(notify: dict[str, Any] | None) -> dict[str, Any]:
         raise Invalid("notify.webhooks: a list of http(s) URLs", code="bad_notify")
     if len(hooks) > 10 or (isinstance(email, list) and len(email) > 20):
         raise Invalid("notify: at most 20 addresses and 10 webhooks", code="bad_notify")
+    if webhook_networks is not None:
+        for hook in hooks:
+            webhooks.check_destination(hook, webhook_networks)
     return {"on": sorted(set(on)), "email": email, "webhooks": hooks}
 
 
@@ -118,7 +125,7 @@ def submit(
         engine=engine,
         inputs=normalised,
         output_space=output_space,
-        notify=check_notify(notify),
+        notify=check_notify(notify, None if schedule_id else settings.pipelines.webhook_allow_networks),
         timeout=timeout or settings.pipelines.default_timeout,
         max_attempts=settings.pipelines.max_attempts,
     )

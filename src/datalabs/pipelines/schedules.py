@@ -72,7 +72,7 @@ def create(
         cron=cron,
         inputs=inputs or {},
         output_space=output_space,
-        notify=runs.check_notify(notify),
+        notify=runs.check_notify(notify, settings.pipelines.webhook_allow_networks),
         next_due=next_after(cron, now or utcnow()),
     )
     db.add(schedule)

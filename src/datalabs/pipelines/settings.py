@@ -36,6 +36,11 @@ class PipelineSettings(BaseModel):
     webhook_secret: str = Field(
         "", description="Key that signs webhooks (HMAC-SHA256); empty: the platform's secret key."
     )
+    webhook_allow_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) webhooks may reach besides public addresses, e.g. an internal receiver; "
+        "loopback, private and link-local addresses are refused otherwise.",
+    )
     webhook_timeout: float = Field(10.0, gt=0, description="Seconds a webhook receiver has to answer.")
     scheduler_interval: float = Field(15.0, gt=0, description="Seconds between checks for due schedules.")
     system: bool = Field(True, description="Register the system pipelines shipped with Datalabs at start.")
