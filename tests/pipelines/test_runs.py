@@ -107,3 +107,21 @@ def test_cancel_a_queued_run_is_immediate(people, app):
     run = ada.post("/api/v1/pipelines/hello/runs", json={}).json()
     done = ada.post(f"/api/v1/runs/{run['id']}/cancel", json={}).json()
     assert done["state"] == "cancelled"
+
+
+def test_outputs_over_the_workspace_quota_fail_the_run_and_write_nothing(people, settings):
+    settings.workspaces.quotas["user:ada"] = 5  # the banner is 10 bytes
+    people.user("ada")
+    ada = people.login("ada")
+    register(ada, "hello", HELLO)
+    run = wait_run(
+        ada, ada.post("/api/v1/pipelines/hello/runs", json={"inputs": {"text": "Ada"}}).json()["id"]
+    )
+    assert run["state"] == "failed" and run["attempts"] == 1, run
+    assert (
+        "the output folder (10 bytes) does not fit" in run["reason"]
+        and "quota leaves 5 bytes free" in run["reason"]
+    )
+    assert run["outputs"] is None and not run["output_dir"]
+    assert not (settings.home / "workspaces/users/ada/pipelines/hello" / run["id"]).exists()
+    assert "nothing was written to the workspace" in ada.get(f"/api/v1/runs/{run['id']}/logs").text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,16 @@ def deliver(
             shutil.rmtree(outdir, ignore_errors=True)
     folder = f"{space.id}/pipelines/{pipeline}/{run_id}"
     return folder, rewrite(outputs, f"file://{outdir}", folder)
+
+
+def size_of(outdir: Path) -> int:
+    """Bytes the outputs will add to the workspace, counted as its usage is: regular files, no links."""
+    total = 0
+    for root, _, files in os.walk(outdir):
+        for name in files:
+            st = os.lstat(os.path.join(root, name))
+            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
 
 
 def _remove_at(dfd: int, name: str) -> None:

@@ -25,6 +25,7 @@ from datalabs.pipelines import documents, notify, outputs, queue, runs, sandbox,
 from datalabs.pipelines import inputs as run_inputs
 from datalabs.pipelines.engines.base import INFRA, SUCCEEDED, PipelineEngine, Result, RunSpec, get_engine
 from datalabs.workspaces import service as workspaces
+from datalabs.workspaces.upload import too_large
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class Worker:
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
         self.sandbox = self.cfg.sandbox and sandbox.available()
+        # Outputs count against the workspace quota like uploads; measured at most every usage_ttl seconds.
+        self.usage = workspaces.UsageCache(settings.workspaces.usage_ttl)
         if self.cfg.sandbox and not self.sandbox:
             log.warning("pipelines: bubblewrap is missing: CWL tools run WITHOUT a sandbox on this host")
 
@@ -164,6 +167,12 @@ class Worker:
         if result is None:
             return "lost"  # no longer ours: whoever holds it now decides
         if result.state == SUCCEEDED:
+            size, free = outputs.size_of(spec.outdir), self.usage.free(space)
+            if size > free:
+                # A user error, not an infrastructure one: retrying would not make room.
+                reason = too_large(f"the output folder ({size:,} bytes)", free).message
+                _append(logfile, f"=== failed: {reason}; nothing was written to the workspace ===\n")
+                return self._final(claim, "failed", reason)
             try:
                 folder, objects = outputs.deliver(
                     space, pipeline_name, claim.run_id, spec.outdir, result.outputs
@@ -171,6 +180,7 @@ class Worker:
             except OSError as exc:
                 result = Result(INFRA, f"could not move the outputs into the workspace: {exc}")
             else:
+                self.usage.add(space, size)
                 _append(logfile, f"=== succeeded: outputs in {folder} ===\n")
                 shutil.rmtree(attempt_dir, ignore_errors=True)
                 return self._final(claim, "succeeded", "", objects, folder)
