@@ -119,6 +119,14 @@ class AssetSettings(BaseModel):
     tile_attribution: str = Field("", description="Attribution shown for the tiles.")
 
 
+class BuilderSettings(BaseModel):
+    allow_local_git: bool = Field(
+        False,
+        description="Let users build datalabs from git repositories given as local paths or file:// URLs "
+        "(off: a user could otherwise read any repository on the platform's host).",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `datalabs serve` binds.")
     port: int = Field(8000, description="Port `datalabs serve` binds.")
@@ -141,6 +149,7 @@ class Settings(BaseSettings):
     volumes: VolumeSettings = Field(default_factory=VolumeSettings)
     assets: AssetSettings = Field(default_factory=AssetSettings)
     pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
+    builder: BuilderSettings = Field(default_factory=BuilderSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -157,7 +157,7 @@ def test_broken_requirement_fails_with_the_line_and_publishes_nothing(app, team,
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_bad_sources_are_refused_clearly_and_nothing_is_kept(app, settings, team, tmp_path, monkeypatch):
+def test_bad_sources_are_refused_clearly_and_nothing_is_kept(app, settings, team, tmp_path):
     ada = team["ada"]
     ada.post("/api/v1/apps", json={"name": "evil"})
     r = upload(ada, "evil", evil_zip({"datalab-meta.yml": b"title: x", "../../escape.txt": b"x"}))
@@ -180,7 +180,9 @@ def test_bad_sources_are_refused_clearly_and_nothing_is_kept(app, settings, team
     assert r.status_code == 422 and "not a git URL" in r.json()["error"]["message"]
     r = ada.post("/api/v1/apps/evil/versions", json={"workspace": {"path": "../x"}})
     assert r.status_code == 422
-    monkeypatch.setenv("DATALABS_ALLOW_LOCAL_GIT", "1")
+    r = ada.post("/api/v1/apps/evil/versions", json={"git": {"url": "file:///srv/some/repo.git"}})
+    assert r.status_code == 422, r.text  # local repositories only when the operator allows them
+    settings.builder.allow_local_git = True
     from tests.builder.test_sources import bare_repo
 
     url = bare_repo(tmp_path, make_sources(tmp_path / "gitsrc"))

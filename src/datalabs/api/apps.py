@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from datetime import datetime
 from typing import Any
 
@@ -252,7 +251,7 @@ def _json_object(text: str) -> dict:
 def _remote_source(db, settings, principal, body: VersionCreate):
     if body.git:
         git = body.git
-        allow_local = os.environ.get("DATALABS_ALLOW_LOCAL_GIT") == "1"
+        allow_local = settings.builder.allow_local_git
         return (
             lambda staging: f"{git.url}@{git_clone(staging, git.url, git.ref, allow_local=allow_local)}"
         ), "git"
