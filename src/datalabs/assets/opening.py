@@ -1,0 +1,226 @@
+"""Open in Datalab: put an asset's file where a lab of its owner can open it, and say where and how.
+
+Two placements (DESIGN §5):
+
+- *mounted*: the lab mounts the asset's data volume, so the file already is at
+  `/media/data/<volume>/<path>` inside it, read-only, at no cost;
+- *copied*: otherwise the file is copied into the owner's personal workspace, under
+  `from-explorer/<name>` (a suffix on a name clash), atomically and within the workspace quota.
+
+A JupyterLab serves only files below its root directory (its `--ServerApp.root_dir`, the personal
+workspace for the built-in flavours), so for a JupyterLab a mounted file outside that root is copied
+too: the URL returned must really open the file. Desktop labs and other web labs get the path to use
+and the lab's URL.
+
+The asset must be visible to the user (its volume allowed to them), and the lab theirs: another
+user's lab is reported as missing, also to administrators, because opening a file writes into the
+lab owner's workspace.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from datalabs.accounts.principal import Principal
+from datalabs.assets.base import AssetRecord
+from datalabs.assets.service import Assets, visible_collections
+from datalabs.catalogue.schema import DatalabMeta
+from datalabs.catalogue.service import Catalogue
+from datalabs.config import Settings
+from datalabs.db.models import Datalab, DatalabVersion, Lab, Volume
+from datalabs.errors import Conflict, NotFound
+from datalabs.labs import service as labs
+from datalabs.runtimes.base import LabSpec
+from datalabs.volumes.service import MOUNT_ROOT
+from datalabs.workspaces import service as workspaces
+from datalabs.workspaces.paths import Entry, in_dir, parts_of
+from datalabs.workspaces.service import UsageCache
+from datalabs.workspaces.tree import Tree
+from datalabs.workspaces.upload import too_large
+
+FOLDER = "from-explorer"  # where copies land in the personal workspace
+WORKSPACE = "/media/home/my_workspace"  # the personal workspace inside a lab
+ROOT_OPTIONS = (
+    "--ServerApp.root_dir",
+    "--ServerApp.notebook_dir",
+    "--NotebookApp.notebook_dir",
+    "--notebook-dir",
+)
+MAX_SUFFIX = 1000
+
+
+@dataclass(frozen=True)
+class Opened:
+    lab_id: str
+    path: str  # absolute path of the file inside the lab
+    url: str  # opens the file (JupyterLab) or else the lab
+    lab_url: str
+    placement: str  # "mounted" | "copied"
+    launched: bool  # a new lab was launched for it (its start page leads there)
+    token: str = ""  # the launched lab's API token: the caller spawns the lab after committing
+
+
+def jupyter_root(meta: DatalabMeta) -> str | None:
+    """The directory a Jupyter web lab serves files from (None: not a Jupyter server). Without a root
+    option Jupyter serves its working directory, which labs start in (`LabSpec.workdir`)."""
+    command = meta.runtime.command
+    if meta.runtime.kind != "web" or not command or not Path(command[0]).name.startswith("jupyter"):
+        return None
+    for arg in command[1:]:
+        option, sep, value = arg.partition("=")
+        if sep and option in ROOT_OPTIONS and value.startswith("/"):
+            return value.rstrip("/") or "/"
+    return LabSpec.__dataclass_fields__["workdir"].default
+
+
+def opens_files(meta: DatalabMeta) -> bool:
+    """Whether a lab of this datalab can show a given file: a JupyterLab (it opens the URL we return)
+    or a desktop app (its file dialogs reach the path). Other web apps only get the path to show."""
+    return meta.runtime.kind == "desktop" or jupyter_root(meta) is not None
+
+
+def open_asset(
+    db: Session,
+    settings: Settings,
+    catalogue: Catalogue,
+    assets: Assets,
+    usage: UsageCache,
+    principal: Principal,
+    asset_id: str,
+    *,
+    lab_id: str | None = None,
+    datalab: str | None = None,
+    version: str | None = None,
+) -> Opened:
+    """Open asset `asset_id` in the principal's running lab `lab_id`, or in a new lab of `datalab`
+    (launched with the asset's volume; the caller commits, then spawns it with `Opened.token`)."""
+    if (lab_id is None) == (datalab is None):
+        raise ValueError("give exactly one of lab_id and datalab")
+    record = assets.get(asset_id, visible_collections(db, principal))
+    volume = _volume(db, record)
+    parts = parts_of(record.path)
+    source = Tree(Path(volume.host_path))
+    try:
+        kind = source.stat(parts).type
+    except NotFound:  # the index is older than the volume, or the volume is offline
+        raise NotFound(
+            f"the file of asset '{asset_id}' is no longer in data volume '{volume.name}'",
+            code="file_not_found",
+        ) from None
+    if kind != "file":
+        raise Conflict(
+            f"asset '{asset_id}' is not a regular file in volume '{volume.name}'", code="not_a_file"
+        )
+    token = ""
+    if lab_id is not None:
+        lab = _own_running_lab(db, principal, lab_id)
+    else:
+        request = labs.LaunchRequest(datalab=datalab, version=version, volumes=(volume.name,))
+        lab, token = labs.create(db, settings, catalogue, principal, request)
+    meta = _meta(db, lab)
+    root = jupyter_root(meta)
+    mounted = f"{MOUNT_ROOT}/{volume.name}/{record.path}"
+    if volume.name in lab.volumes and (root is None or _below(mounted, root)):
+        path, placement = mounted, "mounted"
+    else:
+        copied = _copy(settings, usage, principal, source, parts, record)
+        path, placement = f"{WORKSPACE}/{copied}", "copied"
+    lab_url = f"/datalabs/{lab.id}/"
+    url = f"{lab_url}lab/tree/{quote(_relative(path, root))}" if root and _below(path, root) else lab_url
+    return Opened(lab.id, path, url, lab_url, placement, launched=bool(token), token=token)
+
+
+def _volume(db: Session, record: AssetRecord) -> Volume:
+    volume = db.scalar(select(Volume).where(Volume.name == record.collection))
+    if volume is None:  # e.g. an archive listing ingested without its files
+        raise Conflict(
+            f"asset '{record.id}' belongs to collection '{record.collection}', which is not a data volume "
+            "of this platform: its file cannot be opened in a lab",
+            code="no_volume",
+        )
+    return volume
+
+
+def _own_running_lab(db: Session, principal: Principal, lab_id: str) -> Lab:
+    lab = db.get(Lab, lab_id)
+    if lab is None or lab.owner_id != principal.user.id:
+        raise NotFound(f"no lab '{lab_id}'", code="lab_not_found")
+    if lab.state != "running":
+        raise Conflict(
+            f"lab '{lab.name}' is {lab.state}, not running: "
+            "open the file in a running lab or launch a new one",
+            code="lab_not_running",
+        )
+    return lab
+
+
+def _meta(db: Session, lab: Lab) -> DatalabMeta:
+    row = db.scalar(
+        select(DatalabVersion)
+        .join(Datalab)
+        .where(Datalab.name == lab.datalab, DatalabVersion.version == lab.version)
+    )
+    if row is None:
+        raise Conflict(
+            f"lab '{lab.name}' runs datalab '{lab.datalab}' {lab.version}, which the catalogue no longer has",
+            code="datalab_gone",
+        )
+    return DatalabMeta.model_validate(row.meta)
+
+
+def _below(path: str, root: str) -> bool:
+    return PurePosixPath(path).is_relative_to(root)
+
+
+def _relative(path: str, root: str) -> str:
+    return str(PurePosixPath(path).relative_to(root))
+
+
+def _copy(
+    settings: Settings,
+    usage: UsageCache,
+    principal: Principal,
+    source: Tree,
+    parts: tuple[str, ...],
+    record: AssetRecord,
+) -> str:
+    """Copy the file into `from-explorer/` of the personal workspace; its path there. A copy made by an
+    earlier open (same size and modification time) is reused rather than copied again."""
+    space = workspaces.personal(settings, principal.name)
+    with in_dir(source.root, parts[:-1]) as dfd:
+        st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+    src = Entry.of(parts, st)
+    for name in _names(parts[-1]):
+        dest = (FOLDER, name)
+        try:
+            existing = space.tree.stat(dest)
+        except NotFound:
+            break
+        if existing.type == "file" and existing.size == src.size and existing.modified == src.modified:
+            return "/".join(dest)
+    else:
+        raise Conflict(f"'{FOLDER}' already holds {MAX_SUFFIX} files named like '{parts[-1]}'", code="exists")
+    free = usage.free(space)
+    if src.size > free:
+        raise too_large(f"'{parts[-1]}' ({src.size:,} bytes)", free)
+    # Tree.copy writes under a temporary name and renames: the name only ever holds a whole copy.
+    # (A name taken by a concurrent open in between is reported as a clash: 409, nothing overwritten.)
+    source.copy(parts, space.tree, dest)
+    with in_dir(space.tree.root, dest[:-1]) as dfd:  # the source's time marks it as that file's copy
+        os.utime(dest[-1], ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
+    usage.add(space, src.size)
+    return "/".join(dest)
+
+
+def _names(name: str):
+    """`name`, then `stem (1).ext`, `stem (2).ext`, ... (the extension kept: `.crx.gz` stays whole)."""
+    yield name
+    stem, dot, ext = name.partition(".") if not name.startswith(".") else (name, "", "")
+    for n in range(1, MAX_SUFFIX):
+        yield f"{stem} ({n}){dot}{ext}"
