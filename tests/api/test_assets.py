@@ -4,7 +4,26 @@ from __future__ import annotations
 
 import pytest
 
+from datalabs.config import Settings
+from tests.api.test_labs import wait_state
 from tests.assets.seed import seed
+from tests.catalogue.test_loader import write
+
+GNSS = "GsscOpen:obs/2024/001/ABMF00GLP_R_20240010000_01D_30S_GO.crx.gz"
+
+
+@pytest.fixture
+def settings(tmp_path, db_url):
+    """A fake web datalab to open files in (the fake runtime), and a small quota for mia."""
+    write(tmp_path / "defs", "fake", 'title: Fake\nversion: "1"\nruntime: {kind: web, command: [fake-lab]}\n')
+    return Settings(
+        home=tmp_path / "home",
+        db={"url": db_url},
+        auth={"secret_key": "k"},
+        catalogue={"dirs": [tmp_path / "defs"], "builtin": False},
+        labs={"backend": "datalabs.runtimes.testing:FakeRuntime"},
+        workspaces={"quotas": {"user:mia": 10}},
+    )
 
 
 @pytest.fixture
@@ -85,3 +104,102 @@ def test_bad_parameters_are_clear_4xx(seeded, params):
     r = seeded.login("ada").get("/api/v1/assets/search", params=params)
     assert r.status_code == 422
     assert r.json()["error"]["message"]
+
+
+# ---- Open in Datalab --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def archive(seeded, tmp_path):
+    """The file behind GNSS really on the GsscOpen volume."""
+    path = tmp_path / "GsscOpen" / GNSS.split(":", 1)[1]
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"RINEX observations")
+    return seeded
+
+
+def running(client, **fields) -> str:
+    lab = client.post("/api/v1/labs", json={"datalab": "fake", **fields}).json()
+    assert wait_state(client, lab["id"])["state"] == "running"
+    return lab["id"]
+
+
+def test_open_in_a_lab_that_mounts_the_volume(archive):
+    ada = archive.login("ada")
+    lab = running(ada, volumes=["GsscOpen"])
+    r = ada.post(f"/api/v1/assets/{GNSS}/open", json={"lab_id": lab})
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "lab_id": lab,
+        "path": "/media/data/GsscOpen/" + GNSS.split(":", 1)[1],
+        "url": f"/datalabs/{lab}/",  # not a JupyterLab: the lab, and the path to show
+        "lab_url": f"/datalabs/{lab}/",
+        "placement": "mounted",
+        "launched": False,
+    }
+
+
+def test_open_copies_into_the_workspace_when_the_lab_lacks_the_volume(archive):
+    ada = archive.login("ada")
+    lab = running(ada)
+    body = ada.post(f"/api/v1/assets/{GNSS}/open", json={"lab_id": lab}).json()
+    name = GNSS.rsplit("/", 1)[1]
+    assert (body["placement"], body["path"]) == ("copied", f"/media/home/my_workspace/from-explorer/{name}")
+    copy = ada.get(f"/api/v1/workspaces/me/files/from-explorer/{name}")
+    assert copy.status_code == 200 and copy.content == b"RINEX observations"
+
+
+def test_open_launching_a_new_lab_with_the_volume(archive):
+    ada = archive.login("ada")
+    r = ada.post(f"/api/v1/assets/{GNSS}/open", json={"datalab": "fake"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["launched"] and body["placement"] == "mounted"
+    lab = wait_state(ada, body["lab_id"])
+    assert (lab["state"], lab["volumes"]) == ("running", ["GsscOpen"])
+
+
+@pytest.mark.parametrize(
+    ("who", "asset", "payload", "status", "code"),
+    [
+        ("ada", "GsscOpen:obs/nothing.rnx", "own", 404, "asset_not_found"),
+        ("ada", "AstroSecret:jwst/secret_nircam.fits", "own", 404, "asset_not_found"),
+        ("ada", GNSS, "others", 404, "lab_not_found"),
+        ("ada", GNSS, "stopped", 409, "lab_not_running"),
+        ("ada", GNSS, {"datalab": "nope"}, 404, "datalab_not_found"),
+        ("ada", GNSS, {}, 422, None),
+        ("ada", GNSS, {"lab_id": "x", "datalab": "fake"}, 422, None),
+        ("root", "Unregistered:stray.txt", "own", 409, "no_volume"),
+        ("mia", GNSS, "own", 413, "quota_exceeded"),
+    ],
+)
+def test_open_errors_are_precise(archive, who, asset, payload, status, code):
+    client = archive.login(who)
+    if payload in ("own", "stopped"):
+        lab = running(client)
+        if payload == "stopped":
+            assert client.post(f"/api/v1/labs/{lab}/stop", json={}).status_code < 300
+        payload = {"lab_id": lab}
+    elif payload == "others":
+        payload = {"lab_id": running(archive.login("mia"))}
+    r = client.post(f"/api/v1/assets/{asset}/open", json=payload)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["message"]
+    if code:
+        assert error["code"] == code
+    else:
+        assert "lab_id" in error["message"] and "datalab" in error["message"]
+
+
+def test_open_needs_a_token_that_may_write_files_or_launch(archive):
+    ada = archive.login("ada")
+    lab = running(ada)
+    headers = archive.token("ada", ["assets:read"])
+    r = archive.client.post(f"/api/v1/assets/{GNSS}/open", json={"lab_id": lab}, headers=headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "insufficient_scope")
+    headers = archive.token("ada", ["assets:read", "files:write"])
+    r = archive.client.post(f"/api/v1/assets/{GNSS}/open", json={"lab_id": lab}, headers=headers)
+    assert r.status_code == 200, r.text
+    r = archive.client.post(f"/api/v1/assets/{GNSS}/open", json={"datalab": "fake"}, headers=headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "insufficient_scope")

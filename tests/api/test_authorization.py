@@ -158,6 +158,13 @@ ASSET_OF_DEMO = {"anonymous": 401, "user": 404, "member": OK, "admin": OK, "narr
 ROUTES += [
     ("GET", "/api/v1/assets/search", None, ASSET_READ),
     ("GET", "/api/v1/assets/Demo:a.txt", None, ASSET_OF_DEMO),
+    # Opening launches a lab of the caller with volume Demo: those allowed Demo (astro) may.
+    (
+        "POST",
+        "/api/v1/assets/Demo:a.txt/open",
+        {"datalab": "fake"},
+        {**ASSET_OF_DEMO, "reader": OK, "owner": OK},
+    ),
     ("GET", "/stac", None, ASSET_READ),
     ("GET", "/stac/conformance", None, ASSET_READ),
     ("GET", "/stac/queryables", None, ASSET_READ),
@@ -247,7 +254,7 @@ def _template(path: str) -> str:
     path = re.sub(r"/files/.+$", "/files/{path}", path)
     path = re.sub(r"^/api/v1/workspaces/(me|team:[^/]+)", "/api/v1/workspaces/{ws}", path)
     path = re.sub(r"^/api/v1/volumes/Demo", "/api/v1/volumes/{name}", path)
-    path = re.sub(r"^/api/v1/assets/Demo:.*", "/api/v1/assets/{asset_id}", path)
+    path = re.sub(r"^/api/v1/assets/Demo:[^/]*", "/api/v1/assets/{asset_id}", path)
     path = re.sub(
         r"^/stac/collections/Demo/items/.+", "/stac/collections/{collection_id}/items/{item_id}", path
     )

@@ -1,4 +1,4 @@
-"""Asset explorer API v1: faceted search and asset details (DESIGN §6)."""
+"""Asset explorer API v1: faceted search, asset details and Open in Datalab (DESIGN §6)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db, scope
-from datalabs.assets import params
+from datalabs.api.deps import get_db, get_settings, scope
+from datalabs.api.schemas import Strict
+from datalabs.assets import opening, params
 from datalabs.assets import service as assets_service
 from datalabs.assets.base import FACETS, AssetRecord
 from datalabs.assets.base import Query as AssetQuery
+from datalabs.config import Settings
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"], responses={401: {}, 403: {}})
 read = scope("assets:read")
@@ -128,3 +131,85 @@ def get_asset(
 ) -> AssetOut:
     allowed = assets_service.visible_collections(db, principal)
     return AssetOut.of(request.app.state.assets.get(asset_id, allowed))
+
+
+class OpenBody(Strict):
+    """Either a running lab of yours (`lab_id`) or a datalab to launch (`datalab`, optional `version`)."""
+
+    lab_id: str | None = Field(None, min_length=1, max_length=32, description="A running lab of yours.")
+    datalab: str | None = Field(
+        None, min_length=1, max_length=64, description="Launch this datalab with the asset's volume."
+    )
+    version: str | None = Field(None, max_length=64, description="With `datalab`: the version to launch.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OpenBody:
+        if (self.lab_id is None) == (self.datalab is None):
+            raise ValueError("give either 'lab_id' (a running lab of yours) or 'datalab' (one to launch)")
+        if self.version is not None and self.datalab is None:
+            raise ValueError("'version' goes with 'datalab'")
+        return self
+
+
+class OpenOut(BaseModel):
+    lab_id: str
+    path: str = Field(description="The file's path inside the lab.")
+    url: str = Field(description="Opens the file (JupyterLab), or else the lab.")
+    lab_url: str
+    placement: str = Field(description="'mounted' (the lab's data volume) or 'copied' (into your workspace).")
+    launched: bool = Field(
+        description="A new lab was launched: it is starting; follow /api/v1/labs/{id}/events."
+    )
+
+
+@router.post(
+    "/{asset_id:path}/open",
+    response_model=OpenOut,
+    responses={404: {}, 409: {}, 413: {}, 422: {}, 429: {}},
+    summary="Open an asset in a running lab of yours, or in a new one",
+)
+async def open_asset(
+    asset_id: str,
+    body: OpenBody,
+    request: Request,
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+) -> OpenOut:
+    """The file is reachable at `path` in the lab: at `/media/data/<volume>/...` when the lab mounts the
+    asset's volume (a launched lab does), else as a copy in `my_workspace/from-explorer/`."""
+    # Opening copies into your workspace, launching starts a lab: the token must allow those too.
+    principal.require("files:write" if body.lab_id else "labs:write")
+    state = request.app.state
+
+    def run() -> opening.Opened:
+        try:
+            opened = opening.open_asset(
+                db,
+                settings,
+                state.catalogue,
+                state.assets,
+                state.usage,
+                principal,
+                asset_id,
+                lab_id=body.lab_id,
+                datalab=body.datalab,
+                version=body.version,
+            )
+            db.commit()
+        except BaseException:
+            db.rollback()  # a launched lab's record and token go with the failure
+            raise
+        return opened
+
+    opened = await to_thread.run_sync(run)  # a copy may take a while: not on the event loop
+    if opened.launched:
+        state.labs.spawn(opened.lab_id, opened.token)
+    return OpenOut(
+        lab_id=opened.lab_id,
+        path=opened.path,
+        url=opened.url,
+        lab_url=opened.lab_url,
+        placement=opened.placement,
+        launched=opened.launched,
+    )
