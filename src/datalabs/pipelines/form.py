@@ -80,12 +80,13 @@ def field_of(p: Param, typed: dict[str, str] | None = None) -> Field:
         "type_text": type_text(p.type),
         "required": not (nullable or p.has_default),
     }
-    if t == "boolean":
+    scalar = t if isinstance(t, str) else ""
+    if scalar == "boolean":
         checked = (raw == "true") if typed is not None else bool(p.default)
-        return Field(**common, widget="checkbox", checked=checked, required=False)
-    if t in NUMBERS:
-        return Field(**common, widget="number", value=value, step="1" if NUMBERS[t] is int else "any")
-    if t in FILE_TYPES:
+        return Field(**{**common, "required": False}, widget="checkbox", checked=checked)
+    if scalar in NUMBERS:
+        return Field(**common, widget="number", value=value, step="1" if NUMBERS[scalar] is int else "any")
+    if scalar in FILE_TYPES:
         return Field(**common, widget="file", value=value, kind=t)
     if isinstance(t, dict) and t.get("type") == "enum":
         symbols = [short_id(s) for s in t.get("symbols", [])]
@@ -93,7 +94,7 @@ def field_of(p: Param, typed: dict[str, str] | None = None) -> Field:
     if isinstance(t, dict) and t.get("type") == "array" and _scalar_items(t.get("items")):
         items = t.get("items")
         return Field(**common, widget="lines", value=value, kind=items if items in FILE_TYPES else "")
-    if t in ("string", "Any"):
+    if scalar in ("string", "Any"):
         return Field(**common, widget="text", value=value)
     return Field(**common, widget="json", value=value)
 
@@ -107,6 +108,8 @@ def fields(params: list[Param], typed: dict[str, str] | None = None) -> list[Fie
 
 
 def _convert(t: Any, text: str, where: str) -> Any:
+    if not isinstance(t, str):
+        return text  # enum symbols and the like: the run service checks them
     if t in NUMBERS:
         try:
             return NUMBERS[t](text)
