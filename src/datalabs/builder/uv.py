@@ -149,7 +149,11 @@ class UvBuilder(Builder):
                 "UV_NO_PROGRESS": "1",
                 "NO_COLOR": "1",
                 "UV_LINK_MODE": "copy",  # the cache and the environment may be on different file systems
+                # The host's trust store, not uv's bundled one: sites reach the index through their own
+                # TLS proxy or mirror with a local CA far more often than not.
+                "UV_NATIVE_TLS": "1",
                 "LANG": "C.UTF-8",
+                **proxy_environment(),
             },
         )
         command = bwrap_command(spec, bwrap, uid, ["--die-with-parent"])
@@ -189,6 +193,12 @@ class UvBuilder(Builder):
                 "VIRTUAL_ENV": str(env),
             },
         )
+
+
+def proxy_environment() -> dict[str, str]:
+    """The platform's HTTP proxy settings, passed on to builds so they reach the index the host reaches."""
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR")
+    return {k: v for name in names for k in (name, name.lower()) if (v := os.environ.get(k))}
 
 
 def failing_line(lines: list[str]) -> str:
