@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from datalabs.catalogue import service as catalogue_service
 from datalabs.catalogue.service import availability
 from datalabs.db.engine import transaction
@@ -38,14 +36,6 @@ def test_layout_is_accessible_and_self_contained(user):
 
 def test_admin_sees_admin_in_nav(admin):
     assert '<a href="/admin/users">Admin</a>' in admin.get("/catalogue").text
-
-
-@pytest.mark.parametrize("path", ["/appstore"])
-def test_areas_not_built_yet_say_so(user, path):
-    r = user.get(path)
-    assert r.status_code == 200
-    assert "not available yet — arrives in a later release" in r.text
-    assert 'aria-current="page"' in r.text
 
 
 def test_unknown_page_is_a_friendly_404(user):

@@ -1,0 +1,179 @@
+"""What the app store pages show: app cards, version states, the metadata form (DESIGN §7) and the
+translation between that form and the metadata overrides the builder takes.
+
+Pure presentation over `db.models.App`; who may see or change an app stays in `builder.service`."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from datalabs.builder.meta import MANDATORY, RECOMMENDED
+from datalabs.db.models import App, AppVersion
+
+STATE_LABELS = {
+    "private": "Private",
+    "submitted": "Waiting for review",
+    "published": "Published",
+    "rejected": "Changes requested",
+    "queued": "Queued",
+    "building": "Building",
+    "built": "Built",
+    "failed": "Build failed",
+}
+STATE_TONES = {"published": "ok", "built": "ok", "failed": "error", "rejected": "warn", "submitted": "info"}
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str  # dotted metadata key, also the form field's name
+    label: str
+    help: str = ""
+    multiline: bool = False
+    is_list: bool = False  # comma-separated in the form, a YAML list in the metadata
+
+
+FIELDS = {
+    f.key: f
+    for f in (
+        Field("title", "Title", "The name people see in the catalogue."),
+        Field("abstract", "Abstract", "One or two sentences on what it is for.", multiline=True),
+        Field(
+            "distribution.license",
+            "Licence",
+            "Required to publish, e.g. MIT, BSD-3-Clause, CC-BY-4.0.",
+        ),
+        Field("description", "Description", "What it contains and how to use it.", multiline=True),
+        Field("creator.name", "Creator"),
+        Field("contactPoint.email", "Contact e-mail"),
+        Field("keywords", "Keywords", "Separated by commas.", is_list=True),
+        Field("mission", "Mission", "Separated by commas.", is_list=True),
+        Field("domain", "Domain", "Such as Astronomy or Heliophysics."),
+        Field("alternateName", "Alternative name"),
+        Field("contactPoint.organisation-name", "Organisation"),
+        Field("instrument", "Instrument", "Separated by commas.", is_list=True),
+        Field("requiredDataset", "Required datasets", "Separated by commas.", is_list=True),
+        Field("citation", "Citation"),
+        Field("thumbnailUrl", "Thumbnail URL", "An image shown on the catalogue card."),
+    )
+}
+OPTIONAL = tuple(k for k in FIELDS if k not in MANDATORY and k not in RECOMMENDED)
+SECTIONS = (
+    ("Mandatory", MANDATORY),
+    ("Recommended", RECOMMENDED),
+    ("Optional", OPTIONAL),
+)
+
+
+def field_id(key: str) -> str:
+    return "meta-" + key.replace(".", "-")
+
+
+def _lookup(data: dict[str, Any], key: str) -> Any:
+    value: Any = data
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def form_values(data: dict[str, Any]) -> dict[str, str]:
+    """The metadata form's text values from a `datalab-meta.yml` (or version metadata)."""
+    values = {}
+    for key, f in FIELDS.items():
+        value = _lookup(data, key)
+        if f.is_list:
+            value = ", ".join(str(v) for v in value) if isinstance(value, list) else (value or "")
+        values[key] = "" if value is None else str(value)
+    return values
+
+
+def overrides(form: dict[str, str], data: dict[str, Any]) -> dict[str, Any]:
+    """Metadata overrides for the builder from the form. Every shown field is sent (an emptied field
+    empties the key); keys in nested maps keep the file's other keys (the builder replaces top-level
+    keys whole)."""
+    out: dict[str, Any] = {}
+    for key, f in FIELDS.items():
+        text = form.get(key, "").strip()
+        value: Any = [v.strip() for v in text.split(",") if v.strip()] if f.is_list else text
+        top, _, sub = key.partition(".")
+        if not sub:
+            out[top] = value
+            continue
+        if top not in out:
+            original = data.get(top)
+            out[top] = copy.deepcopy(original) if isinstance(original, dict) else {}
+        out[top][sub] = value
+    return out
+
+
+def sections(values: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "title": title,
+            "fields": [
+                {"field": FIELDS[k], "id": field_id(k), "value": values.get(k, "")}
+                for k in keys
+                if k in FIELDS
+            ],
+        }
+        for title, keys in SECTIONS
+    ]
+
+
+def state(value: str) -> dict[str, str]:
+    return {"value": value, "label": STATE_LABELS.get(value, value), "tone": STATE_TONES.get(value, "")}
+
+
+def newest_meta(app: App) -> dict[str, Any]:
+    return app.versions[-1].meta if app.versions else {}
+
+
+def card(app: App, running: bool = False) -> dict[str, Any]:
+    meta = newest_meta(app)
+    newest = app.versions[-1] if app.versions else None
+    return {
+        "name": app.name,
+        "title": meta.get("title") or app.name,
+        "abstract": meta.get("abstract", ""),
+        "keywords": list(meta.get("keywords") or [])[:6],
+        "owner": app.owner.name,
+        "state": state(app.state),
+        "featured": app.featured,
+        "running": running,
+        "version": newest.version if newest else "",
+        "version_state": state(newest.state) if newest else None,
+        "in_catalogue": any(v.state == "built" for v in app.versions),
+    }
+
+
+def matches(app: App, words: list[str]) -> bool:
+    meta = newest_meta(app)
+    text = " ".join(
+        [app.name, str(meta.get("title", "")), str(meta.get("abstract", ""))]
+        + [str(k) for k in meta.get("keywords") or []]
+    ).lower()
+    return all(w in text for w in words)
+
+
+def version_row(app: App, v: AppVersion) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "state": state(v.state),
+        "error": v.error,
+        "source": f"{v.source_kind}: {v.source_ref}" if v.source_ref else v.source_kind,
+        "created_by": v.created_by,
+        "created_at": v.created_at,
+        "ended_at": v.ended_at,
+        "cached": v.cached,
+        "license": (v.meta.get("distribution") or {}).get("license", ""),
+        "submitted": app.state == "submitted" and app.submitted_version == v.version,
+        "published": app.state == "published" and app.submitted_version == v.version,
+    }
+
+
+def log_lines(text: str, error: str) -> list[dict[str, Any]]:
+    """The build log's lines; the failing one (the builder's error line, and its BUILD FAILED echo)
+    marked so the page can highlight it."""
+    error = error.strip()
+    return [{"text": line, "failing": bool(error) and error in line} for line in text.splitlines()]
