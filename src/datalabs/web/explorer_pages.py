@@ -18,6 +18,7 @@ from datalabs.assets import service as assets_service
 from datalabs.assets.base import FACETS
 from datalabs.assets.base import Query as AssetQuery
 from datalabs.errors import Invalid
+from datalabs.web import explorer_open
 from datalabs.web.render import fragment, page
 from datalabs.web.security import HtmlRoute, require_user
 
@@ -145,3 +146,6 @@ def explorer_page(
         response.headers["Vary"] = "HX-Request"
         return response
     return page(request, "explorer.html", title="Explorer", active="explorer", **ctx)
+
+
+router.include_router(explorer_open.router)  # "Open in Datalab" (its own module)

@@ -50,15 +50,28 @@ def labs_page(
     )
 
 
+def _file_url(lab_id: str, url: str) -> str:
+    """`open`: a page inside this lab to go to once it runs (e.g. a file, from the explorer); anything
+    else is dropped, so the parameter cannot send visitors elsewhere."""
+    path = url.split("?", 1)[0]
+    inside = path.startswith(f"/datalabs/{lab_id}/") and "\\" not in url
+    return url if inside and not {".", ".."} & set(path.split("/")) else ""
+
+
 @router.get("/{lab_id}", name="lab_page")
 def lab_page(
-    request: Request, lab_id: str, principal: Principal = Depends(require_user), db: Session = Depends(get_db)
+    request: Request,
+    lab_id: str,
+    open_url: str = Query("", alias="open", max_length=8192),
+    principal: Principal = Depends(require_user),
+    db: Session = Depends(get_db),
 ):
     lab = lab_view.describe(
         service.get(db, principal, lab_id), principal, lab_view.datalab_titles(request, db)
     )
     progress, messages = lab_view.progress(request, lab_id)
     just_launched = any(m["kind"] == LAUNCHED for m in read_flash(request))
+    open_url = _file_url(lab_id, open_url)
     return page(
         request,
         "lab.html",
@@ -70,6 +83,7 @@ def lab_page(
         # The page follows the start by itself (SSE with JavaScript, a refresh without) while it lasts.
         follow=lab["starting"] or lab["state"] == "stopping",
         auto_open=just_launched and lab["running"],
+        open_url=open_url,
         headers={"Cache-Control": "no-store"},
     )
 

@@ -1,5 +1,6 @@
 // The explorer's map: an offline world map (bundled world-atlas), optional tiles, clustered markers of
-// the current results' locations; clicking one narrows the search to it (the hidden bbox field).
+// the current results' locations; clicking one narrows the search to it (the hidden bbox field). Also
+// shows the "Open in Datalab" dialog.
 (function () {
   "use strict";
   var map, cluster;
@@ -56,9 +57,21 @@
     drawLocations();
   }
 
+  // "Open in Datalab": htmx loads the choices into the <dialog>; show it as a modal once they are in.
+  function showOpenDialog(event) {
+    var dialog = event.detail && event.detail.target;
+    if (dialog && dialog.id === "open-dialog" && !dialog.open) { dialog.showModal(); }
+  }
+
   document.addEventListener("DOMContentLoaded", init);
   document.addEventListener("htmx:afterSwap", drawLocations);
+  document.addEventListener("htmx:afterSwap", showOpenDialog);
   document.addEventListener("click", function (event) {
+    var close = event.target.closest("[data-close-dialog]");
+    if (close && close.closest("dialog")) {
+      close.closest("dialog").close();
+      return;
+    }
     if (event.target.matches("[data-clear-bbox]")) {
       event.preventDefault();
       document.getElementById("bbox").value = "";

@@ -1,0 +1,118 @@
+"""Open in Datalab from the explorer: a dialog (htmx fragment, or a page without JavaScript) listing the
+user's running labs and the datalabs that can open files; choosing one posts a plain form, answered by
+a redirect to the file in the lab, or, for a launched lab, to its start page, which then opens the file."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Form, Query, Request
+from sqlalchemy.orm import Session
+
+from datalabs.accounts.principal import Principal
+from datalabs.api.deps import get_db
+from datalabs.assets import opening
+from datalabs.assets import service as assets_service
+from datalabs.assets.base import AssetRecord
+from datalabs.catalogue.service import visible_to
+from datalabs.errors import DatalabsError
+from datalabs.labs import service as labs
+from datalabs.web import lab_view
+from datalabs.web.lab_launch import LAUNCHED
+from datalabs.web.render import fragment, page, redirect
+from datalabs.web.security import HtmlRoute, posting_user, require_user
+
+router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
+
+
+def _choices(request: Request, db: Session, principal: Principal, record: AssetRecord) -> dict:
+    titles = lab_view.datalab_titles(request, db)
+    running = [
+        {
+            "id": lab.id,
+            "name": lab.name or titles.get(lab.datalab, lab.datalab),
+            "datalab": titles.get(lab.datalab, lab.datalab),
+            "mounted": record.collection in lab.volumes,
+        }
+        for lab in labs.list_for(db, principal, include_ended=False)
+        if lab.state == "running" and lab.owner_id == principal.user.id
+    ]
+    launchable = [
+        {"name": e.name, "title": e.meta.title, "kind": e.kind}
+        for e in request.app.state.catalogue.entries(db)
+        if e.available and visible_to(e, principal) and opening.opens_files(e.meta)
+    ]
+    return {"asset": record, "running": running, "launchable": launchable}
+
+
+def _dialog(request: Request, ctx: dict, *, error: str = "", status: int = 200):
+    if request.headers.get("hx-request"):
+        response = fragment(request, "_explorer_open.html", error=error, **ctx)
+        response.status_code = status
+        return response
+    return page(
+        request,
+        "explorer_open.html",
+        title="Open in Datalab",
+        active="explorer",
+        status=status,
+        error=error,
+        **ctx,
+    )
+
+
+@router.get("/explorer/open")
+def open_dialog(
+    request: Request,
+    asset_id: str = Query(..., alias="id", max_length=5000),
+    principal: Principal = Depends(require_user),
+    db: Session = Depends(get_db),
+):
+    record = request.app.state.assets.get(asset_id, assets_service.visible_collections(db, principal))
+    return _dialog(request, _choices(request, db, principal, record))
+
+
+@router.post("/explorer/open")
+async def open_in_lab(
+    request: Request,
+    asset_id: str = Form(..., alias="id", max_length=5000),
+    lab_id: str = Form("", max_length=32),
+    datalab: str = Form("", max_length=64),
+    principal: Principal = Depends(posting_user),
+    db: Session = Depends(get_db),
+):
+    state = request.app.state
+
+    def run() -> opening.Opened:
+        opened = opening.open_asset(
+            db,
+            state.settings,
+            state.catalogue,
+            state.assets,
+            state.usage,
+            principal,
+            asset_id,
+            lab_id=lab_id or None,
+            datalab=None if lab_id else (datalab or None),
+        )
+        db.commit()
+        return opened
+
+    error, status = "Choose one of your running labs, or a datalab to launch.", 422
+    if lab_id or datalab:
+        try:
+            opened = await to_thread.run_sync(run)
+        except DatalabsError as exc:
+            db.rollback()
+            error, status = exc.message, exc.status
+        else:
+            if not opened.launched:
+                return redirect(request, opened.url)
+            state.labs.spawn(opened.lab_id, opened.token)
+            # The start page follows the start, then goes on to the file (lab_pages: `open`); the one-shot
+            # "launched" message makes it go there even if the lab is already up, but only this once.
+            start = f"/labs/{opened.lab_id}?" + urlencode({"open": opened.url})
+            return redirect(request, start, f"You launched a lab to open '{opened.path}'.", kind=LAUNCHED)
+    record = state.assets.get(asset_id, assets_service.visible_collections(db, principal))
+    return _dialog(request, _choices(request, db, principal, record), error=error, status=status)
