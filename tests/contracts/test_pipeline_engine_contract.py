@@ -65,3 +65,22 @@ def test_cancel_stops_the_run(engine, tmp_path):
     engine.cancel(handle)  # idempotent
     result = engine.wait(handle, 30)
     assert result is not None and result.state == FAILED and time.monotonic() - started < 30
+
+
+PEEK = """cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c, 'cat "$0" > out.txt; cat "$1" >> out.txt 2>/dev/null || echo hidden >> out.txt']
+arguments: [$(inputs.data.path), $(inputs.elsewhere)]
+inputs: {data: File, elsewhere: string}
+outputs: {out: {type: File, outputBinding: {glob: out.txt}}}
+"""
+
+
+def test_tools_read_their_inputs_and_nothing_else_of_the_host(engine, tmp_path):
+    (tmp_path / "given.txt").write_text("visible\n")
+    (tmp_path / "secret.txt").write_text("do not read\n")
+    job = {"data": {"class": "File", "location": f"file://{tmp_path / 'given.txt'}"}}
+    spec = _spec(tmp_path, PEEK, {**job, "elsewhere": str(tmp_path / "secret.txt")}, 3)
+    result = engine.wait(engine.submit(spec), 120)
+    assert result is not None and result.state == SUCCEEDED, (result, spec.log.read_text())
+    assert Path(result.outputs["out"]["location"][7:]).read_text() == "visible\nhidden\n"

@@ -2,8 +2,10 @@
 - Slurm, Kubernetes, ... - through its own options for scale). Toil starts cold for every run (~4 s),
 so it suits long or wide workflows, not many small runs.
 
-Toil does not run tools inside bubblewrap: it is chosen for clusters, where the cluster's own isolation
-applies. The run's log gets Toil's output; the output object is its JSON on stdout.
+With `spec.sandbox` (single machine), the whole `toil-cwl-runner` process tree runs in one bubblewrap
+sandbox like cwltool's tools: the document and the input files read-only, the run's work and output folders
+writable, as the labs' uid, nothing else of the host. On a cluster batch system the cluster's own isolation
+applies instead. The run's log gets Toil's output; the output object is its JSON on stdout.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from datalabs.pipelines import sandbox
 from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
+from datalabs.runtimes.local import lab_uid
 from datalabs.runtimes.sandbox import lab_path
 
 
@@ -43,6 +49,10 @@ class ToilEngine(PipelineEngine):
         spec.workdir.mkdir(parents=True, exist_ok=True)
         job = spec.workdir / "job.json"
         job.write_text(json.dumps(spec.job))
+        document = spec.document
+        if spec.sandbox:  # the run's own copy, readable by the sandbox's uid (the store's is private)
+            document = spec.workdir / "pipeline.cwl"
+            shutil.copyfile(spec.document, document)
         stdout = spec.workdir / "outputs.json"
         argv = [
             toil_cwl_runner(),
@@ -58,14 +68,29 @@ class ToilEngine(PipelineEngine):
             "--logInfo",
             "--clean",
             "always",
-            str(spec.document),
+            str(document),
             str(job),
         ]
         env = {**os.environ, "PATH": lab_path(), "TMPDIR": str(spec.workdir)}
+        if spec.sandbox:
+            argv = self._sandboxed(spec, argv)
+            env["HOME"] = str(spec.workdir)
         with open(spec.log, "ab") as log, open(stdout, "wb") as out:
             # Its own process group, so a cancel reaches Toil's workers and the tools they started.
             proc = subprocess.Popen(argv, stdout=out, stderr=log, env=env, start_new_session=True)
         return _Proc(proc=proc, stdout=stdout, spec=spec)
+
+    @staticmethod
+    def _sandboxed(spec: RunSpec, argv: list[str]) -> list[str]:
+        spec.outdir.mkdir(parents=True, exist_ok=True)
+        if (uid := lab_uid()) is not None:  # Toil runs as the labs' uid: its folders are its own
+            for top in (spec.workdir, spec.outdir):
+                os.chown(top, uid, uid)
+                for root, dirs, files in os.walk(top):
+                    for name in (*dirs, *files):
+                        os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+        readonly = [(path, path) for path in host_paths(spec.job)]
+        return [*sandbox.prefix(str(spec.outdir), str(spec.workdir), readonly), *argv]
 
     def poll(self, handle: Handle) -> Result | None:
         assert isinstance(handle, _Proc)
@@ -106,6 +131,17 @@ class ToilEngine(PipelineEngine):
         if handle.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(handle.proc.pid, signal.SIGKILL)
+
+
+def host_paths(value: Any) -> list[str]:
+    """The host paths of the job's File and Directory inputs (and their secondary files)."""
+    if isinstance(value, dict):
+        location = value.get("location", "") if value.get("class") in ("File", "Directory") else ""
+        own = [location[len("file://") :]] if location.startswith("file://") else []
+        return own + [p for k, v in value.items() if k != "location" for p in host_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in host_paths(v)]
+    return []
 
 
 def _tail(log: Path, limit: int = 600) -> str:
