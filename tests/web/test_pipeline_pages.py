@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from datalabs import __version__
 from datalabs.config import Settings
 from datalabs.db.models import PipelineRun, PipelineSchedule
 from datalabs.workspaces import layout
@@ -148,6 +149,7 @@ def test_pipeline_page_graph_code_and_versions(user):
 def test_launch_form_is_generated_from_the_inputs(user):
     register(user, "every", EVERY_TYPE)
     page = user.get("/pipelines/every/launch").text
+    assert f"Datalabs {__version__} ·" in page  # the layout's own variables are not shadowed
     assert '<label for="f-title">Title of the report <span class="required">(required)</span></label>' in page
     assert '<input type="text" id="f-title" name="in.title" value=""' in page
     assert "Shown at the top" in page

@@ -83,7 +83,7 @@ def _context(pipeline: Pipeline, version: PipelineVersion, principal: Principal,
     return {
         "pipeline": pipeline,
         "card": views.card(pipeline, principal),
-        "version": version,
+        "pversion": version,  # not "version": the layout shows the platform's version under that name
         "latest": version.id == pipeline.versions[-1].id,
         "versions": list(reversed(pipeline.versions)),
         "tabs": TABS,

@@ -1,0 +1,113 @@
+"""Pipelines in a real browser (Debian's Chromium via Playwright) against `datalabs serve` with its warm
+cwltool worker: launch the system hello-world pipeline from the generated form, watch its log on the run
+page, see it succeed and find its output in the workspace file browser; and a slower pipeline whose log
+lines arrive on the open page while it runs (the EventSource stream, no reload)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.web.test_browser import ADMIN, PASSWORD, SCREENSHOTS, _server, browser_page
+
+pytestmark = pytest.mark.slow
+
+TICKS = """cwlVersion: v1.2
+class: CommandLineTool
+label: Ticks
+baseCommand: [sh, -c, 'echo "tick one"; sleep 3; echo "tick two"; sleep 3; echo "tick three"']
+inputs: []
+outputs: []
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    yield from _server(tmp_path_factory.mktemp("pipelines-home"))
+
+
+def log_in(page) -> None:
+    page.goto("/pipelines")
+    page.get_by_label("User name").fill(ADMIN)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/pipelines$"))
+
+
+def test_launch_hello_world_from_the_form_and_find_its_output(server):
+    with browser_page(server) as page:
+        log_in(page)
+        # Live search narrows the catalogue to the banner pipeline.
+        page.get_by_label("Search pipelines").press_sequentially("banner", delay=30)
+        expect(page).to_have_url(re.compile(r"q=banner"))
+        expect(page.locator(".pipeline-card")).to_have_count(1)
+        page.locator('.pipeline-card[data-name="hello-world"]').get_by_role("link", name="Launch").click()
+        expect(page).to_have_url(re.compile(r"/pipelines/hello-world/launch$"))
+
+        # The form comes from the CWL inputs: the default is filled in; a schedule shows its policy.
+        text = page.get_by_label("Text of the banner")
+        expect(text).to_have_value("Hello, Datalabs!")
+        expect(page.locator("#missed-policy")).to_contain_text("most recent missed time fires once")
+        text.fill("Browser run")
+        page.get_by_label("When the run fails").check()
+        page.get_by_label("Webhook URL").fill("not a url")
+        page.get_by_role("button", name="Launch", exact=True).click()
+        # The service refuses the webhook; the message sits by the options and nothing typed is lost.
+        expect(page.locator("#notify-error")).to_contain_text("a list of http(s) URLs")
+        expect(page.get_by_label("Text of the banner")).to_have_value("Browser run")
+        expect(page.get_by_label("When the run fails")).to_be_checked()
+        page.get_by_label("When the run fails").uncheck()
+        page.get_by_label("Webhook URL").fill("")
+        page.screenshot(path=str(SCREENSHOTS / "datalabs-pipeline-launch.png"), full_page=True)
+        page.get_by_role("button", name="Launch", exact=True).click()
+
+        # The run page: the log shows the banner, the state ends as succeeded.
+        expect(page).to_have_url(re.compile(r"/runs/[0-9a-f]+$"))
+        run_id = page.url.rsplit("/", 1)[1]
+        expect(page.locator("#run-log")).to_contain_text("| Browser run |", timeout=60_000)
+        expect(page.locator("#run-state")).to_have_text("Succeeded", timeout=60_000)
+        page.screenshot(path=str(SCREENSHOTS / "datalabs-run.png"), full_page=True)
+        page.get_by_role("link", name="Parameters").click()
+        expect(page.locator("table")).to_contain_text("Browser run")
+
+        # Outputs: into the workspace file browser, where the banner file is.
+        page.get_by_role("link", name="Outputs").click()
+        page.get_by_role("link", name=f"me/pipelines/hello-world/{run_id}/", exact=True).click()
+        expect(page).to_have_url(re.compile(rf"/workspace/me/pipelines/hello-world/{run_id}/$"))
+        banner = page.get_by_role("link", name="banner.txt", exact=True)
+        expect(banner).to_be_visible()
+        assert "| Browser run |" in page.request.get(banner.get_attribute("href")).text()
+
+        # The run list links back to it.
+        page.goto("/runs")
+        expect(page.locator(f'tr[data-run="{run_id}"]')).to_contain_text("Succeeded")
+        # The refused form answered 422 on purpose (like the wrong password in test_browser); nothing else.
+        refused = f"HTTP 422 {server}/pipelines/hello-world/launch"
+        assert page.problems.count(refused) == 1 and not [p for p in page.problems if p != refused], (
+            page.problems
+        )
+
+
+def test_log_lines_arrive_while_the_run_page_is_open(server):
+    with browser_page(server) as page:
+        log_in(page)
+        made = page.request.post(
+            "/api/v1/pipelines", data={"name": "ticks", "cwl": TICKS, "filename": "ticks.cwl"}
+        )
+        assert made.status == 201, made.text()
+        page.goto("/pipelines/ticks/launch")
+        page.get_by_role("button", name="Launch", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/runs/[0-9a-f]+$"))
+        log = page.locator("#run-log")
+        expect(log).to_contain_text("tick one", timeout=30_000)
+        page.evaluate("window.stillTheSamePage = true")  # gone if the page were reloaded
+        expect(log).to_contain_text("tick two", timeout=15_000)
+        assert page.evaluate("window.stillTheSamePage === true")
+        expect(page.locator("#run-state")).to_have_text("Running")
+        # When the run ends, the page shows the final state by itself.
+        expect(page.locator("#run-state")).to_have_text("Succeeded", timeout=30_000)
+        expect(log).to_contain_text("tick three")
+        assert not page.problems, page.problems
