@@ -63,6 +63,15 @@
       finish();
       setState("built");
       reveal("built");
+      // The wizard moves on from "Build" to "Test".
+      var step = document.querySelector(".wizard-steps li.current");
+      if (step && step.nextElementSibling) {
+        step.classList.remove("current");
+        step.classList.add("done");
+        step.removeAttribute("aria-current");
+        step.nextElementSibling.classList.add("current");
+        step.nextElementSibling.setAttribute("aria-current", "step");
+      }
     });
     source.addEventListener("failed", function (event) {
       var data = {};
