@@ -1,28 +1,58 @@
 """The explorer in a real browser (Debian's Chromium via Playwright) against `datalabs serve`: tick two
-facets and watch the counts change, then pick a station on the map and see the results follow it."""
+facets and watch the counts change, then pick a station on the map and see the results follow it; open
+results in a REAL JupyterLab (bubblewrap sandbox): one in a lab launched from the dialog, one in that
+lab once it runs, each time reading the file through the lab's own contents API."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
+from urllib.parse import quote
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
 from datalabs.assets.engine import BitmapIndex
 from datalabs.assets.service import index_dir
 from datalabs.config import Settings
+from datalabs.db.engine import open_database, transaction
+from datalabs.db.models import Volume
 from tests.assets.seed import records
 from tests.web.test_browser import ADMIN, PASSWORD, _server, browser_page
+from tests.web.test_browser_jupyterlab import BAD
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
+    """The index, and data volume GsscOpen holding a small text file for each of its assets."""
     home = tmp_path_factory.mktemp("explorer-home")
+    archive = tmp_path_factory.mktemp("archive") / "GsscOpen"
+    for record in records():
+        if record.collection == "GsscOpen":
+            (archive / record.path).parent.mkdir(parents=True, exist_ok=True)
+            (archive / record.path).write_text(f"observations of {record.name}\n")
     BitmapIndex(index_dir(Settings(home=home))).ingest(records())
-    yield from _server(home)
+    engine, sessions = open_database(Settings(home=home).database_url)
+    with transaction(sessions) as db:
+        db.add(Volume(name="GsscOpen", host_path=str(archive), allowed_groups=[]))
+    engine.dispose()
+    for base in _server(home):
+        try:
+            yield base
+        finally:
+            _destroy_labs(base)
+
+
+def _destroy_labs(base: str) -> None:
+    """Labs outlive the platform by design (re-attached at its next start): end the ones made here."""
+    with httpx.Client(base_url=base, timeout=60) as client:
+        client.post("/api/v1/login", json={"username": ADMIN, "password": PASSWORD})
+        for lab in client.get("/api/v1/labs", params={"active": True}).json():
+            client.delete(f"/api/v1/labs/{lab['id']}")
 
 
 def count_of(page, facet: str, value: str):
@@ -52,3 +82,48 @@ def test_filter_by_two_facets_then_pick_a_station_on_the_map(server):
         expect(page.locator("#result-count")).to_contain_text("of 20")
         expect(page.locator(".assets-table tbody tr").first).to_contain_text("ABMF00GLP")
         assert not page.problems, page.problems
+
+
+def open_result(page, name: str) -> None:
+    page.goto("/explorer?" + f"q={quote(name)}")
+    expect(page.locator("#result-count")).to_contain_text("1 – 1 of 1")
+    page.get_by_role("link", name=f"Open {name} in a datalab").click()
+    expect(page.locator("#open-dialog")).to_be_visible()
+
+
+def expect_file_in_lab(page, name: str) -> str:
+    """JupyterLab opened the file (its editor shows the text), and the lab itself serves it."""
+    page.wait_for_url(
+        re.compile(rf"/datalabs/[0-9a-f]+/lab/tree/from-explorer/{re.escape(name)}$"), timeout=120_000
+    )
+    lab_path = re.search(r"/datalabs/[0-9a-f]+/", page.url)[0]
+    expect(page.locator(".jp-FileEditor .cm-content").first).to_contain_text(
+        f"observations of {name}", timeout=60_000
+    )
+    response = page.request.get(f"{lab_path}api/contents/from-explorer/{quote(name)}?content=1")
+    assert response.status == 200, response.status
+    assert response.json()["content"] == f"observations of {name}\n"
+    return lab_path
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_open_results_in_a_launched_then_a_running_jupyterlab(server):
+    first = "ZIM200CHE_R_20240100000_01D_30S_GO.crx.gz"
+    second = "KIRU00SWE_R_20240050000_01D_30S_RO.crx.gz"
+    with browser_page(server) as page:
+        page.goto("/explorer")
+        page.get_by_label("User name").fill(ADMIN)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+
+        # No lab yet: launch a JupyterLab from the dialog; its start page goes on to the file.
+        open_result(page, first)
+        expect(page.locator("#open-dialog")).to_contain_text("You have no running lab.")
+        page.locator("#open-dialog").get_by_role("button", name="Launch JupyterLab", exact=True).click()
+        lab_path = expect_file_in_lab(page, first)
+
+        # The lab runs now: open another result in it.
+        open_result(page, second)
+        page.locator("#open-dialog").get_by_role("button", name="Open in JupyterLab").click()
+        assert expect_file_in_lab(page, second) == lab_path
+        assert [p for p in page.problems if BAD.match(p)] == []
