@@ -4,11 +4,13 @@
 set -euo pipefail
 
 base=(python3 python3-venv python3-dev gcc bubblewrap git)
-# Desktop datalabs: the VNC server, window manager and xdotool the session needs, then the apps (octave
-# includes its Qt GUI, `octave --gui`). About 1 GB and under a minute from a Debian mirror.
-desktop=(tigervnc-standalone-server novnc matchbox-window-manager xdotool fonts-dejavu-core
+# Desktop datalabs: the VNC server, window managers (matchbox for one app, jwm with its taskbar and menu for
+# several, as in the Astro desktop) and xdotool the session needs, then the apps (octave includes its Qt
+# GUI, `octave --gui`). About 1 GB and under a minute from a Debian mirror.
+desktop=(tigervnc-standalone-server novnc matchbox-window-manager jwm xdotool fonts-dejavu-core
          topcat aladin saods9 qfitsview ftools-fv filezilla octave)
-test=(postgresql chromium chromium-driver wrk nginx websockify)
+# xclip: the desktop tests read and set a lab's X clipboard.
+test=(postgresql chromium chromium-driver wrk nginx websockify xclip)
 
 case "${1:-base}" in
   base) wanted=("${base[@]}" "${desktop[@]}") ;;

@@ -74,11 +74,33 @@ def _command(v: Any) -> list[str]:
     return v
 
 
+class DesktopApp(BaseModel):
+    """One app of a desktop datalab with several: an entry of its launcher menu."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1)
+    command: list[str] = Field(min_length=1)
+    autostart: bool = Field(True, description="Start with the session (else only from the menu).")
+    _split = field_validator("command", mode="before")(classmethod(lambda cls, v: _command(v)))
+
+
 class DesktopSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    command: list[str] = Field(min_length=1)
+    command: list[str] = Field(default_factory=list, description="The app of a single-app desktop.")
+    apps: list[DesktopApp] = Field(
+        default_factory=list,
+        description="Several apps in one desktop with a launcher menu; those not installed are left out.",
+    )
+    samp_hub: bool = Field(False, description="Start a SAMP hub before the apps.")
     _split = field_validator("command", mode="before")(classmethod(lambda cls, v: _command(v)))
+
+    @model_validator(mode="after")
+    def _command_or_apps(self) -> DesktopSpec:
+        if bool(self.command) == bool(self.apps):
+            raise ValueError("a desktop needs either command (one app) or apps (several), not both")
+        return self
 
 
 class RuntimeSpec(BaseModel):
@@ -109,7 +131,7 @@ class RuntimeSpec(BaseModel):
         if self.kind == "web" and not self.command:
             raise ValueError("a web datalab needs runtime.command")
         if self.kind == "desktop" and self.desktop is None:
-            raise ValueError("a desktop datalab needs runtime.desktop.command")
+            raise ValueError("a desktop datalab needs runtime.desktop.command or runtime.desktop.apps")
         return self
 
 

@@ -146,7 +146,8 @@ def availability(meta: DatalabMeta) -> tuple[bool, str]:
     if kind not in plugins.runtime_kinds():
         return False, f"no runtime for {kind} datalabs is installed on this platform yet"
     if kind == "desktop":  # the desktop session's own tools (Xvnc, window manager) count too
-        missing = desktop.missing_tools(meta.runtime.requires, meta.runtime.packages)
+        several = bool(meta.runtime.desktop and meta.runtime.desktop.apps)
+        missing = desktop.missing_tools(meta.runtime.requires, meta.runtime.packages, several_apps=several)
     else:
         missing = [cmd for cmd in meta.runtime.requires if shutil.which(cmd, path=lab_path()) is None]
     if missing:

@@ -26,7 +26,7 @@ from datalabs.labs import service
 from datalabs.proxy.activity import ActivityRecorder
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.routes import Route
-from datalabs.runtimes.base import LabSpec, Mount, ProgressEvent, RuntimeBackend, StartError
+from datalabs.runtimes.base import DesktopApp, LabSpec, Mount, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.volumes import service as volume_service
 from datalabs.workspaces import layout
@@ -188,6 +188,7 @@ class LabManager:
             secret_headers={header_name.strip(): header_value.strip()},
             ready_path=rt.ready_path.format(**fill),
             start_timeout=self.settings.labs.start_timeout,
+            **_desktop_apps(rt),
         )
         return spec, owner
 
@@ -338,3 +339,11 @@ def _built_environment(settings: Settings, meta: dict):
     if not (env / ".complete").is_file():
         raise StartError("this version's environment is missing; build the datalab again")
     return get_builder(build.get("builder", "uv"), env.parent).lab_environment(env)
+
+
+def _desktop_apps(rt) -> dict:
+    """LabSpec fields of a desktop datalab with several apps (nothing for other datalabs)."""
+    if rt.kind != "desktop" or not rt.desktop or not rt.desktop.apps:
+        return {}
+    apps = tuple(DesktopApp(a.name, tuple(a.command), a.autostart) for a in rt.desktop.apps)
+    return {"apps": apps, "samp_hub": rt.desktop.samp_hub}

@@ -22,6 +22,16 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class DesktopApp:
+    """One app of a desktop lab with several (a launcher menu entry; started with the session when
+    `autostart`). `command` is run by a shell, so it is an argv joined with shell quoting."""
+
+    name: str
+    command: tuple[str, ...]
+    autostart: bool = True
+
+
+@dataclass(frozen=True)
 class LabSpec:
     """Everything a backend needs to start one lab; placeholders in `command` are already filled in."""
 
@@ -40,6 +50,10 @@ class LabSpec:
     secret_headers: dict[str, str] = field(default_factory=dict)  # what the proxy injects upstream
     ready_path: str = "/"  # HTTP path (under the lab's base URL) that answers once it serves
     start_timeout: float = 120.0
+    # Desktop labs with several apps (kind "desktop", empty `command`): a window manager with a launcher
+    # menu, the apps, and a SAMP hub started before them when `samp_hub`.
+    apps: tuple[DesktopApp, ...] = ()
+    samp_hub: bool = False
 
 
 @dataclass(frozen=True)

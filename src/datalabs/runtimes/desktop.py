@@ -17,11 +17,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from datalabs.runtimes import desktop_apps
 from datalabs.runtimes.base import LabSpec
-from datalabs.runtimes.sandbox import lab_path
+from datalabs.runtimes.sandbox import lab_path, sandbox_hostname
 
 VNC_SOCKET = "vnc.sock"
 X11_DIR = "X11"  # in the runtime dir; bound at /tmp/.X11-unix inside the lab
+HOSTS = "hosts"  # in the runtime dir; bound at /etc/hosts inside the lab
 WINDOW_MARK = "window"  # written by the session once the app shows a window
 DISPLAY = ":0"  # every lab has its own /tmp and no abstract socket, so all can use :0
 GEOMETRY = "1280x800"  # until the browser asks for its own size (noVNC resize=remote)
@@ -33,8 +35,9 @@ SESSION_TOOLS = {
     "xdotool": "xdotool",
 }
 
-# $1..: the app's command. Runs as the lab's user, inside the sandbox, with bash from /bin.
-SESSION = r"""
+# The X server, first in every desktop session. Runs as the lab's user, inside the sandbox, with bash
+# from /bin; leaves $rt (the runtime dir), $xvnc (its pid) and the trap that forwards a stop signal.
+XVNC = r"""
 set -u
 rt=/run/datalab
 export DISPLAY=:0
@@ -51,6 +54,10 @@ xvnc=$!
 trap 'kill $(jobs -p) 2>/dev/null; exit 143' TERM INT HUP
 for _ in $(seq 400); do [ -S /tmp/.X11-unix/X0 ] && break; sleep 0.025; done
 [ -S /tmp/.X11-unix/X0 ] || { echo "Xvnc did not start" >&2; exit 70; }
+"""
+
+# A single-app session: $1..: the app's command.
+SINGLE_APP = r"""
 matchbox-window-manager -use_titlebar no -use_cursor yes &
 "$@" &
 app=$!
@@ -69,45 +76,89 @@ exit "$code"
 """
 
 
-def missing_tools(commands: list[str] = (), packages: dict[str, str] | None = None) -> list[str]:
+def missing_tools(
+    commands: list[str] = (), packages: dict[str, str] | None = None, several_apps: bool = False
+) -> list[str]:
     """What is missing on this host to run a desktop lab with `commands`, as 'tool (Debian package p)'
-    phrases; `packages` names the package of each command where the definition says."""
-    packages = {**SESSION_TOOLS, **(packages or {})}
+    phrases; `packages` names the package of each command where the definition says. `several_apps`:
+    the session of a lab with several apps (its window manager too, desktop_apps.py)."""
+    session = {**SESSION_TOOLS, **(desktop_apps.TOOLS if several_apps else {})}
+    packages = {**session, **(packages or {})}
     missing = []
-    for tool in [*SESSION_TOOLS, *commands]:
+    for tool in dict.fromkeys([*session, *commands]):
         if shutil.which(tool, path=lab_path()) is None:
             package = packages.get(tool)
             missing.append(f"{tool} (Debian package {package})" if package else tool)
     return missing
 
 
+def spec_missing_tools(spec: LabSpec) -> list[str]:
+    """`missing_tools` for a lab spec: its app, or with several apps the session's own tools (the apps
+    themselves are optional there: the menu lists those installed)."""
+    if spec.apps:
+        packages = {**desktop_apps.SAMP_HUB_PACKAGE}
+        return missing_tools(desktop_apps.required_commands(spec), packages, several_apps=True)
+    return missing_tools(spec.command[:1])
+
+
 def session_spec(spec: LabSpec) -> LabSpec:
-    """The spec whose command runs the desktop session around the app's command."""
+    """The spec whose command runs the desktop session around the app's command (or the apps)."""
+    title = spec.command[0] if spec.command else "Desktop"
     env = {
-        "DATALAB_TITLE": spec.env.get("DATALAB_TITLE") or Path(spec.command[0]).name,
+        "DATALAB_TITLE": spec.env.get("DATALAB_TITLE") or Path(title).name,
         # Java takes its home from the passwd entry (the lab's uid has none): preferences and the SAMP
         # lockfile (~/.samp) go to the workspace like everything else. JSAMP hubs (TOPCAT's) run the
         # standard profile only: the web profile fails on current Java and serves no browser in a lab.
         "JAVA_TOOL_OPTIONS": f"-Duser.home={spec.workdir} -Djsamp.hub.profiles=std",
         **spec.env,
     }
-    command = ["/bin/bash", "-c", SESSION, "datalab-desktop", *spec.command]
+    if spec.apps:
+        script, args = XVNC + desktop_apps.session_script(spec), desktop_apps.session_args(spec)
+    else:
+        script, args = XVNC + SINGLE_APP, list(spec.command)
+    command = ["/bin/bash", "-c", script, "datalab-desktop", *args]
     return replace(spec, command=command, env=env)
 
 
-def prepare_runtime_dir(runtime_dir: Path) -> None:
+def prepare_runtime_dir(runtime_dir: Path, spec: LabSpec | None = None) -> None:
     """The X socket directory (sticky and world-writable like /tmp/.X11-unix, but inside the runtime dir,
-    which only the lab's uid and the platform can enter) and no stale socket or ready mark."""
+    which only the lab's uid and the platform can enter), no stale socket or ready mark, and for a lab
+    with several apps its window manager's configuration."""
     x11 = runtime_dir / X11_DIR
     x11.mkdir(exist_ok=True)
     x11.chmod(0o1777)
-    for stale in (runtime_dir / VNC_SOCKET, runtime_dir / WINDOW_MARK, x11 / "X0"):
+    for stale in (
+        runtime_dir / VNC_SOCKET,
+        runtime_dir / WINDOW_MARK,
+        x11 / "X0",
+        *desktop_apps.stale_files(runtime_dir),
+    ):
         stale.unlink(missing_ok=True)
+    if spec is not None:
+        write_hosts(spec)
+        if spec.apps:
+            desktop_apps.write_config(spec)
 
 
 def sandbox_binds(runtime_dir: Path) -> list[str]:
-    """Extra bwrap arguments for a desktop lab (after /tmp is mounted)."""
-    return ["--bind", str(runtime_dir / X11_DIR), "/tmp/.X11-unix"]
+    """Extra bwrap arguments for a desktop lab (after /tmp and /etc are mounted): the X socket directory,
+    and /etc/hosts with the lab's hostname when `prepare_runtime_dir` wrote one."""
+    binds = ["--bind", str(runtime_dir / X11_DIR), "/tmp/.X11-unix"]
+    if (runtime_dir / HOSTS).exists():
+        binds += ["--ro-bind", str(runtime_dir / HOSTS), "/etc/hosts"]
+    return binds
+
+
+def write_hosts(spec: LabSpec) -> None:
+    """The host's /etc/hosts plus the lab's own hostname on loopback. Desktop apps resolve their hostname:
+    DS9 gives the SAMP hub a callback URL with it, Java's getLocalHost() throws without it."""
+    try:
+        hosts = Path("/etc/hosts").read_text()
+    except OSError:
+        hosts = "127.0.0.1\tlocalhost\n"
+    path = spec.runtime_dir / HOSTS
+    path.write_text(f"{hosts.rstrip()}\n127.0.0.1\t{sandbox_hostname(spec)}\n")
+    path.chmod(0o644)
 
 
 async def probe(runtime_dir: Path, desktop_up: bool = False) -> str:

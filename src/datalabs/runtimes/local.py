@@ -67,11 +67,11 @@ class LocalRuntime(RuntimeBackend):
         self._events.add(5, "Preparing the sandbox")
         self._prepare_dirs(spec)
         extra: list[str] = []
-        app = Path(spec.command[0]).name if spec.command else "the lab"
+        app = Path(spec.command[0]).name if spec.command else "an app" if spec.apps else "the lab"
         if spec.kind == "desktop":
-            if missing := desktop.missing_tools([spec.command[0]]):
+            if missing := desktop.spec_missing_tools(spec):
                 self._fail(f"not installed on this host: {', '.join(missing)}")
-            desktop.prepare_runtime_dir(spec.runtime_dir)
+            desktop.prepare_runtime_dir(spec.runtime_dir, spec)
             spec, extra = desktop.session_spec(spec), desktop.sandbox_binds(spec.runtime_dir)
         argv = bwrap_command(spec, bwrap, lab_uid(), extra)
         ok, _ = cgroups.available()

@@ -32,6 +32,10 @@ def python_dirs() -> list[str]:
     return sorted(d for d in dirs if not any(d.startswith(s + "/") for s in SYSTEM_DIRS))
 
 
+def sandbox_hostname(spec: LabSpec) -> str:
+    return f"lab-{spec.lab_id[:8]}"
+
+
 def bwrap_command(spec: LabSpec, bwrap: str, uid: int | None = None, extra: list[str] = ()) -> list[str]:
     """The sandbox command. With `uid` (the platform runs as root) bwrap builds the sandbox as root, so it
     can bind any path, and the lab command then drops to `uid` with no capabilities left (setpriv);
@@ -57,7 +61,7 @@ def bwrap_command(spec: LabSpec, bwrap: str, uid: int | None = None, extra: list
         bwrap,
         *namespaces,
         "--hostname",
-        f"lab-{spec.lab_id[:8]}",
+        sandbox_hostname(spec),
         "--proc",
         "/proc",
         "--dev",

@@ -109,7 +109,9 @@ def describe(entry: Entry, raw: dict[str, Any], shown: str) -> dict[str, Any]:
         "domain": meta.domain,
         "date_published": meta.datePublished,
         "kind": rt.kind,
-        "command": shlex.join(rt.desktop.command if rt.desktop else rt.command),
+        # A desktop with several apps has no single command: its menu's apps stand in for it.
+        "command": shlex.join(rt.desktop.command if rt.desktop else rt.command)
+        or "; ".join(shlex.join(app.command) for app in rt.desktop.apps),
         "environment": rt.environment,
         "requirements": rt.requirements,
         "requires": rt.requires,
