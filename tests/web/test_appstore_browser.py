@@ -117,6 +117,7 @@ def test_create_build_test_submit_approve_then_everyone_finds_it(server, upload_
         page.get_by_role("button", name="Submit for publication").click()
         expect(page.get_by_role("status").first).to_contain_text("Submitted for publication")
         expect(page.locator("#app-state")).to_have_text("Waiting for review")
+        page.screenshot(path="/tmp/datalabs-appstore-app.png", full_page=True)
         log_out(page)
 
         # The moderator approves it in the queue, after reading the metadata.
