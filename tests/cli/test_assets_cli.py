@@ -4,6 +4,7 @@ through a live server with the CLI."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -47,3 +48,58 @@ def test_synth_ingest_harvest_and_search(tmp_path):
         assert found["total"] == 5  # ABMF observation files of the harvested volume, nav included
         table = run(home, "assets", "search", "-f", "station=KIRU00SWE", "--limit", "3", env=env).stdout
         assert "KIRU00SWE" in table and "1 - 3 of" in table
+
+
+def test_open_an_asset_in_a_new_then_a_running_lab(tmp_path):
+    from datalabs.assets.base import AssetRecord
+    from datalabs.assets.engine import BitmapIndex
+    from datalabs.assets.service import index_dir
+
+    home = tmp_path / "home"
+    run(home, "admin", "create-user", "root", "--password", "long-enough-pw", "--admin")
+    token = run(home, "admin", "create-token", "root").stdout.strip()
+    volume = tmp_path / "Archive"
+    (volume / "gnss").mkdir(parents=True)
+    (volume / "gnss" / "kiru0010.24o").write_text("RINEX")
+    engine, sessions = open_database(Settings(home=home).database_url)
+    with transaction(sessions) as db:
+        db.add(Volume(name="Archive", host_path=str(volume), allowed_groups=[]))
+    engine.dispose()
+    BitmapIndex(index_dir(Settings(home=home))).ingest(
+        [AssetRecord(collection="Archive", path="gnss/kiru0010.24o")]
+    )
+    (tmp_path / "defs" / "fake").mkdir(parents=True)
+    (tmp_path / "defs" / "fake" / "datalab-meta.yml").write_text(
+        'title: Fake\nversion: "1"\nruntime: {kind: web, command: [fake-lab]}\n'
+    )
+    server_env = {
+        "DATALABS_LABS__BACKEND": "datalabs.runtimes.testing:FakeRuntime",
+        "DATALABS_CATALOGUE__DIRS": json.dumps([str(tmp_path / "defs")]),
+        "DATALABS_CATALOGUE__BUILTIN": "false",
+    }
+    with live_server(home, server_env) as url:
+        env = {"DATALABS_API_URL": url, "DATALABS_TOKEN": token, "DATALABS_CREDENTIALS": str(home / "none")}
+        launched = json.loads(
+            run(
+                home, "assets", "open", "Archive:gnss/kiru0010.24o", "--datalab", "fake", "--json", env=env
+            ).stdout
+        )
+        assert launched["launched"] and launched["path"] == "/media/data/Archive/gnss/kiru0010.24o"
+        lab = launched["lab_id"]
+        for _ in range(100):  # the fake lab starts at once, but in the background
+            labs = json.loads(run(home, "labs", "ls", "--json", env=env).stdout)
+            if [x["state"] for x in labs if x["id"] == lab] == ["running"]:
+                break
+            time.sleep(0.1)
+        out = run(home, "assets", "open", "Archive:gnss/kiru0010.24o", "--lab", lab, env=env).stdout
+        assert f"lab {lab} (running): the file is on its data volume" in out
+        assert f"open: {url}/datalabs/{lab}/" in out
+        refused = run(
+            home, "assets", "open", "Archive:gnss/kiru0010.24o", "--lab", "nope", env=env, check=False
+        )
+        assert refused.returncode == 1 and "no lab 'nope'" in refused.stderr
+        both = run(
+            home, "assets", "open", "Archive:x", "--lab", lab, "--datalab", "fake", env=env, check=False
+        )
+        assert both.returncode == 1 and "either --lab" in both.stderr
+        run(home, "labs", "rm", lab, env=env)

@@ -1,5 +1,5 @@
-"""`datalabs assets ...`: search through the API; synth, ingest, harvest and stats on this machine's
-DATALABS_HOME (operator commands, like `datalabs admin`: they read archives and write the index)."""
+"""`datalabs assets ...`: search and open through the API; synth, ingest, harvest and stats on this
+machine's DATALABS_HOME (operator commands, like `datalabs admin`: they read archives and write the index)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from datalabs.cli.output import console, fail
+from datalabs.cli.output import call, client, console, fail
 
 app = typer.Typer(help="Explore archived files (assets): search, and build the index.")
 
@@ -180,3 +180,30 @@ def search(
                 console.print(
                     f"[bold]{name}[/]: " + ", ".join(f"{c['value']} ({c['count']:,})" for c in counts[:10])
                 )
+
+
+@app.command("open")
+def open_asset(
+    asset_id: str = typer.Argument(..., help="The asset's id, <collection>:<path> (see `search --json`)."),
+    lab: str = typer.Option("", "--lab", help="A running lab of yours, by id."),
+    datalab: str = typer.Option("", "--datalab", help="Launch this datalab with the asset's volume."),
+    as_json: bool = typer.Option(False, "--json", help="Print the raw JSON answer."),
+) -> None:
+    """Open an asset in a running lab of yours (--lab) or in a new one (--datalab); prints where the file
+    is inside the lab and the URL that opens it."""
+    from urllib.parse import quote
+
+    if bool(lab) == bool(datalab):
+        fail("give either --lab ID (a running lab of yours) or --datalab NAME (a datalab to launch)")
+    body = {"lab_id": lab} if lab else {"datalab": datalab}
+    with client() as api:
+        opened = call(lambda: api.post(f"/api/v1/assets/{quote(asset_id, safe='/:')}/open", body))
+        base = api.url
+    if as_json:
+        typer.echo(json.dumps(opened, indent=2))
+        return
+    how = "on its data volume" if opened["placement"] == "mounted" else "copied into your workspace"
+    state = "launched (starting)" if opened["launched"] else "running"
+    console.print(f"lab [bold]{opened['lab_id']}[/] ({state}): the file is {how}")
+    console.print(f"path in the lab: {opened['path']}", soft_wrap=True)
+    console.print(f"open: {base}{opened['url']}", soft_wrap=True)
