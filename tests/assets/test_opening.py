@@ -247,3 +247,20 @@ def test_jupyter_root_comes_from_the_definition():
     assert opening.jupyter_root(meta(["topcat"], kind="desktop")) is None
     assert opening.opens_files(meta(["topcat"], kind="desktop"))
     assert not opening.opens_files(meta(["fake-lab"]))
+
+
+def test_a_name_taken_by_a_concurrent_open_moves_on_to_the_next_name(world, monkeypatch):
+    lab = running_lab(world, "ada", "notebook", [])
+    name = GNSS.rsplit("/", 1)[1]
+    real_copy = opening.Tree.copy
+
+    def racing_copy(self, src, dest, dst):
+        if dst[-1] == name:  # another open writes the file just before this one renames into place
+            (workspace(world, "ada") / "from-explorer").mkdir(exist_ok=True)
+            (workspace(world, "ada") / "from-explorer" / name).write_bytes(b"theirs")
+        return real_copy(self, src, dest, dst)
+
+    monkeypatch.setattr(opening.Tree, "copy", racing_copy)
+    opened = open_(world, "ada", lab_id=lab)
+    assert opened.path.endswith(f"/from-explorer/{name.split('.', 1)[0]} (1).crx.gz")
+    assert (workspace(world, "ada") / "from-explorer" / name).read_bytes() == b"theirs"  # not overwritten

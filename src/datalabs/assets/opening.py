@@ -129,7 +129,7 @@ def open_asset(
     if volume.name in lab.volumes and (root is None or _below(mounted, root)):
         path, placement = mounted, "mounted"
     else:
-        copied = _copy(settings, usage, principal, source, parts, record)
+        copied = _copy(settings, usage, principal, source, parts)
         path, placement = f"{WORKSPACE}/{copied}", "copied"
     lab_url = f"/datalabs/{lab.id}/"
     url = f"{lab_url}lab/tree/{quote(_relative(path, root))}" if root and _below(path, root) else lab_url
@@ -183,12 +183,7 @@ def _relative(path: str, root: str) -> str:
 
 
 def _copy(
-    settings: Settings,
-    usage: UsageCache,
-    principal: Principal,
-    source: Tree,
-    parts: tuple[str, ...],
-    record: AssetRecord,
+    settings: Settings, usage: UsageCache, principal: Principal, source: Tree, parts: tuple[str, ...]
 ) -> str:
     """Copy the file into `from-explorer/` of the personal workspace; its path there. A copy made by an
     earlier open (same size and modification time) is reused rather than copied again."""
@@ -196,26 +191,40 @@ def _copy(
     with in_dir(source.root, parts[:-1]) as dfd:
         st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
     src = Entry.of(parts, st)
-    for name in _names(parts[-1]):
-        dest = (FOLDER, name)
-        try:
-            existing = space.tree.stat(dest)
-        except NotFound:
-            break
-        if existing.type == "file" and existing.size == src.size and existing.modified == src.modified:
+    for _attempt in range(3):
+        dest, done = _target(space.tree, parts[-1], src)
+        if done:
             return "/".join(dest)
-    else:
-        raise Conflict(f"'{FOLDER}' already holds {MAX_SUFFIX} files named like '{parts[-1]}'", code="exists")
-    free = usage.free(space)
-    if src.size > free:
-        raise too_large(f"'{parts[-1]}' ({src.size:,} bytes)", free)
-    # Tree.copy writes under a temporary name and renames: the name only ever holds a whole copy.
-    # (A name taken by a concurrent open in between is reported as a clash: 409, nothing overwritten.)
-    source.copy(parts, space.tree, dest)
-    with in_dir(space.tree.root, dest[:-1]) as dfd:  # the source's time marks it as that file's copy
-        os.utime(dest[-1], ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
-    usage.add(space, src.size)
-    return "/".join(dest)
+        free = usage.free(space)
+        if src.size > free:
+            raise too_large(f"'{parts[-1]}' ({src.size:,} bytes)", free)
+        # Tree.copy writes under a temporary name and renames: the name only ever holds a whole copy.
+        try:
+            source.copy(parts, space.tree, dest)
+        except Conflict as exc:
+            if exc.code == "exists":  # the name was taken meanwhile (a concurrent open): the next one
+                continue
+            raise
+        with in_dir(space.tree.root, dest[:-1]) as dfd:  # the source's time marks it as that file's copy
+            os.utime(dest[-1], ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
+        usage.add(space, src.size)
+        return "/".join(dest)
+    raise Conflict(
+        f"'{FOLDER}/{parts[-1]}' kept changing while it was being copied; try again", code="exists"
+    )
+
+
+def _target(tree: Tree, name: str, src: Entry) -> tuple[tuple[str, ...], bool]:
+    """The first free name for a copy of `src` (False), or an earlier copy of it to reuse (True)."""
+    for candidate in _names(name):
+        dest = (FOLDER, candidate)
+        try:
+            existing = tree.stat(dest)
+        except NotFound:
+            return dest, False
+        if existing.type == "file" and existing.size == src.size and existing.modified == src.modified:
+            return dest, True
+    raise Conflict(f"'{FOLDER}' already holds {MAX_SUFFIX} files named like '{name}'", code="exists")
 
 
 def _names(name: str):
