@@ -151,3 +151,31 @@ def test_create_build_test_submit_approve_then_everyone_finds_it(server, upload_
         expect(history).to_contain_text("Clear and useful.")
         expect(page.get_by_role("button", name="Submit for publication")).to_have_count(0)
         assert not page.problems, json.dumps(page.problems, indent=1)
+
+
+def test_a_failing_build_shows_and_highlights_its_error_line(server, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "datalab-meta.yml").write_text(META.format(license="MIT"))
+    (folder / "requirements.txt").write_text("--no-index\ndl-tinypkg==9.9\n")
+    with browser_page(server) as page:
+        page.goto("/appstore/new")
+        log_in(page, AUTHOR)
+        page.get_by_label("Name").fill("broken")
+        page.get_by_role("button", name="Next: sources").click()
+        page.get_by_label("Files or one .zip").set_input_files(
+            [str(folder / "datalab-meta.yml"), str(folder / "requirements.txt")]
+        )
+        page.get_by_role("button", name="Upload").click()
+        page.get_by_role("button", name="Build").click()
+        expect(page.locator("#version-state")).to_have_text("Build failed", timeout=BUILD_TIMEOUT)
+        failure = page.locator(".build-failure")
+        expect(failure).to_be_visible()
+        expect(failure).to_contain_text("dl-tinypkg")
+        failing = page.locator("#build-log li.log-failing")
+        expect(failing.first).to_contain_text("error: No solution found")  # the tool's line
+        expect(page.locator("#build-log li", has_text="uv venv")).not_to_have_class("log-failing")
+        expect(failing.last).to_contain_text("BUILD FAILED")
+        expect(page.get_by_role("button", name="Test launch")).to_be_hidden()  # nothing to launch
+        page.screenshot(path="/tmp/datalabs-appstore-failed.png", full_page=True)
+        assert not page.problems, json.dumps(page.problems, indent=1)

@@ -272,7 +272,10 @@ def test_failed_build_highlights_the_failing_line(user, tmp_path):
     page = user.get(f"/appstore/broken/versions/{version}").text
     assert 'data-state="failed">Build failed</span>' in page
     failing = re.findall(r'<li class="log-failing">([^<]*)</li>', page)
-    assert failing and any("dl-tinypkg" in line for line in failing), failing
+    # The tool's own error lines, then the BUILD FAILED line repeating them.
+    assert len(failing) >= 2 and failing[-1].startswith("BUILD FAILED"), failing
+    assert any("dl-tinypkg" in line for line in failing[:-1]), failing
+    assert not any("uv venv" in line or "Building" in line for line in failing), failing
     assert re.search(r'data-when="failed" role="alert">', page)  # the failure box is shown
     assert "Test launch" in page  # present for the live page, but hidden:
     assert re.search(r'build-ready" data-when="built" aria-labelledby="h-test" hidden>', page)

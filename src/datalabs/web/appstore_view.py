@@ -22,6 +22,7 @@ STATE_LABELS = {
     "built": "Built",
     "failed": "Build failed",
 }
+MIN_FAILING = 12  # shorter log lines (blank, "+") would match any error by chance
 STATE_TONES = {"published": "ok", "built": "ok", "failed": "error", "rejected": "warn", "submitted": "info"}
 
 
@@ -172,8 +173,14 @@ def version_row(app: App, v: AppVersion) -> dict[str, Any]:
     }
 
 
+def is_failing(line: str, error: str) -> bool:
+    """Whether a build log line is (part of) the builder's error: the error may join several lines of the
+    tool's output (uv's "error: ..." and "cause: ..."), and the BUILD FAILED line repeats it whole."""
+    text = line.strip()
+    return bool(error) and (error in line or (len(text) >= MIN_FAILING and text in error))
+
+
 def log_lines(text: str, error: str) -> list[dict[str, Any]]:
-    """The build log's lines; the failing one (the builder's error line, and its BUILD FAILED echo)
-    marked so the page can highlight it."""
+    """The build log's lines, those of the error marked so the page can highlight them."""
     error = error.strip()
-    return [{"text": line, "failing": bool(error) and error in line} for line in text.splitlines()]
+    return [{"text": line, "failing": is_failing(line, error)} for line in text.splitlines()]

@@ -23,11 +23,18 @@
     });
   }
 
+  // As appstore_view.is_failing: the error may join several lines of the tool's output, and the
+  // BUILD FAILED line repeats it whole. Short lines would match any error by chance.
+  function isFailing(line, error) {
+    var text = line.trim();
+    return line.indexOf(error) !== -1 || (text.length >= 12 && error.indexOf(text) !== -1);
+  }
+
   function highlight(log, error) {
     var first = null;
     if (!error) { return; }
     log.querySelectorAll("li").forEach(function (item) {
-      if (item.textContent.indexOf(error) !== -1) {
+      if (isFailing(item.textContent, error)) {
         item.classList.add("log-failing");
         first = first || item;
       }
