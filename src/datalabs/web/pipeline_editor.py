@@ -1,9 +1,137 @@
-"""The pipeline editor (being built)."""
+"""The pipeline editor: open a CWL document from a workspace (`?path=me/cwl/tool.cwl`), a registered
+pipeline (`?pipeline=name`) or start a new one; edit it with validation messages as you type (htmx),
+tabs Graph / Code / Test / Details, and Push a new version (admins: as a system pipeline). Its paths are
+matched before `/pipelines/{name}`, so they are included first by `pipeline_pages`."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Query, Request
+from markupsafe import Markup
+from sqlalchemy.orm import Session
 
-from datalabs.web.security import HtmlRoute
+from datalabs.accounts.principal import Principal
+from datalabs.api.deps import get_db
+from datalabs.errors import DatalabsError
+from datalabs.pipelines import documents, editor, form, graph, registry, runs
+from datalabs.pipelines.documents import Document
+from datalabs.web.render import fragment, page, redirect
+from datalabs.web.security import HtmlRoute, posting_user, require_user
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
+
+
+def _check(draft: editor.Draft) -> tuple[Document | None, str]:
+    """(document, "") when the text is valid, else (None, the validator's message with its line)."""
+    try:
+        return documents.load_text(draft.filename, draft.cwl), ""
+    except DatalabsError as exc:
+        return None, exc.message
+
+
+def _editor_page(
+    request: Request,
+    db: Session,
+    principal: Principal,
+    draft: editor.Draft,
+    *,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+):
+    document, problem = _check(draft)
+    errors = errors or {}
+    existing = registry.list_visible(db, principal)
+    return page(
+        request,
+        "pipeline_editor.html",
+        title=f"Edit {draft.name}" if draft.name else "New pipeline",
+        active="pipelines",
+        status=status,
+        draft=draft,
+        lines=max(1, draft.cwl.count("\n") + 1),
+        document=document,
+        problem=problem,
+        graph_svg=Markup(graph.svg(graph.graph(document.packed))) if document else "",
+        fields=form.fields(document.inputs) if document else [],
+        errors=errors,
+        engines=registry.ENGINES,
+        is_admin=principal.is_admin,
+        known=[p.name for p in existing if registry.may_change(p, principal)],
+        oob=False,
+        # The tab to show first: where the problem is.
+        tab="code" if errors.get("cwl") else ("details" if errors else "code"),
+    )
+
+
+@router.get("/pipelines/editor", name="pipeline_editor")
+def editor_page(
+    request: Request,
+    path: str = Query("", max_length=4096),
+    pipeline: str = Query("", max_length=64),
+    principal: Principal = Depends(require_user),
+    db: Session = Depends(get_db),
+):
+    settings = request.app.state.settings
+    if path:
+        draft = editor.from_workspace(db, settings, principal, path)
+    elif pipeline:
+        draft = editor.from_pipeline(editor.Draft(), registry.get_visible(db, principal, pipeline))
+    else:
+        draft = editor.Draft()
+    return _editor_page(request, db, principal, draft)
+
+
+@router.post("/pipelines/editor/validate", name="pipeline_editor_validate")
+async def validate(request: Request, principal: Principal = Depends(posting_user)):
+    """The messages as you type (an htmx fragment), plus the Graph and Test tabs swapped out of band."""
+    draft = editor.Draft.from_form({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+    document, problem = _check(draft)
+    return fragment(
+        request,
+        "_pipeline_validation.html",
+        document=document,
+        problem=problem,
+        graph_svg=Markup(graph.svg(graph.graph(document.packed))) if document else "",
+        fields=form.fields(document.inputs) if document else [],
+        errors={},
+        oob=True,
+    )
+
+
+@router.post("/pipelines/editor/test", name="pipeline_editor_test")
+async def test_run(
+    request: Request, principal: Principal = Depends(posting_user), db: Session = Depends(get_db)
+):
+    """Run the draft on the Test tab's inputs through the real queue and engine (an htmx fragment)."""
+    posted = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    draft = editor.Draft.from_form(posted)
+    settings = request.app.state.settings
+    try:
+        pipeline = editor.push_test(db, principal, draft)
+        params = documents.describe(pipeline.versions[-1].packed).inputs
+        inputs, errors = form.parse(params, posted)
+        if errors:
+            db.rollback()
+            return fragment(request, "_pipeline_test_result.html", run=None, problems=list(errors.values()))
+        run = runs.submit(db, settings, principal, pipeline, inputs=inputs, output_space="me")
+    except DatalabsError as exc:
+        db.rollback()
+        return fragment(request, "_pipeline_test_result.html", run=None, problems=[exc.message])
+    db.commit()
+    if (worker := getattr(request.app.state, "pipeline_worker", None)) is not None:
+        worker.wake()
+    return fragment(request, "_pipeline_test_result.html", run=run, problems=[])
+
+
+@router.post("/pipelines/editor", name="pipeline_push")
+async def push(request: Request, principal: Principal = Depends(posting_user), db: Session = Depends(get_db)):
+    posted = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    draft = editor.Draft.from_form(posted)
+    try:
+        pipeline, created = editor.push(db, principal, draft)
+    except DatalabsError as exc:
+        db.rollback()
+        errors = {editor.error_place(exc.code): exc.message}
+        return _editor_page(request, db, principal, draft, errors=errors, status=exc.status)
+    db.commit()
+    what = "registered" if created else f"version {draft.version} pushed"
+    return redirect(request, f"/pipelines/{pipeline.name}", f"Pipeline '{pipeline.name}' {what}.")

@@ -57,8 +57,56 @@
     };
   }
 
+  // The editor's tabs: without JavaScript every panel is shown one under the other.
+  function setUpTabs(box) {
+    var list = box.querySelector("[role=tablist]");
+    var tabs = Array.prototype.slice.call(box.querySelectorAll("[role=tab]"));
+    function select(tab) {
+      tabs.forEach(function (t) {
+        var on = t === tab;
+        t.setAttribute("aria-selected", on ? "true" : "false");
+        t.tabIndex = on ? 0 : -1;
+        var panel = document.getElementById(t.getAttribute("aria-controls"));
+        if (panel) { panel.hidden = !on; }
+      });
+    }
+    tabs.forEach(function (tab, i) {
+      tab.addEventListener("click", function () { select(tab); });
+      tab.addEventListener("keydown", function (event) {
+        var step = event.key === "ArrowRight" ? 1 : event.key === "ArrowLeft" ? -1 : 0;
+        if (!step) { return; }
+        var next = tabs[(i + step + tabs.length) % tabs.length];
+        select(next);
+        next.focus();
+      });
+    });
+    list.hidden = false;
+    var first = tabs.filter(function (t) { return t.getAttribute("aria-selected") === "true"; })[0] || tabs[0];
+    select(first);
+  }
+
+  // Line numbers beside the CWL text, following its lines and its scrolling.
+  function setUpGutter(area, gutter) {
+    var shown = 0;
+    function renumber() {
+      var lines = area.value.split("\n").length;
+      if (lines === shown) { return; }
+      shown = lines;
+      var text = "";
+      for (var n = 1; n <= lines; n += 1) { text += n + "\n"; }
+      gutter.textContent = text;
+    }
+    area.addEventListener("input", renumber);
+    area.addEventListener("scroll", function () { gutter.scrollTop = area.scrollTop; });
+    renumber();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var pre = document.getElementById("run-log");
     if (pre && pre.hasAttribute("data-events") && window.EventSource) { followLog(pre); }
+    document.querySelectorAll("[data-tabs]").forEach(setUpTabs);
+    var area = document.getElementById("cwl");
+    var gutter = document.getElementById("cwl-gutter");
+    if (area && gutter) { setUpGutter(area, gutter); }
   });
 })();
