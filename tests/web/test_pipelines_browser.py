@@ -40,6 +40,11 @@ def log_in(page) -> None:
 def test_launch_hello_world_from_the_form_and_find_its_output(server):
     with browser_page(server) as page:
         log_in(page)
+        page.screenshot(path=str(SCREENSHOTS / "datalabs-pipelines.png"), full_page=True)
+        page.goto("/pipelines/rinex-summary")
+        expect(page.locator(".graph-box svg")).to_be_visible()
+        page.screenshot(path=str(SCREENSHOTS / "datalabs-pipeline.png"), full_page=True)
+        page.goto("/pipelines")
         # Live search narrows the catalogue to the banner pipeline.
         page.get_by_label("Search pipelines").press_sequentially("banner", delay=30)
         expect(page).to_have_url(re.compile(r"q=banner"))
@@ -110,4 +115,66 @@ def test_log_lines_arrive_while_the_run_page_is_open(server):
         # When the run ends, the page shows the final state by itself.
         expect(page.locator("#run-state")).to_have_text("Succeeded", timeout=30_000)
         expect(log).to_contain_text("tick three")
+        assert not page.problems, page.problems
+
+
+COUNT = """cwlVersion: v1.2
+class: CommandLineTool
+label: Count lines
+baseCommand: [wc, -l]
+stdout: lines.txt
+inputs:
+  data: {type: File, inputBinding: {position: 1}, label: Text file}
+outputs:
+  lines: {type: stdout}
+"""
+
+
+def test_editor_validates_as_you_type_then_pushes_and_the_picker_fills_the_form(server):
+    with browser_page(server) as page:
+        log_in(page)
+        page.goto("/pipelines/editor")
+        # Tabs (JavaScript): Code first; the other panels are hidden until chosen.
+        expect(page.get_by_role("tab", name="Code")).to_have_attribute("aria-selected", "true")
+        expect(page.locator("#panel-details")).to_be_hidden()
+        code = page.get_by_label("CWL document")
+        code.fill(COUNT.replace("type: File", "type: Fiel"))
+        expect(page.locator("#validation")).to_contain_text("Not valid yet", timeout=15_000)
+        expect(page.locator("#validation")).to_contain_text("pipeline.cwl:7:")
+        expect(page.locator("#cwl-gutter")).to_contain_text("10")
+        code.fill(COUNT)
+        expect(page.locator("#validation")).to_contain_text("Valid CWL", timeout=15_000)
+        page.get_by_role("tab", name="Graph").click()
+        expect(page.locator("#editor-graph svg")).to_be_visible()
+        expect(page.locator("#panel-code")).to_be_hidden()
+        page.get_by_role("tab", name="Test").click()
+        expect(page.get_by_label("Text file")).to_be_visible()  # the test form follows the text
+        page.get_by_role("tab", name="Details").click()
+        page.get_by_label("Name", exact=True).fill("count-lines")
+        page.get_by_label("Keywords").fill("text, lines")
+        page.get_by_label("Version notes").fill("From the browser.")
+        page.get_by_label("System pipeline (for everyone)").check()
+        page.screenshot(path=str(SCREENSHOTS / "datalabs-pipeline-editor.png"), full_page=True)
+        page.get_by_role("button", name="Push").click()
+        expect(page).to_have_url(re.compile(r"/pipelines/count-lines$"))
+        expect(page.get_by_role("status").first).to_contain_text("Pipeline 'count-lines' registered.")
+        expect(page.locator(".pipeline-head .badge-system")).to_be_visible()
+
+        # Launch it with a file chosen in the picker (uploaded to the workspace through the API first).
+        put = page.request.put(
+            "/api/v1/workspaces/me/files/notes/three.txt",
+            data="a\nb\nc\n",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert put.ok, put.text()
+        page.get_by_role("link", name="Launch", exact=True).first.click()
+        page.get_by_role("button", name="Browse files for Text file").click()
+        page.get_by_role("button", name="Open folder My workspace").click()
+        page.get_by_role("button", name="Open folder notes").click()
+        page.get_by_role("button", name="Choose three.txt").click()
+        expect(page.get_by_label("Text file")).to_have_value("me/notes/three.txt")
+        page.get_by_role("button", name="Launch", exact=True).click()
+        expect(page.locator("#run-state")).to_have_text("Succeeded", timeout=60_000)
+        page.get_by_role("link", name="Outputs").click()
+        expect(page.get_by_role("link", name=re.compile(r"lines\.txt$"))).to_be_visible()
         assert not page.problems, page.problems
