@@ -17,13 +17,10 @@ from starlette.background import BackgroundTask
 
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db, get_settings, scope
-from datalabs.builder import archive, publish, service
-from datalabs.builder.sources import git_clone, write_files
+from datalabs.builder import archive, origins, publish, service
 from datalabs.config import Settings
 from datalabs.db.models import App, AppEvent, AppVersion, Notice
 from datalabs.errors import Invalid
-from datalabs.workspaces import service as workspaces
-from datalabs.workspaces.paths import parts_of
 
 router = APIRouter(prefix="/api/v1", tags=["apps"], responses={401: {}, 403: {}, 404: {}})
 read, write = scope("apps:read"), scope("apps:write")
@@ -216,13 +213,7 @@ async def add_version(
         if not uploads:
             raise Invalid("send the sources as one or more 'files' parts (or one .zip)", code="no_files")
         overrides = _json_object(form.get("meta") or "{}")
-        files = [(u.filename or "upload", u.file) for u in uploads]
-
-        def fill(staging):
-            write_files(staging, files)
-            return ", ".join(n for n, _ in files)[:500]
-
-        kind = "upload"
+        fill, kind = origins.uploaded([(u.filename or "upload", u.file) for u in uploads]), "upload"
     else:
         try:
             body = VersionCreate.model_validate(await request.json())
@@ -250,27 +241,10 @@ def _json_object(text: str) -> dict:
 
 def _remote_source(db, settings, principal, body: VersionCreate):
     if body.git:
-        git = body.git
-        allow_local = settings.builder.allow_local_git
-        return (
-            lambda staging: f"{git.url}@{git_clone(staging, git.url, git.ref, allow_local=allow_local)}"
-        ), "git"
+        return origins.from_git(settings, body.git.url, body.git.ref), "git"
     if body.workspace:
-        space = workspaces.resolve(db, settings, principal, body.workspace.ws)
-        parts = parts_of(body.workspace.path)
-        folder = space.tree.root.joinpath(*parts)
-        if not folder.is_dir() or folder.is_symlink():
-            raise Invalid(
-                f"'{body.workspace.path}' is not a folder of workspace '{space.id}'", code="not_a_folder"
-            )
-
-        def fill(staging):
-            from datalabs.builder.sources import copy_tree
-
-            copy_tree(staging, folder, f"workspace folder '{body.workspace.path}'")
-            return f"{space.id}:{'/'.join(parts)}"
-
-        return fill, "workspace"
+        ws = body.workspace
+        return origins.from_workspace(db, settings, principal, ws.ws, ws.path), "workspace"
     raise Invalid("give the sources: multipart 'files', or JSON 'git' or 'workspace'", code="no_sources")
 
 

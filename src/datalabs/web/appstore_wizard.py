@@ -2,9 +2,9 @@
 → metadata (pre-filled from the sources' datalab-meta.yml) → build (log followed live) → test launch →
 share or submit (on the app's page).
 
-Each step calls the builder services the API calls (`builder.service`, `builder.drafts`, the API's own
-source readers), so the pages accept and refuse exactly what `/api/v1/apps` does; errors are shown next
-to the form they concern, with what the user typed kept."""
+Each step calls the builder services the API calls (`builder.service`, `builder.origins`; plus
+`builder.drafts`, which holds the sources between steps), so the pages accept and refuse exactly what
+`/api/v1/apps` does; errors are shown next to the form they concern, with what the user typed kept."""
 
 from __future__ import annotations
 
@@ -16,11 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.apps import GitSource, VersionCreate, WorkspaceSource, _remote_source
 from datalabs.api.deps import get_db
-from datalabs.builder import drafts, service
+from datalabs.builder import drafts, origins, service
 from datalabs.builder.service import MetaInvalid
-from datalabs.builder.sources import write_files
 from datalabs.catalogue.service import visible_to
 from datalabs.db.models import Datalab
 from datalabs.errors import DatalabsError, Invalid
@@ -142,11 +140,12 @@ def sources_page(
     return _sources_page(request, db, principal, service.get(db, principal, name, write=True))
 
 
-async def _stage(request, db, principal, app, fill, kind, where: str, form: dict[str, str]):
+async def _stage(request, db, principal, app, fill, kind: str, form: dict[str, str]):
+    """Take the sources into the app's draft; a refusal shows next to the form of that `kind`."""
     try:
         await asyncio.to_thread(drafts.stage, request.app.state.settings, app, fill, kind)
     except DatalabsError as exc:
-        return _sources_page(request, db, principal, app, form, {where: exc.message}, exc.status)
+        return _sources_page(request, db, principal, app, form, {kind: exc.message}, exc.status)
     return redirect(request, f"/appstore/{app.name}/metadata", "Sources received. Check the metadata.")
 
 
@@ -161,13 +160,8 @@ async def upload(
     if not uploads:
         errors = {"upload": "choose the files to upload (several files, or one .zip)"}
         return _sources_page(request, db, principal, app, errors=errors, status=422)
-    files = [(u.filename, u.file) for u in uploads]
-
-    def fill(staging):
-        write_files(staging, files)
-        return ", ".join(n for n, _ in files)[:500]
-
-    return await _stage(request, db, principal, app, fill, "upload", "upload", {})
+    fill = origins.uploaded([(u.filename, u.file) for u in uploads])
+    return await _stage(request, db, principal, app, fill, "upload", {})
 
 
 @router.post("/appstore/{name}/sources/git")
@@ -184,11 +178,10 @@ async def from_git(
     try:
         if not url.strip():
             raise Invalid("give the repository's URL", code="bad_url")
-        body = VersionCreate(git=GitSource(url=url.strip(), ref=ref.strip()))
-        fill, kind = _remote_source(db, request.app.state.settings, principal, body)  # the API's rules
+        fill = origins.from_git(request.app.state.settings, url.strip(), ref.strip())
     except DatalabsError as exc:
         return _sources_page(request, db, principal, app, form, {"git": exc.message}, exc.status)
-    return await _stage(request, db, principal, app, fill, kind, "git", form)
+    return await _stage(request, db, principal, app, fill, "git", form)
 
 
 @router.post("/appstore/{name}/sources/workspace")
@@ -203,11 +196,10 @@ async def from_workspace(
     app = service.get(db, principal, name, write=True)
     form = {"ws": ws, "path": path}
     try:
-        body = VersionCreate(workspace=WorkspaceSource(ws=ws, path=path.strip()))
-        fill, kind = _remote_source(db, request.app.state.settings, principal, body)
+        fill = origins.from_workspace(db, request.app.state.settings, principal, ws, path.strip())
     except DatalabsError as exc:
         return _sources_page(request, db, principal, app, form, {"workspace": exc.message}, exc.status)
-    return await _stage(request, db, principal, app, fill, kind, "workspace", form)
+    return await _stage(request, db, principal, app, fill, "workspace", form)
 
 
 # ---- 3. metadata --------------------------------------------------------------------------------
