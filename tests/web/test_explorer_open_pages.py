@@ -5,10 +5,14 @@ file), errors are shown in the dialog, and the start page only follows `open` li
 from __future__ import annotations
 
 import html
+import re
 from urllib.parse import quote
 
 import pytest
 
+from datalabs.accounts.service import get_user
+from datalabs.db.engine import transaction
+from datalabs.db.models import Lab
 from tests.assets.seed import seed
 from tests.web.labs_support import HTML, lab_settings, launched, text_of, wait_state
 
@@ -74,27 +78,35 @@ def test_dialog_hides_assets_of_volumes_the_user_may_not_see(explorer):
     assert dialog(explorer, "AstroSecret:jwst/secret_nircam.fits").status_code == 404
 
 
-def test_opening_in_a_running_lab_redirects_to_it(explorer):
+def test_opening_in_a_lab_that_cannot_open_files_says_where_the_file_is(explorer):
     lab = launched(explorer, "fake")
     assert wait_state(explorer, lab)["state"] == "running"
     r = submit(explorer, lab_id=lab)
-    assert (r.status_code, r.headers["location"]) == (303, f"/datalabs/{lab}/")
+    assert r.status_code == 200
+    name = "ABMF00GLP_R_20240010000_01D_30S_GO.crx.gz"
+    words = text_of(r.text)
+    assert (
+        f"copied into your workspace; in the lab it is at /media/home/my_workspace/from-explorer/{name}"
+        in words
+    )
+    assert f'href="/datalabs/{lab}/">Open the lab' in r.text
     copy = explorer.get(
-        "/api/v1/workspaces/me/files/from-explorer/ABMF00GLP_R_20240010000_01D_30S_GO.crx.gz",
-        headers={"Accept": "application/json"},
+        f"/api/v1/workspaces/me/files/from-explorer/{name}", headers={"Accept": "application/json"}
     )
     assert copy.content == b"RINEX"  # the lab lacks the volume: the file was copied for it
 
 
-def test_launching_goes_to_the_start_page_then_the_file(explorer):
-    r = submit(explorer, datalab="fake")
-    assert r.status_code == 303
-    start = r.headers["location"]
-    assert start.startswith("/labs/") and "?open=%2Fdatalabs%2F" in start
-    lab = start.split("/labs/", 1)[1].split("?", 1)[0]
+def test_a_jupyterlab_gets_the_file_itself_and_a_launched_one_its_start_page_first(explorer):
+    with transaction(explorer.app.state.sessions) as db:  # a running JupyterLab of bob's (no process)
+        bob = get_user(db, "bob")
+        db.add(Lab(id="ab12", owner_id=bob.id, datalab="notebook", version="1.0", state="running"))
+    r = submit(explorer, lab_id="ab12")
+    name = "ABMF00GLP_R_20240010000_01D_30S_GO.crx.gz"
+    assert (r.status_code, r.headers["location"]) == (303, f"/datalabs/ab12/lab/tree/from-explorer/{name}")
+    r = submit(explorer, datalab="fake")  # a web app: where the file is, and the way to its start
+    lab = re.search(r'href="/labs/([0-9a-f]+)">Follow the lab', r.text).group(1)
+    assert "on the lab's data volume; in the lab it is at /media/data/GsscOpen/obs/" in text_of(r.text)
     assert wait_state(explorer, lab)["state"] == "running"
-    page = explorer.get(start).text
-    assert f'data-auto-open="/datalabs/{lab}/"' in page  # labs.js goes on to the file
 
 
 def test_the_start_page_follows_open_links_into_that_lab_only(explorer):

@@ -107,12 +107,20 @@ async def open_in_lab(
             db.rollback()
             error, status = exc.message, exc.status
         else:
-            if not opened.launched:
-                return redirect(request, opened.url)
-            state.labs.spawn(opened.lab_id, opened.token)
-            # The start page follows the start, then goes on to the file (lab_pages: `open`); the one-shot
-            # "launched" message makes it go there even if the lab is already up, but only this once.
-            start = f"/labs/{opened.lab_id}?" + urlencode({"open": opened.url})
-            return redirect(request, start, f"You launched a lab to open '{opened.path}'.", kind=LAUNCHED)
+            if opened.launched:
+                state.labs.spawn(opened.lab_id, opened.token)
+            return _after_open(request, opened)
     record = state.assets.get(asset_id, assets_service.visible_collections(db, principal))
     return _dialog(request, _choices(request, db, principal, record), error=error, status=status)
+
+
+def _after_open(request: Request, opened: opening.Opened):
+    """A JupyterLab opens the file from its URL: go there (a launched one through its start page, which
+    goes on to the file; the one-shot "launched" message makes it do so even if the lab is already up).
+    Other labs cannot be told to open a file: say where it is in the lab, with the way to the lab."""
+    if opened.url == opened.lab_url:
+        return page(request, "explorer_open.html", title="Open in Datalab", active="explorer", opened=opened)
+    if not opened.launched:
+        return redirect(request, opened.url)
+    start = f"/labs/{opened.lab_id}?" + urlencode({"open": opened.url})
+    return redirect(request, start, f"You launched a lab to open '{opened.path}'.", kind=LAUNCHED)
