@@ -147,6 +147,8 @@ def test_type_step_lists_bases_and_keeps_input_on_errors(user):
     assert 'value="Not A Name"' in r.text and 'aria-invalid="true"' in r.text
     r = create(user, "jupyterlab")
     assert r.status_code == 409 and "already exists; choose another name" in r.text
+    r = create(user, "review")  # the queue's address
+    assert r.status_code == 409 and "reserved by the app store" in r.text
     r = create(user, "fine", base="no-such-base")
     assert r.status_code == 422 and "no base datalab" in r.text.lower() and 'value="fine"' in r.text
     assert user.get("/appstore/fine").status_code == 404  # nothing was created
@@ -311,3 +313,30 @@ def test_moderators_review_and_authors_cannot_approve_their_own(admin, client, m
     assert 'data-name="tiny"' in featured
     r = post(eve, "/appstore/tiny", "/appstore/tiny/unpublish")
     assert r.status_code == 403 and "Only the author or a moderator may unpublish." in r.text
+
+
+def test_sources_without_metadata_file_are_described_by_the_form(user, tmp_path):
+    folder = sources(tmp_path)
+    (folder / "datalab-meta.yml").unlink()
+    create(user, "bare")
+    upload(user, "bare", folder)
+    page = user.get("/appstore/bare/metadata").text
+    assert "Your sources have no readable <code>datalab-meta.yml</code>" in page
+    assert "cannot be read" not in page  # a missing file is no error: the form is there for that
+    form = {**metadata_form(user, "bare"), "title": "Bare datalab", "distribution.license": "MIT"}
+    r = post(user, "/appstore/bare/metadata", "/appstore/bare/metadata", form)
+    assert r.status_code == 303, r.text
+    v = wait_built(user, "bare", "0.1.0-0")
+    assert v["meta"]["title"] == "Bare datalab" and v["meta"]["distribution"]["license"] == "MIT"
+
+
+def test_an_unreadable_metadata_file_is_explained_beside_the_form(user, tmp_path):
+    folder = sources(tmp_path)
+    (folder / "datalab-meta.yml").write_text("title: [unclosed\n")
+    create(user, "badyaml")
+    upload(user, "badyaml", folder)
+    page = user.get("/appstore/badyaml/metadata").text
+    assert "datalab-meta.yml cannot be read:</strong> datalab-meta.yml: not valid YAML: line 2" in page
+    form = {**metadata_form(user, "badyaml"), "title": "Fixed in the form"}
+    r = post(user, "/appstore/badyaml/metadata", "/appstore/badyaml/metadata", form)
+    assert r.status_code == 422 and "not valid YAML" in r.text and 'value="Fixed in the form"' in r.text

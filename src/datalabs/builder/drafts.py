@@ -11,6 +11,7 @@ Layout: `$DATALABS_HOME/apps/<name>/.draft/{sources/, info.json}`; replaced whol
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import uuid
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
@@ -41,7 +43,7 @@ class Draft:
     files: list[str]
     file_count: int
     meta: dict[str, Any]  # the sources' datalab-meta.yml (dotted keys undone); {} if absent or unreadable
-    meta_problem: str  # why the file could not be read, or ""
+    meta_problem: str  # why the file there could not be read, or ""
     requirements: list[str]
 
 
@@ -86,10 +88,12 @@ def load(settings: Settings, app: App) -> Draft | None:
         return None
     sources = root / "sources"
     names = sorted(p.relative_to(sources).as_posix() for p in sources.rglob("*") if p.is_file())
-    try:
-        data, problem = metadata.read_yaml(sources / metadata.META_FILE), ""
-    except LoadError as exc:
-        data, problem = {}, metadata.problems_text(exc)
+    data, problem = {}, ""
+    if (sources / metadata.META_FILE).is_file():  # no file is no problem: the form describes the datalab
+        try:
+            data = metadata.read_yaml(sources / metadata.META_FILE)
+        except LoadError as exc:
+            problem = metadata.problems_text(exc)
     return Draft(
         sources=sources,
         kind=str(info.get("kind", "upload")),
@@ -113,6 +117,11 @@ def build(
 
     def fill(staging: Staging) -> str:
         copy_tree(staging, draft.sources, "the sources")
+        if not (draft.sources / metadata.META_FILE).is_file():
+            # Sources without a datalab-meta.yml are described by the form alone: the version keeps that
+            # description as its file, so its sources (and an export of them) stand on their own.
+            text = yaml.safe_dump(overrides, sort_keys=False, allow_unicode=True)
+            staging.write(metadata.META_FILE, io.BytesIO(text.encode()))
         return draft.ref
 
     return service.add_version(

@@ -26,6 +26,8 @@ from datalabs.db.models import App, AppEvent, AppVersion, Datalab, DatalabVersio
 from datalabs.errors import Conflict, Forbidden, Invalid, NotFound
 
 TERMINAL = ("built", "failed")
+# The app store's own pages (/appstore/new, /appstore/review) sit where an app of that name would.
+RESERVED_NAMES = frozenset({"new", "review"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ def create(db: Session, principal: Principal, name: str, base: str = "jupyterlab
             "starting with a letter or digit, at most 64 characters",
             code="bad_name",
         )
+    if name in RESERVED_NAMES:
+        raise Conflict(f"'{name}' is reserved by the app store; choose another name", code="name_taken")
     if db.scalar(select(App.id).where(App.name == name)) or db.scalar(
         select(Datalab.id).where(Datalab.name == name)
     ):
