@@ -132,6 +132,8 @@ def test_push_registers_then_publishes_versions_and_keeps_errors_in_the_form(use
     assert broken.status_code == 422 and 'id="cwl-error"' in broken.text and "class: Nope" in broken.text
     named = push(user, post_form, details(name="Bad Name!"))
     assert named.status_code == 422 and 'id="name-error"' in named.text and 'value="Bad Name!"' in named.text
+    reserved = push(user, post_form, details(name="editor"))  # /pipelines/editor is this page
+    assert reserved.status_code == 422 and "ipeline name &#39;editor&#39; is reserved" in reserved.text
     users = push(user, post_form, details(name="other", allowed_users="ghost"))
     assert users.status_code == 422 and 'id="allowed_users-error"' in users.text and "ghost" in users.text
     assert pipeline_row(user, "other") is None

@@ -272,10 +272,13 @@ def test_a_running_run_page_follows_the_log_and_can_be_cancelled(user, post_form
     page = user.get(f"/runs/{run_id}").text
     assert re.search(rf'data-events="/api/v1/runs/{run_id}/logs\?follow=true&amp;offset=\d+"', page)
     assert "Cancel run" in page and "pipelines.js" in page
+    # The run list refreshes itself while a run is active.
+    assert 'hx-get="/runs" hx-trigger="every 3s"' in user.get("/runs").text
     r = post_form(user, f"/runs/{run_id}", f"/runs/{run_id}/cancel", follow_redirects=False)
     assert r.status_code == 303
     assert wait_state(user, run_id, timeout=90) == "cancelled"
     assert ">Cancelled</span>" in user.get(f"/runs/{run_id}").text
+    assert "every 3s" not in user.get("/runs").text
 
 
 def test_schedule_from_the_form(user, post_form):

@@ -25,6 +25,8 @@ from datalabs.pipelines.documents import Document
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 ENGINES = ("cwltool", "toil")
+# Names the web UI uses for its own pages under /pipelines/ (a pipeline of that name would be unreachable).
+RESERVED = frozenset({"editor"})
 
 
 @dataclass
@@ -139,6 +141,8 @@ def create(
             f"pipeline name '{name}' is not valid: 1-64 lower-case letters, digits, '.', '_', '-'",
             code="invalid_pipeline_name",
         )
+    if name in RESERVED:
+        raise Invalid(f"pipeline name '{name}' is reserved: choose another", code="invalid_pipeline_name")
     if system and not principal.is_admin:
         raise Forbidden("only administrators can register system pipelines", code="not_admin")
     _check_details(db, details)

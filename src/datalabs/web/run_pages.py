@@ -47,6 +47,7 @@ def runs_page(
         "states": STATES,
         "pipelines": [p.name for p in registry.list_visible(db, principal)],
         "per_page": PER_PAGE,
+        "refresh_url": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     }
     headers = {"Vary": "HX-Request", "Cache-Control": "no-store"}
     if request.headers.get("hx-request") and not request.headers.get("hx-history-restore-request"):
