@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from bench import assets_search, catalogue_search, desktop, files_transfer, lab_start, pipelines, proxy
+from bench import (
+    app_build,
+    assets_search,
+    catalogue_search,
+    desktop,
+    files_transfer,
+    lab_start,
+    pipelines,
+    proxy,
+)
 
 BENCHMARKS = {
     "catalogue-search": catalogue_search.run,
@@ -14,6 +23,7 @@ BENCHMARKS = {
     "assets-search": assets_search.run,
     "pipelines": pipelines.run,
     "desktop": desktop.run,
+    "app-build": app_build.run,
 }
 
 
