@@ -141,7 +141,7 @@ def review(
     record(db, app, principal.name, verdict, comment, app.submitted_version)
     sync_catalogue(db, app)
     text = f"Your datalab '{name}' {app.submitted_version} was {verdict} by {principal.name}"
-    notify(db, settings, author(db, app), text + (f": {comment}" if comment else "."), f"/apps/{name}")
+    notify(db, settings, author(db, app), text + (f": {comment}" if comment else "."), f"/appstore/{name}")
     return app
 
 
