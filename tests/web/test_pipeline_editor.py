@@ -105,8 +105,10 @@ def test_validation_as_you_type_names_the_line(user, csrf_from):
         headers={"X-CSRF-Token": token},
     )
     assert "x.cwl:1:5: not valid YAML" in r.text
-    good = user.post("/pipelines/editor/validate", data={"cwl": COUNT}, headers={"X-CSRF-Token": token})
-    assert "Valid CWL" in good.text and "<svg" in good.text and 'name="in.data"' in good.text
+    typed = {"cwl": COUNT, "in.data": "me/typed.txt"}  # a value already in the Test tab stays there
+    good = user.post("/pipelines/editor/validate", data=typed, headers={"X-CSRF-Token": token})
+    assert "Valid CWL" in good.text and "<svg" in good.text
+    assert 'name="in.data" value="me/typed.txt"' in good.text
     assert user.post("/pipelines/editor/validate", data={"cwl": COUNT}).status_code == 403  # no CSRF token
 
 

@@ -133,14 +133,30 @@ outputs:
 def test_editor_validates_as_you_type_then_pushes_and_the_picker_fills_the_form(server):
     with browser_page(server) as page:
         log_in(page)
-        page.goto("/pipelines/editor")
+        # Open a CWL file of the workspace (uploaded through the API) with the picker.
+        put = page.request.put(
+            "/api/v1/workspaces/me/files/cwl/count-lines.cwl",
+            data=COUNT,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert put.ok, put.text()
+        page.goto("/pipelines")
+        page.get_by_role("link", name="New pipeline").click()
+        page.get_by_role("button", name="Browse", exact=True).click()
+        page.get_by_role("button", name="Open folder My workspace").click()
+        page.get_by_role("button", name="Open folder cwl").click()
+        page.get_by_role("button", name="Choose count-lines.cwl").click()
+        expect(page.get_by_label("Open from a workspace")).to_have_value("me/cwl/count-lines.cwl")
+        page.get_by_role("button", name="Open", exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Edit count-lines")
+        expect(page.get_by_label("CWL document")).to_have_value(COUNT)
         # Tabs (JavaScript): Code first; the other panels are hidden until chosen.
         expect(page.get_by_role("tab", name="Code")).to_have_attribute("aria-selected", "true")
         expect(page.locator("#panel-details")).to_be_hidden()
         code = page.get_by_label("CWL document")
         code.fill(COUNT.replace("type: File", "type: Fiel"))
         expect(page.locator("#validation")).to_contain_text("Not valid yet", timeout=15_000)
-        expect(page.locator("#validation")).to_contain_text("pipeline.cwl:7:")
+        expect(page.locator("#validation")).to_contain_text("count-lines.cwl:7:10:")
         expect(page.locator("#cwl-gutter")).to_contain_text("10")
         code.fill(COUNT)
         expect(page.locator("#validation")).to_contain_text("Valid CWL", timeout=15_000)

@@ -83,7 +83,8 @@ def editor_page(
 @router.post("/pipelines/editor/validate", name="pipeline_editor_validate")
 async def validate(request: Request, principal: Principal = Depends(posting_user)):
     """The messages as you type (an htmx fragment), plus the Graph and Test tabs swapped out of band."""
-    draft = editor.Draft.from_form({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+    posted = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    draft = editor.Draft.from_form(posted)
     document, problem = _check(draft)
     return fragment(
         request,
@@ -91,7 +92,8 @@ async def validate(request: Request, principal: Principal = Depends(posting_user
         document=document,
         problem=problem,
         graph_svg=Markup(graph.svg(graph.graph(document.packed))) if document else "",
-        fields=form.fields(document.inputs) if document else [],
+        # The Test tab is re-made from the new text; values already typed in it are kept.
+        fields=form.fields(document.inputs, posted) if document else [],
         errors={},
         oob=True,
     )
