@@ -75,11 +75,13 @@ def test_create_build_test_submit_approve_then_everyone_finds_it(server, upload_
         # 1. Type: a name on the platform's JupyterLab base.
         expect(page.get_by_label(re.compile(r"^JupyterLab \(the platform"))).to_be_checked()
         page.get_by_label("Name").fill("tiny")
+        page.screenshot(path="/tmp/datalabs-appstore-new.png", full_page=True)
         page.get_by_role("button", name="Next: sources").click()
 
         # 2. Sources: several files uploaded at once.
         expect(page).to_have_url(re.compile(r"/appstore/tiny/sources$"))
         page.get_by_label("Files or one .zip").set_input_files(upload_files)
+        page.screenshot(path="/tmp/datalabs-appstore-sources.png", full_page=True)
         page.get_by_role("button", name="Upload").click()
 
         # 3. Metadata, pre-filled from the uploaded datalab-meta.yml; the form's changes win.

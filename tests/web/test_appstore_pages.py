@@ -210,6 +210,8 @@ def test_git_and_workspace_sources_prefill_the_metadata(user, settings, tmp_path
 def test_metadata_errors_keep_what_was_typed(user, tmp_path):
     create(user, "tiny")
     upload(user, "tiny", sources(tmp_path))
+    page = user.get("/appstore/tiny/sources").text  # back on the sources: the draft is there
+    assert "<strong>Sources ready:</strong> 4 files from upload." in page
     form = {**metadata_form(user, "tiny"), "title": "", "abstract": "My own abstract"}
     r = post(user, "/appstore/tiny/metadata", "/appstore/tiny/metadata", form)
     assert r.status_code == 422
