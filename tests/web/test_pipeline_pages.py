@@ -95,8 +95,9 @@ def test_catalogue_search_and_filters(user, make_user, login, post_form):
     page = user.get("/pipelines").text
     assert {"hello-world", "rinex-summary", "fits-thumbnail", "bobs-tool"} <= set(card_names(page))
     assert 'aria-current="page">Pipelines</a>' in page
-    hello = page[page.index('data-name="hello-world"') :].split("</li>\n    {% ", 1)[0]
-    assert "Hello world banner" in hello and "v1.0" in hello and "cwltool" in hello and "System" in hello
+    hello = re.search(r'data-name="hello-world".*?class="card-actions"', page, re.S).group(0)
+    assert "Hello world banner" in hello and "v1.0" in hello and "cwltool" in hello and ">System<" in hello
+    assert "Writes a text as a framed banner" in hello and '<a href="/pipelines?keyword=example"' in hello
     assert card_names(user.get("/pipelines", params={"q": "banner"}).text) == ["hello-world"]
     assert card_names(user.get("/pipelines", params={"source": "mine"}).text) == ["bobs-tool"]
     assert "bobs-tool" not in card_names(user.get("/pipelines", params={"source": "system"}).text)
@@ -281,7 +282,7 @@ def test_a_running_run_page_follows_the_log_and_can_be_cancelled(user, post_form
     assert "every 3s" not in user.get("/runs").text
 
 
-def test_schedule_from_the_form(user, post_form):
+def test_schedule_from_the_form(user, post_form, make_user, login):
     r = launch(
         user, post_form, "hello-world", {"in.text": "nightly", "when": "schedule", "cron": "0 3 * * *"}
     )
@@ -292,6 +293,16 @@ def test_schedule_from_the_form(user, post_form):
         (schedule,) = db.query(PipelineSchedule).all()
         assert schedule.inputs == {"text": "nightly"} and schedule.version == ""
     action = f"/pipelines/hello-world/schedules/{schedule.id}/delete"
+    # Another user neither sees nor deletes it; an admin sees whose it is.
+    make_user("carol")
+    switch(user, post_form, login, "carol")
+    assert "0 3 * * *</td>" not in user.get("/pipelines/hello-world/launch").text
+    assert post_form(user, "/pipelines/hello-world/launch", action).status_code == 404
+    make_user("root", role="admin")
+    switch(user, post_form, login, "root")
+    admin_view = user.get("/pipelines/hello-world/launch").text
+    assert "Schedules of this pipeline" in admin_view and "<td>bob</td>" in admin_view
+    switch(user, post_form, login, "bob")
     r = post_form(user, "/pipelines/hello-world/launch", action)
     assert r.status_code == 200 and f"Schedule {schedule.id} deleted." in r.text
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as FastPath
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
@@ -251,7 +252,7 @@ async def launch(
 def delete_schedule(
     request: Request,
     name: str,
-    schedule_id: int,
+    schedule_id: int = FastPath(ge=1, le=2**31 - 1),
     principal: Principal = Depends(posting_user),
     db: Session = Depends(get_db),
 ):
