@@ -302,6 +302,8 @@ def test_moderators_review_and_authors_cannot_approve_their_own(admin, client, m
     r = post(mod, "/appstore/review", "/appstore/tiny/review", {"decision": "approve", "comment": "fine"})
     assert r.status_code == 303
     assert "Nothing to review." in mod.get("/appstore/review").text
+    r = post(admin, "/appstore/review", "/appstore/tiny/review", {"decision": "reject", "comment": "late"})
+    assert r.status_code == 409 and 'id="review-error"' in r.text and "has no submission waiting" in r.text
     # The author's notification, linking to the app's page.
     assert '<a href="/appstore/tiny">Your datalab &#39;tiny&#39; 0.1.0-0 was approved by mod: fine</a>' in (
         admin.get("/appstore").text

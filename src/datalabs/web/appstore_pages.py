@@ -117,7 +117,8 @@ def _review_page(request, db, principal, form=None, errors=None, status=200):
         status=status,
         submissions=submissions,
         form=form or {},
-        errors=errors or {},
+        # A decision on a submission no longer waiting (another moderator was faster) shows on top.
+        errors=place_errors(errors, {s["app"].name for s in submissions}),
     )
 
 
