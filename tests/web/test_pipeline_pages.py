@@ -90,6 +90,16 @@ def test_anonymous_visitors_are_sent_to_log_in(client, path):
     assert r.status_code == 303 and r.headers["location"] == f"/login?next={path}"
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/pipelines/hello-world/launch", "/pipelines/editor", "/pipelines/editor/validate", "/runs/x/cancel"],
+)
+def test_anonymous_posts_change_nothing(client, path):
+    r = client.post(path, data={"in.text": "x", "cwl": "x"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert runs_in_db(client) == []
+
+
 def test_catalogue_search_and_filters(user, make_user, login, post_form):
     register(user, "bobs-tool", PRIVATE, keywords=["private", "text"], title="Bob's tool")
     page = user.get("/pipelines").text
