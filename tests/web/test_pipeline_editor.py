@@ -171,6 +171,9 @@ def test_open_a_document_from_the_workspace(user, make_user, login, post_form):
     folder = layout.user_dir(user.app.state.settings, "bob") / "cwl"
     folder.mkdir()
     (folder / "Count-Lines.cwl").write_text(COUNT)
+    # The file browser offers to edit CWL files.
+    listing = user.get("/workspace/me/cwl/").text
+    assert '<a class="btn btn-small" href="/pipelines/editor?path=me/cwl/Count-Lines.cwl">Edit pipeline' in listing
     page = user.get("/pipelines/editor", params={"path": "me/cwl/Count-Lines.cwl"}).text
     assert 'From <span class="mono">me/cwl/Count-Lines.cwl</span>' in page
     assert "label: Count lines" in page and 'id="name" name="name" value="count-lines"' in page
