@@ -71,3 +71,23 @@ def test_odd_lines(tmp_path):
     assert spaced.size == 7 and spaced.modified == datetime.fromtimestamp(1700000000, UTC)
     assert index.search(Query(text="image")).total == 1
     assert index.get("Mixed:root-file.txt") is not None
+
+
+def test_long_names_the_parser_rejects_go_to_the_record_path_and_the_rest_keep_their_tokens(tmp_path):
+    # The rejected name sorts into the first profile group: the profiles kept must still be read from
+    # their own names (their tokens answer text searches), not from rows shifted by the rejection.
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(
+        b"1 1700000000 gnss/ABMF00GLP_X_20240010000_01D_30S_MO.crx.gz\n"
+        b"2 1700000000 gnss/KIRU00SWE_R_20240020000_01D_30S_GO.crx.gz\n"
+        b"3 1700000000 gnss/ZIM200CHE_R_20240030000_01D_01S_RO.rnx\n"
+    )
+    index = BitmapIndex(tmp_path / "index")
+    for batch in listing.read_batches(path, "Gssc"):
+        index.ingest_batch(batch)
+    assert index.stats()["assets"] == 3
+    assert index.get("Gssc:gnss/ABMF00GLP_X_20240010000_01D_30S_MO.crx.gz").facets.get("station") is None
+    memory = _by_record_path(path)
+    for text in ("kiru00swe", "zim2", "01s", "rnx", "go", "2024002", "abmf"):
+        got, want = index.search(Query(text=text)), memory.search(Query(text=text))
+        assert (got.total, got.facets) == (want.total, want.facets), text

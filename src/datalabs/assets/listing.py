@@ -111,8 +111,7 @@ def parse(buffer: np.ndarray, collection: str) -> Iterator[Batch]:
     if not len(starts):
         return
     sizes, mtimes, path_starts = _fields(buffer, starts, ends)
-    paths = textmatrix.cut(buffer, path_starts, ends)
-    slash = textmatrix.last_index(paths, ord("/"))
+    slash = _last_slash(buffer, path_starts, ends)
     names = textmatrix.cut(buffer, path_starts + slash + 1, ends)
     dirs = textmatrix.cut(buffer, path_starts, path_starts + np.maximum(slash, 0))
     done = np.zeros(len(starts), bool)
@@ -121,9 +120,21 @@ def parse(buffer: np.ndarray, collection: str) -> Iterator[Batch]:
         yield batch
     rest = np.flatnonzero(~done)
     if len(rest):
+        paths = textmatrix.cut(buffer, path_starts[rest], ends[rest])  # only the lines left to parse
         yield from_records(
             [_record(collection, p, int(sizes[i]), int(mtimes[i])) for i, p in _paths(paths, rest)]
         )
+
+
+def _last_slash(buffer: np.ndarray, path_starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Where the last '/' of each line's PATH is, counted from the PATH's start (-1: none): from the
+    positions of all slashes in the buffer, so no matrix of whole paths is built for it."""
+    slashes = np.flatnonzero(buffer == ord("/"))
+    if not len(slashes):
+        return np.full(len(ends), -1, np.int64)
+    at = np.searchsorted(slashes, ends) - 1  # the last slash before each line's end
+    last = slashes[np.maximum(at, 0)]
+    return np.where((at >= 0) & (last >= path_starts), last - path_starts, -1)
 
 
 def _fields(buffer, starts, ends) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -140,7 +151,8 @@ def _fields(buffer, starts, ends) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _paths(paths: np.ndarray, rows: np.ndarray) -> Iterator[tuple[int, str]]:
-    for i, raw in zip(rows, textmatrix.strings(paths[rows]), strict=True):
+    """(row, path) for `rows`, whose paths are the rows of the matrix `paths`, in that order."""
+    for i, raw in zip(rows, textmatrix.strings(paths), strict=True):
         yield int(i), raw.decode("utf-8", "surrogateescape").lstrip("/")
 
 

@@ -81,7 +81,8 @@ def _batch(names, dirs, sizes, mtimes, collection, layout) -> tuple[Batch, np.nd
     profile = names.copy()
     profile[:, _TIME] = 0
     first, inverse = textmatrix.group(profile)
-    parsed = [gnss.parse_name(n.decode("ascii", "replace")) for n in textmatrix.strings(names[first])]
+    representatives = names[first]  # one name per profile (taken before any rows are dropped)
+    parsed = [gnss.parse_name(n.decode("ascii", "replace")) for n in textmatrix.strings(representatives)]
     accepted = np.array([p is not None for p in parsed])[inverse]
     if not accepted.all():  # the record path deals with these
         keep = np.flatnonzero(accepted)
@@ -95,13 +96,18 @@ def _batch(names, dirs, sizes, mtimes, collection, layout) -> tuple[Batch, np.nd
     columns["loc"] = coded_from_groups([(b,) if b else () for b in bboxes], inverse)
     dir_values, dir_inverse = _decoded(dirs)
     columns["dir"] = coded_from_groups([(d,) for d in dir_values], dir_inverse)
-    lowered = textmatrix.lower(names)
+    # Name tokens: only the start time differs within a profile, so every other token is read once
+    # per profile and spread like the facets; the time token is grouped over the rows themselves.
+    profile_names = textmatrix.lower(representatives)
     for column, (a, b) in zip(TOKEN_COLUMNS, layout.tokens + ((0, 0),) * 8, strict=False):
         if b <= a or b > names.shape[1]:
             columns[column] = Coded.empty(len(rows))
-            continue
-        values, token_inverse = _decoded(lowered[:, a:b])
-        columns[column] = coded_from_groups([(v,) if v else () for v in values], token_inverse)
+        elif (a, b) == (_TIME.start, _TIME.stop):
+            values, token_inverse = _decoded(names[:, a:b])  # digits: nothing to lower-case
+            columns[column] = coded_from_groups([(v,) if v else () for v in values], token_inverse)
+        else:
+            values = [v.decode("utf-8", "surrogateescape") for v in textmatrix.strings(profile_names[:, a:b])]
+            columns[column] = coded_from_groups([(v,) if v else () for v in values], inverse)
     dates = _dates(names)
     periods = np.array([gnss.period_seconds(p.period) if p else 0 for p in parsed], np.int64)[inverse]
     payload = Rows(
