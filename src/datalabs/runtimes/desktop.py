@@ -50,8 +50,21 @@ Xvnc :0 -rfbunixpath "$rt/vnc.sock" -rfbunixmode 0600 -rfbport -1 -nolisten tcp 
   -SecurityTypes None -geometry "${DATALAB_GEOMETRY:-1280x800}" -depth 24 \
   -desktop "${DATALAB_TITLE:-Datalab}" -AlwaysShared -BlacklistThreshold 1000000 &
 xvnc=$!
-# Xvnc leads its own process group: a stop signal to the lab's group must reach it through us.
-trap 'kill $(jobs -p) 2>/dev/null; exit 143' TERM INT HUP
+# Xvnc leads its own process group: a stop signal to the lab's group must reach it through us. Then wait
+# (8 s at most; the platform sends SIGKILL at 10) until every other process of the sandbox has ended: once
+# this shell exits, the sandbox's pid namespace ends and the kernel kills what is left before it has
+# cleaned up (e.g. a Java app behind its launcher script, or a SAMP hub removing its lockfile).
+stop_session() {
+  kill $(jobs -p) 2>/dev/null
+  for _ in $(seq 80); do
+    left=0
+    for p in /proc/[0-9]*; do case ${p#/proc/} in 1|$$) ;; *) left=1; break ;; esac; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  exit 143
+}
+trap stop_session TERM INT HUP
 for _ in $(seq 400); do [ -S /tmp/.X11-unix/X0 ] && break; sleep 0.025; done
 [ -S /tmp/.X11-unix/X0 ] || { echo "Xvnc did not start" >&2; exit 70; }
 """

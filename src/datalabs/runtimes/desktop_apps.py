@@ -59,9 +59,8 @@ if {samp_hub}; then
     sleep 0.05
   done
   if ! kill -0 "$hub" 2>/dev/null; then
-    # JSAMP refuses to start beside a live hub: the owner's other lab runs one, and the apps join it.
-    if [ -f "$HOME/.samp" ]; then echo "the SAMP hub of another lab of this user is used" >&2
-    else echo "the SAMP hub did not start: each app may start its own" >&2; fi
+    # JSAMP refuses to start beside a live hub (the owner's other lab runs one: the apps join it).
+    echo "the SAMP hub exited (see above): the apps use a live hub of ~/.samp or start their own" >&2
   elif ! [ "$HOME/.samp" -nt "$rt/samp-hub-start" ]; then
     echo "the SAMP hub wrote no lockfile within 60 s: starting the apps anyway" >&2
   fi

@@ -185,14 +185,18 @@ class LocalRuntime(RuntimeBackend):
         return None
 
     async def stop(self, now: bool = False) -> None:
+        deadline = time.monotonic() + (0 if now else 10)
         if self._pid is not None and await self.poll() is None:
             self._signal(signal.SIGKILL if now else signal.SIGTERM)
-            deadline = time.monotonic() + (0 if now else 10)
             while await self.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             if await self.poll() is None:
                 self._signal(signal.SIGKILL)
         if self._cgroup is not None:
+            # bwrap's outer process dies at SIGTERM at once while the sandbox's processes are still
+            # winding down (a desktop session waits for its apps): they get the rest of the grace period.
+            while self._cgroup.pids() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             self._cgroup.kill_all()
             for _ in range(50):
                 if not self._cgroup.pids():
