@@ -173,7 +173,10 @@ def test_open_a_document_from_the_workspace(user, make_user, login, post_form):
     (folder / "Count-Lines.cwl").write_text(COUNT)
     # The file browser offers to edit CWL files.
     listing = user.get("/workspace/me/cwl/").text
-    assert '<a class="btn btn-small" href="/pipelines/editor?path=me/cwl/Count-Lines.cwl">Edit pipeline' in listing
+    assert (
+        '<a class="btn btn-small" href="/pipelines/editor?path=me/cwl/Count-Lines.cwl">Edit pipeline'
+        in listing
+    )
     page = user.get("/pipelines/editor", params={"path": "me/cwl/Count-Lines.cwl"}).text
     assert 'From <span class="mono">me/cwl/Count-Lines.cwl</span>' in page
     assert "label: Count lines" in page and 'id="name" name="name" value="count-lines"' in page
@@ -210,3 +213,28 @@ def test_test_tab_runs_the_draft_through_the_engine(user, csrf_from):
     assert [v.version for v in pipeline_row(user, "draft.bob.count").versions] == ["draft-1"]
     r = user.post("/pipelines/editor/test", data={**data, "in.data": ""}, headers={"X-CSRF-Token": token})
     assert "The test could not start." in r.text and "Input &#39;data&#39; (File) is required." in r.text
+
+
+def test_save_writes_the_text_into_the_workspace(user, post_form):
+    edited = COUNT + "# saved from the editor\n"
+    r = post_form(
+        user,
+        "/pipelines/editor",
+        "/pipelines/editor/save",
+        details(cwl=edited, path="me/cwl/count.cwl", notes="kept"),
+    )
+    assert r.status_code == 200 and "Saved to me/cwl/count.cwl." in r.text and ">kept</textarea>" in r.text
+    saved = layout.user_dir(user.app.state.settings, "bob") / "cwl" / "count.cwl"
+    assert saved.read_text() == edited
+    assert (
+        "# saved from the editor" in user.get("/pipelines/editor", params={"path": "me/cwl/count.cwl"}).text
+    )
+    for path, message in (
+        ("", "give the file to save to"),
+        ("volume:Archive/x.cwl", "data volumes are read-only"),
+        ("team:nobody/x.cwl", "no team workspace"),
+        ("me/../../x.cwl", "path"),
+    ):
+        r = post_form(user, "/pipelines/editor", "/pipelines/editor/save", details(cwl=edited, path=path))
+        assert r.status_code in (404, 422) and 'id="path-error"' in r.text and message in r.text.lower(), path
+        assert "# saved from the editor" in r.text  # the text is never lost

@@ -220,3 +220,32 @@ def push_test(db: Session, principal: Principal, draft: Draft) -> Pipeline:
         details=details,
     )
     return pipeline
+
+
+async def save(db: Session, settings: Settings, principal: Principal, usage, path: str, text: str) -> str:
+    """Write the edited text to the workspace file `path` (atomically, within the quota); returns the
+    reference it was saved as. Data volumes are read-only."""
+    from anyio import to_thread
+
+    from datalabs.workspaces import service as workspaces
+    from datalabs.workspaces.paths import parts_of
+    from datalabs.workspaces.upload import upload
+
+    space_id, _, rest = path.strip().partition("/")
+    if not rest.strip("/"):
+        raise Invalid("give the file to save to, e.g. me/cwl/tool.cwl", code="bad_path")
+    if space_id.startswith("volume:"):
+        raise Invalid("data volumes are read-only: save into me/... or team:<team>/...", code="read_only")
+    space = workspaces.resolve(db, settings, principal, space_id, write=True)
+    parts = parts_of(rest)
+    data = text.encode()
+
+    async def body():
+        yield data
+
+    free = await to_thread.run_sync(usage.free, space)
+    done = await upload(
+        space.tree, parts, body(), free=free, declared=len(data), fsync=settings.workspaces.fsync
+    )
+    usage.add(space, done.added)
+    return f"{space.id}/{'/'.join(parts)}"

@@ -36,6 +36,7 @@ def _editor_page(
     *,
     errors: dict[str, str] | None = None,
     status: int = 200,
+    saved: str = "",
 ):
     document, problem = _check(draft)
     errors = errors or {}
@@ -57,8 +58,9 @@ def _editor_page(
         is_admin=principal.is_admin,
         known=[p.name for p in existing if registry.may_change(p, principal)],
         oob=False,
+        saved=saved,
         # The tab to show first: where the problem is.
-        tab="code" if errors.get("cwl") else ("details" if errors else "code"),
+        tab="code" if errors.get("cwl") or errors.get("path") else ("details" if errors else "code"),
     )
 
 
@@ -122,6 +124,19 @@ async def test_run(
     if (worker := getattr(request.app.state, "pipeline_worker", None)) is not None:
         worker.wake()
     return fragment(request, "_pipeline_test_result.html", run=run, problems=[])
+
+
+@router.post("/pipelines/editor/save", name="pipeline_editor_save")
+async def save(request: Request, principal: Principal = Depends(posting_user), db: Session = Depends(get_db)):
+    """Save the text into the workspace; the page comes back as it was, with a message."""
+    posted = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    draft = editor.Draft.from_form(posted)
+    settings, usage = request.app.state.settings, request.app.state.usage
+    try:
+        draft.path = await editor.save(db, settings, principal, usage, draft.path, draft.cwl)
+    except DatalabsError as exc:
+        return _editor_page(request, db, principal, draft, errors={"path": exc.message}, status=exc.status)
+    return _editor_page(request, db, principal, draft, saved=f"Saved to {draft.path}.")
 
 
 @router.post("/pipelines/editor", name="pipeline_push")
