@@ -203,3 +203,13 @@ def test_open_needs_a_token_that_may_write_files_or_launch(archive):
     assert r.status_code == 200, r.text
     r = archive.client.post(f"/api/v1/assets/{GNSS}/open", json={"datalab": "fake"}, headers=headers)
     assert (r.status_code, r.json()["error"]["code"]) == (403, "insufficient_scope")
+
+
+def test_launching_for_an_asset_needs_files_write_too(archive):
+    headers = archive.token("ada", ["assets:read", "labs:write"])  # it may copy into the workspace
+    r = archive.client.post(f"/api/v1/assets/{GNSS}/open", json={"datalab": "fake"}, headers=headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "insufficient_scope")
+    assert "files:write" in r.json()["error"]["message"]
+    headers = archive.token("ada", ["assets:read", "labs:write", "files:write"])
+    r = archive.client.post(f"/api/v1/assets/{GNSS}/open", json={"datalab": "fake"}, headers=headers)
+    assert r.status_code == 200, r.text

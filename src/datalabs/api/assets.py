@@ -178,8 +178,10 @@ async def open_asset(
 ) -> OpenOut:
     """The file is reachable at `path` in the lab: at `/media/data/<volume>/...` when the lab mounts the
     asset's volume (a launched lab does), else as a copy in `my_workspace/from-explorer/`."""
-    # Opening copies into your workspace, launching starts a lab: the token must allow those too.
-    principal.require("files:write" if body.lab_id else "labs:write")
+    # Opening may copy into your workspace, and launching starts a lab: the token must allow those too.
+    principal.require("files:write")
+    if body.datalab:
+        principal.require("labs:write")
     state = request.app.state
 
     def run() -> opening.Opened:
