@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -167,3 +168,96 @@ def load_over_samp(home: Path, path_in_lab: str) -> None:
         assert reply["samp.status"] == "samp.ok", reply
     finally:
         client.disconnect()
+
+
+ASTRO_WINDOWS = {"TOPCAT": "^TOPCAT$", "Aladin": "Aladin v", "DS9": "SAOImage ds9"}
+
+
+def open_desktop(browser, url: str, lab_url: str, clipboard: bool = False):
+    """A browser context logged in as ada, and its page showing the lab's desktop, connected and not blank.
+    `clipboard`: the page may use the browser's clipboard API (as a user who allowed it)."""
+    login = httpx.post(f"{url}/api/v1/login", json={"username": "ada", "password": PASSWORD})
+    context = browser.new_context(base_url=url, viewport={"width": 1200, "height": 760})
+    host = url.removeprefix("http://").split(":")[0]
+    cookie = login.cookies["datalabs_session"]
+    context.add_cookies([{"name": "datalabs_session", "value": cookie, "domain": host, "path": "/"}])
+    if clipboard:
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+    page = context.new_page()
+    page.goto(lab_url, wait_until="domcontentloaded", timeout=60_000)
+    wait_connected(page)
+    return context, page
+
+
+def wait_connected(page) -> None:
+    page.wait_for_selector("body[data-state=connected]", timeout=60_000)
+    deadline = time.monotonic() + 30
+    while page.evaluate(CANVAS_COLOURS) <= 8:
+        assert time.monotonic() < deadline, "the desktop in the browser is blank"
+        time.sleep(0.5)
+
+
+def lab_clipboard(rt: Path) -> str:
+    """The lab's X clipboard (the CLIPBOARD selection), read on its display with xclip."""
+    argv = desktop.x_command(rt, ["xclip", "-o", "-selection", "clipboard"])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+
+
+def eventually(probe, expected, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while (seen := probe()) != expected:
+        assert time.monotonic() < deadline, f"{what}: {seen!r}, not {expected!r}"
+        time.sleep(0.3)
+
+
+@pytest.mark.skipif(shutil.which("xclip") is None, reason="xclip is not installed (Debian package xclip)")
+def test_astro_desktop_clipboard_both_ways_and_reconnect(platform, browser):
+    """The Astro desktop (several apps under jwm) in the browser: its three apps' windows, copy and paste
+    in both directions through the page's clipboard panel (and the browser's clipboard API), and a reload
+    that connects again to the same session."""
+    home, url, tokens = platform
+    if missing := desktop.missing_tools(["topcat", "aladin", "ds9"], several_apps=True):
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    ada = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tokens['ada']}"}, timeout=60)
+    created = ada.post("/api/v1/labs", json={"datalab": "astro-desktop"})
+    assert created.status_code == 202, created.text
+    lab = wait_running(ada, created.json()["id"])
+    assert lab["state"] == "running", lab["reason"]
+    rt = runtime_dir(home, lab["id"])
+    context = None
+    try:
+        windows = {app: wait_for_window(rt, name, timeout=90) for app, name in ASTRO_WINDOWS.items()}
+        assert all(windows.values()), windows
+        context, page = open_desktop(browser, url, lab["url"], clipboard=True)
+
+        # browser -> lab: text put in the clipboard panel is the lab's X clipboard
+        page.click("#clipboard-toggle")
+        page.fill("#clipboard-text", "NGC 1275 from the browser")
+        eventually(lambda: lab_clipboard(rt), "NGC 1275 from the browser", "the lab's clipboard")
+
+        # lab -> browser: text copied in the lab shows in the panel and reaches the browser's clipboard
+        argv = desktop.x_command(rt, ["xclip", "-quiet", "-selection", "clipboard", "-i"])
+        owner = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            owner.stdin.write(b"M 87 copied in the lab")
+            owner.stdin.close()  # xclip now owns the lab's clipboard and serves this text
+            eventually(lambda: page.input_value("#clipboard-text"), "M 87 copied in the lab", "the panel")
+            read = "() => navigator.clipboard.readText()"
+            eventually(lambda: page.evaluate(read), "M 87 copied in the lab", "the browser's clipboard")
+        finally:
+            owner.kill()
+            owner.wait()
+
+        # reconnect: after a reload the canvas connects again, to the same X server and the same windows
+        (xvnc,) = xvnc_pids(rt)
+        page.reload(wait_until="domcontentloaded")
+        wait_connected(page)
+        assert xvnc_pids(rt) == [xvnc]
+        for app, name in ASTRO_WINDOWS.items():
+            assert wait_for_window(rt, name, timeout=5) == windows[app], f"{app}'s window changed"
+    finally:
+        if context is not None:
+            context.close()
+        assert ada.delete(f"/api/v1/labs/{lab['id']}").status_code in (200, 202, 204)

@@ -36,8 +36,9 @@ function connect() {
   });
   rfb.addEventListener("desktopname", (e) => { document.title = e.detail.name; });
   rfb.addEventListener("clipboard", (e) => {
-    // Copy in the app -> the user's clipboard (the browser allows it on secure origins).
+    // Copy in the app -> the panel, and the user's clipboard (the browser allows it on secure origins).
     fromLab = e.detail.text;
+    panelText.value = fromLab;
     if (navigator.clipboard && navigator.clipboard.writeText) {
       navigator.clipboard.writeText(fromLab).catch(() => {});
     }
@@ -55,8 +56,22 @@ async function pushClipboard() {
 }
 window.addEventListener("focus", pushClipboard);
 document.addEventListener("paste", (e) => {
+  if (e.target && e.target.id === "clipboard-text") return;  // the panel sends its whole text itself
   const text = e.clipboardData && e.clipboardData.getData("text/plain");
   if (text && rfb) rfb.clipboardPasteFrom(text);
+});
+
+// The clipboard panel, for browsers or origins without the clipboard API: its text is the lab's clipboard.
+const toggle = document.getElementById("clipboard-toggle");
+const panel = document.getElementById("clipboard");
+const panelText = document.getElementById("clipboard-text");
+toggle.addEventListener("click", () => {
+  panel.hidden = !panel.hidden;
+  toggle.setAttribute("aria-expanded", String(!panel.hidden));
+  if (panel.hidden) { if (rfb) rfb.focus(); } else panelText.focus();
+});
+panelText.addEventListener("input", () => {
+  if (rfb) rfb.clipboardPasteFrom(panelText.value);
 });
 
 connect();
