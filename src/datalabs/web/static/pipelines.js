@@ -32,6 +32,16 @@
     }
   });
 
+  // Log lines only come once a worker runs the run: a page loaded while it was queued says so then.
+  function markRunning() {
+    var badge = document.querySelector("#run-state .badge-run[data-state=queued]");
+    if (!badge) { return; }
+    badge.setAttribute("data-state", "running");
+    badge.className = "badge badge-run badge-run-running";
+    var label = badge.querySelector(".state-label");
+    if (label) { label.textContent = "Running"; }
+  }
+
   function followLog(pre) {
     var done = false;
     var source = new EventSource(pre.getAttribute("data-events"));
@@ -39,6 +49,7 @@
     source.addEventListener("log", function (event) {
       var data = {};
       try { data = JSON.parse(event.data); } catch (e) { return; }
+      markRunning();
       var stick = atBottom();
       pre.appendChild(document.createTextNode(data.text || ""));
       if (stick) { pre.scrollTop = pre.scrollHeight; }
