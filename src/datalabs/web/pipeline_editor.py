@@ -5,6 +5,7 @@ matched before `/pipelines/{name}`, so they are included first by `pipeline_page
 
 from __future__ import annotations
 
+from anyio import from_thread
 from fastapi import APIRouter, Depends, Query, Request
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -18,6 +19,13 @@ from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
+
+
+async def posted_form(request: Request) -> dict[str, str]:
+    """The posted form's text fields (the generated forms' field names are not known in advance). As a
+    dependency it lets the handlers stay synchronous, so FastAPI runs them, their database work and
+    cwltool's validation, in its thread pool rather than on the event loop."""
+    return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
 
 
 def _check(draft: editor.Draft) -> tuple[Document | None, str]:
@@ -83,9 +91,10 @@ def editor_page(
 
 
 @router.post("/pipelines/editor/validate", name="pipeline_editor_validate")
-async def validate(request: Request, principal: Principal = Depends(posting_user)):
+def validate(
+    request: Request, _: Principal = Depends(posting_user), posted: dict[str, str] = Depends(posted_form)
+):
     """The messages as you type (an htmx fragment), plus the Graph and Test tabs swapped out of band."""
-    posted = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     draft = editor.Draft.from_form(posted)
     document, problem = _check(draft)
     return fragment(
@@ -102,11 +111,13 @@ async def validate(request: Request, principal: Principal = Depends(posting_user
 
 
 @router.post("/pipelines/editor/test", name="pipeline_editor_test")
-async def test_run(
-    request: Request, principal: Principal = Depends(posting_user), db: Session = Depends(get_db)
+def test_run(
+    request: Request,
+    principal: Principal = Depends(posting_user),
+    posted: dict[str, str] = Depends(posted_form),
+    db: Session = Depends(get_db),
 ):
     """Run the draft on the Test tab's inputs through the real queue and engine (an htmx fragment)."""
-    posted = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     draft = editor.Draft.from_form(posted)
     settings = request.app.state.settings
     try:
@@ -127,21 +138,30 @@ async def test_run(
 
 
 @router.post("/pipelines/editor/save", name="pipeline_editor_save")
-async def save(request: Request, principal: Principal = Depends(posting_user), db: Session = Depends(get_db)):
+def save(
+    request: Request,
+    principal: Principal = Depends(posting_user),
+    posted: dict[str, str] = Depends(posted_form),
+    db: Session = Depends(get_db),
+):
     """Save the text into the workspace; the page comes back as it was, with a message."""
-    posted = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     draft = editor.Draft.from_form(posted)
     settings, usage = request.app.state.settings, request.app.state.usage
     try:
-        draft.path = await editor.save(db, settings, principal, usage, draft.path, draft.cwl)
+        # The upload is asynchronous; this handler runs in the thread pool (it also validates the text).
+        draft.path = from_thread.run(editor.save, db, settings, principal, usage, draft.path, draft.cwl)
     except DatalabsError as exc:
         return _editor_page(request, db, principal, draft, errors={"path": exc.message}, status=exc.status)
     return _editor_page(request, db, principal, draft, saved=f"Saved to {draft.path}.")
 
 
 @router.post("/pipelines/editor", name="pipeline_push")
-async def push(request: Request, principal: Principal = Depends(posting_user), db: Session = Depends(get_db)):
-    posted = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+def push(
+    request: Request,
+    principal: Principal = Depends(posting_user),
+    posted: dict[str, str] = Depends(posted_form),
+    db: Session = Depends(get_db),
+):
     draft = editor.Draft.from_form(posted)
     try:
         pipeline, created = editor.push(db, principal, draft)

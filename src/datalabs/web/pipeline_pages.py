@@ -18,6 +18,7 @@ from datalabs.errors import DatalabsError
 from datalabs.pipelines import form, graph, picker, registry, runs, schedules, views
 from datalabs.pipelines.documents import describe
 from datalabs.web import pipeline_editor, run_pages
+from datalabs.web.pipeline_editor import posted_form
 from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
 from datalabs.workspaces import service as workspaces
@@ -183,10 +184,13 @@ def pipeline_launch_page(
 
 
 @router.post("/pipelines/{name}/launch", name="pipeline_launch")
-async def launch(
-    request: Request, name: str, principal: Principal = Depends(posting_user), db: Session = Depends(get_db)
+def launch(
+    request: Request,
+    name: str,
+    principal: Principal = Depends(posting_user),
+    posted: dict[str, str] = Depends(posted_form),
+    db: Session = Depends(get_db),
 ):
-    posted = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     pipeline = registry.get_visible(db, principal, name)
     row = registry.version_of(pipeline, posted.get("version") or None)
     params = describe(row.packed).inputs
