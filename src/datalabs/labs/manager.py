@@ -312,7 +312,7 @@ class LabManager:
                 )
                 await self.stop(lab_id, reason, state="failed")
             elif idle and idle_for > idle:
-                await self.stop(lab_id, f"stopped after {idle // 60} minutes without activity")
+                await self.stop(lab_id, f"stopped after {_duration(idle)} without activity")
 
     async def run_culler(self) -> None:
         while True:
@@ -347,3 +347,8 @@ def _desktop_apps(rt) -> dict:
         return {}
     apps = tuple(DesktopApp(a.name, tuple(a.command), a.autostart) for a in rt.desktop.apps)
     return {"apps": apps, "samp_hub": rt.desktop.samp_hub}
+
+
+def _duration(seconds: int) -> str:
+    """'60 minutes', or seconds below two minutes (a short test or demo timeout is not '0 minutes')."""
+    return f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
