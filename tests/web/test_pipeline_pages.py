@@ -351,3 +351,19 @@ def test_file_picker_lists_workspaces_and_readable_volumes(user, settings):
     assert "No data volume &#39;Secret&#39; available to you." in denied and 'data-pick="' not in denied
     escape = user.get("/pipelines/-/files", params={"target": "f-data", "ref": "me/../../etc"}).text
     assert 'data-pick="' not in escape and "My workspace" in escape
+
+
+def test_a_failed_run_shows_its_reason_and_the_tools_stderr(user, post_form):
+    failing = (
+        "cwlVersion: v1.2\nclass: CommandLineTool\n"
+        "baseCommand: [sh, -c, 'echo \"calibration table missing\" >&2; exit 3']\ninputs: []\noutputs: []\n"
+    )
+    register(user, "failing", failing)
+    r = launch(user, post_form, "failing", {}, follow_redirects=False)
+    run_id = r.headers["location"].rsplit("/", 1)[1]
+    assert wait_state(user, run_id) == "failed"
+    page = user.get(f"/runs/{run_id}").text
+    assert "<h2>This run failed</h2>" in page and ">Failed</span>" in page
+    assert "calibration table missing" in page
+    outputs = user.get(f"/runs/{run_id}/outputs").text
+    assert "This run has no outputs: it did not succeed." in outputs
