@@ -89,6 +89,7 @@ def test_launch_hello_world_from_the_form_and_find_its_output(server):
         # The run list links back to it.
         page.goto("/runs")
         expect(page.locator(f'tr[data-run="{run_id}"]')).to_contain_text("Succeeded")
+        page.screenshot(path=str(SCREENSHOTS / "datalabs-runs.png"), full_page=True)
         # The refused form answered 422 on purpose (like the wrong password in test_browser); nothing else.
         refused = f"HTTP 422 {server}/pipelines/hello-world/launch"
         assert page.problems.count(refused) == 1 and not [p for p in page.problems if p != refused], (
@@ -158,6 +159,7 @@ def test_editor_validates_as_you_type_then_pushes_and_the_picker_fills_the_form(
         expect(page.locator("#validation")).to_contain_text("Not valid yet", timeout=15_000)
         expect(page.locator("#validation")).to_contain_text("count-lines.cwl:7:10:")
         expect(page.locator("#cwl-gutter")).to_contain_text("10")
+        page.screenshot(path=str(SCREENSHOTS / "datalabs-pipeline-editor-code.png"), full_page=True)
         code.fill(COUNT)
         expect(page.locator("#validation")).to_contain_text("Valid CWL", timeout=15_000)
         page.get_by_role("tab", name="Graph").click()
