@@ -92,15 +92,17 @@ def open_result(page, name: str) -> None:
 
 
 def expect_file_in_lab(page, name: str) -> str:
-    """JupyterLab opened the file (its editor shows the text), and the lab itself serves it."""
+    """JupyterLab opened the file in place on the mounted volume (its editor shows the text), and the lab
+    itself serves it from there."""
     page.wait_for_url(
-        re.compile(rf"/datalabs/[0-9a-f]+/lab/tree/from-explorer/{re.escape(name)}$"), timeout=120_000
+        re.compile(rf"/datalabs/[0-9a-f]+/lab/tree/data/GsscOpen/.*{re.escape(name)}$"), timeout=120_000
     )
     lab_path = re.search(r"/datalabs/[0-9a-f]+/", page.url)[0]
+    in_lab = page.url.split("/lab/tree/", 1)[1]
     expect(page.locator(".jp-FileEditor .cm-content").first).to_contain_text(
         f"observations of {name}", timeout=60_000
     )
-    response = page.request.get(f"{lab_path}api/contents/from-explorer/{quote(name)}?content=1")
+    response = page.request.get(f"{lab_path}api/contents/{in_lab}?content=1")
     assert response.status == 200, response.status
     assert response.json()["content"] == f"observations of {name}\n"
     return lab_path

@@ -7,10 +7,10 @@ Two placements (DESIGN §5):
 - *copied*: otherwise the file is copied into the owner's personal workspace, under
   `from-explorer/<name>` (a suffix on a name clash), atomically and within the workspace quota.
 
-A JupyterLab serves only files below its root directory (its `--ServerApp.root_dir`, the personal
-workspace for the built-in flavours), so for a JupyterLab a mounted file outside that root is copied
-too: the URL returned must really open the file. Desktop labs and other web labs get the path to use
-and the lab's URL.
+A JupyterLab serves only files below its root directory (its `--ServerApp.root_dir`; `/media` for the
+built-in flavours, which start their file browser in the workspace), so for a JupyterLab whose root is
+narrower a mounted file outside that root is copied too: the URL returned must really open the file.
+Desktop labs and other web labs get the path to use and the lab's URL.
 
 The asset must be visible to the user (its volume allowed to them), and the lab theirs: another
 user's lab is reported as missing, also to administrators, because opening a file writes into the
