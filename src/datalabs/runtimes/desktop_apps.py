@@ -22,6 +22,13 @@ from the lockfile, and the lockfile lies in the owner's workspace, which no othe
 (the hub writes it mode 0600 as well). The apps' own SAMP callback servers likewise check the private
 key the hub gave them. The same holds for another lab of the same owner, which mounts the same
 workspace and therefore may use the hub: that is the owner talking to their own apps.
+
+What the secret does not cover: a table sent over SAMP travels as a URL, and TOPCAT serves the tables it
+sends from its own HTTP server (JSAMP's, a TCP port on every interface, by default 2525) at short,
+guessable paths (`/dynamic/1/t-1.votable`) without any secret. While TOPCAT serves a table, any process
+that can reach the port (another user's lab included: the network namespace is shared) can read it.
+Closing that needs a network namespace per lab (loopback private to the lab); until then, treat tables
+sent between apps as visible to the host's other labs.
 """
 
 from __future__ import annotations
