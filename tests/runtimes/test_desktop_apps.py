@@ -138,10 +138,8 @@ def test_astro_desktop_apps_share_one_samp_hub(tmp_path):
         try:
             await lab.start(spec)
             await asyncio.to_thread(check_running_desktop, lab, spec)
-            # Closing an app does not end a desktop with several apps (the menu starts it again).
-            (ds9,) = wait_for_window(spec.runtime_dir, WINDOWS["SAOImage DS9"])
-            subprocess.run(desktop.x_command(spec.runtime_dir, ["xdotool", "windowclose", ds9]), check=True)
-            await asyncio.sleep(3)
+            # Closing an app does not end a desktop with several apps, and the Apps menu starts it again.
+            await asyncio.to_thread(close_and_reopen_ds9, spec.runtime_dir)
             assert await lab.poll() is None, lab.logs(20)
         finally:
             await lab.stop()
@@ -193,6 +191,25 @@ def check_running_desktop(lab: LocalRuntime, spec) -> None:
         ]
     finally:
         samp.close()
+
+
+def close_and_reopen_ds9(rt: Path) -> None:
+    def x(*argv: str) -> str:
+        return subprocess.run(
+            desktop.x_command(rt, list(argv)), capture_output=True, text=True, check=True
+        ).stdout
+
+    (ds9,) = wait_for_window(rt, WINDOWS["SAOImage DS9"])
+    x("xdotool", "windowclose", ds9)
+    deadline = time.monotonic() + 20
+    while wait_for_window(rt, WINDOWS["SAOImage DS9"], timeout=0):
+        assert time.monotonic() < deadline, "DS9 did not close"
+        time.sleep(0.3)
+    # The "Apps" button at the left end of the taskbar (30 px high, at the bottom), then the third entry.
+    _, height = map(int, x("xdotool", "getdisplaygeometry").split())
+    x("xdotool", "mousemove", "18", str(height - 15), "click", "1", "sleep", "0.5")
+    x("xdotool", "key", "Down", "key", "Down", "key", "Down", "key", "Return")
+    assert wait_for_window(rt, WINDOWS["SAOImage DS9"], timeout=60), "the Apps menu did not start DS9"
 
 
 def cmdline(pid: int) -> list[str]:
