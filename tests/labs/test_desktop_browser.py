@@ -3,7 +3,9 @@ Xvnc, matchbox) and Debian's Chromium driving our noVNC page through the proxy's
 
 For TOPCAT, Aladin and DS9: the canvas connects and is not blank, the app's window exists on the lab's
 X display, nobody else gets the VNC WebSocket, and Xvnc holds no TCP socket. For TOPCAT, a VOTable from
-a data volume is loaded into the running app over SAMP (through the hub TOPCAT starts in the lab)."""
+a data volume is loaded into the running app over SAMP (through the hub TOPCAT starts in the lab). For the
+Astro desktop (several apps under jwm): its windows, copy and paste both ways, and reconnecting after a
+reload to the same session."""
 
 from __future__ import annotations
 

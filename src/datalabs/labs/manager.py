@@ -18,7 +18,7 @@ from anyio import to_thread
 from sqlalchemy import select
 
 from datalabs import plugins
-from datalabs.catalogue.schema import DatalabMeta
+from datalabs.catalogue.schema import DatalabMeta, RuntimeSpec
 from datalabs.config import Settings
 from datalabs.db.models import Datalab, DatalabVersion, Lab
 from datalabs.errors import DatalabsError
@@ -341,7 +341,7 @@ def _built_environment(settings: Settings, meta: dict):
     return get_builder(build.get("builder", "uv"), env.parent).lab_environment(env)
 
 
-def _desktop_apps(rt) -> dict:
+def _desktop_apps(rt: RuntimeSpec) -> dict:
     """LabSpec fields of a desktop datalab with several apps (nothing for other datalabs)."""
     if rt.kind != "desktop" or not rt.desktop or not rt.desktop.apps:
         return {}
