@@ -103,7 +103,8 @@ def test_build_share_review_publish(app, team, tmp_path):
     )
     assert "approved" in ada.get("/api/v1/notices").json()[0]["text"]
     card = bob.get("/api/v1/datalabs?q=tiny").json()["items"]
-    assert [c["name"] for c in card] == ["tiny"] and card[0]["versions"] == ["0.1.0-1", "0.1.0-0"]
+    # only the approved version is public; 0.1.0-0 was never reviewed
+    assert [c["name"] for c in card] == ["tiny"] and card[0]["versions"] == ["0.1.0-1"]
     kinds = [e["kind"] for e in ada.get("/api/v1/apps/tiny/history").json()]
     for kind in ("created", "sources", "built", "shared", "submitted", "rejected", "approved"):
         assert kind in kinds

@@ -19,7 +19,7 @@ from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.builder import archive, origins, publish, service
 from datalabs.config import Settings
-from datalabs.db.models import App, AppEvent, AppVersion, Notice
+from datalabs.db.models import App, AppVersion, Notice
 from datalabs.errors import Invalid
 
 router = APIRouter(prefix="/api/v1", tags=["apps"], responses={401: {}, 403: {}, 404: {}})
@@ -31,6 +31,8 @@ class VersionRead(BaseModel):
     state: str
     error: str
     cached: bool
+    published: bool = Field(description="Approved by a moderator and not withdrawn: everyone sees it.")
+    under_review: bool = Field(description="Submitted and waiting for a moderator.")
     source_kind: str
     source_ref: str
     requirements: list[str]
@@ -42,7 +44,8 @@ class VersionRead(BaseModel):
 
     @classmethod
     def of(cls, v: AppVersion) -> VersionRead:
-        return cls(**{k: getattr(v, k) for k in cls.model_fields})
+        fields = {k: getattr(v, k) for k in cls.model_fields if k != "under_review"}
+        return cls(**fields, under_review=service.under_review(v.app, v))
 
 
 class AppRead(BaseModel):
@@ -60,8 +63,11 @@ class AppRead(BaseModel):
     versions: list[VersionRead]
 
     @classmethod
-    def of(cls, app: App) -> AppRead:
-        meta = app.versions[-1].meta if app.versions else {}
+    def of(cls, app: App, principal: Principal) -> AppRead:
+        """The app as `principal` may see it: versions they may not see (unreviewed builds, for the
+        public) are left out, and the title and abstract come from the newest one they see."""
+        versions = service.shown_versions(app, principal)
+        meta = versions[-1].meta if versions else {}
         return cls(
             name=app.name,
             owner=app.owner.name,
@@ -74,7 +80,7 @@ class AppRead(BaseModel):
             featured=app.featured,
             submitted_version=app.submitted_version,
             created_at=app.created_at,
-            versions=[VersionRead.of(v) for v in app.versions],
+            versions=[VersionRead.of(v) for v in versions],
         )
 
 
@@ -106,6 +112,12 @@ class ShareBody(BaseModel):
 
 class SubmitBody(BaseModel):
     version: str | None = Field(None, max_length=64)
+
+
+class UnpublishBody(BaseModel):
+    version: str | None = Field(
+        None, max_length=64, description="Only this version; without it every version and any submission."
+    )
 
 
 class ReviewBody(BaseModel):
@@ -144,7 +156,7 @@ def list_apps(
     db: Session = Depends(get_db),
 ):
     apps = service.mine(db, principal) if mine else service.visible(db, principal)
-    items = [AppRead.of(a) for a in apps]
+    items = [AppRead.of(a, principal) for a in apps]
     words = q.lower().split()
     return [a for a in items if all(w in f"{a.name} {a.title} {a.abstract}".lower() for w in words)]
 
@@ -153,13 +165,13 @@ def list_apps(
 def create_app(body: AppCreate, principal: Principal = Depends(write), db: Session = Depends(get_db)):
     app = service.create(db, principal, body.name, body.base)
     db.commit()
-    return AppRead.of(app)
+    return AppRead.of(app, principal)
 
 
 @router.get("/apps/review-queue", response_model=list[AppRead])
 def review_queue(principal: Principal = Depends(read), db: Session = Depends(get_db)):
     """Submissions waiting for a moderator."""
-    return [AppRead.of(a) for a in publish.queue(db, principal)]
+    return [AppRead.of(a, principal) for a in publish.queue(db, principal)]
 
 
 @router.post("/apps/import", response_model=AppRead, status_code=201)
@@ -176,12 +188,12 @@ def import_app(
     db.commit()
     for v in versions:
         _queue(request).submit(v.id)
-    return AppRead.of(app)
+    return AppRead.of(app, principal)
 
 
 @router.get("/apps/{name}", response_model=AppRead)
 def get_app(name: str, principal: Principal = Depends(read), db: Session = Depends(get_db)):
-    return AppRead.of(service.get(db, principal, name))
+    return AppRead.of(service.get(db, principal, name), principal)
 
 
 @router.delete("/apps/{name}", status_code=204)
@@ -250,7 +262,7 @@ def _remote_source(db, settings, principal, body: VersionCreate):
 
 @router.get("/apps/{name}/versions/{version}", response_model=VersionRead)
 def get_version(name: str, version: str, principal: Principal = Depends(read), db: Session = Depends(get_db)):
-    return VersionRead.of(service.version_of(service.get(db, principal, name), version))
+    return VersionRead.of(service.version_of(service.get(db, principal, name), version, principal))
 
 
 @router.get("/apps/{name}/versions/{version}/logs", response_class=PlainTextResponse)
@@ -261,7 +273,7 @@ def build_log(
     db: Session = Depends(get_db),
     settings: Settings = Depends(get_settings),
 ):
-    service.version_of(service.get(db, principal, name), version)
+    service.version_of(service.get(db, principal, name), version, principal)
     path = service.log_path(settings, name, version)
     return PlainTextResponse(path.read_text(errors="replace") if path.is_file() else "")
 
@@ -276,7 +288,7 @@ async def build_events(
     settings: Settings = Depends(get_settings),
 ):
     """Server-sent events: one `log` event per build log line as it is written, then `built` or `failed`."""
-    v = service.version_of(service.get(db, principal, name), version)
+    v = service.version_of(service.get(db, principal, name), version, principal)
     version_id = v.id
     db.close()
     path = service.log_path(settings, name, version)
@@ -316,7 +328,7 @@ def share_app(
 ):
     app = publish.share(db, principal, name, body.users, body.groups)
     db.commit()
-    return AppRead.of(app)
+    return AppRead.of(app, principal)
 
 
 @router.post("/apps/{name}/submit", response_model=AppRead)
@@ -325,7 +337,7 @@ def submit_app(
 ):
     app = publish.submit(db, principal, name, body.version)
     db.commit()
-    return AppRead.of(app)
+    return AppRead.of(app, principal)
 
 
 @router.post("/apps/{name}/review", response_model=AppRead)
@@ -338,14 +350,21 @@ def review_app(
 ):
     app = publish.review(db, settings, principal, name, body.decision == "approve", body.comment)
     db.commit()
-    return AppRead.of(app)
+    return AppRead.of(app, principal)
 
 
 @router.post("/apps/{name}/unpublish", response_model=AppRead)
-def unpublish_app(name: str, principal: Principal = Depends(write), db: Session = Depends(get_db)):
-    app = publish.unpublish(db, principal, name)
+def unpublish_app(
+    name: str,
+    body: UnpublishBody | None = None,
+    principal: Principal = Depends(write),
+    db: Session = Depends(get_db),
+):
+    """Withdraw every published version and any open submission (the app is private again), or with
+    `version` only that one."""
+    app = publish.unpublish(db, principal, name, body.version if body else None)
     db.commit()
-    return AppRead.of(app)
+    return AppRead.of(app, principal)
 
 
 @router.post("/apps/{name}/feature", response_model=AppRead)
@@ -354,13 +373,12 @@ def feature_app(
 ):
     app = publish.feature(db, principal, name, body.featured)
     db.commit()
-    return AppRead.of(app)
+    return AppRead.of(app, principal)
 
 
 @router.get("/apps/{name}/history", response_model=list[EventRead])
 def history(name: str, principal: Principal = Depends(read), db: Session = Depends(get_db)):
-    app = service.get(db, principal, name)
-    rows = db.scalars(select(AppEvent).where(AppEvent.app_id == app.id).order_by(AppEvent.id.desc()))
+    rows = service.history(db, service.get(db, principal, name), principal)
     return [EventRead(at=e.at, actor=e.actor, kind=e.kind, version=e.version, detail=e.detail) for e in rows]
 
 

@@ -1,8 +1,11 @@
 """Sharing, review and publication of apps, and their mirror in the catalogue.
 
-The catalogue lists an app's built versions as a datalab (source "db") whose metadata carries `_app`
-(who may see it) and `_build` (the environment a lab of it uses). Unpublished apps are seen by their
-author, the users and groups they are shared with, admins, and moderators while a review is open.
+Publication is per version: a moderator approves exactly the version submitted, and a version built
+later stays private until it is submitted and approved in turn (an earlier published one stays public
+meanwhile). The catalogue lists an app's built versions as a datalab (source "db") whose versions'
+metadata carry `_app` (who may see that version) and `_build` (the environment a lab of it uses). An
+unpublished version is seen by the app's author, the users and groups it is shared with, admins, and
+moderators while that version is under review.
 """
 
 from __future__ import annotations
@@ -13,27 +16,38 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.builder.service import author, get, record, version_of
+from datalabs.builder.service import author, get, record, under_review, version_of
 from datalabs.catalogue import service as catalogue
 from datalabs.config import Settings
-from datalabs.db.models import App, Datalab, DatalabVersion, Group, Notice, User
+from datalabs.db.models import App, AppVersion, Datalab, DatalabVersion, Group, Notice, User
 from datalabs.errors import Conflict, Forbidden, Invalid
 
 log = logging.getLogger(__name__)
 
 
-def access(app: App, owner: str) -> dict:
+def access(app: App, version: AppVersion, owner: str) -> dict:
+    """Who may see one version in the catalogue (read by `catalogue.service.version_visible`)."""
     return {
         "owner": owner,
-        "public": app.state == "published",
-        "review": app.state == "submitted",
+        "public": version.published,
+        "review": under_review(app, version),
         "users": sorted(app.shared_users),
         "groups": sorted(app.shared_groups),
     }
 
 
+def settle(app: App, *, review_open: bool, rejected: bool = False) -> None:
+    """Keep `App.state` the summary the model documents, after any change of review or publication."""
+    if review_open:
+        app.state = "submitted"
+    elif any(v.published for v in app.versions):
+        app.state = "published"
+    else:
+        app.state = "rejected" if rejected else "private"
+
+
 def sync_catalogue(db: Session, app: App) -> None:
-    """Make the catalogue's datalab `app.name` list exactly the app's built versions, with its access."""
+    """Make the catalogue's datalab `app.name` list exactly the app's built versions, each with its access."""
     built = [v for v in app.versions if v.state == "built"]
     datalab = db.scalar(select(Datalab).where(Datalab.name == app.name))
     if datalab is not None and datalab.source != "db":
@@ -49,7 +63,7 @@ def sync_catalogue(db: Session, app: App) -> None:
     for v in built:
         meta = {
             **v.meta,
-            "_app": access(app, owner),
+            "_app": access(app, v, owner),
             "_build": {"builder": app.builder, "env": v.env_path},
             "_thumbnail_path": "",
         }
@@ -96,6 +110,7 @@ def share(db: Session, principal: Principal, name: str, users: list[str], groups
 
 
 def submit(db: Session, principal: Principal, name: str, version: str | None) -> App:
+    """Ask for a review of one built version (the newest built by default); one review at a time."""
     app = get(db, principal, name, write=True)
     built = [v for v in app.versions if v.state == "built"]
     chosen = version_of(app, version) if version else (built[-1] if built else None)
@@ -109,8 +124,15 @@ def submit(db: Session, principal: Principal, name: str, version: str | None) ->
             code="license_required",
         )
     if app.state == "submitted":
-        raise Conflict(f"'{name}' is already waiting for review", code="already_submitted")
-    app.state, app.submitted_version = "submitted", chosen.version
+        raise Conflict(
+            f"'{name}' {app.submitted_version} is already waiting for review; withdraw it first to submit "
+            "another version",
+            code="already_submitted",
+        )
+    if chosen.published:
+        raise Conflict(f"'{name}' {chosen.version} is already published", code="already_published")
+    app.submitted_version = chosen.version
+    settle(app, review_open=True)
     record(db, app, principal.name, "submitted", "", chosen.version)
     sync_catalogue(db, app)
     return app
@@ -124,7 +146,8 @@ def queue(db: Session, principal: Principal) -> list[App]:
 def review(
     db: Session, settings: Settings, principal: Principal, name: str, approve: bool, comment: str
 ) -> App:
-    """A moderator's decision on the open submission; the author is told (in-app, and by e-mail when
+    """A moderator's decision on the open submission: approval publishes exactly the submitted version
+    (the app's other versions keep their own state). The author is told (in-app, and by e-mail when
     the platform sends mail). Authors never review their own app."""
     _moderator(principal)
     app = get(db, principal, name)
@@ -136,23 +159,43 @@ def review(
         )
     if not approve and not comment.strip():
         raise Invalid("say why in a comment when rejecting", code="comment_required")
-    app.state = "published" if approve else "rejected"
+    submitted = version_of(app, app.submitted_version)
+    if approve:
+        submitted.published = True
+    settle(app, review_open=False, rejected=not approve)
     verdict = "approved" if approve else "rejected"
-    record(db, app, principal.name, verdict, comment, app.submitted_version)
+    record(db, app, principal.name, verdict, comment, submitted.version)
     sync_catalogue(db, app)
-    text = f"Your datalab '{name}' {app.submitted_version} was {verdict} by {principal.name}"
+    text = f"Your datalab '{name}' {submitted.version} was {verdict} by {principal.name}"
     notify(db, settings, author(db, app), text + (f": {comment}" if comment else "."), f"/appstore/{name}")
     return app
 
 
-def unpublish(db: Session, principal: Principal, name: str) -> App:
+def unpublish(db: Session, principal: Principal, name: str, version: str | None = None) -> App:
+    """Withdraw from the public. Without `version`: every published version and any open submission,
+    so the app is private again. Unpublishing is a take-down (a licence problem, a broken or harmful
+    datalab): withdrawing only the newest would quietly make an older version the public default,
+    which neither the author nor a moderator asked for. With `version`: that version only (published,
+    or its submission withdrawn); other published versions stay public."""
     app = get(db, principal, name)
     if not (app.owner_id == principal.user.id or principal.is_moderator):
         raise Forbidden("only the author or a moderator may unpublish", code="not_author")
-    if app.state not in ("published", "submitted"):
-        raise Conflict(f"'{name}' is not published", code="not_published")
-    app.state = "private"
-    record(db, app, principal.name, "unpublished")
+    reviewing = [v for v in app.versions if under_review(app, v)]
+    if version is None:
+        withdrawn = [v for v in app.versions if v.published]
+    else:
+        chosen = version_of(app, version)
+        withdrawn = [chosen] if chosen.published else []
+        reviewing = [v for v in reviewing if v is chosen]
+    if not withdrawn and not reviewing:
+        what = f"'{name}' {version}" if version else f"'{name}'"
+        raise Conflict(f"{what} is neither published nor waiting for review", code="not_published")
+    for v in withdrawn:
+        v.published = False
+        record(db, app, principal.name, "unpublished", "", v.version)
+    for v in reviewing:
+        record(db, app, principal.name, "withdrawn", "submission withdrawn before review", v.version)
+    settle(app, review_open=app.state == "submitted" and not reviewing)
     sync_catalogue(db, app)
     return app
 

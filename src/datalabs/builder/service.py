@@ -101,14 +101,36 @@ def base_meta(db: Session, base: str) -> DatalabMeta:
     return DatalabMeta.model_validate(newest.meta)
 
 
-def can_read(app: App, principal: Principal) -> bool:
-    user = principal.user
+def under_review(app: App, version: AppVersion) -> bool:
+    return app.state == "submitted" and app.submitted_version == version.version
+
+
+def sees_all_versions(app: App, principal: Principal) -> bool:
+    """The author, admins and those it is shared with see every version, published or not."""
     return (
-        user.role == "admin"
-        or app.owner_id == user.id
-        or app.state == "published"
+        principal.user.role == "admin"
+        or app.owner_id == principal.user.id
         or principal.name in app.shared_users
         or bool(principal.groups.intersection(app.shared_groups))
+    )
+
+
+def shown_versions(app: App, principal: Principal) -> list[AppVersion]:
+    """The versions the principal may see: all (see `sees_all_versions`), else the published ones and,
+    for moderators, the one under (or last through) review. Unreviewed builds stay hidden."""
+    if sees_all_versions(app, principal):
+        return list(app.versions)
+    return [
+        v
+        for v in app.versions
+        if v.published or (principal.is_moderator and v.version == app.submitted_version)
+    ]
+
+
+def can_read(app: App, principal: Principal) -> bool:
+    return (
+        sees_all_versions(app, principal)
+        or any(v.published for v in app.versions)
         or (principal.is_moderator and app.state in ("submitted", "published", "rejected"))
     )
 
@@ -132,8 +154,10 @@ def visible(db: Session, principal: Principal) -> list[App]:
     return [a for a in db.scalars(select(App).order_by(App.name)) if can_read(a, principal)]
 
 
-def version_of(app: App, version: str) -> AppVersion:
-    for v in app.versions:
+def version_of(app: App, version: str, principal: Principal | None = None) -> AppVersion:
+    """The version; with `principal`, NotFound also when they may not see it (see `shown_versions`)."""
+    candidates = shown_versions(app, principal) if principal is not None else app.versions
+    for v in candidates:
         if v.version == version:
             return v
     raise NotFound(f"app '{app.name}' has no version '{version}'", code="version_not_found")
@@ -214,6 +238,16 @@ def delete_app(db: Session, settings: Settings, principal: Principal, app: App) 
     db.delete(app)
     db.flush()
     shutil.rmtree(apps_dir(settings) / name, ignore_errors=True)
+
+
+def history(db: Session, app: App, principal: Principal) -> list[AppEvent]:
+    """The app's history, newest first; without the steps of versions the principal may not see (their
+    sources, builds and review are the author's business until the version is published)."""
+    events = db.scalars(select(AppEvent).where(AppEvent.app_id == app.id).order_by(AppEvent.id.desc())).all()
+    if sees_all_versions(app, principal):
+        return list(events)
+    shown = {v.version for v in shown_versions(app, principal)}
+    return [e for e in events if not e.version or e.version in shown]
 
 
 def author(db: Session, app: App) -> User:

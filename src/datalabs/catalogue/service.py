@@ -108,7 +108,11 @@ def problems(db: Session) -> list[CatalogueProblem]:
 
 @dataclass(frozen=True)
 class Entry:
-    """One datalab as the catalogue shows it: the newest version's metadata plus all its versions."""
+    """One datalab as the catalogue shows it: the newest version's metadata plus all its versions.
+
+    For a datalab built on the platform (see builder.publish) `access` holds each version's `_app`
+    rules, and what a principal gets from `Catalogue.get`/`search` is their view of it: only the
+    versions they may see, the newest of those as its default."""
 
     name: str
     meta: DatalabMeta
@@ -120,10 +124,42 @@ class Entry:
     text: str = field(repr=False)
     facets: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     facets_lower: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    access: dict[str, VersionAccess] = field(default_factory=dict, repr=False)
 
     @property
     def kind(self) -> str:
         return self.meta.runtime.kind
+
+
+@dataclass(frozen=True)
+class VersionAccess:
+    """Who may see one version of a datalab built on the platform: its `_app` rules and its groups."""
+
+    app: dict
+    groups: tuple[str, ...]
+
+    @classmethod
+    def of(cls, raw: dict) -> VersionAccess | None:
+        app = raw.get("_app")
+        if not isinstance(app, dict):
+            return None
+        runtime = raw.get("runtime") if isinstance(raw.get("runtime"), dict) else {}
+        groups = set(raw.get("allowed_groups") or ()) | set(runtime.get("allowed_groups") or ())
+        return cls(app=app, groups=tuple(sorted(groups)))
+
+    def visible_to(self, principal: Principal) -> bool:
+        """Published: everyone in its groups (empty = all). Not published: its author, whom it is shared
+        with, admins and, while this version is under review, moderators."""
+        app = self.app
+        if app.get("public") and principal.in_any(list(self.groups)):
+            return True
+        return (
+            principal.user.role == "admin"
+            or principal.name == app.get("owner")
+            or principal.name in app.get("users", ())
+            or bool(principal.groups.intersection(app.get("groups", ())))
+            or (bool(app.get("review")) and principal.is_moderator)
+        )
 
 
 @dataclass
@@ -158,10 +194,10 @@ def availability(meta: DatalabMeta) -> tuple[bool, str]:
     return True, ""
 
 
-def _entry(datalab: Datalab) -> Entry:
-    versions = sorted((v for v in datalab.versions), key=lambda v: version_key(v.version), reverse=True)
-    newest = versions[0]
-    meta = DatalabMeta.model_validate(newest.meta)
+def _entry(name: str, versions: list[tuple[str, dict]]) -> Entry:
+    """The entry for `versions` ((version, stored metadata), newest first, at least one)."""
+    newest = versions[0][1]
+    meta = DatalabMeta.model_validate(newest)
     ok, reason = availability(meta)
     text = " ".join(
         [
@@ -184,18 +220,36 @@ def _entry(datalab: Datalab) -> Entry:
         "keyword": tuple(meta.keywords),
         "domain": (meta.domain,) if meta.domain else (),
     }
+    access = {v: a for v, raw in versions if (a := VersionAccess.of(raw)) is not None}
     return Entry(
-        name=datalab.name,
+        name=name,
         meta=meta,
-        raw=newest.meta,
-        versions=[v.version for v in versions],
+        raw=newest,
+        versions=[v for v, _ in versions],
         groups=meta.groups,
         available=ok,
         unavailable_reason=reason,
         text=text,
         facets=facets,
         facets_lower={f: frozenset(v.lower() for v in values) for f, values in facets.items()},
+        access=access,
     )
+
+
+def _newest_first(datalab: Datalab) -> list[tuple[str, dict]]:
+    rows = sorted(datalab.versions, key=lambda v: version_key(v.version), reverse=True)
+    return [(v.version, v.meta) for v in rows]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    generation: int
+    entries: list[Entry]
+    # Per datalab with per-version access: its versions' metadata, to build principals' views from.
+    versions: dict[str, list[tuple[str, dict]]]
+    # Views already built, by datalab and the versions shown: few distinct ones (the public's, the
+    # author's, ...), and they belong to this generation only.
+    views: dict[tuple[str, tuple[str, ...]], Entry] = field(default_factory=dict)
 
 
 class Catalogue:
@@ -203,22 +257,34 @@ class Catalogue:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._generation = -1
-        self._entries: list[Entry] = []
+        self._snapshot = _Snapshot(-1, [], {})
 
-    def entries(self, db: Session) -> list[Entry]:
+    def _current(self, db: Session) -> _Snapshot:
         # A connection of its own, returned at once: the request's session must not hold one while the
         # response is serialised on another worker thread (under load that exhausted the pool).
         with db.get_bind().connect() as conn:
             generation = conn.scalar(select(Counter.value).where(Counter.name == "catalogue")) or 0
-        if generation != self._generation:
+        if generation != self._snapshot.generation:
             with self._lock:
-                if generation != self._generation:
+                if generation != self._snapshot.generation:
                     rows = db.scalars(select(Datalab).options(selectinload(Datalab.versions))).all()
-                    entries = [_entry(d) for d in rows if d.versions]
-                    self._entries = sorted(entries, key=lambda e: e.meta.title.lower())
-                    self._generation = generation
-        return self._entries
+                    versions = {d.name: _newest_first(d) for d in rows if d.versions}
+                    entries = [_entry(name, vs) for name, vs in versions.items()]
+                    entries.sort(key=lambda e: e.meta.title.lower())
+                    gated = {e.name: versions[e.name] for e in entries if e.access}
+                    self._snapshot = _Snapshot(generation, entries, gated)
+        return self._snapshot
+
+    def entries(self, db: Session) -> list[Entry]:
+        """Every datalab with all its versions, whoever may see them: for admins and internal lookups.
+        What a user is shown comes from `visible`, `search` and `get`."""
+        return self._current(db).entries
+
+    def visible(self, db: Session, principal: Principal) -> list[Entry]:
+        """The principal's view of every datalab they may see, ordered by title."""
+        snapshot = self._current(db)
+        views = (_view(snapshot, e, principal) for e in snapshot.entries)
+        return [v for v in views if v is not None]
 
     def search(
         self,
@@ -235,9 +301,7 @@ class Catalogue:
         Facet counts are computed over the other filters, so choosing a value never hides its siblings."""
         wanted = {f: {v.lower() for v in vals} for f, vals in (filters or {}).items() if vals}
         words = q.lower().split()
-        visible = [
-            e for e in self.entries(db) if visible_to(e, principal) and all(w in e.text for w in words)
-        ]
+        visible = [e for e in self.visible(db, principal) if all(w in e.text for w in words)]
         if words:  # most relevant first: words in the name or title beat keywords, which beat prose
             visible.sort(key=lambda e: -sum(_relevance(e, w) for w in words))
         # One pass: an entry matches if it fails no filter; it counts towards facet F's values if the
@@ -258,13 +322,17 @@ class Catalogue:
         return SearchResult(items=matches[offset : offset + limit], total=len(matches), facets=facets)
 
     def get(self, db: Session, principal: Principal, name: str) -> Entry:
-        """The datalab, or NotFound also when the principal may not see it (its existence stays hidden)."""
-        for entry in self.entries(db):
-            if entry.name == name and visible_to(entry, principal):
-                return entry
+        """The principal's view of the datalab (only versions they may see; the newest of those is its
+        default), or NotFound also when they may see none of it (its existence stays hidden)."""
+        snapshot = self._current(db)
+        for entry in snapshot.entries:
+            if entry.name == name and (view := _view(snapshot, entry, principal)) is not None:
+                return view
         raise NotFound(f"no datalab '{name}'", code="datalab_not_found")
 
     def version(self, db: Session, principal: Principal, name: str, version: str) -> dict:
+        """One version's stored metadata; NotFound for a version the principal may not see, exactly as
+        for one that does not exist (a lab of it cannot be launched either)."""
         entry = self.get(db, principal, name)
         if version not in entry.versions:
             raise NotFound(f"datalab '{name}' has no version '{version}'", code="version_not_found")
@@ -277,19 +345,37 @@ class Catalogue:
 
 
 def visible_to(entry: Entry, principal: Principal) -> bool:
-    """Group rules for every datalab; an unpublished app built on the platform (`_app`, see
-    builder.publish) is seen only by its author, whom it is shared with, admins and, while a review
-    is open, moderators."""
-    app = entry.raw.get("_app")
-    if app and not app.get("public"):
-        return (
-            principal.user.role == "admin"
-            or principal.name == app.get("owner")
-            or principal.name in app.get("users", ())
-            or bool(principal.groups.intersection(app.get("groups", ())))
-            or (bool(app.get("review")) and principal.is_moderator)
-        )
+    """Whether the principal may see the datalab at all: group rules for definitions from files; for one
+    built on the platform, whether they may see any of its versions (see `VersionAccess`)."""
+    if entry.access:
+        return any(a.visible_to(principal) for a in entry.access.values())
     return principal.in_any(entry.groups)
+
+
+def _version_visible(entry: Entry, version: str, principal: Principal) -> bool:
+    access = entry.access.get(version)
+    # A version without rules of its own (none today) follows the datalab's group rules.
+    return access.visible_to(principal) if access else principal.in_any(entry.groups)
+
+
+def _view(snapshot: _Snapshot, entry: Entry, principal: Principal) -> Entry | None:
+    """`entry` as the principal may see it: None when they may see nothing of it; else only the
+    versions they may see, its metadata (title, search text, facets, default) from the newest of those,
+    so nothing of an unpublished version reaches the public."""
+    if not entry.access:
+        return entry if principal.in_any(entry.groups) else None
+    shown = tuple(v for v in entry.versions if _version_visible(entry, v, principal))
+    if not shown:
+        return None
+    if len(shown) == len(entry.versions):
+        return entry
+    key = (entry.name, shown)
+    view = snapshot.views.get(key)
+    if view is None:
+        wanted = set(shown)
+        view = _entry(entry.name, [(v, raw) for v, raw in snapshot.versions[entry.name] if v in wanted])
+        snapshot.views[key] = view  # a plain dict store: a race only builds the same view twice
+    return view
 
 
 def _relevance(entry: Entry, word: str) -> int:

@@ -325,7 +325,12 @@ class ScheduleFire(Base):
 class App(Base):
     """A datalab built on the platform by a user (the app store): its sources, builds, sharing and review.
     Built versions also appear as a `Datalab` (source "db") of the same name in the catalogue.
-    `state`: private -> submitted -> published | rejected (-> submitted again); unpublish -> private."""
+
+    Publication is per version (`AppVersion.published`): a moderator approves exactly the version
+    submitted, and later builds stay private until they are submitted and approved too. `state` sums
+    the app up and is kept by `builder.publish`: "submitted" while a review of `submitted_version` is
+    open, else "published" while any version is published, else "rejected" after a rejection, else
+    "private". `submitted_version` is the version under (or last through) review."""
 
     __tablename__ = "apps"
 
@@ -349,7 +354,8 @@ class App(Base):
 
 class AppVersion(Base):
     """One version: immutable sources (`sources_path`), validated metadata, recipe and build outcome.
-    `state`: queued -> building -> built | failed."""
+    `state`: queued -> building -> built | failed. `published`: approved by a moderator and not
+    withdrawn, so everyone may see and launch it."""
 
     __tablename__ = "app_versions"
     __table_args__ = (UniqueConstraint("app_id", "version"),)
@@ -367,6 +373,7 @@ class AppVersion(Base):
     state: Mapped[str] = mapped_column(String(16), default="queued")
     error: Mapped[str] = mapped_column(Text, default="")
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)

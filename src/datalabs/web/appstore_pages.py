@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db
 from datalabs.builder import publish, service
-from datalabs.db.models import App, AppEvent, Group, Notice, User
+from datalabs.db.models import App, Group, Notice, User
 from datalabs.errors import DatalabsError
 from datalabs.labs import service as labs
 from datalabs.web import appstore_view as view
@@ -33,11 +33,20 @@ MAX_NAMES = 500  # users or groups suggested in the share form
 # ---- the store ----------------------------------------------------------------------------------
 
 
+def _insider(app: App, principal: Principal) -> bool:
+    """Sees the app's review state: its author, whom it is shared with, admins and moderators."""
+    return service.sees_all_versions(app, principal) or principal.is_moderator
+
+
 def _sections(db: Session, principal: Principal, q: str) -> list[dict[str, Any]]:
     words = q.lower().split()
-    apps = [a for a in service.visible(db, principal) if view.matches(a, words)]
+    shown = {a.name: service.shown_versions(a, principal) for a in service.visible(db, principal)}
+    apps = [a for a in service.visible(db, principal) if view.matches(shown[a.name], a.name, words)]
     running = {lab.datalab for lab in labs.list_for(db, principal, include_ended=False)}
     me = principal.user.id
+
+    def published(a: App) -> bool:
+        return any(v.published for v in a.versions)
 
     def shared(a: App) -> bool:
         return a.owner_id != me and (
@@ -49,7 +58,7 @@ def _sections(db: Session, principal: Principal, q: str) -> list[dict[str, Any]]
             "featured",
             "Featured",
             "Chosen by the moderators.",
-            lambda a: a.featured and a.state == "published",
+            lambda a: a.featured and published(a),
         ),
         ("running", "Running", "Datalabs you have a lab of right now.", lambda a: a.name in running),
         ("mine", "Developed by me", "Datalabs you build and publish.", lambda a: a.owner_id == me),
@@ -58,7 +67,7 @@ def _sections(db: Session, principal: Principal, q: str) -> list[dict[str, Any]]
             "published",
             "Published",
             "Every datalab the moderators approved.",
-            lambda a: a.state == "published",
+            published,
         ),
     )
     return [
@@ -66,7 +75,11 @@ def _sections(db: Session, principal: Principal, q: str) -> list[dict[str, Any]]
             "key": key,
             "title": title,
             "help": help_,
-            "cards": [view.card(a, a.name in running) for a in apps if test(a)],
+            "cards": [
+                view.card(a, shown[a.name], a.name in running, _insider(a, principal))
+                for a in apps
+                if test(a)
+            ],
         }
         for key, title, help_, test in chosen
     ]
@@ -108,7 +121,7 @@ def _review_page(request, db, principal, form=None, errors=None, status=200):
     submissions = []
     for app in publish.queue(db, principal):  # Forbidden (403) for everyone but moderators, as the API
         v = service.version_of(app, app.submitted_version)
-        submissions.append({"app": app, "meta": v.meta, "v": view.version_row(app, v)})
+        submissions.append({"app": app, "meta": v.meta, "v": view.version_row(app, v, "submitted")})
     return page(
         request,
         "appstore_review.html",
@@ -156,34 +169,42 @@ def review(
 
 def _app_page(request, db, principal, app: App, form=None, errors=None, status=200):
     is_author = app.owner_id == principal.user.id or principal.is_admin
-    events = db.scalars(select(AppEvent).where(AppEvent.app_id == app.id).order_by(AppEvent.id.desc()))
-    built = [v.version for v in app.versions if v.state == "built"]
+    events = service.history(db, app, principal)
+    shown = service.shown_versions(app, principal)
+    built = [v.version for v in shown if v.state == "built"]
+    published = [v.version for v in shown if v.published]
+    # What may be submitted: built and not published already (a review publishes exactly that one).
+    submittable = [v.version for v in shown if v.state == "built" and not v.published]
     ctx: dict[str, Any] = {}
     if is_author:
         ctx["user_names"] = db.scalars(select(User.name).order_by(User.name).limit(MAX_NAMES)).all()
         ctx["group_names"] = db.scalars(select(Group.name).order_by(Group.name).limit(MAX_NAMES)).all()
     # A refusal whose form this user is not shown (say, sharing someone else's app) goes above.
-    can_unpublish = (is_author or principal.is_moderator) and app.state in ("published", "submitted")
+    can_unpublish = (is_author or principal.is_moderator) and (app.state == "submitted" or bool(published))
     places = {"share", "submit"} if is_author else set()
     places |= {"unpublish"} if can_unpublish else set()
-    places |= {"feature"} if principal.is_moderator and app.state == "published" else set()
+    places |= {"feature"} if principal.is_moderator and published else set()
     defaults = {
         "users": ", ".join(app.shared_users),
         "groups": ", ".join(app.shared_groups),
-        "version": built[-1] if built else "",
+        "version": submittable[-1] if submittable else "",
     }
+    last = view.last_reviews(events)
+    card = view.card(app, shown, insider=_insider(app, principal))
     return page(
         request,
         "app.html",
-        title=view.card(app)["title"],
+        title=card["title"],
         active="appstore",
         status=status,
         app=app,
-        card=view.card(app),
-        meta=view.newest_meta(app),
-        versions=[view.version_row(app, v) for v in reversed(app.versions)],
+        card=card,
+        meta=view.newest_meta(shown),
+        versions=[view.version_row(app, v, last.get(v.version, "")) for v in reversed(shown)],
         built=list(reversed(built)),
-        history=events.all(),
+        submittable=list(reversed(submittable)),
+        published=list(reversed(published)),
+        history=events,
         is_author=is_author,
         can_unpublish=can_unpublish,
         is_moderator=principal.is_moderator,
@@ -249,12 +270,19 @@ def submit(
 
 @router.post("/appstore/{name}/unpublish")
 def unpublish(
-    request: Request, name: str, principal: Principal = Depends(posting_user), db: Session = Depends(get_db)
+    request: Request,
+    name: str,
+    version: str = Form("", max_length=64),
+    principal: Principal = Depends(posting_user),
+    db: Session = Depends(get_db),
 ):
-    def action():
-        publish.unpublish(db, principal, name)
+    """Without `version` everything is withdrawn (see `publish.unpublish`), with it that version only."""
 
-    return _act(request, db, principal, name, "unpublish", {}, action, "Unpublished: it is private again.")
+    def action():
+        publish.unpublish(db, principal, name, version or None)
+
+    done = f"{version} withdrawn." if version else "Unpublished: it is private again."
+    return _act(request, db, principal, name, "unpublish", {}, action, done)
 
 
 @router.post("/appstore/{name}/feature")

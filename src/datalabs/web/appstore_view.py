@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datalabs.builder.meta import MANDATORY, RECOMMENDED
-from datalabs.db.models import App, AppVersion
+from datalabs.db.models import App, AppEvent, AppVersion
 
 STATE_LABELS = {
     "private": "Private",
@@ -126,38 +126,59 @@ def state(value: str) -> dict[str, str]:
     return {"value": value, "label": STATE_LABELS.get(value, value), "tone": STATE_TONES.get(value, "")}
 
 
-def newest_meta(app: App) -> dict[str, Any]:
-    return app.versions[-1].meta if app.versions else {}
+def newest_meta(versions: list[AppVersion]) -> dict[str, Any]:
+    """The metadata of the newest of `versions` (those the viewer may see, see `shown_versions`)."""
+    return versions[-1].meta if versions else {}
 
 
-def card(app: App, running: bool = False) -> dict[str, Any]:
-    meta = newest_meta(app)
-    newest = app.versions[-1] if app.versions else None
+def card(app: App, shown: list[AppVersion], running: bool = False, insider: bool = True) -> dict[str, Any]:
+    """An app's card from the versions the viewer may see. `insider` (author, whom it is shared with,
+    moderators) see the app's review state; everyone else sees a published app, nothing of the review
+    of a version they cannot see."""
+    meta = newest_meta(shown)
+    newest = shown[-1] if shown else None
+    published = any(v.published for v in app.versions)
     return {
         "name": app.name,
         "title": meta.get("title") or app.name,
         "abstract": meta.get("abstract", ""),
         "keywords": list(meta.get("keywords") or [])[:6],
         "owner": app.owner.name,
-        "state": state(app.state),
+        "state": state(app.state if insider else "published"),
+        # A published app may have another version under review: both are worth a badge.
+        "also_published": insider and published and app.state == "submitted",
+        "published": published,
         "featured": app.featured,
         "running": running,
         "version": newest.version if newest else "",
         "version_state": state(newest.state) if newest else None,
-        "in_catalogue": any(v.state == "built" for v in app.versions),
+        "in_catalogue": any(v.state == "built" for v in shown),
     }
 
 
-def matches(app: App, words: list[str]) -> bool:
-    meta = newest_meta(app)
+def matches(shown: list[AppVersion], name: str, words: list[str]) -> bool:
+    meta = newest_meta(shown)
     text = " ".join(
-        [app.name, str(meta.get("title", "")), str(meta.get("abstract", ""))]
+        [name, str(meta.get("title", "")), str(meta.get("abstract", ""))]
         + [str(k) for k in meta.get("keywords") or []]
     ).lower()
     return all(w in text for w in words)
 
 
-def version_row(app: App, v: AppVersion) -> dict[str, Any]:
+REVIEW_KINDS = ("submitted", "approved", "rejected", "unpublished", "withdrawn")
+
+
+def last_reviews(events: list[AppEvent]) -> dict[str, str]:
+    """Per version, the latest review step in the history (events newest first)."""
+    last: dict[str, str] = {}
+    for e in events:
+        if e.version and e.kind in REVIEW_KINDS:
+            last.setdefault(e.version, e.kind)
+    return last
+
+
+def version_row(app: App, v: AppVersion, last_review: str = "") -> dict[str, Any]:
+    under_review = app.state == "submitted" and app.submitted_version == v.version
     return {
         "version": v.version,
         "state": state(v.state),
@@ -168,8 +189,9 @@ def version_row(app: App, v: AppVersion) -> dict[str, Any]:
         "ended_at": v.ended_at,
         "cached": v.cached,
         "license": (v.meta.get("distribution") or {}).get("license", ""),
-        "submitted": app.state == "submitted" and app.submitted_version == v.version,
-        "published": app.state == "published" and app.submitted_version == v.version,
+        "submitted": under_review,
+        "published": v.published,
+        "rejected": not (under_review or v.published) and last_review == "rejected",
     }
 
 

@@ -271,7 +271,7 @@ async def build(
 
 
 def version_page(request, db, principal, app, number: str, errors=None, status=200):
-    v = service.version_of(app, number)
+    v = service.version_of(app, number, principal)
     path = service.log_path(request.app.state.settings, app.name, number)
     text = path.read_text(errors="replace") if path.is_file() else ""
     done = v.state in service.TERMINAL
@@ -317,7 +317,7 @@ async def test_launch(
     Async like the catalogue's launch: the lab's start runs as a task on the server's event loop."""
     app = service.get(db, principal, name)
     try:
-        service.version_of(app, version)
+        service.version_of(app, version, principal)
         settings, cat = request.app.state.settings, request.app.state.catalogue
         lab, token = labs.create(
             db, settings, cat, principal, labs.LaunchRequest(datalab=name, version=version)
