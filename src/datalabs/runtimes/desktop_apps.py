@@ -13,7 +13,10 @@ hub, the one TOPCAT would start itself; astropy.samp's is deprecated since astro
 waits until it has written its lockfile, `~/.samp`, so every app registers with that one hub instead of
 racing to start its own. HOME is the owner's workspace, so the lockfile is there (as the SAMP standard
 profile says) and the owner's other labs (JupyterLab with astropy/pyvo) find the hub too. If the owner
-already runs a hub in another lab, JSAMP refuses to start a second one and the apps join that one.
+already runs a hub in another lab, JSAMP refuses to start a second one and the apps join that one (tried:
+two Astro desktops of one user, six apps on one hub); when that other lab stops, its hub goes with it and
+these apps have no SAMP until they are restarted (the SAMP_HUB variable could give each lab its own
+lockfile, but not every app honours it).
 
 Security of the hub: labs share the host's network namespace and JSAMP's hub listens on a TCP port on
 every interface (JSAMP has no option to bind loopback only), so other labs, and other hosts the
