@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+from urllib.parse import urlsplit
 
 from tests.pipelines.conftest import FAIL, HELLO, register, sse_events, wait_run
 
@@ -56,6 +57,12 @@ def test_failing_tool_fails_the_run_with_stderr_and_notifies_once(people, smtp, 
     expected = hmac.new(b"hook-secret", stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     assert call["headers"]["X-Datalabs-Signature"] == f"sha256={expected}"
     assert json.loads(body)["run"]["id"] == run["id"] and json.loads(body)["event"] == "run.failed"
+    link = json.loads(body)["run"]["url"]
+    assert (
+        link.endswith(f"/runs/{run['id']}") and f"/runs/{run['id']}" in mail.get_payload(decode=True).decode()
+    )
+    page = ada.get(urlsplit(link).path)
+    assert page.status_code == 200 and run["id"] in page.text  # the link leads to the run's page
 
 
 def test_success_notifies_only_when_asked(people, smtp, webhook):

@@ -83,7 +83,7 @@ def run_event(run, base_url: str = "") -> dict[str, Any]:
         "reason": run.reason,
         "owner": run.owner.name,
         "output_dir": run.output_path,
-        "url": f"{base_url}/pipelines/runs/{run.id}" if base_url else f"/pipelines/runs/{run.id}",
+        "url": f"{base_url}/runs/{run.id}",  # the run page
     }
     subject = f"[Datalabs] run {run.id} of {run.pipeline.name} {run.state}"
     text = "\n".join(f"{k}: {v}" for k, v in info.items() if v)
