@@ -195,3 +195,105 @@ def test_bad_sources_are_refused_clearly_and_nothing_is_kept(app, settings, team
     assert r.status_code == 202 and r.json()["source_ref"] == "me:mylab", r.text
     for v in ("0.1.0-0", "0.1.0-1"):
         assert built(app, ada, "evil", v)["state"] == "built"
+
+
+def card_of(client, name) -> dict:
+    """The datalab as `client` finds it in the catalogue's search (None when not listed)."""
+    items = [
+        c for c in client.get("/api/v1/datalabs", params={"q": name}).json()["items"] if c["name"] == name
+    ]
+    return items[0] if items else None
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_publication_is_per_version(app, team, tmp_path):
+    """An approval publishes exactly the version reviewed: builds made afterwards stay private (not listed,
+    not the default, not launchable) until they are submitted and approved in turn."""
+    ada, bob, mod, mod2 = (team[n] for n in ("ada", "bob", "mod", "mod2"))
+    ada.post("/api/v1/apps", json={"name": "multi"})
+    src = make_sources(tmp_path / "src")
+    upload(ada, "multi", zip_of(src))
+    assert built(app, ada, "multi", "0.1.0-0")["state"] == "built"
+    ada.post("/api/v1/apps/multi/submit", json={})
+    r = mod.post("/api/v1/apps/multi/review", json={"decision": "approve"})
+    assert r.json()["state"] == "published"
+    assert [(v["version"], v["published"]) for v in r.json()["versions"]] == [("0.1.0-0", True)]
+    assert card_of(bob, "multi")["versions"] == ["0.1.0-0"]
+
+    # The author builds 0.1.0-1 (with a new title): private, the public still gets 0.1.0-0 alone.
+    r = upload(ada, "multi", zip_of(src), meta={"title": "Secret successor"})
+    assert r.json()["version"] == "0.1.0-1" and r.json()["published"] is False
+    assert built(app, ada, "multi", "0.1.0-1")["state"] == "built"
+    card = card_of(bob, "multi")
+    assert (
+        card["versions"] == ["0.1.0-0"] and card["version"] == "0.1.0-0" and card["title"] == "Tiny analysis"
+    )
+    detail = bob.get("/api/v1/datalabs/multi").json()
+    assert detail["version"] == "0.1.0-0" and detail["meta"]["title"] == "Tiny analysis"
+    assert [m["version"] for m in bob.get("/api/v1/datalabs/multi/versions").json()] == ["0.1.0-0"]
+    r = bob.get("/api/v1/datalabs/multi/versions/0.1.0-1")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "version_not_found"
+    assert bob.get("/api/v1/datalabs", params={"q": "secret"}).json()["total"] == 0  # nor its words
+    r = bob.post("/api/v1/labs", json={"datalab": "multi", "version": "0.1.0-1"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "version_not_found", r.text
+    assert bob.get("/api/v1/labs").json() == []
+    # ... nor through the apps API: its versions, build log and history show only what is published.
+    seen = bob.get("/api/v1/apps/multi").json()
+    assert [v["version"] for v in seen["versions"]] == ["0.1.0-0"] and seen["title"] == "Tiny analysis"
+    for path in ("", "/logs", "/events"):
+        assert bob.get(f"/api/v1/apps/multi/versions/0.1.0-1{path}").status_code == 404, path
+    assert {e["version"] for e in bob.get("/api/v1/apps/multi/history").json()} <= {"", "0.1.0-0"}
+    # The author sees both, the new one as the default; a moderator not reviewing it does not see it.
+    card = card_of(ada, "multi")
+    assert card["versions"] == ["0.1.0-1", "0.1.0-0"] and card["title"] == "Secret successor"
+    assert ada.get("/api/v1/datalabs", params={"q": "secret"}).json()["total"] == 1
+    mine = ada.get("/api/v1/apps/multi").json()
+    assert [(v["version"], v["published"]) for v in mine["versions"]] == [
+        ("0.1.0-0", True),
+        ("0.1.0-1", False),
+    ]
+    assert mod.get("/api/v1/datalabs/multi/versions/0.1.0-1").status_code == 404
+
+    # Submitted: moderators see (and may test-launch) the version under review; the public does not.
+    r = ada.post("/api/v1/apps/multi/submit", json={"version": "0.1.0-0"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "already_published"
+    assert ada.post("/api/v1/apps/multi/submit", json={}).json()["submitted_version"] == "0.1.0-1"
+    assert mod.get("/api/v1/datalabs/multi/versions/0.1.0-1").status_code == 200
+    assert [v["under_review"] for v in mod.get("/api/v1/apps/multi").json()["versions"]] == [False, True]
+    assert card_of(bob, "multi")["versions"] == ["0.1.0-0"]
+    public = bob.get("/api/v1/apps/multi").json()
+    assert public["state"] == "published" and public["submitted_version"] == ""  # the review is not theirs
+    # A rejection leaves the published version public.
+    r = mod.post("/api/v1/apps/multi/review", json={"decision": "reject", "comment": "title?"})
+    assert r.json()["state"] == "published"
+    assert mod.get("/api/v1/datalabs/multi/versions/0.1.0-1").status_code == 404
+    assert card_of(bob, "multi")["versions"] == ["0.1.0-0"]
+    ada.post("/api/v1/apps/multi/submit", json={"version": "0.1.0-1"})
+    r = mod2.post("/api/v1/apps/multi/review", json={"decision": "approve"})
+    assert [v["published"] for v in r.json()["versions"]] == [True, True]
+    card = card_of(bob, "multi")
+    assert card["versions"] == ["0.1.0-1", "0.1.0-0"] and card["version"] == "0.1.0-1"
+
+    # Unpublishing one version withdraws that one; the older published one is the default again.
+    r = ada.post("/api/v1/apps/multi/unpublish", json={"version": "0.1.0-1"})
+    assert r.status_code == 200 and r.json()["state"] == "published", r.text
+    assert card_of(bob, "multi")["versions"] == ["0.1.0-0"]
+    r = ada.post("/api/v1/apps/multi/unpublish", json={"version": "0.1.0-1"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_published"
+    assert ada.post("/api/v1/apps/multi/unpublish", json={"version": "9.9"}).status_code == 404
+    # Without a version (a moderator's take-down here): every version, the app is private again.
+    ada.post("/api/v1/apps/multi/submit", json={"version": "0.1.0-1"})
+    r = mod.post("/api/v1/apps/multi/unpublish")
+    assert r.status_code == 200 and r.json()["state"] == "private", r.text
+    assert [v["published"] for v in ada.get("/api/v1/apps/multi").json()["versions"]] == [False, False]
+    assert mod.get("/api/v1/apps/review-queue").json() == []  # the open submission went with it
+    assert bob.get("/api/v1/datalabs/multi").status_code == 404
+    assert bob.get("/api/v1/apps/multi").status_code == 404
+    assert card_of(ada, "multi")["versions"] == ["0.1.0-1", "0.1.0-0"]
+    kinds = [(e["kind"], e["version"]) for e in ada.get("/api/v1/apps/multi/history").json()][:4]
+    assert kinds == [
+        ("withdrawn", "0.1.0-1"),
+        ("unpublished", "0.1.0-0"),
+        ("submitted", "0.1.0-1"),
+        ("unpublished", "0.1.0-1"),
+    ]

@@ -68,17 +68,19 @@ class AppRead(BaseModel):
         public) are left out, and the title and abstract come from the newest one they see."""
         versions = service.shown_versions(app, principal)
         meta = versions[-1].meta if versions else {}
+        # The public reads a published app only: its review of other versions is not their business.
+        insider = service.insider(app, principal)
         return cls(
             name=app.name,
             owner=app.owner.name,
             base=app.base,
-            state=app.state,
+            state=app.state if insider else "published",
             title=meta.get("title", app.name),
             abstract=meta.get("abstract", ""),
             shared_users=app.shared_users,
             shared_groups=app.shared_groups,
             featured=app.featured,
-            submitted_version=app.submitted_version,
+            submitted_version=app.submitted_version if insider else "",
             created_at=app.created_at,
             versions=[VersionRead.of(v) for v in versions],
         )

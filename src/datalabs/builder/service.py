@@ -115,6 +115,12 @@ def sees_all_versions(app: App, principal: Principal) -> bool:
     )
 
 
+def insider(app: App, principal: Principal) -> bool:
+    """Follows the app's review (which version is submitted, rejected): those who see every version, and
+    moderators. Everyone else knows only its published versions."""
+    return sees_all_versions(app, principal) or principal.is_moderator
+
+
 def shown_versions(app: App, principal: Principal) -> list[AppVersion]:
     """The versions the principal may see: all (see `sees_all_versions`), else the published ones and,
     for moderators, the one under (or last through) review. Unreviewed builds stay hidden."""

@@ -33,11 +33,6 @@ MAX_NAMES = 500  # users or groups suggested in the share form
 # ---- the store ----------------------------------------------------------------------------------
 
 
-def _insider(app: App, principal: Principal) -> bool:
-    """Sees the app's review state: its author, whom it is shared with, admins and moderators."""
-    return service.sees_all_versions(app, principal) or principal.is_moderator
-
-
 def _sections(db: Session, principal: Principal, q: str) -> list[dict[str, Any]]:
     words = q.lower().split()
     shown = {a.name: service.shown_versions(a, principal) for a in service.visible(db, principal)}
@@ -76,7 +71,7 @@ def _sections(db: Session, principal: Principal, q: str) -> list[dict[str, Any]]
             "title": title,
             "help": help_,
             "cards": [
-                view.card(a, shown[a.name], a.name in running, _insider(a, principal))
+                view.card(a, shown[a.name], a.name in running, service.insider(a, principal))
                 for a in apps
                 if test(a)
             ],
@@ -190,7 +185,7 @@ def _app_page(request, db, principal, app: App, form=None, errors=None, status=2
         "version": submittable[-1] if submittable else "",
     }
     last = view.last_reviews(events)
-    card = view.card(app, shown, insider=_insider(app, principal))
+    card = view.card(app, shown, insider=service.insider(app, principal))
     return page(
         request,
         "app.html",
