@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -229,3 +231,21 @@ def test_a_missing_window_manager_makes_the_astro_desktop_unavailable(monkeypatc
     assert "jwm (Debian package jwm)" in reason
     # a single-app desktop does not need it
     assert "jwm" not in desktop.missing_tools(["topcat"])
+
+
+@pytest.mark.skipif(shutil.which("jwm") is None, reason="jwm is not installed (Debian package jwm)")
+def test_the_menu_lists_installed_apps_and_jwm_accepts_it(tmp_path):
+    apps = (
+        DesktopApp("A & B <x>", ("topcat", "-f", 'it\'s "q"')),
+        DesktopApp("Nope", ("no-such-app",), False),
+    )
+    spec = replace(web_spec(tmp_path), kind="desktop", command=[], apps=apps)
+    spec.runtime_dir.mkdir(parents=True)
+    desktop_apps.write_config(spec)
+    path = spec.runtime_dir / desktop_apps.JWM_CONFIG
+    programs = ElementTree.parse(path).getroot().findall("./RootMenu/Program")
+    # what JWM runs (through a shell) is the argv, quoted; the app that is not installed is left out
+    assert [(p.get("label"), p.text) for p in programs] == [("A & B <x>", "topcat -f 'it'\"'\"'s \"q\"'")]
+    # jwm -p parses the file and complains on stderr about anything it does not understand
+    checked = subprocess.run(["jwm", "-p", "-f", str(path)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0 and not checked.stderr.strip() and not checked.stdout.strip(), checked
