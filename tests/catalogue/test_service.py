@@ -3,11 +3,14 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from datalabs.accounts import service as accounts
 from datalabs.accounts.principal import Principal
 from datalabs.catalogue import service
 from datalabs.catalogue.loader import load_directories
+from datalabs.catalogue.schema import DatalabMeta
+from datalabs.db.models import Datalab, DatalabVersion
 from datalabs.errors import NotFound
 from tests.catalogue.test_loader import GOOD, write
 
@@ -105,3 +108,80 @@ def test_unavailable_definitions_say_why(db, tree):
 def test_version_ordering():
     versions = ["0.1.0-0", "0.1.0-10", "0.1.0-2", "weird", "1.0"]
     assert sorted(versions, key=service.version_key, reverse=True)[:2] == ["1.0", "0.1.0-10"]
+
+
+def app_version(
+    version: str, title: str, *, public=False, review=False, extra: str = "", name: str = "built"
+) -> DatalabVersion:
+    """One version of a datalab built on the platform, as builder.publish stores it: ada's, shared with
+    the user `sam` and the group `optics`."""
+    meta = DatalabMeta.model_validate(
+        yaml.safe_load(GOOD.replace("Good Lab", title).replace('"1.0"', f'"{version}"') + extra)
+        | {"name": name}
+    ).model_dump(mode="json", by_alias=True)
+    access = {"owner": "ada", "public": public, "review": review, "users": ["sam"], "groups": ["optics"]}
+    return DatalabVersion(version=version, meta={**meta, "_app": access}, source_path="")
+
+
+def test_versions_of_built_datalabs_are_seen_per_version(db, tree):
+    """Published versions for everyone, the others for the author, whom it is shared with and admins;
+    moderators see the one under review. Each principal's default is the newest version they see, and
+    nothing of the versions they may not see (title, search words, metadata) reaches them."""
+    load(db, tree)
+    db.add(
+        Datalab(
+            name="built",
+            source="db",
+            versions=[
+                app_version("0.1.0-0", "Old Public", public=True),
+                app_version("0.1.0-1", "Middle Public Astro", public=True, extra="allowed_groups: [astro]\n"),
+                app_version("0.1.0-2", "Reviewed Draft", review=True),
+                app_version("0.1.0-3", "Newest Secret"),
+            ],
+        )
+    )
+    db.add(
+        Datalab(name="hidden", source="db", versions=[app_version("0.1.0-0", "Hidden Draft", name="hidden")])
+    )
+    service.bump(db)
+    db.commit()
+    cat = service.Catalogue()
+    ada, eve, sam = principal(db, "ada"), principal(db, "eve"), principal(db, "sam")
+    optic, mia = principal(db, "olga", groups=["optics"]), principal(db, "mia", groups=["astro"])
+    mod, admin = principal(db, "mod", role="moderator"), principal(db, "root", role="admin")
+    everything = ["0.1.0-3", "0.1.0-2", "0.1.0-1", "0.1.0-0"]
+    expected = {
+        ada: everything,
+        sam: everything,
+        optic: everything,
+        admin: everything,
+        eve: ["0.1.0-0"],  # 0.1.0-1 is published to astro only
+        mia: ["0.1.0-1", "0.1.0-0"],
+        mod: ["0.1.0-2", "0.1.0-0"],
+    }
+    for who, versions in expected.items():
+        entry = cat.get(db, who, "built")
+        assert entry.versions == versions, who.name
+        assert entry.meta.version == versions[0] and entry.raw["version"] == versions[0], who.name
+        assert [e.versions for e in cat.search(db, who, q="built").items] == [versions], who.name
+        for v in everything:
+            if v in versions:
+                assert cat.version(db, who, "built", v)["version"] == v
+            else:
+                with pytest.raises(NotFound):
+                    cat.version(db, who, "built", v)
+    assert cat.get(db, eve, "built").meta.title == "Old Public"
+    assert cat.get(db, mod, "built").meta.title == "Reviewed Draft"
+    assert cat.get(db, eve, "built") is cat.get(db, eve, "built")  # views are built once per snapshot
+    # Search words and facets come only from what the principal sees.
+    assert cat.search(db, eve, q="secret").total == 0 and cat.search(db, ada, q="secret").total == 1
+    assert cat.search(db, mia, q="middle").total == 1 and cat.search(db, eve, q="middle").total == 0
+    # A datalab with nothing published is hidden whole from the public, and from moderators (no review).
+    for who in (eve, mod):
+        with pytest.raises(NotFound):
+            cat.get(db, who, "hidden")
+        assert "hidden" not in [e.name for e in cat.visible(db, who)]
+        assert not service.visible_to(next(e for e in cat.entries(db) if e.name == "hidden"), who)
+    assert cat.get(db, ada, "hidden").versions == ["0.1.0-0"]
+    # Definitions from files keep their group rules: every version for whoever may see the datalab.
+    assert cat.get(db, eve, "alpha").versions == ["1.0", "0.9"]
