@@ -1,19 +1,21 @@
 """Desktop labs and the idle culler end to end: `datalabs serve` with a tiny idle timeout, a DS9 desktop lab
 on the real LocalRuntime, and an RFB client on the proxy's VNC WebSocket (as noVNC). Traffic on the VNC
 connection is activity, as any proxied request is for web labs: a desktop in use stays past the timeout;
-once nobody is connected, the culler stops it and its processes (Xvnc among them) are gone."""
+once nobody is connected, the culler stops it and its processes (Xvnc among them) are gone. A lab whose
+app the user closed is recorded as stopped, not failed."""
 
 from __future__ import annotations
 
 import shutil
 import struct
+import subprocess
 import time
 
 import httpx
 import pytest
 
 from datalabs.runtimes import desktop
-from tests.desktop_support import RfbClient, WebSocketTransport, xvnc_pids
+from tests.desktop_support import RfbClient, WebSocketTransport, wait_for_window, xvnc_pids
 from tests.labs.test_desktop_browser import runtime_dir
 from tests.labs.test_jupyter import admin, wait_running
 from tests.live import live_server
@@ -84,3 +86,31 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def test_closing_the_app_stops_the_lab_without_calling_it_a_failure(platform):
+    home, url, token = platform
+    ada = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    created = ada.post("/api/v1/labs", json={"datalab": "ds9"})
+    assert created.status_code == 202, created.text
+    lab = wait_running(ada, created.json()["id"])
+    assert lab["state"] == "running", lab["reason"]
+    rt = runtime_dir(home, lab["id"])
+    ws_url = url.replace("http://", "ws://") + f"/datalabs/{lab['id']}/vnc"
+    client = RfbClient(WebSocketTransport(ws_url, headers={"Authorization": f"Bearer {token}"}))
+    try:
+        (window,) = wait_for_window(rt, "SAOImage ds9")
+        subprocess.run(desktop.x_command(rt, ["xdotool", "windowclose", window]), check=True, timeout=30)
+        deadline = time.monotonic() + 30
+        while (now := ada.get(f"/api/v1/labs/{lab['id']}").json())["state"] in ("running", "stopping"):
+            assert time.monotonic() < deadline, "the lab outlived its app"
+            client.t.send(struct.pack(">BBHH", 5, 0, 200, 200))  # in use: the idle culler has no say
+            time.sleep(0.5)
+        assert (now["state"], now["reason"]) == (
+            "stopped",
+            "the lab ended by itself (its app or session was closed)",
+        )
+    finally:
+        client.close()
+        if ada.get(f"/api/v1/labs/{lab['id']}").json()["state"] not in ("stopped", "failed"):
+            ada.delete(f"/api/v1/labs/{lab['id']}")

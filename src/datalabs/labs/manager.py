@@ -303,7 +303,9 @@ class LabManager:
             if idle_for is None:
                 continue  # still starting
             code = await backend.poll()
-            if code is not None:
+            if code == 0:  # e.g. the user closed a desktop lab's app or ended its session: not a failure
+                await self.stop(lab_id, "the lab ended by itself (its app or session was closed)")
+            elif code is not None:
                 oom = getattr(backend, "oom_killed", lambda: False)()
                 reason = (
                     "the lab was killed: it used more memory than its limit"
