@@ -347,3 +347,75 @@ def test_an_unreadable_metadata_file_is_explained_beside_the_form(user, tmp_path
     form = {**metadata_form(user, "badyaml"), "title": "Fixed in the form"}
     r = post(user, "/appstore/badyaml/metadata", "/appstore/badyaml/metadata", form)
     assert r.status_code == 422 and "not valid YAML" in r.text and 'value="Fixed in the form"' in r.text
+
+
+def build_version(client: TestClient, name: str, folder: Path, **changes) -> str:
+    """A further version of an existing app through the wizard's sources and metadata steps."""
+    assert upload(client, name, folder).status_code == 303
+    form = {**metadata_form(client, name), **changes}
+    r = post(client, f"/appstore/{name}/metadata", f"/appstore/{name}/metadata", form)
+    assert r.status_code == 303, r.text
+    version = r.headers["location"].rsplit("/", 1)[1]
+    assert wait_built(client, name, version)["state"] == "built"
+    return version
+
+
+def publication(page: str) -> dict[str, str]:
+    """The app page's versions table: version -> its publication state."""
+    rows = re.findall(r'<tr data-version="([^"]+)">.*?data-publication="([^"]+)"', page, re.S)
+    return dict(rows)
+
+
+def test_versions_are_published_one_by_one(user, client, make_user, tmp_path):
+    """The app page lists each version's publication; the public's catalogue page has the approved one
+    only, until the next is approved; unpublishing one version from its row withdraws just that one."""
+    mod = as_user(client, make_user, "mod", role="moderator")
+    eve = as_user(client, make_user, "eve")
+    first = build_app(user, "tiny", sources(tmp_path))
+    post(user, "/appstore/tiny", "/appstore/tiny/submit", {"version": first})
+    r = post(mod, "/appstore/review", "/appstore/tiny/review", {"decision": "approve", "comment": "ok"})
+    assert r.status_code == 303
+    second = build_version(user, "tiny", sources(tmp_path), title="Secret successor")
+    assert (first, second) == ("0.1.0-0", "0.1.0-1")
+
+    # The author: both versions with their state; only the unpublished one can be submitted.
+    page = user.get("/appstore/tiny").text
+    assert publication(page) == {second: "private", first: "published"}
+    options = re.findall(
+        r"<option value=\"([^\"]+)\"", page.split('id="submit-version"')[1].split("</select>")[0]
+    )
+    assert options == [second] and f"Published: {first}." in page
+    detail = user.get("/catalogue/tiny").text
+    assert "Secret successor" in detail and f"?version={first}" in detail
+
+    # The public: the approved version alone, on every page; the new one is a 404 and cannot launch.
+    for path in ("/catalogue/tiny", "/appstore/tiny", "/appstore?q=tiny", "/catalogue?q=tiny"):
+        text = eve.get(path).text
+        assert "Tiny analysis" in text and "Secret successor" not in text and second not in text, path
+    assert publication(eve.get("/appstore/tiny").text) == {first: "published"}
+    for path in (f"/catalogue/tiny?version={second}", f"/catalogue/tiny/launch?version={second}"):
+        assert eve.get(path).status_code == 404, path
+    assert eve.get(f"/appstore/tiny/versions/{second}").status_code == 404
+    r = post(eve, "/catalogue/tiny/launch", "/catalogue/tiny/launch", {"version": second})
+    assert r.status_code == 404 and eve.get("/api/v1/labs").json() == []
+
+    # Submitted: under review for the author and moderators, still invisible to the public.
+    post(user, "/appstore/tiny", "/appstore/tiny/submit", {"version": second})
+    page = user.get("/appstore/tiny").text
+    assert publication(page) == {second: "review", first: "published"}
+    badges = page.split('<div class="badges">')[1].split("</div>")[0]
+    assert ">Waiting for review</span>" in badges and ">Published</span>" in badges
+    assert publication(mod.get("/appstore/tiny").text) == {second: "review", first: "published"}
+    assert mod.get(f"/catalogue/tiny?version={second}").status_code == 200  # to test-launch it
+    assert eve.get(f"/catalogue/tiny?version={second}").status_code == 404
+    assert 'data-state="published"' in eve.get("/appstore/tiny").text  # no word of the review
+    r = post(mod, "/appstore/review", "/appstore/tiny/review", {"decision": "approve", "comment": "ok"})
+    assert r.status_code == 303
+    assert "Secret successor" in eve.get("/catalogue/tiny").text  # the new default for everyone
+
+    # Unpublishing the newest from its row: the first is the public's default again.
+    r = post(user, "/appstore/tiny", "/appstore/tiny/unpublish", {"version": second})
+    assert r.status_code == 303
+    assert publication(user.get("/appstore/tiny").text) == {second: "private", first: "published"}
+    text = eve.get("/catalogue/tiny").text
+    assert "Tiny analysis" in text and "Secret successor" not in text
