@@ -1,5 +1,5 @@
 """`datalabs apps ...` against a real server: create from a folder with the build log followed, logs,
-share, submit, export, import."""
+share, submit, unpublish, export, import."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def test_apps_commands(tmp_path):
         assert "BUILD SUCCEEDED" in cli("logs", "tiny")
         assert "users: bob" in cli("share", "tiny", "--user", "bob")
         assert "submitted" in cli("submit", "tiny")
+        assert "published: -" in cli("ls", "--mine")  # under review, not published yet
+        assert "still published: none" in cli("unpublish", "tiny")  # withdraws the submission
+        assert "neither published nor waiting for review" in cli("unpublish", "tiny", ok=False)
         cli("export", "tiny", "-o", str(tmp_path / "tiny.zip"))
         assert "imported tiny-copy with 1 version" in cli(
             "import", str(tmp_path / "tiny.zip"), "--name", "tiny-copy"

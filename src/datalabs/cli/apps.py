@@ -1,4 +1,5 @@
-"""`datalabs apps create|build|logs|share|submit|export|import|ls`: build, share and publish datalabs."""
+"""`datalabs apps create|build|logs|share|submit|unpublish|export|import|ls`: build, share and publish
+datalabs."""
 
 from __future__ import annotations
 
@@ -130,7 +131,11 @@ def ls(mine: bool = typer.Option(False, "--mine")) -> None:
     """Datalabs built on the platform that you can see."""
     for a in _call(lambda c: c.get("/api/v1/apps", mine=mine or None)):
         newest = a["versions"][-1] if a["versions"] else {"version": "-", "state": "no version"}
-        console.print(f"{a['name']}  {a['state']}  {newest['version']} ({newest['state']})  by {a['owner']}")
+        published = ", ".join(v["version"] for v in a["versions"] if v.get("published")) or "-"
+        console.print(
+            f"{a['name']}  {a['state']}  {newest['version']} ({newest['state']})  published: {published}"
+            f"  by {a['owner']}"
+        )
 
 
 @app.command()
@@ -150,6 +155,17 @@ def submit(name: str, version: str = typer.Option("", help="Default: the newest 
     """Submit for publication: a moderator reviews it."""
     _call(lambda c: c.post(f"/api/v1/apps/{name}/submit", {"version": version or None}))
     console.print(f"{name} submitted for review")
+
+
+@app.command()
+def unpublish(
+    name: str,
+    version: str = typer.Option("", help="Only this version. Default: every version and any submission."),
+) -> None:
+    """Withdraw from the public: one version, or every version (the datalab is private again)."""
+    a = _call(lambda c: c.post(f"/api/v1/apps/{name}/unpublish", {"version": version or None}))
+    left = ", ".join(v["version"] for v in a["versions"] if v["published"]) or "none"
+    console.print(f"{name} {version or 'every version'} unpublished; still published: {left}")
 
 
 @app.command()
