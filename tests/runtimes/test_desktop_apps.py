@@ -174,6 +174,8 @@ def check_running_desktop(lab: LocalRuntime, spec) -> None:
     samp = Samp(lockfile)
     try:
         clients = samp.wait_for({"topcat", "Aladin", "SAOImageDS9"})
+        # the hub reaches DS9's callback server (its URL has the lab's hostname, resolvable in the lab)
+        assert samp.retry(clients["SAOImageDS9"], "ds9.get", cmd="version")
         # TOPCAT -> Aladin: TOPCAT loads the VOTable from the workspace, serves it from its own HTTP server
         # (what its Interop > Send Table does), and Aladin loads it from there.
         samp.call(

@@ -4,7 +4,11 @@ Inside the sandbox a small bash session script starts `Xvnc` on display :0 liste
 socket in the runtime dir only (`/run/datalab/vnc.sock`; no TCP port, no abstract X socket), then
 `matchbox-window-manager` (one maximised window at a time, so the app follows `resize=remote`), then the
 app in the user's workspace. The lab lives as long as the app (or the X server): closing the app ends
-the lab, and a crashing app fails the start with its last log line.
+the lab, and a crashing app fails the start with its last log line. A desktop with several apps (the
+Astro desktop) runs jwm with a taskbar and an Apps menu instead, and a SAMP hub first: desktop_apps.py.
+
+Desktop apps resolve the lab's own hostname (DS9 puts it in its SAMP callback URL, Java's getLocalHost()
+throws without it), so the lab gets an /etc/hosts naming it, bound from the runtime dir.
 
 The X server's socket directory is the runtime dir's `X11/`, bound at `/tmp/.X11-unix`, so the platform
 (and tests and benchmarks) can reach the lab's display with `x_command()` without entering the sandbox.
