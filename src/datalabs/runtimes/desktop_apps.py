@@ -41,7 +41,7 @@ import shutil
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from datalabs.runtimes.base import LabSpec
+from datalabs.runtimes.base import DesktopApp, LabSpec
 from datalabs.runtimes.sandbox import lab_path
 
 JWM_CONFIG = "jwmrc"  # in the runtime dir (/run/datalab inside the lab)
@@ -53,25 +53,25 @@ SAMP_HUB = ["topcat", "-Xmx128m", "-jsamp", "hub", "-mode", "no-gui", "-profiles
 SAMP_HUB_PACKAGE = {"topcat": "topcat"}
 
 # Runs after the X server is up (desktop.XVNC: $rt, $xvnc, the TERM trap). $1..: the shell command lines
-# of the apps that start with the session.
+# of the apps that start with the session. {placeholders} are filled in by session_script().
 SESSION = r"""
-jwm -f "$rt/jwmrc" &
+jwm -f "$rt/{config}" &
 wm=$!
 if {samp_hub}; then
-  : > "$rt/samp-hub-start"
+  : > "$rt/{mark}"
   {hub} &
   hub=$!
   # The apps must find this hub's lockfile, not a stale one a killed lab left behind (the hub replaces
   # it): wait for a lockfile newer than the mark, or for the hub to give up.
   for _ in $(seq 1200); do
-    [ "$HOME/.samp" -nt "$rt/samp-hub-start" ] && break
+    [ "$HOME/.samp" -nt "$rt/{mark}" ] && break
     kill -0 "$hub" 2>/dev/null || break
     sleep 0.05
   done
   if ! kill -0 "$hub" 2>/dev/null; then
     # JSAMP refuses to start beside a live hub (the owner's other lab runs one: the apps join it).
     echo "the SAMP hub exited (see above): the apps use a live hub of ~/.samp or start their own" >&2
-  elif ! [ "$HOME/.samp" -nt "$rt/samp-hub-start" ]; then
+  elif ! [ "$HOME/.samp" -nt "$rt/{mark}" ]; then
     echo "the SAMP hub wrote no lockfile within 60 s: starting the apps anyway" >&2
   fi
 fi
@@ -93,11 +93,19 @@ exit "$code"
 
 def session_script(spec: LabSpec) -> str:
     """The session's part after the X server (desktop.XVNC) for this spec."""
-    hub = "true" if spec.samp_hub else "false"
-    return SESSION.replace("{samp_hub}", hub).replace("{hub}", shlex.join(SAMP_HUB))
+    fill = {
+        "{config}": JWM_CONFIG,
+        "{mark}": HUB_MARK,
+        "{samp_hub}": "true" if spec.samp_hub else "false",
+        "{hub}": shlex.join(SAMP_HUB),
+    }
+    script = SESSION
+    for placeholder, value in fill.items():
+        script = script.replace(placeholder, value)
+    return script
 
 
-def installed(spec: LabSpec):
+def installed(spec: LabSpec) -> list[DesktopApp]:
     """The spec's apps whose executable is on the lab's PATH (the others are left out of the menu)."""
     return [app for app in spec.apps if shutil.which(app.command[0], path=lab_path())]
 
