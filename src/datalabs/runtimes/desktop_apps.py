@@ -9,14 +9,15 @@ session. The lab lives as long as the X server and the window manager: closing a
 (the menu starts it again); "End the session" in the menu, stopping the lab or the idle culler does.
 
 SAMP. When the definition asks for it, the session starts JSAMP's hub (`topcat -jsamp hub`: the reference
-hub, the one TOPCAT would start itself; astropy.samp's is deprecated since astropy 8) before the apps and
+hub, the one TOPCAT would start itself; astropy's `samp_hub` could listen on loopback only, but astropy.samp
+is deprecated since astropy 8 in favour of pyvo, which the platform does not install) before the apps and
 waits until it has written its lockfile, `~/.samp`, so every app registers with that one hub instead of
 racing to start its own. HOME is the owner's workspace, so the lockfile is there (as the SAMP standard
 profile says) and the owner's other labs (JupyterLab with astropy/pyvo) find the hub too. If the owner
 already runs a hub in another lab, JSAMP refuses to start a second one and the apps join that one (tried:
 two Astro desktops of one user, six apps on one hub); when that other lab stops, its hub goes with it and
-these apps have no SAMP until they are restarted (the SAMP_HUB variable could give each lab its own
-lockfile, but not every app honours it).
+these apps lose SAMP until a hub runs again and they reconnect (the SAMP_HUB variable could give each lab
+its own lockfile, but not every app honours it).
 
 Security of the hub: labs share the host's network namespace and JSAMP's hub listens on a TCP port on
 every interface (JSAMP has no option to bind loopback only), so other labs, and other hosts the
