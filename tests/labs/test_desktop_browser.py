@@ -252,6 +252,11 @@ def test_astro_desktop_clipboard_both_ways_and_reconnect(platform, browser):
             owner.kill()
             owner.wait()
 
+        # browser -> lab without the panel: what the user copied elsewhere is sent when the tab gets focus
+        page.evaluate("navigator.clipboard.writeText('Gaia DR3 copied elsewhere')")
+        page.evaluate("window.dispatchEvent(new FocusEvent('focus'))")  # as when the user comes back
+        eventually(lambda: lab_clipboard(rt), "Gaia DR3 copied elsewhere", "the lab's clipboard after focus")
+
         # reconnect: after a reload the canvas connects again, to the same X server and the same windows
         (xvnc,) = xvnc_pids(rt)
         page.reload(wait_until="domcontentloaded")
