@@ -15,7 +15,6 @@ from datalabs.api.deps import get_db
 from datalabs.assets import opening
 from datalabs.assets import service as assets_service
 from datalabs.assets.base import AssetRecord
-from datalabs.catalogue.service import visible_to
 from datalabs.errors import DatalabsError
 from datalabs.labs import service as labs
 from datalabs.web import lab_view
@@ -40,8 +39,8 @@ def _choices(request: Request, db: Session, principal: Principal, record: AssetR
     ]
     launchable = [
         {"name": e.name, "title": e.meta.title, "kind": e.kind}
-        for e in request.app.state.catalogue.entries(db)
-        if e.available and visible_to(e, principal) and opening.opens_files(e.meta)
+        for e in request.app.state.catalogue.visible(db, principal)  # as they see it: their default version
+        if e.available and opening.opens_files(e.meta)
     ]
     return {"asset": record, "running": running, "launchable": launchable}
 
