@@ -26,7 +26,7 @@ router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 
 
 def _choices(request: Request, db: Session, principal: Principal, record: AssetRecord) -> dict:
-    titles = lab_view.datalab_titles(request, db)
+    titles = lab_view.datalab_titles(request, db, principal)
     running = [
         {
             "id": lab.id,

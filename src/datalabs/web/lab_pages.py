@@ -27,7 +27,7 @@ def labs_page(
     db: Session = Depends(get_db),
 ):
     everyone = all and principal.is_admin
-    titles = lab_view.datalab_titles(request, db)
+    titles = lab_view.datalab_titles(request, db, principal)
     labs = [
         lab_view.describe(lab, principal, titles)
         for lab in service.list_for(db, principal, everyone=everyone)
@@ -67,7 +67,7 @@ def lab_page(
     db: Session = Depends(get_db),
 ):
     lab = lab_view.describe(
-        service.get(db, principal, lab_id), principal, lab_view.datalab_titles(request, db)
+        service.get(db, principal, lab_id), principal, lab_view.datalab_titles(request, db, principal)
     )
     progress, messages = lab_view.progress(request, lab_id)
     just_launched = any(m["kind"] == LAUNCHED for m in read_flash(request))
@@ -99,7 +99,7 @@ def lab_logs_page(
         "lab_logs.html",
         title=f"Logs of {lab.name}",
         active="labs",
-        lab=lab_view.describe(lab, principal, lab_view.datalab_titles(request, db)),
+        lab=lab_view.describe(lab, principal, lab_view.datalab_titles(request, db, principal)),
         logs=text,
         lines=LOG_LINES,
         headers={"Cache-Control": "no-store"},
@@ -132,7 +132,7 @@ def confirm_destroy(
     db: Session = Depends(get_db),
 ):
     lab = lab_view.describe(
-        service.get(db, principal, lab_id), principal, lab_view.datalab_titles(request, db)
+        service.get(db, principal, lab_id), principal, lab_view.datalab_titles(request, db, principal)
     )
     back = safe_next(next_url or lab["page"])
     return page(

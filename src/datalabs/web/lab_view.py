@@ -59,8 +59,10 @@ def resources_text(lab: Lab) -> str:
     return text + (f" · {lab.gpu} GPU{'' if lab.gpu == 1 else 's'}" if lab.gpu else "")
 
 
-def datalab_titles(request: Request, db: Session) -> dict[str, str]:
-    return {e.name: e.meta.title for e in request.app.state.catalogue.entries(db)}
+def datalab_titles(request: Request, db: Session, principal: Principal) -> dict[str, str]:
+    """Titles as the principal sees the datalabs: a built app's unpublished newer version may have
+    another title, which must not reach users who see only its published ones."""
+    return {e.name: e.meta.title for e in request.app.state.catalogue.visible(db, principal)}
 
 
 def describe(lab: Lab, principal: Principal, titles: dict[str, str]) -> dict[str, Any]:
