@@ -219,6 +219,9 @@ ROUTES += [
     ("POST", f"{APP}/submit", {}, {**APP_WRITE, "owner": 409, "admin": 409}),
     ("POST", f"{APP}/review", {"decision": "approve"}, {**MODERATORS, "admin": 409}),
     ("POST", f"{APP}/unpublish", {}, {**APP_WRITE, "owner": 409, "admin": 409}),
+    # One version: the same rules; 0.1.0-0 is not published (409), an unknown version is a 404.
+    ("POST", f"{APP}/unpublish", {"version": "0.1.0-0"}, {**APP_WRITE, "owner": 409, "admin": 409}),
+    ("POST", f"{APP}/unpublish", {"version": "9.9"}, {**APP_WRITE, "owner": 404, "admin": 404}),
     ("POST", f"{APP}/feature", {"featured": True}, {**MODERATORS, "admin": OK}),
     ("GET", f"{APP}/history", None, APP_READ),
     ("GET", f"{APP}/export", None, APP_WRITE),
