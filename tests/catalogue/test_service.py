@@ -133,7 +133,7 @@ def test_versions_of_built_datalabs_are_seen_per_version(db, tree):
             name="built",
             source="db",
             versions=[
-                app_version("0.1.0-0", "Old Public", public=True),
+                app_version("0.1.0-0", "Aardvark Public", public=True),
                 app_version("0.1.0-1", "Middle Public Astro", public=True, extra="allowed_groups: [astro]\n"),
                 app_version("0.1.0-2", "Reviewed Draft", review=True),
                 app_version("0.1.0-3", "Newest Secret"),
@@ -170,9 +170,12 @@ def test_versions_of_built_datalabs_are_seen_per_version(db, tree):
             else:
                 with pytest.raises(NotFound):
                     cat.version(db, who, "built", v)
-    assert cat.get(db, eve, "built").meta.title == "Old Public"
+    assert cat.get(db, eve, "built").meta.title == "Aardvark Public"
     assert cat.get(db, mod, "built").meta.title == "Reviewed Draft"
     assert cat.get(db, eve, "built") is cat.get(db, eve, "built")  # views are built once per snapshot
+    # Listed by the title each principal sees.
+    assert [e.name for e in cat.visible(db, eve)] == ["built", "alpha", "beta"]
+    assert [e.name for e in cat.visible(db, ada)] == ["alpha", "beta", "hidden", "built"]
     # Search words and facets come only from what the principal sees.
     assert cat.search(db, eve, q="secret").total == 0 and cat.search(db, ada, q="secret").total == 1
     assert cat.search(db, mia, q="middle").total == 1 and cat.search(db, eve, q="middle").total == 0

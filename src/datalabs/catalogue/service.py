@@ -283,8 +283,11 @@ class Catalogue:
     def visible(self, db: Session, principal: Principal) -> list[Entry]:
         """The principal's view of every datalab they may see, ordered by title."""
         snapshot = self._current(db)
-        views = (_view(snapshot, e, principal) for e in snapshot.entries)
-        return [v for v in views if v is not None]
+        pairs = [(e, _view(snapshot, e, principal)) for e in snapshot.entries]
+        views = [v for _, v in pairs if v is not None]
+        if any(v is not None and v is not e for e, v in pairs):  # a view's title may sort elsewhere
+            views.sort(key=lambda e: e.meta.title.lower())
+        return views
 
     def search(
         self,
@@ -348,7 +351,7 @@ def visible_to(entry: Entry, principal: Principal) -> bool:
     """Whether the principal may see the datalab at all: group rules for definitions from files; for one
     built on the platform, whether they may see any of its versions (see `VersionAccess`)."""
     if entry.access:
-        return any(a.visible_to(principal) for a in entry.access.values())
+        return any(_version_visible(entry, v, principal) for v in entry.versions)
     return principal.in_any(entry.groups)
 
 
