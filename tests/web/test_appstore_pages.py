@@ -406,6 +406,8 @@ def test_versions_are_published_one_by_one(user, client, make_user, tmp_path):
     badges = page.split('<div class="badges">')[1].split("</div>")[0]
     assert ">Waiting for review</span>" in badges and ">Published</span>" in badges
     assert publication(mod.get("/appstore/tiny").text) == {second: "review", first: "published"}
+    queue = mod.get("/appstore/review").text
+    assert f'<dd class="review-published">{first}</dd>' in queue and f"v{second}</span>" in queue
     assert mod.get(f"/catalogue/tiny?version={second}").status_code == 200  # to test-launch it
     assert eve.get(f"/catalogue/tiny?version={second}").status_code == 404
     assert 'data-state="published"' in eve.get("/appstore/tiny").text  # no word of the review

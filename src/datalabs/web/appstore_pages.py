@@ -116,7 +116,10 @@ def _review_page(request, db, principal, form=None, errors=None, status=200):
     submissions = []
     for app in publish.queue(db, principal):  # Forbidden (403) for everyone but moderators, as the API
         v = service.version_of(app, app.submitted_version)
-        submissions.append({"app": app, "meta": v.meta, "v": view.version_row(app, v, "submitted")})
+        # An approval publishes this version beside (and as the new default over) those already public.
+        published = [p.version for p in reversed(app.versions) if p.published]
+        row = view.version_row(app, v, "submitted")
+        submissions.append({"app": app, "meta": v.meta, "v": row, "published": published})
     return page(
         request,
         "appstore_review.html",
