@@ -35,8 +35,9 @@ MAX_NAMES = 500  # users or groups suggested in the share form
 
 def _sections(db: Session, principal: Principal, q: str) -> list[dict[str, Any]]:
     words = q.lower().split()
-    shown = {a.name: service.shown_versions(a, principal) for a in service.visible(db, principal)}
-    apps = [a for a in service.visible(db, principal) if view.matches(shown[a.name], a.name, words)]
+    readable = service.visible(db, principal)
+    shown = {a.name: service.shown_versions(a, principal) for a in readable}
+    apps = [a for a in readable if view.matches(shown[a.name], a.name, words)]
     running = {lab.datalab for lab in labs.list_for(db, principal, include_ended=False)}
     me = principal.user.id
 
