@@ -285,6 +285,8 @@ def test_publication_is_per_version(app, team, tmp_path):
     ada.post("/api/v1/apps/multi/submit", json={"version": "0.1.0-1"})
     r = mod.post("/api/v1/apps/multi/unpublish")
     assert r.status_code == 200 and r.json()["state"] == "private", r.text
+    notice = ada.get("/api/v1/notices").json()[0]["text"]
+    assert notice == "Your datalab 'multi' 0.1.0-0, 0.1.0-1 was unpublished by mod."
     assert [v["published"] for v in ada.get("/api/v1/apps/multi").json()["versions"]] == [False, False]
     assert mod.get("/api/v1/apps/review-queue").json() == []  # the open submission went with it
     assert bob.get("/api/v1/datalabs/multi").status_code == 404

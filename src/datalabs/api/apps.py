@@ -361,10 +361,11 @@ def unpublish_app(
     body: UnpublishBody | None = None,
     principal: Principal = Depends(write),
     db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
 ):
     """Withdraw every published version and any open submission (the app is private again), or with
     `version` only that one."""
-    app = publish.unpublish(db, principal, name, body.version if body else None)
+    app = publish.unpublish(db, settings, principal, name, body.version if body else None)
     db.commit()
     return AppRead.of(app, principal)
 

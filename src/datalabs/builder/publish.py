@@ -171,12 +171,15 @@ def review(
     return app
 
 
-def unpublish(db: Session, principal: Principal, name: str, version: str | None = None) -> App:
+def unpublish(
+    db: Session, settings: Settings, principal: Principal, name: str, version: str | None = None
+) -> App:
     """Withdraw from the public. Without `version`: every published version and any open submission,
     so the app is private again. Unpublishing is a take-down (a licence problem, a broken or harmful
     datalab): withdrawing only the newest would quietly make an older version the public default,
     which neither the author nor a moderator asked for. With `version`: that version only (published,
-    or its submission withdrawn); other published versions stay public."""
+    or its submission withdrawn); other published versions stay public. When a moderator does it, the
+    author is told, as for a review."""
     app = get(db, principal, name)
     if not (app.owner_id == principal.user.id or principal.is_moderator):
         raise Forbidden("only the author or a moderator may unpublish", code="not_author")
@@ -197,6 +200,10 @@ def unpublish(db: Session, principal: Principal, name: str, version: str | None 
         record(db, app, principal.name, "withdrawn", "submission withdrawn before review", v.version)
     settle(app, review_open=app.state == "submitted" and not reviewing)
     sync_catalogue(db, app)
+    if app.owner_id != principal.user.id:
+        what = ", ".join(v.version for v in withdrawn + reviewing)
+        text = f"Your datalab '{name}' {what} was unpublished by {principal.name}."
+        notify(db, settings, author(db, app), text, f"/appstore/{name}")
     return app
 
 

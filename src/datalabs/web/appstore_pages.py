@@ -278,7 +278,7 @@ def unpublish(
     """Without `version` everything is withdrawn (see `publish.unpublish`), with it that version only."""
 
     def action():
-        publish.unpublish(db, principal, name, version or None)
+        publish.unpublish(db, request.app.state.settings, principal, name, version or None)
 
     done = f"{version} withdrawn." if version else "Unpublished: it is private again."
     return _act(request, db, principal, name, "unpublish", {}, action, done)
