@@ -1,9 +1,10 @@
 """`LabProxy`: the ASGI app in front of the labs, answering `/datalabs/{id}/...` (HTTP and WebSocket).
 
 Every request goes: admit (authenticate, find the route, authorise; anonymous -> 401 or a redirect to
-the login page for browsers, anyone else or an unknown lab -> 404 so nobody learns whether another
-user's lab exists) -> rewrite headers -> stream through the lab's keep-alive pool -> rewrite the
-response headers (and mask the lab's secret in text bodies) -> stream back.
+the login page for browsers before any lookup, so nobody anonymous learns which labs exist; an unknown
+lab -> 404; another user's lab -> 403, administrators included) -> rewrite headers -> stream through
+the lab's keep-alive pool -> rewrite the response headers (and mask the lab's secret in text bodies)
+-> stream back.
 
 Mounting: the path is used as received (the lab runs with base_url `/datalabs/{id}/`), so mount the
 proxy where `scope["path"]` is the full path: in front of the platform app by prefix (fastest) or as a
@@ -32,6 +33,7 @@ from datalabs.proxy.refusals import (
     NOT_A_LAB_PATH,
     NOT_AUTHENTICATED,
     Refusal,
+    forbidden,
     not_found,
     timed_out,
     unreachable,
@@ -128,8 +130,10 @@ class LabProxy:
         if principal is None:
             return NOT_AUTHENTICATED
         route = await self.routes.get_route(lab_id)
-        if route is None or not self.authorize(principal, route):
+        if route is None:
             return not_found(lab_id)
+        if not self.authorize(principal, route):
+            return forbidden(lab_id)
         if self.on_activity is not None:
             self.on_activity(lab_id)
         return route

@@ -24,8 +24,13 @@ AUTH_UNAVAILABLE = Refusal(503, "auth_unavailable", "authentication is unavailab
 
 
 def not_found(lab_id: str) -> Refusal:
-    # The same answer whether the lab does not exist or belongs to someone else.
     return Refusal(404, "lab_not_found", f"no lab '{lab_id}'")
+
+
+def forbidden(lab_id: str) -> Refusal:
+    # Only for a caller already logged in, about a lab whose unguessable id (64 random bits) they hold:
+    # saying "not yours" tells them nothing they could not know, and is clearer than pretending it is gone.
+    return Refusal(403, "lab_forbidden", f"lab '{lab_id}' is not yours: only its owner can open it")
 
 
 def unreachable(lab_id: str, why: object) -> Refusal:
