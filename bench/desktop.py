@@ -26,7 +26,7 @@ from tests.desktop_support import RfbClient, UnixTransport, WebSocketTransport
 from bench.common import ROOT, clean_env, datalabs, free_port, machine, revision, serve, write_section
 
 SECTION = "desktop"
-APPS = ["topcat", "aladin", "ds9", "qfitsview", "fv", "filezilla", "octave"]
+APPS = ["topcat", "aladin", "ds9", "qfitsview", "fv", "filezilla", "octave", "astro-desktop"]
 BANDWIDTH_APP = "ds9"
 
 

@@ -1,9 +1,8 @@
 """The Astro desktop on the real LocalRuntime: the builtin definition's apps under jwm, a JSAMP hub started
 before them, every app registered with that hub, and a table going from TOPCAT to Aladin through SAMP.
 
-Aladin without network access fails to build its server dialog at start (a NullPointerException in its
-VizieR panel) and then cannot load any table; `aladin -local` skips the network. On a host that cannot
-resolve CDS's name the test starts Aladin that way; everywhere else it runs the definition unchanged.
+The definition runs unchanged: its Aladin command adds `-local` when CDS's name does not resolve (as on
+the test machines), without which Aladin cannot load any table.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import time
 import warnings
@@ -44,21 +42,9 @@ def astro_desktop():
     return meta
 
 
-def online() -> bool:
-    try:
-        socket.getaddrinfo("aladin.cds.unistra.fr", 80)
-    except OSError:
-        return False
-    return True
-
-
 def astro_spec(tmp_path: Path):
     rt = astro_desktop().runtime
     apps = tuple(DesktopApp(a.name, tuple(a.command), a.autostart) for a in rt.desktop.apps)
-    if not online():
-        apps = tuple(
-            replace(a, command=(*a.command, "-local")) if a.command == ("aladin",) else a for a in apps
-        )
     spec = web_spec(tmp_path, start_timeout=120)
     return replace(spec, kind="desktop", command=[], apps=apps, samp_hub=rt.desktop.samp_hub)
 
