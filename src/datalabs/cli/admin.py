@@ -81,6 +81,22 @@ def reload_catalogue() -> None:
     raise typer.Exit(1 if problems else 0)
 
 
+@app.command("gc-environments")
+def gc_environments(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed, remove nothing."),
+    grace: float = typer.Option(3600, help="Keep environments younger than this many seconds."),
+) -> None:
+    """Remove built datalab environments no app version uses and no running lab has mounted."""
+    from datalabs.builder import gc
+
+    with admin_session() as (db, settings):
+        collected = gc.collect(db, settings, grace=grace, dry_run=dry_run)
+    for item in collected:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {item.key} ({item.size / 2**20:.1f} MiB)")
+    freed = sum(item.size for item in collected) / 2**20
+    typer.echo(f"{len(collected)} environment(s), {freed:.1f} MiB {'to free' if dry_run else 'freed'}")
+
+
 DEMO_TEAMS = {"astro-team": "Astronomers sharing FITS work", "gnss-team": "GNSS station analysis"}
 
 
