@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from datalabs.pipelines.sandbox import chown_tree
 from datalabs.runtimes.local import lab_uid
 from datalabs.workspaces.paths import TEMP_PREFIX, in_dir, lstat_in
 from datalabs.workspaces.service import Space
@@ -24,10 +25,7 @@ def deliver(
     owner = lab_uid()
     outdir.mkdir(parents=True, exist_ok=True)
     if owner is not None:
-        for root, dirs, files in os.walk(outdir):
-            for name in (*dirs, *files):
-                os.chown(os.path.join(root, name), owner, owner, follow_symlinks=False)
-        os.chown(outdir, owner, owner)
+        chown_tree(outdir, owner)
     with in_dir(space.tree.root, parts, create=True, owner=owner) as dfd:
         if lstat_in(dfd, run_id) is not None:
             # A previous attempt delivered and then lost its worker before recording it: this one replaces it.

@@ -5,10 +5,19 @@ a killed worker leaves no tool running."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from datalabs.runtimes.local import lab_uid
 from datalabs.runtimes.sandbox import SYSTEM_DIRS, bwrap_path, python_dirs
+
+
+def chown_tree(top: str | Path, uid: int) -> None:
+    """Give `top` and everything under it (links themselves, not their targets) to the labs' uid."""
+    os.chown(top, uid, uid)
+    for root, dirs, files in os.walk(top):
+        for name in (*dirs, *files):
+            os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
 
 
 def available() -> bool:

@@ -100,7 +100,7 @@ class _SandboxedJob(CommandLineJob):
             uid := lab_uid()
         ) is not None:  # the tool runs as the lab uid: its folders (and staged files) are its
             for d in (self.outdir, self.tmpdir):
-                _chown_tree(d, uid)
+                sandbox.chown_tree(d, uid)
         # Inputs appear at their staged paths, bound read-only from the real files: the tool sees them and
         # nothing else of the host.
         readonly = [
@@ -118,13 +118,6 @@ class _SandboxedJob(CommandLineJob):
     @staticmethod
     def spec_sandbox(run: _Run | None) -> bool:
         return run is not None and run.spec.sandbox
-
-
-def _chown_tree(top: str, uid: int) -> None:
-    os.chown(top, uid, uid)
-    for root, dirs, files in os.walk(top):
-        for name in (*dirs, *files):
-            os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
 
 
 def _watch(run: _Run | None, proc) -> None:

@@ -85,10 +85,7 @@ class ToilEngine(PipelineEngine):
         spec.outdir.mkdir(parents=True, exist_ok=True)
         if (uid := lab_uid()) is not None:  # Toil runs as the labs' uid: its folders are its own
             for top in (spec.workdir, spec.outdir):
-                os.chown(top, uid, uid)
-                for root, dirs, files in os.walk(top):
-                    for name in (*dirs, *files):
-                        os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+                sandbox.chown_tree(top, uid)
         readonly = [(path, path) for path in host_paths(spec.job)]
         return [*sandbox.prefix(str(spec.outdir), str(spec.workdir), readonly), *argv]
 
