@@ -40,9 +40,19 @@ class AuthSettings(BaseModel):
         False, description="Send the session cookie over HTTPS only (set behind TLS)."
     )
     throttle_failures: int = Field(
-        5, description="Failed logins per user name (or client) before throttling."
+        5,
+        ge=1,
+        description="Failed logins a client may make for one user name (4x that over all names) before "
+        "it must wait between attempts. Only that client waits: the account is never locked.",
     )
-    throttle_window: int = Field(900, description="Seconds over which failed logins are counted.")
+    throttle_delay: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds a throttled client waits after its first extra failure; doubles after each.",
+    )
+    throttle_window: int = Field(
+        900, ge=1, description="Seconds over which failed logins are counted (also the longest wait)."
+    )
     cache_ttl: float = Field(
         5.0,
         ge=0,

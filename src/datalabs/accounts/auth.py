@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from datetime import timedelta
 
@@ -28,43 +29,68 @@ def _digest(secret: str) -> str:
 
 
 # ---- login and throttling -------------------------------------------------------------------------
+# Throttling slows the client that fails, never the account: a stranger who types wrong passwords for
+# ada only delays their own next attempt. Failures are counted per (client, user name) and, more
+# loosely, per client (one client guessing many names); past the free attempts each further failure
+# doubles the wait. Throttled attempts are answered at once (429 + Retry-After), without checking the
+# password, so waiting is the only way on. Rows live in the DB so every replica sees the same counts.
 
 
 def authenticate(db: Session, settings: Settings, name: str, password: str, client: str = "") -> User:
     """The user with this name and password, or Unauthorized; the same message whether or not the user
-    exists. After `throttle_failures` failures in `throttle_window` seconds for the name (or the client
-    address), further attempts get TooManyRequests until the window has passed."""
-    keys = [f"user:{name.lower()}"] + ([f"client:{client}"] if client else [])
+    exists. A client that failed too often (for this name, or in all) gets TooManyRequests with the
+    seconds it must wait; other clients, the user's own included, are not affected."""
+    keys = _throttle_keys(settings, name, client)
     _check_throttle(db, settings, keys)
     user = db.scalar(select(User).where(User.name == name))
     ok = verify_password(password, user.password_hash if user else None)
     if not ok or user is None or not user.active:
-        for key in keys:
+        since = utcnow() - timedelta(seconds=settings.auth.throttle_window)
+        db.execute(delete(LoginFailure).where(LoginFailure.at < since))  # forgotten: no longer counted
+        for key, _ in keys:
             db.add(LoginFailure(key=key))
         db.commit()  # the failure must count even though the caller's request fails
         raise Unauthorized(BAD_LOGIN, code="bad_credentials")
-    db.execute(delete(LoginFailure).where(LoginFailure.key == keys[0]))
+    # This client knows this password now; its failures for other names still count.
+    db.execute(delete(LoginFailure).where(LoginFailure.key == keys[0][0]))
     user.last_login = utcnow()
     return user
 
 
-def _check_throttle(db: Session, settings: Settings, keys: list[str]) -> None:
-    window = timedelta(seconds=settings.auth.throttle_window)
-    since = utcnow() - window
-    for key in keys:
-        count, first = db.execute(
-            select(func.count(LoginFailure.id), func.min(LoginFailure.at)).where(
+def _throttle_keys(settings: Settings, name: str, client: str) -> list[tuple[str, int]]:
+    """(key, free failures) per counter: the pair (hashed: names are long) and the client alone."""
+    pair = hashlib.sha256(f"{client}\0{name.lower()}".encode()).hexdigest()[:40]
+    free = settings.auth.throttle_failures
+    return [(f"pair:{pair}", free), (f"client:{client[:150]}", free * 4)]
+
+
+def throttle_delay(settings: Settings, failures: int, free: int) -> float:
+    """Seconds a client must wait after its `failures`-th failure: none for the first `free`, then
+    `throttle_delay` doubling with each failure, at most `throttle_window`."""
+    if failures < free:
+        return 0.0
+    return min(float(settings.auth.throttle_window), settings.auth.throttle_delay * 2 ** (failures - free))
+
+
+def _check_throttle(db: Session, settings: Settings, keys: list[tuple[str, int]]) -> None:
+    now = utcnow()
+    since = now - timedelta(seconds=settings.auth.throttle_window)
+    wait = 0.0
+    for key, free in keys:
+        count, last = db.execute(
+            select(func.count(LoginFailure.id), func.max(LoginFailure.at)).where(
                 LoginFailure.key == key, LoginFailure.at > since
             )
         ).one()
-        limit = settings.auth.throttle_failures * (4 if key.startswith("client:") else 1)
-        if count >= limit:
-            retry = max(1, int((first + window - utcnow()).total_seconds()) + 1)
-            raise TooManyRequests(
-                f"too many failed logins; try again in {retry} seconds",
-                retry_after=retry,
-                code="login_throttled",
-            )
+        if count:
+            wait = max(wait, (last - now).total_seconds() + throttle_delay(settings, count, free))
+    if wait > 0:
+        retry = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            f"too many failed logins from here; try again in {retry} seconds",
+            retry_after=retry,
+            code="login_throttled",
+        )
 
 
 # ---- browser sessions -----------------------------------------------------------------------------
