@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from datalabs import __version__
+from datalabs import __version__, recovery
 from datalabs.api import apps as apps_api
 from datalabs.api import assets as assets_api
 from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if problems:
             log.warning("%d problem(s) in datalab definitions; see /admin/catalogue", len(problems))
         _report_isolation(labs)
+        await asyncio.to_thread(recovery.at_start, settings, sessions)  # dead processes' temporaries; quotas
         await asyncio.to_thread(builds.reap)
         await labs.restore()
         culler = asyncio.create_task(labs.run_culler())

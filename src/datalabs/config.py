@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ByteSize, Field
 from pydantic_settings import (
@@ -106,6 +107,18 @@ class WorkspaceSettings(BaseModel):
     )
     usage_ttl: float = Field(
         30.0, ge=0, description="Seconds a measured workspace usage is trusted before it is measured again."
+    )
+    enforcement: Literal["auto", "project", "check"] = Field(
+        "auto",
+        description="How quotas hold inside labs: 'project' (ext4/XFS project quotas: the workspaces' "
+        "filesystem must be mounted with prjquota), 'check' (the platform measures running labs' "
+        "workspaces and makes them read-only inside the lab past the quota), 'auto' (project when the "
+        "filesystem has it, else check). See Admin > Catalogue for what is in force.",
+    )
+    project_ids: tuple[int, int] = Field(
+        (2_000_000, 2_999_999),
+        description="Range of filesystem project ids given to workspaces (one per personal or team "
+        "workspace, kept in <home>/workspaces/.projects.json); keep it clear of other projects on the disk.",
     )
     fsync: bool = Field(
         True,

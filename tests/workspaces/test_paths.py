@@ -45,9 +45,9 @@ def test_bad_paths_are_refused(path):
         parts_of(path)
 
 
-def test_reserved_upload_names_are_refused():
-    with pytest.raises(Invalid, match="reserved"):
-        parts_of("sub/.datalabs-upload-123")
+def test_names_with_the_temporary_prefix_are_ordinary_names():
+    # A file a lab made with our temporaries' prefix must stay deletable (issue 13, finding 8).
+    assert parts_of("sub/.datalabs-upload-123") == ("sub", ".datalabs-upload-123")
 
 
 def test_double_encoded_forms_are_plain_names():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 
 import pytest
 
@@ -81,16 +80,29 @@ def test_conflicts(tree):
         run(upload(tree, ("f",), body(1), free=1 << 30, overwrite=False))
 
 
-def test_stale_temporary_files_of_a_crash_are_swept(tree):
-    stale = tree.root / f"{TEMP_PREFIX}dead"
-    stale.write_bytes(b"half")
-    old = time.time() - 7200
-    os.utime(stale, (old, old))
-    fresh = tree.root / f"{TEMP_PREFIX}inflight"
-    fresh.write_bytes(b"busy")  # another upload in progress right now: kept
-    assert [e.name for e in tree.listdir(()).entries] == []  # never listed
-    run(upload(tree, ("x",), body(1), free=1 << 30))
-    assert not stale.exists() and fresh.exists()
+def test_a_killed_uploads_temporary_is_removed_and_a_live_one_hidden(tmp_path):
+    """Temporaries are journaled (workspaces/inflight.py): a dead writer's is removed when its folder is
+    listed; a live writer's stays hidden; a file a lab named with the prefix is an ordinary file."""
+    root = tmp_path / "home" / "workspaces" / "users" / "ada"
+    root.mkdir(parents=True)
+    tree = Tree(root)
+    assert tree.journal is not None
+    pid = os.fork()
+    if pid == 0:  # a writer that dies (as by kill -9) with its temporary recorded
+        with tree.holding((), f"{TEMP_PREFIX}dead"):
+            (root / f"{TEMP_PREFIX}dead").write_bytes(b"half")
+            os._exit(0)
+    os.waitpid(pid, 0)
+    (root / f"{TEMP_PREFIX}made-by-a-lab").write_bytes(b"mine")
+    with tree.holding((), f"{TEMP_PREFIX}live"):
+        (root / f"{TEMP_PREFIX}live").write_bytes(b"busy")
+        names = [e.name for e in tree.listdir(()).entries]
+        assert names == [f"{TEMP_PREFIX}made-by-a-lab"]
+        assert not (root / f"{TEMP_PREFIX}dead").exists() and (root / f"{TEMP_PREFIX}live").exists()
+        run(upload(tree, ("x",), body(1), free=1 << 30))
+    tree.remove((f"{TEMP_PREFIX}made-by-a-lab",))
+    assert sorted(p.name for p in root.iterdir()) == [f"{TEMP_PREFIX}live", "x"]
+    assert list((tmp_path / "home" / "inflight").iterdir()) == []  # nothing left in flight
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")

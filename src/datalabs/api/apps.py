@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import datetime
 from typing import Any
 
@@ -394,12 +395,21 @@ def export_app(
 ):
     """The app as one zip (metadata, sources, build recipe; not the built environment)."""
     app = service.get(db, principal, name, write=True)
-    path = archive.export(settings, app)
-    return FileResponse(
-        path,
+    zipped = archive.export(settings, app)  # unnamed: nothing is left behind, whatever happens
+    size = os.fstat(zipped.fileno()).st_size
+
+    def chunks():
+        while chunk := zipped.read(1 << 20):
+            yield chunk
+
+    return StreamingResponse(
+        chunks(),
         media_type="application/zip",
-        filename=f"{name}.datalab.zip",
-        background=BackgroundTask(path.unlink, missing_ok=True),
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="{name}.datalab.zip"',
+        },
+        background=BackgroundTask(zipped.close),
     )
 
 

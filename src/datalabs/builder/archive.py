@@ -9,7 +9,6 @@ symlinks, bombs, sizes) and the same metadata validation as any new version.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import uuid
@@ -25,17 +24,18 @@ from datalabs.builder.sources import Staging, copy_tree, extract_zip
 from datalabs.config import Settings
 from datalabs.db.models import App, AppVersion
 from datalabs.errors import Invalid
+from datalabs.workspaces import inflight
 
 FORMAT = "datalabs-app/1"
 MANIFEST = "datalab-app.json"
 
 
-def export(settings: Settings, app: App) -> Path:
-    """A temporary zip of the app (the caller deletes it after sending)."""
+def export(settings: Settings, app: App) -> BinaryIO:
+    """The app as a zip in an unnamed temporary file, positioned at its start (the caller closes it).
+    Unnamed (O_TMPFILE), so a crash while it is written or sent leaves nothing behind."""
     out_dir = service.apps_dir(settings) / ".exports"
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{app.name}-", suffix=".zip", dir=out_dir)
-    os.close(fd)
+    out = tempfile.TemporaryFile(dir=out_dir)  # noqa: SIM115 (handed to the caller, who closes it)
     manifest = {
         "format": FORMAT,
         "name": app.name,
@@ -52,14 +52,15 @@ def export(settings: Settings, app: App) -> Path:
             for v in app.versions
         ],
     }
-    with zipfile.ZipFile(name, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(MANIFEST, json.dumps(manifest, indent=1))
         for v in app.versions:
             root = Path(v.sources_path)
             for path in sorted(root.rglob("*")):
                 if path.is_file() and not path.is_symlink():
                     zf.write(path, f"versions/{v.version}/sources/{path.relative_to(root).as_posix()}")
-    return Path(name)
+    out.seek(0)
+    return out
 
 
 def import_(
@@ -68,6 +69,13 @@ def import_(
     """A new app (named as in the archive, or `name`) with one new version per exported version."""
     unpacked = service.apps_dir(settings) / f".import-{uuid.uuid4().hex[:12]}"
     unpacked.parent.mkdir(parents=True, exist_ok=True)
+    with inflight.journal(settings).hold_path(unpacked):  # removed at the end, or at start-up after a crash
+        return _import(db, settings, principal, archive, name, unpacked)
+
+
+def _import(
+    db: Session, settings: Settings, principal: Principal, archive: BinaryIO, name: str, unpacked: Path
+) -> tuple[App, list[AppVersion]]:
     staging = Staging(unpacked)
     try:
         extract_zip(staging, archive)

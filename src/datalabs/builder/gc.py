@@ -13,6 +13,7 @@ a complete one.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -100,3 +101,48 @@ def collect(
             # The lock file stays: a builder may have it open already, and must keep locking that one.
         collected.append(Collected(env.name, size))
     return collected
+
+
+def remove_leftovers(settings: Settings) -> list[str]:
+    """At start-up: what builds a crashed process left in `<home>/envs` (safe with several processes).
+
+    - `.gc-*`: removals a crash interrupted (renamed aside, so never taken for an environment);
+    - `<key>` without `.complete`: a build killed half-way, when nobody holds its `.<key>.lock`;
+    - `.run-*`: a build step's private folder, when no build runs on this host at all (every build holds
+      its key's lock while its steps run, and the folders were listed before the locks were tried).
+    Import and staging folders of apps are in the journal of temporaries (workspaces/inflight.py).
+    Returns the names removed."""
+    root = envs_dir(settings)
+    if not root.is_dir():
+        return []
+    entries = sorted(root.iterdir())
+    removed = [_aside(root, e) for e in entries if e.name.startswith(".gc-") and e.is_dir()]
+    locks = [e for e in entries if e.name.startswith(".") and e.name.endswith(".lock")]
+    with contextlib.ExitStack() as held:
+        busy = False
+        for lock_path in locks:
+            lock = held.enter_context(open(lock_path, "a"))  # noqa: SIM115 (closed by the stack)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy = True  # that key is being built: its environment and step folders are in use
+                if (env := root / lock_path.name[1:-5]) in entries:
+                    entries.remove(env)
+        for entry in entries:
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            half_built = not entry.name.startswith(".") and not (entry / ".complete").exists()
+            if half_built or (entry.name.startswith(".run-") and not busy):
+                removed.append(_aside(root, entry))
+    return [name for name in removed if name]
+
+
+def _aside(root: Path, entry: Path) -> str:
+    aside = entry if entry.name.startswith(".gc-") else root / f".gc-{entry.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        if aside != entry:
+            entry.rename(aside)
+    except OSError:
+        return ""
+    shutil.rmtree(aside, ignore_errors=True)
+    return entry.name

@@ -24,6 +24,7 @@ from datalabs.catalogue.schema import NAME_RE, DatalabMeta
 from datalabs.config import Settings
 from datalabs.db.models import App, AppEvent, AppVersion, Datalab, DatalabVersion, User
 from datalabs.errors import Conflict, Forbidden, Invalid, NotFound
+from datalabs.workspaces import inflight
 
 TERMINAL = ("built", "failed")
 # The app store's own pages (/appstore/new, /appstore/review) sit where an app of that name would.
@@ -192,23 +193,25 @@ def add_version(
     anything is wrong."""
     staging_root = apps_dir(settings) / app.name / f".staging-{uuid.uuid4().hex[:12]}"
     staging_root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Staging(staging_root, limits)
-    try:
-        ref = fill(staging)
-        flatten_single_folder(staging.root)
-        data = metadata.read_yaml(staging.root / metadata.META_FILE)
-        number = next_version(app, metadata.base_version(data))
-        meta = metadata.validate(staging.root, app.name, number, base_meta(db, app.base), overrides)
-        recipe = metadata.recipe(staging.root)
-        target = version_dir(settings, app.name, number)
-        target.mkdir(parents=True, exist_ok=False)
-        staging.root.rename(target / "sources")  # atomic: the sources appear complete or not at all
-    except LoadError as exc:
-        staging.discard()
-        raise MetaInvalid([SourceProblem(p.path, p.key, p.reason) for p in exc.problems]) from None
-    except BaseException:
-        staging.discard()
-        raise
+    # Recorded while it exists: a crash mid-way leaves it to start-up recovery (workspaces/inflight.py).
+    with inflight.journal(settings).hold_path(staging_root, remove=False):
+        staging = Staging(staging_root, limits)
+        try:
+            ref = fill(staging)
+            flatten_single_folder(staging.root)
+            data = metadata.read_yaml(staging.root / metadata.META_FILE)
+            number = next_version(app, metadata.base_version(data))
+            meta = metadata.validate(staging.root, app.name, number, base_meta(db, app.base), overrides)
+            recipe = metadata.recipe(staging.root)
+            target = version_dir(settings, app.name, number)
+            target.mkdir(parents=True, exist_ok=False)
+            staging.root.rename(target / "sources")  # atomic: the sources appear complete or not at all
+        except LoadError as exc:
+            staging.discard()
+            raise MetaInvalid([SourceProblem(p.path, p.key, p.reason) for p in exc.problems]) from None
+        except BaseException:
+            staging.discard()
+            raise
     stored = meta.model_dump(mode="json", by_alias=True)
     version = AppVersion(
         app=app,

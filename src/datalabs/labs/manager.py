@@ -22,7 +22,7 @@ from datalabs.catalogue.schema import DatalabMeta, RuntimeSpec
 from datalabs.config import Settings
 from datalabs.db.models import Datalab, DatalabVersion, Lab
 from datalabs.errors import DatalabsError
-from datalabs.labs import service
+from datalabs.labs import quota_check, service
 from datalabs.proxy.activity import ActivityRecorder
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.routes import Route
@@ -139,6 +139,7 @@ class LabManager:
             mounts = [
                 Mount(layout.user_dir(self.settings, owner), "/media/home/my_workspace", readonly=False)
             ]
+            quota_check.prepare(self.settings, db, lab.owner)  # project quotas: limits set before any write
             # Only teams that have a workspace; read-only members get it read-only; others never see it.
             for team, readonly in workspace_service.mountable_teams(db, lab.owner):
                 mounts.append(
@@ -315,6 +316,7 @@ class LabManager:
                 await self.stop(lab_id, reason, state="failed")
             elif idle and idle_for > idle:
                 await self.stop(lab_id, f"stopped after {_duration(idle)} without activity")
+        await quota_check.check(self)  # workspaces past their quota: read-only in these labs
 
     async def run_culler(self) -> None:
         while True:

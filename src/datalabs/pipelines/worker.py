@@ -24,6 +24,7 @@ from datalabs.errors import DatalabsError
 from datalabs.pipelines import documents, notify, outputs, queue, runs, sandbox, schedules
 from datalabs.pipelines import inputs as run_inputs
 from datalabs.pipelines.engines.base import INFRA, SUCCEEDED, PipelineEngine, Result, RunSpec, get_engine
+from datalabs.workspaces import inflight
 from datalabs.workspaces import service as workspaces
 from datalabs.workspaces.upload import too_large
 
@@ -127,6 +128,14 @@ class Worker:
     # ---- one run --------------------------------------------------------------------------------------
 
     def execute(self, claim: queue.Claim) -> str:
+        """Run one claimed attempt. Its folder (work and output dirs, which the tools wrote) is recorded in
+        the journal of temporaries while it runs and removed when it ends, whatever the outcome: after a
+        crash, start-up recovery removes it (workspaces/inflight.py)."""
+        attempt = runs.run_dir(self.settings, claim.run_id) / f"attempt-{claim.attempt}"
+        with inflight.journal(self.settings).hold_path(attempt):
+            return self._execute(claim)
+
+    def _execute(self, claim: queue.Claim) -> str:
         with transaction(self.sessions) as db:
             run = db.get(PipelineRun, claim.run_id)
             principal = runs.principal_of(db, run.owner)

@@ -11,6 +11,7 @@ from datalabs.accounts.principal import Principal
 from datalabs.api.deps import forget_after_changes, get_db
 from datalabs.catalogue import service as catalogue_service
 from datalabs.errors import Conflict, DatalabsError
+from datalabs.sandbox import quota
 from datalabs.web.render import page, place_errors, redirect
 from datalabs.web.security import HtmlRoute, posting_admin, require_admin
 
@@ -176,7 +177,7 @@ def catalogue_admin(request: Request, _: Principal = Depends(require_admin), db:
         section="catalogue",
         problems=catalogue_service.problems(db),
         entries=entries,
-        isolation=request.app.state.labs.isolation(),
+        isolation=[*request.app.state.labs.isolation(), quota.admin_line(request.app.state.settings)],
         dirs=[str(path) for path, _ in catalogue_service.sources(request.app.state.settings)],
     )
 

@@ -1,7 +1,7 @@
 """Safe paths inside one directory tree (a workspace or a data volume).
 
 A path from a user is split into plain components (no `..`, `.`, absolute form, NUL, control characters,
-over-long names or our temporary names), then walked from an fd of the root one component at a time
+or over-long names), then walked from an fd of the root one component at a time
 with O_NOFOLLOW, so every later operation is an *at() call relative to a directory fd that is provably
 inside the root. No symbolic link is ever followed: neither one planted in a workspace (labs write
 there) nor one swapped in while we walk. The platform may run as root, which makes this the line
@@ -18,11 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from datalabs.errors import Conflict, DatalabsError, Forbidden, Invalid, NotFound
+from datalabs.errors import Conflict, DatalabsError, Forbidden, Invalid, NotFound, TooLarge
 
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
-TEMP_PREFIX = ".datalabs-upload-"  # uploads in flight: hidden from listings, never a final name
+# Temporaries of uploads and copies in flight. Hidden only while a live writer holds them (see
+# workspaces/inflight.py): any other file of that name, e.g. one a lab made, is an ordinary file.
+TEMP_PREFIX = ".datalabs-upload-"
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -56,8 +58,6 @@ def check_name(name: str) -> str:
         )
     if any(ord(c) < 32 or ord(c) == 127 for c in name) or "/" in name:
         raise Invalid("names cannot contain control characters or '/'", code="bad_path")
-    if name.startswith(TEMP_PREFIX):
-        raise Invalid(f"names starting with '{TEMP_PREFIX}' are reserved for uploads", code="bad_path")
     return name
 
 
@@ -118,7 +118,13 @@ def os_error(exc: OSError, parts: tuple[str, ...], parent_fd: int | None = None)
         return Forbidden(f"'{where}' cannot be changed here", code="read_only")
     if exc.errno == errno.ENAMETOOLONG:
         return Invalid(f"'{where[:60]}' is too long a name", code="name_too_long")
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if exc.errno == errno.EDQUOT:  # project quotas (sandbox/quota.py): the kernel said it, not us
+        return TooLarge(
+            f"'{where}' does not fit: this workspace's quota is used up; delete files or ask an "
+            "administrator for more space",
+            code="quota_exceeded",
+        )
+    if exc.errno == errno.ENOSPC:
         return DatalabsError("the disk is full", code="disk_full")
     if exc.errno == errno.EXDEV:
         return Invalid("cannot move between these two places; copy instead", code="cross_device")

@@ -19,6 +19,7 @@ from datalabs.config import Settings
 from datalabs.db.models import Group, Membership, TeamWorkspace, User
 from datalabs.errors import Conflict, Forbidden, Invalid, NotFound
 from datalabs.runtimes.local import lab_uid
+from datalabs.sandbox import quota as project_quotas
 from datalabs.workspaces import layout
 from datalabs.workspaces.tree import Tree
 
@@ -172,6 +173,8 @@ class UsageCache:
             hit = self._known.get(space.key)
         if hit and time.monotonic() - hit[0] < self.ttl:
             return hit[1]
+        if (counted := project_quotas.measured(space.tree.root)) is not None:
+            return counted  # project quotas' accounting: exact and cheap, nothing to cache
         used = space.tree.usage()
         with self._lock:
             self._known[space.key] = (time.monotonic(), used)

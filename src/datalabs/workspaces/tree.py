@@ -4,6 +4,7 @@ worker thread from async code."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datalabs.errors import Conflict, Invalid, NotFound
+from datalabs.workspaces import inflight
 from datalabs.workspaces.paths import (
     DIR_FLAGS,
     TEMP_PREFIX,
@@ -28,7 +30,6 @@ from datalabs.workspaces.paths import (
 )
 
 CHUNK = 1 << 20
-STALE_UPLOAD = 3600  # seconds after which an untouched temporary upload is left over from a crash
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,22 @@ class Tree:
     def __init__(self, root: Path, *, owner: int | None = None):
         self.root = root
         self.owner = owner  # uid new files and folders get (labs run as it when the platform is root)
+        # Temporaries of uploads and copies in flight are recorded there, for crash recovery. Without one
+        # (not a workspace), every name with the temporary prefix is taken for one of ours and hidden.
+        self.journal = inflight.for_tree(root)
+
+    def hidden(self, parts: tuple[str, ...], name: str) -> bool:
+        """Is `name` in folder `parts` an upload or copy in flight (not listed, not walked)? A name with
+        our temporary prefix that no live writer holds is an ordinary file: listed, deletable, counted."""
+        if not name.startswith(TEMP_PREFIX):
+            return False
+        return self.journal is None or self.journal.active(self.root, parts, name)
+
+    def holding(self, parts: tuple[str, ...], name: str):
+        """Record the temporary `name` in folder `parts` in the journal while the block runs."""
+        if self.journal is None:
+            return contextlib.nullcontext()
+        return self.journal.hold(self.root, parts, name)
 
     # ---- reading ------------------------------------------------------------------------------------
 
@@ -62,7 +79,7 @@ class Tree:
                 names = [
                     (not e.is_dir(follow_symlinks=False), e.name)
                     for e in it
-                    if not e.name.startswith(TEMP_PREFIX)
+                    if not self.hidden(parts, e.name)
                 ]
             names.sort()
             entries = []
@@ -80,8 +97,8 @@ class Tree:
         never following links (os.fwalk)."""
         with in_dir(self.root, parts) as fd:
             for top, dirs, files, dfd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
-                rel = tuple(p for p in top.split("/") if p not in ("", "."))
-                yield (*parts, *rel), dfd, dirs, [f for f in files if not f.startswith(TEMP_PREFIX)]
+                here = (*parts, *(p for p in top.split("/") if p not in ("", ".")))
+                yield here, dfd, dirs, [f for f in files if not self.hidden(here, f)]
 
     def usage(self) -> int:
         """Bytes used by the files of the whole tree (apparent sizes, uploads in flight included)."""
@@ -207,20 +224,21 @@ class Tree:
             if lstat_in(dfd, dst[-1]) is not None:
                 raise Conflict(f"'{shown(dst)}' already exists", code="exists")
             tmp = temp_name()
-            try:
-                if entry.type == "dir":
-                    self._copy_dir(src, dfd, tmp, dest.owner)
-                elif entry.type == "file":
-                    self._copy_file(src, dfd, tmp, dest.owner)
-                else:
-                    raise Invalid(f"'{shown(src)}' is not a file or folder", code="special_file")
-                os.rename(tmp, dst[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
-            except OSError as exc:
-                _discard(dfd, tmp)
-                raise os_error(exc, dst, dfd) from None
-            except BaseException:
-                _discard(dfd, tmp)
-                raise
+            with dest.holding(dst[:-1], tmp):  # a crash mid-copy: start-up recovery removes it
+                try:
+                    if entry.type == "dir":
+                        self._copy_dir(src, dfd, tmp, dest.owner)
+                    elif entry.type == "file":
+                        self._copy_file(src, dfd, tmp, dest.owner)
+                    else:
+                        raise Invalid(f"'{shown(src)}' is not a file or folder", code="special_file")
+                    os.rename(tmp, dst[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
+                except OSError as exc:
+                    _discard(dfd, tmp)
+                    raise os_error(exc, dst, dfd) from None
+                except BaseException:
+                    _discard(dfd, tmp)
+                    raise
         return dest.stat(dst)
 
     def _copy_file(self, src: tuple[str, ...], dfd: int, name: str, owner: int | None) -> None:
@@ -266,16 +284,6 @@ class Tree:
     def _own(self, dfd: int, name: str) -> None:
         if self.owner is not None:
             os.chown(name, self.owner, self.owner, dir_fd=dfd, follow_symlinks=False)
-
-    def sweep_uploads(self, dfd: int) -> None:
-        """Remove temporary uploads left in this folder by a crashed server (untouched for an hour)."""
-        cutoff = time.time() - STALE_UPLOAD
-        with os.scandir(dfd) as it:
-            stale = [e.name for e in it if e.name.startswith(TEMP_PREFIX)]
-        for name in stale:
-            st = lstat_in(dfd, name)
-            if st is not None and st.st_mtime < cutoff:
-                _discard(dfd, name)
 
 
 class _Sink:

@@ -1,10 +1,12 @@
 """Streamed, atomic uploads: the body goes to a hidden temporary file in the target folder and is renamed
 over the final name only once complete (and, by default, fsync'ed). A quota overrun, a client that goes
-away, or a server killed mid-way leaves the final name exactly as it was; a temporary file left by a
-killed server is swept from that folder by a later upload."""
+away, or a server killed mid-way leaves the final name exactly as it was. The temporary is recorded in
+the journal of temporaries in flight (`inflight`) while it exists: one left by a killed server is
+removed at the next start, or as soon as its folder is listed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -59,7 +61,7 @@ async def upload(
     if not parts:
         raise Conflict("give a file name to upload to", code="is_a_folder")
     dfd = await to_thread.run_sync(lambda: open_dir(tree.root, parts[:-1], create=True, owner=tree.owner))
-    tmp, fd = "", -1
+    tmp, fd, journal = "", -1, contextlib.ExitStack()
     try:
         old = lstat_in(dfd, parts[-1])
         if old is not None and stat.S_ISDIR(old.st_mode):
@@ -70,8 +72,8 @@ async def upload(
         allowed = free + replaced
         if declared is not None and declared > allowed:
             raise too_large(f"'{parts[-1]}' ({_size(declared)})", allowed)
-        await to_thread.run_sync(tree.sweep_uploads, dfd)
         tmp = temp_name()
+        journal.enter_context(tree.holding(parts[:-1], tmp))  # recorded before it exists
         try:
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd
@@ -88,6 +90,7 @@ async def upload(
             os.close(fd)
         if tmp:
             _discard(dfd, tmp)
+        journal.close()
         os.close(dfd)
 
 
