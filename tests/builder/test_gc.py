@@ -99,3 +99,29 @@ def test_the_admin_command_lists_then_removes(tmp_path):
     done = run(home, "admin", "gc-environments").stdout
     assert "removed k-orphan (3.0 MiB)" in done and "1 environment(s), 3.0 MiB freed" in done
     assert not env.exists()
+
+
+def test_start_up_removes_what_dead_builds_left_and_nothing_a_live_build_uses(tmp_path):
+    """gc.remove_leftovers (issue 13, finding 8): half-built environments and step folders of builds that
+    died; an environment being built (its lock held) and its step folder are left alone."""
+    from datalabs.config import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    root = envs_dir(settings)
+    complete = make_env(settings, "k-complete", old=False)
+    (root / "k-half").mkdir(parents=True)  # killed before .complete was written
+    (root / "k-half" / "lib").mkdir()
+    (root / ".gc-k-old-1234").mkdir()  # a removal interrupted by a crash
+    (root / ".run-dead").mkdir()
+    (root / ".uv-cache").mkdir()
+    assert sorted(gc.remove_leftovers(settings)) == [".gc-k-old-1234", ".run-dead", "k-half"]
+    assert sorted(p.name for p in root.iterdir()) == [".uv-cache", "k-complete"]
+    assert (complete / ".complete").exists()
+
+    (root / "k-building").mkdir()  # another process is building it right now
+    (root / ".run-live").mkdir()
+    with open(root / ".k-building.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert gc.remove_leftovers(settings) == []
+    assert (root / "k-building").is_dir() and (root / ".run-live").is_dir()
+    assert sorted(gc.remove_leftovers(settings)) == [".run-live", "k-building"]  # its builder died

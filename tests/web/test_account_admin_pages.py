@@ -166,3 +166,10 @@ def test_admin_catalogue_page_says_what_lab_isolation_is_enforced(admin):
     assert "Lab isolation on this host" in page
     assert "bubblewrap sandboxes" in page or "NOT sandboxed" in page
     assert "CPU and memory limits" in page
+
+
+def test_admin_catalogue_page_says_how_workspace_quotas_hold(admin):
+    """Issue 13, finding 7: which of project quotas and the platform's check is in force, and why."""
+    page = admin.get("/admin/catalogue").text
+    assert "Workspace quotas are enforced by the kernel" in page or "platform&#39;s check" in page
+    assert "prjquota" in page or "has no project quotas" in page  # how it was established
