@@ -132,6 +132,8 @@ class Checker:
         return {"over": [], "warned": [], "frozen": {}, **state}
 
     def _save(self) -> None:
+        if self.state == self._load():
+            return  # nothing changed: no write at every check
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
@@ -167,7 +169,7 @@ class Checker:
     def _over(self, space: Watched, used: int) -> None:
         frozen, failed = [], []
         for lab_id, target in space.mounts:
-            ns = freeze.namespace_pid(self.pids[lab_id])
+            ns = freeze.namespace_pid(self.pids[lab_id], target)
             if ns is None:
                 continue
             try:
@@ -210,7 +212,7 @@ class Checker:
             mine = self.state["frozen"].get(lab_id, [])
             if target not in mine:
                 continue  # never made read-only by us: left as the lab was started
-            ns = freeze.namespace_pid(self.pids[lab_id])
+            ns = freeze.namespace_pid(self.pids[lab_id], target)
             try:
                 if ns is not None:
                     freeze.make_writable(ns, target)

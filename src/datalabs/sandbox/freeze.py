@@ -78,13 +78,14 @@ def _mnt_ns(pid: int | str) -> str | None:
         return None
 
 
-def namespace_pid(pid: int) -> int | None:
-    """The first process at or below `pid` (a sandbox's launcher) in another mount namespace than ours:
-    bubblewrap's init inside the sandbox. None when the sandbox is gone."""
+def namespace_pid(pid: int, target: str | None = None) -> int | None:
+    """The first process at or below `pid` (a sandbox's launcher) in another mount namespace than ours,
+    and (given `target`) one where `target` is mounted: bubblewrap's init inside the sandbox, not a
+    helper that isolates itself in a namespace of its own (pasta does). None when the sandbox is gone."""
     ours = _mnt_ns("self")
     for candidate in [pid, *descendants(pid)]:
         ns = _mnt_ns(candidate)
-        if ns is not None and ns != ours:
+        if ns is not None and ns != ours and (target is None or mount_point(candidate, target)):
             return candidate
     return None
 
