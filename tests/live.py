@@ -43,6 +43,13 @@ def wait_healthy(base: str, proc: subprocess.Popen, home: Path, timeout: float =
 @contextmanager
 def live_server(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start the platform on `home`, wait until /healthz answers, yield its base URL, stop it."""
+    with live_process(home, env) as (base, _):
+        yield base
+
+
+@contextmanager
+def live_process(home: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """As `live_server`, also yielding the server process (e.g. to watch its memory in /proc)."""
     port = free_port()
     full_env = {**os.environ, "DATALABS_HOME": str(home), **(env or {})}
     log_path = home / "server.log"
@@ -57,7 +64,7 @@ def live_server(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc, home)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from datalabs import __version__, recovery
 from datalabs.api import apps as apps_api
 from datalabs.api import assets as assets_api
-from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
+from datalabs.api import auth, datalabs, errors, groups, health, limits, tokens, users
 from datalabs.api import labs as labs_api
 from datalabs.api import pipelines as pipelines_api
 from datalabs.api import runs as runs_api
@@ -70,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Public API v1 of the Datalabs platform. Authenticate with the session cookie "
         "(POST /api/v1/login) or `Authorization: Bearer <token>`.",
     )
+    # Every route's default body limit (routes taking uploads set their own: api/limits.py). Set on the
+    # router, not FastAPI(max_body_size=...): the app-level limiter answers outside the API's error format.
+    app.router.max_body_size = limits.BODY
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)
+    app.add_middleware(limits.TooLargeAsJson)
     app.state.proxy = proxy = LabProxy(routes, app.state.authenticator, on_activity=labs.activity)
     labs.on_route_removed = proxy.forget
     app.add_middleware(ProxyFirst, proxy=proxy)  # outermost: lab traffic skips the API's middleware

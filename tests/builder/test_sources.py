@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import io
 import subprocess
+import time
 import zipfile
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from datalabs.builder import meta
 from datalabs.builder.sources import Limits, Staging, copy_tree, extract_zip, git_clone
 from datalabs.catalogue.loader import LoadError
 from datalabs.catalogue.schema import DatalabMeta
-from datalabs.errors import Invalid, TooLarge
+from datalabs.errors import DatalabsError, Invalid, TooLarge
 from tests.builder.support import META, evil_zip, make_sources, zip_of
 
 
@@ -173,3 +176,96 @@ def test_meta_inherits_the_base_runtime_and_recipe_is_normalised(tmp_path):
     (src / "requirements.txt").write_text("# c\n\n  numpy   >=1   # why\n")
     assert meta.recipe(src).requirements == ["numpy >=1"]
     assert META  # the support module's metadata is the one validated above
+
+
+# ---- archives an attacker shapes -------------------------------------------------------------------
+
+
+def test_central_directory_is_refused_before_it_is_read(tmp_path):
+    """A million entries declared in the end record: refused from the end record alone, in no time and
+    without building the million `ZipInfo`s zipfile would (that would cost ~500 MB)."""
+    from tests.security.test_parsing_bombs import many_entries_zip
+
+    data = many_entries_zip(1_000_000)
+    started = time.monotonic()
+    with pytest.raises(TooLarge, match="more than 5000 entries") as err:
+        extract_zip(staging(tmp_path), io.BytesIO(data))
+    assert err.value.code == "too_many_files" and time.monotonic() - started < 1
+
+
+def test_duplicate_and_conflicting_entries_are_refused_naming_them(tmp_path):
+    for i, entries in enumerate([[("a.txt", b"1"), ("a.txt", b"2")], [("a", b"file"), ("a/b.txt", b"x")]]):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, data in entries:
+                zf.writestr(name, data)
+        with pytest.raises(Invalid, match=f"'{entries[1][0]}': cannot be written"):
+            extract_zip(Staging(tmp_path / f"s{i}"), io.BytesIO(buf.getvalue()))
+
+
+def test_encrypted_or_corrupt_members(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.txt", b"hello " * 1000)
+    data = bytearray(buf.getvalue())
+    data[6] |= 0x1  # the local header says "encrypted"
+    data[40:60] = b"\xff" * 20  # and its deflate stream is garbage
+    with pytest.raises(Invalid, match="'a.txt': cannot unpack"):
+        extract_zip(staging(tmp_path), io.BytesIO(bytes(data)))
+
+
+ZIP_NAMES = st.text(alphabet="ab./\\:_-é\x00 ", min_size=1, max_size=12)
+
+
+@st.composite
+def zips(draw) -> bytes:
+    """Zips with hostile names, duplicates, folders, sizes and compression, sometimes mangled."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for _ in range(draw(st.integers(0, 8))):
+            info = zipfile.ZipInfo(draw(ZIP_NAMES))
+            info.compress_type = draw(
+                st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2])
+            )
+            info.external_attr = draw(st.sampled_from([0, 0o100644 << 16, 0o120777 << 16, 0o040755 << 16]))
+            zf.writestr(info, draw(st.sampled_from([b"", b"x" * 3000, bytes(range(256)), bytes(200_000)])))
+    data = bytearray(buf.getvalue())
+    for at, byte in draw(
+        st.lists(st.tuples(st.integers(0, max(0, len(data) - 1)), st.integers(0, 255)), max_size=4)
+    ):
+        if data:
+            data[at] = byte
+    return bytes(data)
+
+
+FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ_LIMITS = Limits(max_files=5, max_file_bytes=100_000, max_total_bytes=150_000, max_ratio=20)
+
+
+def _extract_or_refuse(root, data: bytes) -> None:
+    """extract_zip succeeds within the limits, every file inside the root, or refuses with a domain error
+    (nothing else escapes) and leaves nothing outside."""
+    s = Staging(root / "stage", FUZZ_LIMITS)
+    try:
+        extract_zip(s, io.BytesIO(data))
+    except DatalabsError as exc:
+        assert exc.status in (413, 422) and exc.message and str(root) not in exc.message
+        return
+    files = [p for p in s.root.rglob("*") if not p.is_dir()]
+    assert all(p.is_file() and not p.is_symlink() for p in files)
+    assert all(p.resolve().is_relative_to(s.root.resolve()) for p in files)
+    assert len(files) <= FUZZ_LIMITS.max_files
+    assert sum(p.stat().st_size for p in files) <= FUZZ_LIMITS.max_total_bytes
+    assert sorted(p.name for p in root.iterdir()) == ["stage"]
+
+
+@FUZZ
+@given(data=zips())
+def test_fuzz_zip_extractor(tmp_path_factory, data):
+    _extract_or_refuse(tmp_path_factory.mktemp("zip"), data)
+
+
+@FUZZ
+@given(data=st.binary(max_size=2000))
+def test_fuzz_zip_extractor_on_bytes(tmp_path_factory, data):
+    _extract_or_refuse(tmp_path_factory.mktemp("bytes"), b"PK\x03\x04" + data if data[:1] == b"P" else data)

@@ -17,11 +17,13 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from datalabs.accounts.principal import Principal
+from datalabs.api import limits
 from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.builder import archive, origins, publish, service
 from datalabs.config import Settings
 from datalabs.db.models import App, AppVersion, Notice
 from datalabs.errors import Invalid
+from datalabs.sandbox import parsing
 
 router = APIRouter(prefix="/api/v1", tags=["apps"], responses={401: {}, 403: {}, 404: {}})
 read, write = scope("apps:read"), scope("apps:write")
@@ -177,7 +179,7 @@ def review_queue(principal: Principal = Depends(read), db: Session = Depends(get
     return [AppRead.of(a, principal) for a in publish.queue(db, principal)]
 
 
-@router.post("/apps/import", response_model=AppRead, status_code=201)
+@router.post("/apps/import", response_model=AppRead, status_code=201, max_body_size=limits.SOURCES)
 def import_app(
     request: Request,
     archive_file: UploadFile = File(..., alias="archive"),
@@ -210,7 +212,9 @@ def delete_app(
     db.commit()
 
 
-@router.post("/apps/{name}/versions", response_model=VersionRead, status_code=202)
+@router.post(
+    "/apps/{name}/versions", response_model=VersionRead, status_code=202, max_body_size=limits.SOURCES
+)
 async def add_version(
     name: str,
     request: Request,
@@ -246,9 +250,9 @@ async def add_version(
 
 def _json_object(text: str) -> dict:
     try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise Invalid(f"'meta' is not valid JSON: {exc}", code="bad_meta") from None
+        value = parsing.load_json(text, "'meta'")
+    except parsing.DocumentError as exc:
+        raise Invalid(exc.message, code="bad_meta") from None
     if not isinstance(value, dict):
         raise Invalid("'meta' must be a JSON object of metadata keys", code="bad_meta")
     return value

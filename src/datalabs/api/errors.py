@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from datalabs import redaction
+from datalabs.api import limits
 from datalabs.errors import DatalabsError, TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ def error_response(
 def install(app: FastAPI) -> None:
     @app.exception_handler(DatalabsError)
     async def domain_error(request: Request, exc: DatalabsError):
+        message = redaction.error_message(request.app.state.settings, exc.message)
         headers = {}
         if isinstance(exc, TooManyRequests):
             headers["Retry-After"] = str(exc.retry_after)
@@ -32,8 +35,8 @@ def install(app: FastAPI) -> None:
         if request.url.path.startswith(("/api/", "/stac", "/healthz", "/metrics")) or not _wants_html(
             request
         ):
-            return error_response(exc.status, exc.code, exc.message, headers)
-        return await app.state.render_error(request, exc.status, exc.message, headers)
+            return error_response(exc.status, exc.code, message, headers)
+        return await app.state.render_error(request, exc.status, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -46,12 +49,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}.get(
             exc.status_code, "error"
         )
         if exc.status_code == 404 and _wants_html(request) and not request.url.path.startswith("/api/"):
             return await app.state.render_error(request, 404, "There is no page here.", None)
-        return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+        message = limits.too_large_message(request.scope) if exc.status_code == 413 else str(exc.detail)
+        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

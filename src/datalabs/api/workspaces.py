@@ -16,6 +16,7 @@ from pydantic import BaseModel, ByteSize, Field
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
+from datalabs.api import limits
 from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.api.schemas import Strict
 from datalabs.config import Settings
@@ -189,6 +190,7 @@ async def browse(tree, parts, request: Request, offset: int, limit: int, q: str,
 
 @router.put(
     FILES,
+    max_body_size=limits.STREAMED,
     response_model=EntryRead,
     responses={201: {}, 404: {}, 409: {}, 413: {}},
     openapi_extra={

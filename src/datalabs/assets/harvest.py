@@ -5,21 +5,29 @@ mtime in ns, and the harvest error if any), so the next run reads only files who
 changed, drops files that disappeared, and does not retry a corrupt file until it changes.
 A file a harvester rejects is still indexed with what the file system says, its reason in
 `properties.harvest_error`, so it stays findable and the report lists it.
+
+Files are read in budget workers (`sandbox.budget`): each file within `FILE_BUDGET` of memory and time.
+A file that needs more (a hostile or broken FITS header, a RINEX file that decompresses without end) is
+recorded like one its harvester rejects, with the reason, and the harvest goes on.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from datalabs.assets import harvesters
 from datalabs.assets.base import AssetIndex, AssetRecord, HarvestError, asset_id
 from datalabs.assets.harvesters.generic import file_record
+from datalabs.sandbox import budget
 
 CHUNK = 64  # files per task handed to a worker process
+FILE_BUDGET = budget.Budget(memory=1024 * 2**20, cpu=60, wall=120)
 
 
 @dataclass
@@ -65,21 +73,49 @@ def _save_seen(path: Path, seen: dict[str, tuple[int, int, str]]) -> None:
     os.replace(tmp, path)
 
 
-def _harvest_chunk(root: str, collection: str, rels: list[str]) -> list[tuple[AssetRecord, str]]:
-    """Runs in a worker process: each file's record and its harvest error ('' if none)."""
-    found = harvesters.available()
-    out = []
-    for rel in rels:
-        path = Path(root) / rel
+@cache
+def _harvesters() -> list:
+    return harvesters.available()  # once per worker process: plugins load once
+
+
+def harvest_file(root: str, collection: str, rel: str) -> tuple[AssetRecord, str] | None:
+    """Runs in a budget worker: the file's record and its harvest error ('' if none); None if it
+    vanished or cannot be read at all."""
+    path = Path(root) / rel
+    try:
+        return harvesters.harvest(path, collection, rel, _harvesters()), ""
+    except HarvestError as e:
         try:
-            out.append((harvesters.harvest(path, collection, rel, found), ""))
-        except HarvestError as e:
-            try:
-                record = file_record(path, collection, rel)
-            except HarvestError:
-                continue  # vanished or unreadable: not indexed, reported below
-            record.properties["harvest_error"] = e.reason
-            out.append((record, e.reason))
+            record = file_record(path, collection, rel)
+        except HarvestError:
+            return None  # vanished or unreadable: not indexed, reported below
+        record.properties["harvest_error"] = e.reason
+        return record, e.reason
+
+
+def _harvest_chunk(
+    root: str, collection: str, rels: list[str], file_budget: budget.Budget
+) -> list[tuple[AssetRecord, str]]:
+    """Each file of the chunk harvested within `file_budget`; one over it is kept with what the file
+    system says and the reason, as a file its harvester rejects."""
+    out = []
+    items = [(root, collection, rel) for rel in rels]
+    for outcome in budget.map_items(
+        harvest_file, items, budget=file_budget, what=lambda args: f"reading {args[2]}", wait=math.inf
+    ):
+        if outcome.error is None:
+            if outcome.value is not None:
+                out.append(outcome.value)
+            continue
+        if not isinstance(outcome.error, budget.OverBudget | budget.ParserCrashed):
+            raise outcome.error
+        rel = outcome.args[2]
+        try:
+            record = file_record(Path(root) / rel, collection, rel)
+        except HarvestError:
+            continue
+        record.properties["harvest_error"] = outcome.error.message
+        out.append((record, outcome.error.message))
     return out
 
 
@@ -90,8 +126,10 @@ def harvest_volume(
     state_dir: Path,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    file_budget: budget.Budget = FILE_BUDGET,
 ) -> Report:
-    """Harvest every new or changed file under `root` into `index` as `collection`."""
+    """Harvest every new or changed file under `root` into `index` as `collection`, each file within
+    `file_budget`."""
     seen_path = state_dir / f"{collection}.tsv"
     seen = _load_seen(seen_path)
     report, todo, present = Report(), [], {}
@@ -109,8 +147,10 @@ def harvest_volume(
         del seen[rel]
     chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
     done = 0
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(_harvest_chunk, [str(root)] * len(chunks), [collection] * len(chunks), chunks)
+    # The harvesters' libraries (astropy, netCDF4, hatanaka) are imported once, by the forkserver.
+    budget.preload("datalabs.assets.harvest", *{type(h).__module__ for h in _harvesters()})
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # threads wait; workers parse
+        results = pool.map(lambda chunk: _harvest_chunk(str(root), collection, chunk, file_budget), chunks)
         batch: list[AssetRecord] = []
         for chunk, result in zip(chunks, results, strict=True):
             for record, error in result:

@@ -24,10 +24,13 @@ from datalabs.builder.sources import Staging, copy_tree, extract_zip
 from datalabs.config import Settings
 from datalabs.db.models import App, AppVersion
 from datalabs.errors import Invalid
+from datalabs.sandbox import parsing
 from datalabs.workspaces import inflight
 
 FORMAT = "datalabs-app/1"
 MANIFEST = "datalab-app.json"
+# Every version's metadata is in the manifest: room for hundreds of versions, not for a bomb.
+MANIFEST_LIMITS = parsing.Limits(max_bytes=8 * 2**20, max_nodes=1_000_000, max_chars=8 * 2**20)
 
 
 def export(settings: Settings, app: App) -> BinaryIO:
@@ -105,9 +108,10 @@ def _manifest(root: Path) -> dict:
     if not path.is_file():
         raise Invalid(f"not a datalab archive: {MANIFEST} is missing", code="bad_archive")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid(f"{MANIFEST} is not valid JSON: {exc}", code="bad_archive") from None
+        text = parsing.read_bounded(path, MANIFEST, MANIFEST_LIMITS)
+        data = parsing.load_json(text, MANIFEST, MANIFEST_LIMITS)
+    except parsing.DocumentError as exc:
+        raise Invalid(exc.message, code="bad_archive") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise Invalid(f"{MANIFEST}: 'format' must be '{FORMAT}'", code="bad_archive")
     if not isinstance(data.get("name"), str) or not isinstance(data.get("versions"), list):

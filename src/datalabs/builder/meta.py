@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from datalabs.catalogue.loader import _LOADER, META_FILE, LoadError, Problem, _problem
+from datalabs.catalogue.loader import META_FILE, LoadError, Problem, _problem, parse_meta
 from datalabs.catalogue.schema import DatalabMeta, undot
+from datalabs.sandbox import budget
 
 REQUIREMENTS_FILE = "requirements.txt"
-MAX_META_BYTES = 1_000_000
+BUDGET = budget.Budget(memory=512 * 2**20, cpu=10, wall=30)
+budget.preload("datalabs.builder.meta")
 _BASE_VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
 # Keys the form shows first (DESIGN §7): what must be there, what should, and the rest.
 MANDATORY = ("title", "abstract", "distribution.license")
@@ -37,20 +38,12 @@ class Recipe:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """The sources' metadata (dotted keys undone), read within the catalogue's bounds (size, depth,
+    aliases); LoadError naming the file, with the line, otherwise."""
     rel = path.name
     if not path.is_file():
         raise LoadError([Problem(rel, "", f"the sources have no {META_FILE} at their top level")])
-    if path.stat().st_size > MAX_META_BYTES:
-        raise LoadError([Problem(rel, "", f"larger than {MAX_META_BYTES} bytes")])
-    text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        data = yaml.load(text, Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise LoadError(
-            [Problem(rel, "", f"not valid YAML: {where}{getattr(exc, 'problem', exc)}")]
-        ) from None
+    data, _ = parse_meta(path, rel)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -71,7 +64,16 @@ def validate(
     sources: Path, name: str, version: str, base: DatalabMeta, overrides: dict[str, Any] | None = None
 ) -> DatalabMeta:
     """The sources' metadata (plus form `overrides`) as a full definition of `name` at `version`;
-    LoadError with every problem (file, key, line) otherwise."""
+    LoadError with every problem (file, key, line) otherwise; `budget.OverBudget` if checking it needs
+    more than `BUDGET` (it runs in a budget worker: whatever the file holds, the server never walks it)."""
+    return budget.run(
+        _validate, sources, name, version, base, overrides, budget=BUDGET, what=f"checking {META_FILE}"
+    )
+
+
+def _validate(
+    sources: Path, name: str, version: str, base: DatalabMeta, overrides: dict[str, Any] | None
+) -> DatalabMeta:
     path = sources / META_FILE
     data = read_yaml(path)
     data.update(undot(overrides or {}))
@@ -83,7 +85,7 @@ def validate(
     try:
         return DatalabMeta.model_validate(data)
     except ValidationError as exc:
-        node = yaml.compose(path.read_text(encoding="utf-8", errors="replace"), Loader=_LOADER)
+        _, node = parse_meta(path, META_FILE)  # only now: line numbers for the error messages
         raise LoadError([_problem(Path(META_FILE), node, err) for err in exc.errors()]) from None
 
 

@@ -4,24 +4,44 @@ Everything lands in a fresh staging directory through `Staging`, which checks ev
 size before a byte is written: no absolute paths, no `..`, no symlinks or devices, no more than
 `Limits` allow in files, bytes or compression ratio (a zip's declared sizes are not trusted: bytes are
 counted while they are written). A rejected source leaves nothing behind. Errors name the entry.
+
+A zip is checked from its end record before its central directory is read (`zipfile` builds an object
+per entry: millions of tiny entries would cost gigabytes before any count could refuse them). A member
+that lies about its size is cut at the size it declares and then fails its CRC. Archives inside the
+sources (a zip in the zip, wheels) are files like any other: the platform never unpacks them.
 """
 
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import stat
 import subprocess
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from datalabs.errors import Invalid, TooLarge
+from datalabs.errors import DatalabsError, Invalid, TooLarge
 from datalabs.workspaces.paths import check_name
 
 CHUNK = 1 << 16
+# Bytes of central directory allowed per entry: a 46-byte record plus a long name and its extra fields.
+DIRECTORY_BYTES_PER_ENTRY = 1024
+# What a corrupt or hostile member can raise while it is inflated (beyond zipfile's own BadZipFile).
+_UNPACK_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,  # compression methods zipfile does not know
+    RuntimeError,  # encrypted members
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    ValueError,
+)
 
 
 @dataclass(frozen=True)
@@ -82,12 +102,15 @@ class Staging:
         if declared is not None:
             self._count(name, declared)
         target = self.root.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.parent.resolve() != self.root.resolve().joinpath(*parts[:-1]):
-            raise Invalid(f"'{name}' would leave the sources folder", code="unsafe_path")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent.resolve() != self.root.resolve().joinpath(*parts[:-1]):
+                raise Invalid(f"'{name}' would leave the sources folder", code="unsafe_path")
+            # O_EXCL|O_NOFOLLOW: never through a symlink, never over an earlier entry of the same name.
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:  # twice the same name, a file where a folder is, a name too long
+            raise Invalid(f"'{name}': cannot be written ({exc.strerror})", code="unsafe_path") from None
         written = 0
-        # O_EXCL|O_NOFOLLOW: never through a symlink, never over an earlier entry of the same name.
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as out:
             while chunk := stream.read(CHUNK):
                 written += len(chunk)
@@ -96,16 +119,20 @@ class Staging:
         self.total += written
 
     def mkdir(self, name: str) -> None:
-        self.root.joinpath(*safe_parts(name)).mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.joinpath(*safe_parts(name)).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Invalid(f"'{name}': cannot be made a folder ({exc.strerror})", code="unsafe_path") from None
 
     def discard(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
 def extract_zip(staging: Staging, archive: BinaryIO) -> None:
+    _check_directory(staging.limits, archive)
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, *_UNPACK_ERRORS) as exc:
         raise Invalid(f"not a valid zip archive: {exc}", code="bad_archive") from None
     with zf:
         infos = zf.infolist()
@@ -142,8 +169,32 @@ def extract_zip(staging: Staging, archive: BinaryIO) -> None:
             try:
                 with zf.open(info) as member:
                     staging.write(info.filename, member, info.file_size)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
-                raise Invalid(f"'{info.filename}': cannot unpack ({exc})", code="bad_archive") from None
+            except DatalabsError:
+                raise
+            except (*_UNPACK_ERRORS, OSError) as exc:  # OSError: bz2's "Invalid data stream", a full disk
+                reason = getattr(exc, "strerror", None) or exc  # never a server path
+                raise Invalid(f"'{info.filename}': cannot unpack ({reason})", code="bad_archive") from None
+
+
+def _check_directory(limits: Limits, archive: BinaryIO) -> None:
+    """Refuse a zip whose end record declares more entries, or a larger central directory, than
+    `limits` allow, before `zipfile` reads that directory. zipfile's own end-record reader is used so
+    both see the same numbers (a second parser could be fooled where zipfile is not)."""
+    try:
+        end = zipfile._EndRecData(archive)  # private, but the very reader ZipFile uses
+    except (OSError, *_UNPACK_ERRORS):
+        end = None
+    finally:
+        archive.seek(0)
+    if end is None:
+        return  # not a zip: ZipFile says so
+    entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    if entries > limits.max_files or size > limits.max_files * DIRECTORY_BYTES_PER_ENTRY:
+        raise TooLarge(
+            f"the archive has more than {limits.max_files} entries (its directory lists {entries:,} in "
+            f"{size // 1024:,} KiB)",
+            code="too_many_files",
+        )
 
 
 def copy_tree(staging: Staging, source: Path, what: str) -> None:

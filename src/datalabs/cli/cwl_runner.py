@@ -64,6 +64,8 @@ def cwl_runner(
         _die(str(exc), 1)
     except ApiError as exc:
         _die(exc.message, EXIT_UNSUPPORTED if exc.code == "unsupported_requirement" else 1)
+    except Invalid as exc:  # the job order's file (bounded YAML)
+        _die(exc.message, 1)
     except (OSError, ValueError) as exc:
         _die(str(exc), 1)
     typer.echo(json.dumps(outputs, indent=4))
@@ -77,9 +79,9 @@ def _die(message: str, code: int):
 def _load_job(job: Path | None) -> dict[str, Any]:
     if job is None:
         return {}
-    import yaml
+    from datalabs.sandbox import parsing
 
-    data = yaml.safe_load(job.read_text()) or {}
+    data = parsing.read_yaml(job, str(job), parsing.LOCAL) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{job}: the job order must be a mapping of input names to values")
     return data

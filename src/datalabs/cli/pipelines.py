@@ -20,9 +20,15 @@ runs_app = typer.Typer(help="Pipeline runs: list, follow, cancel, outputs.")
 
 def _parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict:
     """key=value pairs (values parsed as JSON when they are JSON, e.g. count=3) over an inputs file."""
-    import yaml
+    from datalabs.sandbox import parsing
 
-    inputs = yaml.safe_load(inputs_file.read_text()) if inputs_file else {}
+    try:
+        inputs = parsing.read_yaml(inputs_file, str(inputs_file), parsing.LOCAL) if inputs_file else {}
+        inputs = inputs or {}
+    except parsing.DocumentError as exc:
+        fail(exc.message)
+    if not isinstance(inputs, dict):
+        fail(f"{inputs_file}: the inputs must be a mapping of input names to values")
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep:

@@ -1,7 +1,10 @@
 """CWL documents: load and validate with cwltool (schema-salad), pack into one self-contained document,
 and describe its inputs, outputs and steps. Errors name the file, line and column and say why.
 
-cwltool is imported lazily: loading it costs ~0.5 s and only code that touches CWL pays it.
+A submitted document is untrusted: it is read first through the bounded loader (`sandbox.parsing`) with
+its references checked to stay in its folder (`sandbox.cwlrefs`), and cwltool then validates and packs
+it in a budget worker (`sandbox.budget`), never in the server's own process. cwltool is imported there,
+in the warm worker, not here.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from datalabs.errors import Invalid
+from datalabs.sandbox import budget, cwlrefs, parsing
 
 MAX_DOCUMENT = 2 * 1024 * 1024
+MAX_PACKED = 8 * 2**20  # the packed document, with everything it references
+# Validating a large workflow takes cwltool ~100 MB and a few seconds; ten times that is an attack.
+BUDGET = budget.Budget(memory=1024 * 2**20, cpu=30, wall=60)
+# The budget workers start with cwltool imported and its schemas loaded (~0.5 s): no request pays it.
+budget.preload("datalabs.pipelines.cwl_warm")
 # No container runtime exists on these machines: a tool that *requires* one cannot run (hints are fine).
 UNSUPPORTED = ("DockerRequirement", "MPIRequirement")
 
@@ -135,7 +142,15 @@ def describe(packed: dict[str, Any]) -> Document:
 def load_file(path: Path, display: str | None = None) -> Document:
     """Validate and pack the CWL document at `path` (other files it references are read from its folder).
     Invalid names `display` (default: the file name) with line and column; Unsupported for requirements
-    this platform cannot meet."""
+    this platform cannot meet; `cwlrefs.ReferenceOutside` for a reference out of the folder;
+    `budget.OverBudget` when checking it needs more than `BUDGET` (it runs in a budget worker)."""
+    display = display or path.name
+    return budget.run(_load_file, path, display, budget=BUDGET, what=f"validating {display}")
+
+
+def _load_file(path: Path, display: str) -> Document:
+    """`load_file`'s work, in the budget worker: the bounded pre-check (YAML bounds, references kept
+    inside the folder), then cwltool's validation and packing, then the packed size."""
     from cwltool.context import LoadingContext
     from cwltool.load_tool import fetch_document, make_tool, resolve_and_validate_document
     from cwltool.pack import pack
@@ -143,7 +158,6 @@ def load_file(path: Path, display: str | None = None) -> Document:
     from schema_salad.exceptions import SchemaSaladException
 
     quiet_cwltool()
-    display = display or path.name
     _check_yaml(path, display)
     try:
         ctx = LoadingContext(
@@ -158,9 +172,16 @@ def load_file(path: Path, display: str | None = None) -> Document:
         ctx, uri = resolve_and_validate_document(ctx, workflowobj, uri)
         make_tool(uri, ctx)  # builds every process: catches what schema validation alone lets through
         packed = pack(ctx, uri)
+    except MemoryError:
+        raise  # the budget's to report
     except (SchemaSaladException, Exception) as exc:  # cwltool raises several unrelated exception types
         raise _invalid(exc, path, display) from None
-    document = describe(json.loads(json.dumps(packed)))
+    text = json.dumps(packed)
+    if len(text) > MAX_PACKED:
+        raise parsing.DocumentTooLarge(
+            display, f"the packed document (with what it references) is larger than {MAX_PACKED // 2**20} MiB"
+        )
+    document = describe(json.loads(text))
     _check_supported(document.packed, display)
     return document
 
@@ -215,16 +236,15 @@ def load_text(name: str, text: str) -> Document:
 
 
 def _check_yaml(path: Path, display: str) -> None:
-    """A YAML syntax error with its line, before schema-salad turns it into a less readable message."""
+    """The document and what it references, read with bounds before cwltool reads anything: YAML errors
+    with their line (before schema-salad turns them into a less readable message), aliases, depth and
+    size bounded, and every reference kept inside the document's folder."""
     try:
-        with path.open() as f:
-            data = yaml.safe_load(f)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{display}:{mark.line + 1}:{mark.column + 1}" if mark else display
-        raise Invalid(f"{where}: not valid YAML: {exc.problem}", code="invalid_cwl") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise Invalid(f"{display}: not valid YAML: {exc}", code="invalid_cwl") from None
+        data = cwlrefs.check(path, path.parent, display)
+    except parsing.DocumentError as exc:
+        if isinstance(exc, parsing.DocumentTooLarge):
+            raise
+        raise Invalid(exc.message, code="invalid_cwl") from None
     if not isinstance(data, dict):
         raise Invalid(
             f"{display}:1:1: a CWL document must be a mapping (class, inputs, ...)", code="invalid_cwl"

@@ -16,6 +16,7 @@ from typing import Any
 
 from datalabs.errors import Invalid
 from datalabs.pipelines.documents import Param, short_id, type_text
+from datalabs.sandbox import parsing
 
 PREFIX = "in."
 NUMBERS = {"int": int, "long": int, "float": float, "double": float}
@@ -146,9 +147,9 @@ def parse(params: list[Param], form: dict[str, str]) -> tuple[dict[str, Any], di
                 inputs[p.id] = [_convert(t["items"], line, f"input '{p.id}'") for line in lines]
             elif f.widget == "json":
                 try:
-                    inputs[p.id] = json.loads(text)
-                except ValueError as exc:
-                    raise Invalid(f"input '{p.id}': not valid JSON ({exc.msg})", code="bad_input") from None
+                    inputs[p.id] = parsing.load_json(text, p.id)
+                except parsing.DocumentError as exc:
+                    raise Invalid(f"input '{p.id}': {exc.located_reason}", code="bad_input") from None
             else:
                 inputs[p.id] = _convert(t, text, f"input '{p.id}'")
         except Invalid as exc:

@@ -283,14 +283,13 @@ def _shipped(path: Path) -> Document:
 def sync_system(db: Session, settings: Settings, admin: User | None = None) -> list[str]:
     """Register the system pipelines shipped with Datalabs (`system/<name>/pipeline.yml` + CWL), adding
     a version when the shipped one is new; returns the names registered or updated."""
-    import yaml
-
     from datalabs.accounts.principal import Principal
+    from datalabs.sandbox import parsing
 
     principal = Principal(user=admin or User(id=None, name="system", role="admin"), groups=frozenset())
     changed = []
     for meta_path in sorted(system_pipelines_dir().glob("*/pipeline.yml")):
-        meta = yaml.safe_load(meta_path.read_text())
+        meta = parsing.read_yaml(meta_path, f"{meta_path.parent.name}/{meta_path.name}")
         cwl = meta_path.parent / meta.get("main", "main.cwl")
         document = _shipped(cwl)
         details = Details(

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
+from datalabs.api import limits
 from datalabs.api.deps import get_db
 from datalabs.builder import drafts, origins, service
 from datalabs.builder.service import MetaInvalid
@@ -149,7 +150,7 @@ async def _stage(request, db, principal, app, fill, kind: str, form: dict[str, s
     return redirect(request, f"/appstore/{app.name}/metadata", "Sources received. Check the metadata.")
 
 
-@router.post("/appstore/{name}/sources/upload")
+@router.post("/appstore/{name}/sources/upload", max_body_size=limits.SOURCES)
 async def upload(
     request: Request, name: str, principal: Principal = Depends(posting_user), db: Session = Depends(get_db)
 ):

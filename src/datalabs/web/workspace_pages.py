@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
+from datalabs.api import limits
 from datalabs.api.deps import get_db
 from datalabs.api.workspaces import FileOp, operate
 from datalabs.errors import DatalabsError
@@ -116,7 +117,7 @@ def _title(space: Space) -> str:
     return "My workspace" if space.kind == "personal" else f"Team {space.name}"
 
 
-@router.post("/workspace/{ws}/-/{action}", name="workspace_action")
+@router.post("/workspace/{ws}/-/{action}", name="workspace_action", max_body_size=limits.STREAMED)
 async def action(
     request: Request,
     ws: str,
