@@ -48,7 +48,7 @@ _FSXATTR = struct.Struct("=IIII I8s")  # xflags, extsize, nextents, projid, cowe
 PRJQUOTA = 2
 Q_GETINFO, Q_GETQUOTA, Q_SETQUOTA = 0x800005, 0x800007, 0x800008
 QIF_BLIMITS, QIF_SPACE = 1, 2
-_DQBLK = struct.Struct("=QQQQQQQQI")  # struct if_dqblk
+_DQBLK = struct.Struct("=QQQQQQQQI4x")  # struct if_dqblk (72 bytes with its tail padding)
 _DQINFO = struct.Struct("=QQII")  # struct if_dqinfo
 SYS_QUOTACTL_FD = 443  # x86_64 and aarch64 (Linux >= 5.14); older kernels: quotactl on the device
 
@@ -130,12 +130,13 @@ def _quotactl(mount: Mount, cmd: int, projid: int, buf) -> None:
     """quotactl on the filesystem of `mount`: by fd where the kernel has quotactl_fd, else by device."""
     fd = os.open(mount.point, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        ret = _libc.syscall(SYS_QUOTACTL_FD, fd, cmd, projid, buf)
+        ret = _libc.syscall(SYS_QUOTACTL_FD, fd, ctypes.c_uint(cmd), ctypes.c_uint(projid), buf)
         err = ctypes.get_errno() if ret != 0 else 0
     finally:
         os.close(fd)
     if err == errno.ENOSYS:
-        ret = _libc.quotactl(cmd, mount.source.encode(), projid, buf)
+        signed = ctypes.c_int(cmd - (1 << 32) if cmd >= 1 << 31 else cmd)  # quotactl takes an int
+        ret = _libc.quotactl(signed, mount.source.encode(), ctypes.c_uint(projid), buf)
         err = ctypes.get_errno() if ret != 0 else 0
     if err:
         raise QuotaError(err, f"quotactl on {mount.point}: {os.strerror(err)}")
