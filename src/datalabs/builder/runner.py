@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from datalabs import redaction
 from datalabs.builder import publish
 from datalabs.builder.base import BuildError, BuildRequest, get_builder
 from datalabs.builder.meta import REQUIREMENTS_FILE
@@ -103,6 +104,8 @@ class BuildQueue:
             v = db.get(AppVersion, version_id)
             v.ended_at = utcnow()
             if error:
+                # Builders quote pip and the sandbox, which name server paths: the author reads names only.
+                error = redaction.for_user(self.settings, v.created_by)(error)
                 v.state, v.error = "failed", error
                 record(db, v.app, v.created_by, "build failed", error[:500], v.version)
                 return

@@ -17,7 +17,7 @@ from pathlib import Path
 from anyio import to_thread
 from sqlalchemy import select
 
-from datalabs import plugins
+from datalabs import plugins, redaction
 from datalabs.catalogue.schema import DatalabMeta, RuntimeSpec
 from datalabs.config import Settings
 from datalabs.db.models import Datalab, DatalabVersion, Lab
@@ -113,12 +113,25 @@ class LabManager:
             await self._set(lab_id, "running", runtime_state=backend.get_state())
             events.add(100, "Running", ready=True)
         except StartError as exc:
-            await self._set(lab_id, "failed", str(exc))
-            events.add(100, str(exc), failed=True)
+            await self._failed(lab_id, str(exc))
         except Exception as exc:  # a bug or a broken host must still end in a clear state
             log.exception("lab %s failed to start", lab_id)
-            await self._set(lab_id, "failed", f"internal error while starting: {exc}")
-            events.add(100, f"internal error while starting: {exc}", failed=True)
+            await self._failed(lab_id, f"internal error while starting: {exc}")
+
+    async def _failed(self, lab_id: str, reason: str) -> None:
+        """The start failed: the reason as the owner may read it (runtimes quote their logs, which name
+        server paths; see redaction.py), stored and announced."""
+        reason = await to_thread.run_sync(self._redact, lab_id, reason)
+        await self._set(lab_id, "failed", reason)
+        self.events[lab_id].add(100, reason, failed=True)
+
+    def _redact(self, lab_id: str, reason: str) -> str:
+        with self.sessions() as db:
+            lab = db.get(Lab, lab_id)
+            if lab is None:
+                return redaction.platform(self.settings)(reason)
+            teams = accounts.user_groups(db, lab.owner_id)
+            return redaction.for_user(self.settings, lab.owner.name, teams)(reason)
 
     @staticmethod
     async def _forward(source: AsyncIterator[ProgressEvent], events: EventLog) -> None:

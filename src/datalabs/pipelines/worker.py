@@ -25,6 +25,7 @@ from datalabs.pipelines import documents, notify, outputs, queue, runs, sandbox,
 from datalabs.pipelines import inputs as run_inputs
 from datalabs.pipelines.engines.base import INFRA, SUCCEEDED, PipelineEngine, Result, RunSpec, get_engine
 from datalabs.workspaces import inflight
+from datalabs.redaction import Redactor, for_run
 from datalabs.workspaces import service as workspaces
 from datalabs.workspaces.upload import too_large
 
@@ -103,7 +104,7 @@ class Worker:
                 self.execute(claim)
             except Exception as exc:
                 log.exception("pipelines: run %s broke its worker slot", claim.run_id)
-                queue.release(self.sessions, claim, f"worker error: {exc}")
+                queue.release(self.sessions, claim, self._redact(claim.run_id, f"worker error: {exc}"))
 
     def _maintenance_loop(self) -> None:
         last_schedule = 0.0
@@ -195,7 +196,7 @@ class Worker:
                 return self._final(claim, "succeeded", "", objects, folder)
         if result.state == INFRA:
             _append(logfile, f"=== infrastructure failure: {result.reason} ===\n")
-            state = queue.release(self.sessions, claim, result.reason)
+            state = queue.release(self.sessions, claim, self._redact(claim.run_id, result.reason))
             if state == queue.FAILED:
                 self._notify(claim.run_id)
             return state
@@ -231,10 +232,30 @@ class Worker:
                 return Result("failed", f"timed out after {timeout:.0f} s")
 
     def _final(self, claim, state: str, reason: str, objects: dict | None = None, folder: str = "") -> str:
+        reason = self._redact(claim.run_id, reason)
         if not queue.finish(self.sessions, claim, state, reason, objects, folder):
             return "lost"
         self._notify(claim.run_id)
         return state
+
+    def _redact(self, run_id: str, reason: str) -> str:
+        """The reason as its owner may read it: their run, pipeline and workspaces by name, no server
+        paths (engines and tools write the paths they saw)."""
+        if "/" not in reason:
+            return reason
+        with self.sessions() as db:
+            run = db.get(PipelineRun, run_id)
+            if run is None:
+                return reason
+            redact: Redactor = for_run(
+                self.settings,
+                runs.run_dir(self.settings, run.id),
+                self.settings.home / "pipelines" / "documents" / f"v{run.version_id}.cwl",
+                run.pipeline.name,
+                run.owner.name,
+                runs.principal_of(db, run.owner).groups,
+            )
+        return redact(reason)
 
     def _notify(self, run_id: str) -> None:
         with self.sessions() as db:

@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from starlette.responses import Response
 
-from datalabs import __version__
+from datalabs import __version__, redaction
 from datalabs.web import lab_view, security
 
 HERE = Path(__file__).parent
@@ -237,6 +237,7 @@ async def render_error(
     if not getattr(request.state, "web_checked", False):
         with request.app.state.sessions() as db:
             security.viewer(request, db)
+    message = redaction.error_message(request.app.state.settings, message)
     titles = {401: "Please log in", 403: "Not allowed", 404: "Not found", 429: "Too many attempts"}
     title = titles.get(status, "Something went wrong" if status >= 500 else "Cannot do that")
     return page(
