@@ -18,6 +18,7 @@ from anyio import to_thread
 from sqlalchemy import select
 
 from datalabs import plugins, redaction
+from datalabs.accounts.service import user_groups
 from datalabs.catalogue.schema import DatalabMeta, RuntimeSpec
 from datalabs.config import Settings
 from datalabs.db.models import Datalab, DatalabVersion, Lab
@@ -130,7 +131,7 @@ class LabManager:
             lab = db.get(Lab, lab_id)
             if lab is None:
                 return redaction.platform(self.settings)(reason)
-            teams = accounts.user_groups(db, lab.owner_id)
+            teams = user_groups(db, lab.owner_id)
             return redaction.for_user(self.settings, lab.owner.name, teams)(reason)
 
     @staticmethod
