@@ -126,6 +126,8 @@ class People:
         c.portal = self.client.portal
         r = c.post("/api/v1/login", json={"username": name, "password": PASSWORD})
         assert r.status_code == 200, r.text
+        # As the platform's own pages do: cookie-authenticated API changes carry the CSRF header.
+        c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
         return c
 
 

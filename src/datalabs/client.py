@@ -99,8 +99,10 @@ class Client:
 
     def login(self, username: str, password: str, token_name: str = "datalabs-cli") -> str:
         """Log in with a password and return a new API token with full scope for this client."""
-        self.post("/api/v1/login", {"username": username, "password": password})
-        token = self.post("/api/v1/tokens", {"name": token_name, "scopes": ["all"]})["token"]
+        csrf = self.post("/api/v1/login", {"username": username, "password": password})["csrf_token"]
+        # The session cookie alone is not enough to make changes: the CSRF header proves it is us.
+        body = {"name": token_name, "scopes": ["all"]}
+        token = self.request("POST", "/api/v1/tokens", json=body, headers={"X-CSRF-Token": csrf})["token"]
         self.http.cookies.clear()
         self.http.headers["Authorization"] = f"Bearer {token}"
         return token

@@ -50,7 +50,8 @@ def server(tmp_path_factory) -> Iterator[str]:
 def _destroy_labs(base: str) -> None:
     """Labs outlive the platform by design (re-attached at its next start): end the ones made here."""
     with httpx.Client(base_url=base, timeout=60) as client:
-        client.post("/api/v1/login", json={"username": ADMIN, "password": PASSWORD})
+        login = client.post("/api/v1/login", json={"username": ADMIN, "password": PASSWORD})
+        client.headers["X-CSRF-Token"] = login.json()["csrf_token"]  # cookie-authenticated changes
         for lab in client.get("/api/v1/labs", params={"active": True}).json():
             client.delete(f"/api/v1/labs/{lab['id']}")
 

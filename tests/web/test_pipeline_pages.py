@@ -47,8 +47,14 @@ def settings(tmp_path, catalogue_dir) -> Settings:
     )
 
 
+def api_headers(client) -> dict[str, str]:
+    """What the platform's pages send with cookie-authenticated API changes: the session's CSRF token."""
+    return {"X-CSRF-Token": client.get("/api/v1/me").json()["csrf_token"]}
+
+
 def register(client, name: str, cwl: str, **extra) -> None:
-    r = client.post("/api/v1/pipelines", json={"name": name, "cwl": cwl, "filename": f"{name}.cwl", **extra})
+    body = {"name": name, "cwl": cwl, "filename": f"{name}.cwl", **extra}
+    r = client.post("/api/v1/pipelines", json=body, headers=api_headers(client))
     assert r.status_code == 201, r.text
 
 
@@ -141,6 +147,7 @@ def test_pipeline_page_graph_code_and_versions(user):
     r = user.post(
         "/api/v1/pipelines/every/versions",
         json={"cwl": EVERY_TYPE.replace("Every type", "Every type 2"), "version": "2.0", "notes": "Second."},
+        headers=api_headers(user),
     )
     assert r.status_code == 201, r.text
     page = user.get("/pipelines/every").text

@@ -11,8 +11,10 @@ from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.config import Settings
 from datalabs.errors import Forbidden, Unauthorized
+from datalabs.origins import same_origin
 
 SESSION_COOKIE = "datalabs_session"
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ANON_COOKIE = "datalabs_anon"
 
 
@@ -40,8 +42,7 @@ async def optional_principal(request: Request) -> Principal | None:
     if header and principal is None:
         raise Unauthorized("token is invalid, expired or revoked", code="invalid_token")
     cookie = request.cookies.get(SESSION_COOKIE)
-    # Only POST can come from a cross-site HTML form; other methods need CORS, which we never grant.
-    if principal and not header and request.method == "POST" and request.url.path.startswith("/api/"):
+    if principal and not header and request.method in _WRITES and request.url.path.startswith("/api/"):
         _check_api_csrf(request, cookie or "")
     request.state.principal = principal
     return principal
@@ -61,12 +62,21 @@ def forget_after_changes(request: Request) -> Iterator[None]:
 
 
 def _check_api_csrf(request: Request, cookie: str) -> None:
-    # Cross-site forms can only send form or text bodies; a JSON body or the CSRF header proves same origin.
-    if request.headers.get("content-type", "").startswith("application/json"):
-        return
-    if auth.check_csrf(request.app.state.settings, cookie, request.headers.get("x-csrf-token")):
-        return
-    raise Forbidden("cookie-authenticated changes need a JSON body or an X-CSRF-Token header", code="csrf")
+    """A change made with the session cookie must come from the platform's own pages: the browser sends
+    the cookie with whatever any page asks, so the cookie alone proves nothing. The `X-CSRF-Token`
+    header (the token bound to the session, which only the platform's pages and GET /api/v1/me give out)
+    proves the page could read the platform's responses; a JSON content type proves nothing (a
+    same-site page such as a lab's may send one). A browser's `Origin`, when sent, must be ours too."""
+    settings = request.app.state.settings
+    origin = request.headers.get("origin")
+    host = request.headers.get("host", "")
+    if origin is not None and not same_origin(origin, request.url.scheme, host, settings.server.public_url):
+        raise Forbidden("cookie-authenticated changes must come from the platform's own pages", code="csrf")
+    if not auth.check_csrf(settings, cookie, request.headers.get("x-csrf-token")):
+        raise Forbidden(
+            "cookie-authenticated changes need the X-CSRF-Token header (its value: GET /api/v1/me)",
+            code="csrf",
+        )
 
 
 def current_principal(principal: Principal | None = Depends(optional_principal)) -> Principal:
