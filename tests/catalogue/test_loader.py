@@ -134,3 +134,17 @@ def test_undot_and_memory_parsing():
     assert parse_memory("2G") == 2 * 10**9 and parse_memory("512Mi") == 512 * 2**20 and parse_memory(10) == 10
     with pytest.raises(ValueError):
         parse_memory("much")
+
+
+def test_billion_laughs_definition_is_rejected_with_its_line_and_others_load(tmp_path):
+    lol = '["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'
+    laughs = f"l0: &l0 {lol}\n" + "".join(
+        f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]\n" for i in range(1, 9)
+    )
+    bad = write(tmp_path, "laughs", GOOD + laughs + "more: *l8\n")
+    write(tmp_path, "good", GOOD)
+    loaded, problems = load_directories([(tmp_path, "dir")])
+    assert [item.meta.name for item in loaded] == ["good"]
+    (problem,) = problems
+    assert problem.path == str(bad) and problem.key == ""
+    assert problem.reason.startswith("line ") and "aliases" in problem.reason

@@ -143,6 +143,36 @@ def test_versions_are_immutable_and_only_owners_push(people):
     assert ada.post("/api/v1/pipelines", json={"name": "x", "cwl": HELLO, "system": True}).status_code == 403
 
 
+@pytest.mark.parametrize(
+    "reference",
+    ["run: ../../secret.cwl", "run: /etc/x.cwl", "$include: ../notes.txt", "$import: file:///etc/passwd"],
+)
+def test_a_workspace_folder_cannot_reach_outside_itself(people, reference):
+    """The folder is copied aside and validated there: its documents may name each other, nothing else
+    of the workspace or the host."""
+    people.user("ada")
+    ada = people.login("ada")
+    key, value = reference.split(": ")
+    step = f"steps:\n  s:\n    run: {value}\n    in: []\n    out: []\n"
+    flow = "cwlVersion: v1.2\nclass: Workflow\ninputs: []\noutputs: []\n"
+    text = (
+        flow + step
+        if key == "run"
+        else HELLO.replace("inputs:", f"hints:\n  x:\n    {key}: {value}\ninputs:")
+    )
+    assert ada.put("/api/v1/workspaces/me/files/notes.txt", content=b"PRIVATE NOTES").status_code in (
+        200,
+        201,
+    )
+    assert ada.put("/api/v1/workspaces/me/files/cwl/sub/main.cwl", content=text).status_code in (200, 201)
+    r = ada.post("/api/v1/pipelines", json={"name": "escape", "workspace_path": "me/cwl/sub"})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_cwl" and err["message"].startswith("main.cwl:"), err
+    assert f"{key} '{value}' is outside the pipeline's folder" in err["message"]
+    assert "PRIVATE NOTES" not in r.text and "/tmp" not in err["message"]
+
+
 def test_register_from_a_workspace_folder(people, settings):
     people.user("ada")
     ada = people.login("ada")

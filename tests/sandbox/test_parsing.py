@@ -131,9 +131,10 @@ def test_syntax_error_has_line_and_column():
     with pytest.raises(DocumentError) as err:
         parsing.load_yaml("a: 1\nb: [unclosed\n", "bad.yml")
     e = err.value
-    assert (e.code, e.kind, e.line) == ("invalid_yaml", "not valid YAML", 3)
-    assert e.message.startswith("bad.yml:3:") and "not valid YAML" in e.message
-    assert e.located_reason.startswith("not valid YAML: line 3, column ")
+    # Met at the end of the text: placed at the end of its last line (libyaml says the line after).
+    assert (e.code, e.kind, e.line, e.column) == ("invalid_yaml", "not valid YAML", 2, 13)
+    assert e.message.startswith("bad.yml:2:13: not valid YAML")
+    assert e.located_reason.startswith("not valid YAML: line 2, column 13: ")
 
 
 @pytest.mark.parametrize(

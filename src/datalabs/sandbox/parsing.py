@@ -105,8 +105,7 @@ def parse_yaml(text: str | bytes, file: str, limits: Limits = DEFAULT) -> tuple[
         measure(node, file, limits)
         return loader.construct_document(node), node
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        line, column = _error_position(exc.problem_mark or exc.context_mark, text)
         detail = exc.problem or exc.context or "syntax error"
         raise DocumentError(file, detail, line, column, kind=_YAML, code="invalid_yaml") from None
     except yaml.YAMLError as exc:
@@ -206,6 +205,17 @@ def _check(size: tuple[int, int, int], mark: yaml.Mark, file: str, limits: Limit
             *_pos(mark),
             code="too_many_aliases",
         )
+
+
+def _error_position(mark: yaml.Mark | None, text: str) -> tuple[int, int]:
+    """1-based line and column of a syntax error. libyaml puts errors met at the end of the text (an
+    unclosed `[`) on the line after it; the end of the last line is where the reader should look."""
+    if mark is None:
+        return 0, 0
+    if mark.index >= len(text.rstrip()):
+        body = text.rstrip()
+        return body.count("\n") + 1, len(body) - (body.rfind("\n") + 1) + 1
+    return mark.line + 1, mark.column + 1
 
 
 def _pos(mark: yaml.Mark | None) -> tuple[int, int]:
