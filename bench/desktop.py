@@ -76,9 +76,9 @@ def pss_bytes(state: dict) -> int:
     return total
 
 
-def bandwidth(transport_factory, seconds: float) -> tuple[float, float]:
+def bandwidth(transport_factory, seconds: float, password: str | None = None) -> tuple[float, float]:
     """(MB/s, frames/s) of full-screen Raw updates for `seconds`."""
-    client = RfbClient(transport_factory())
+    client = RfbClient(transport_factory(), password)
     try:
         client.frame()
         start, frames, received = time.perf_counter(), 0, client.received
@@ -125,7 +125,8 @@ def run(rounds: int = 3, seconds: float = 5.0, apps: list[str] = APPS) -> bool:
                     time.sleep(5)  # idle: nothing connected, the app settled
                     memory[app] = pss_bytes(lab_state(home, lab["id"]))
                 if app == BANDWIDTH_APP and round_ == 0:
-                    paths = measure_paths(ws, token, lab_state(home, lab["id"])["socket"], seconds)
+                    state = lab_state(home, lab["id"])
+                    paths = measure_paths(ws, token, state["socket"], seconds, state.get("secret"))
                 api.delete(f"/api/v1/labs/{lab['id']}")
             p50 = statistics.median(first[app])
             print(f"{app}: first frame p50 {p50:.2f} s, idle {memory[app] / 2**20:.0f} MiB")
@@ -133,7 +134,9 @@ def run(rounds: int = 3, seconds: float = 5.0, apps: list[str] = APPS) -> bool:
     return bool(first)
 
 
-def measure_paths(ws: str, token: str, vnc_socket: str, seconds: float) -> dict[str, tuple[float, float]]:
+def measure_paths(
+    ws: str, token: str, vnc_socket: str, seconds: float, password: str | None = None
+) -> dict[str, tuple[float, float]]:
     port = free_port()
     peer = subprocess.Popen(
         ["websockify", f"--unix-target={vnc_socket}", f"127.0.0.1:{port}"],
@@ -148,8 +151,9 @@ def measure_paths(ws: str, token: str, vnc_socket: str, seconds: float) -> dict[
             "ours, deflate offered (as browsers do)": bandwidth(
                 lambda: WebSocketTransport(ws, auth, compression="deflate"), seconds
             ),
-            "websockify": bandwidth(lambda: WebSocketTransport(f"ws://127.0.0.1:{port}/"), seconds),
-            "unix socket": bandwidth(lambda: UnixTransport(vnc_socket), seconds),
+            # Straight to Xvnc, as websockify would be used: it must answer the lab's password itself.
+            "websockify": bandwidth(lambda: WebSocketTransport(f"ws://127.0.0.1:{port}/"), seconds, password),
+            "unix socket": bandwidth(lambda: UnixTransport(vnc_socket), seconds, password),
         }
     finally:
         peer.terminate()

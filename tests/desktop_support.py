@@ -1,4 +1,5 @@
-"""A minimal RFB 3.8 client (security None, Raw encoding) for desktop-lab tests and benchmarks.
+"""A minimal RFB 3.8 client (security None or VNC authentication, Raw encoding) for desktop-lab tests and
+benchmarks.
 
 It reads the lab's framebuffer straight from its VNC unix socket or through a WebSocket (our proxy's
 bridge, or websockify), so a test can say "the screen is not blank" from pixels, and the benchmark can
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from datalabs.proxy import rfb
 from datalabs.runtimes import desktop
 
 # 32 bits per pixel, depth 24, little-endian, true colour, 8 bits per channel at shifts 16/8/0.
@@ -87,8 +89,12 @@ class Frame:
 
 
 class RfbClient:
-    def __init__(self, transport) -> None:
+    """`password`: the lab's VNC password, for a connection straight to its socket (through the proxy
+    the browser is offered no authentication: the proxy answers Xvnc itself)."""
+
+    def __init__(self, transport, password: str | None = None) -> None:
         self.t = transport
+        self.password = password
         self.buffer = bytearray()
         self.received = 0
         self._handshake()
@@ -108,9 +114,13 @@ class RfbClient:
             raise ValueError(f"not an RFB server: {version!r}")
         self.t.send(b"RFB 003.008\n")
         types = self._read(self._read(1)[0])
-        if 1 not in types:
+        if 1 in types:
+            self.t.send(b"\x01")
+        elif 2 in types and self.password is not None:
+            self.t.send(b"\x02")
+            self.t.send(rfb.response(self.password, self._read(16)))
+        else:
             raise ValueError(f"the server wants authentication: security types {list(types)}")
-        self.t.send(b"\x01")
         if struct.unpack(">I", self._read(4))[0] != 0:
             raise ValueError("security handshake failed")
         self.t.send(b"\x01")  # shared: do not disconnect the user's own session
@@ -151,8 +161,37 @@ class RfbClient:
         self.t.close()
 
 
-def screenshot(vnc_socket: str) -> Frame:
-    client = RfbClient(UnixTransport(vnc_socket))
+def in_network_of(pid: int, fn):
+    """Run `fn()` in a new thread that has joined the network namespace of process `pid` (a lab's: labs
+    have their own loopback), and return its result. Threads `fn` starts share that namespace."""
+    import ctypes
+    import threading
+
+    result: dict = {}
+
+    def body() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        try:
+            if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET; this thread only
+                raise OSError(ctypes.get_errno(), "setns failed")
+        finally:
+            os.close(fd)
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def screenshot(vnc_socket: str, password: str | None = None) -> Frame:
+    client = RfbClient(UnixTransport(vnc_socket), password)
     try:
         return client.frame()
     finally:

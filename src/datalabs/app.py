@@ -24,10 +24,12 @@ from datalabs.catalogue import service as catalogue_service
 from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
+from datalabs.labs.api_socket import LabApiServer
 from datalabs.labs.manager import LabManager
 from datalabs.proxy.app import LabProxy
 from datalabs.proxy.auth import make_authenticator
 from datalabs.proxy.routes import MemoryRouteTable
+from datalabs.sandbox import report
 from datalabs.web import routes as web
 from datalabs.workspaces.service import UsageCache
 
@@ -45,9 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             problems = catalogue_service.reload(db, settings)
         if problems:
             log.warning("%d problem(s) in datalab definitions; see /admin/catalogue", len(problems))
-        _report_isolation(labs)
+        app.state.isolation = await asyncio.to_thread(report.probe, settings)
+        _report_isolation(app.state.isolation)
         await asyncio.to_thread(recovery.at_start, settings, sessions)  # dead processes' temporaries; quotas
         await asyncio.to_thread(builds.reap)
+        lab_api = LabApiServer(settings, app) if settings.labs.network != "host" else None
+        if lab_api is not None:
+            await lab_api.start()  # before labs re-attach: their launchers forward to it
         await labs.restore()
         culler = asyncio.create_task(labs.run_culler())
         worker = await asyncio.to_thread(_start_pipelines, app)
@@ -56,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if worker is not None:
             await asyncio.to_thread(worker.stop)
         await labs.shutdown()
+        if lab_api is not None:
+            await lab_api.stop()
         builds.shutdown()
         app.state.proxy.close()
         engine.dispose()
@@ -116,10 +124,13 @@ def _start_pipelines(app: FastAPI):
     return worker
 
 
-def _report_isolation(labs: LabManager) -> None:
-    """Say loudly at start what the lab runtime does not enforce on this host (never pretend isolation)."""
-    for ok, sentence in labs.isolation():
-        (log.info if ok else log.warning)("labs: %s", sentence)
+def _report_isolation(facts: list[report.Fact]) -> None:
+    """Say loudly at start what this host does not enforce (never pretend isolation)."""
+    for fact in facts:
+        if fact.enforced:
+            log.info("isolation: %s: %s", fact.name, fact.how)
+        else:
+            log.warning("isolation: %s is NOT enforced: %s", fact.name, fact.how)
 
 
 class ProxyFirst:

@@ -85,11 +85,89 @@ class LabSettings(BaseModel):
     start_timeout: int = Field(
         120, ge=1, description="Seconds a lab may take to answer before its start fails."
     )
+    origin_url: str = Field(
+        "http://{lab}.lab.localhost:{port}",
+        description="Where each lab is served: an origin of its own, so no script on a lab page can use "
+        "the platform's session (as JupyterHub's subdomain_host). {lab} is the lab id, {port} the "
+        "server's port (server.port). Production: e.g. 'https://{lab}.labs.example.org' with a wildcard "
+        "DNS record and certificate, proxied to the platform with the Host header kept. The default "
+        "needs no DNS: browsers resolve every *.localhost name to loopback.",
+    )
+    unsafe_platform_origin: bool = Field(
+        False,
+        description="UNSAFE: serve labs under /datalabs/{id}/ on the platform's own origin with the "
+        "platform session, as before labs had origins of their own. Any script on a lab page (a notebook "
+        "output, a published app) can then act as its user on the whole platform. Only for sites that "
+        "cannot give labs their own host names; warned about at start and on the admin page.",
+    )
+    cookie_ttl: int = Field(
+        3600,
+        ge=60,
+        description="Seconds a lab cookie (the browser's pass to one lab on its origin) lasts; renewed "
+        "while the lab is used, and never valid beyond the login session it came from.",
+    )
     api_url: str = Field("", description="Platform API URL given to labs; default: the server's own address.")
+    network: Literal["none", "outbound", "host"] = Field(
+        "none",
+        description="Network of each lab: 'none' (its own loopback only), 'outbound' (internet through a "
+        "user-mode stack, the host and private ranges unreachable), 'host' (the host's network: NOT "
+        "isolated, for hosts that cannot make network namespaces). Labs reach the platform API either way.",
+    )
+    api_port: int = Field(
+        8750,
+        ge=1024,
+        le=65535,
+        description="Port of the platform API on a lab's own loopback (DATALABS_API_URL).",
+    )
     runtime_dir: Path | None = Field(
         None,
         description="Where labs' unix sockets live (kept short: socket paths are limited to 107 bytes). "
         "Default /run/datalabs as root, else /tmp/datalabs-<uid>.",
+    )
+
+
+class SandboxSettings(BaseModel):
+    """Containment shared by labs, CWL tool runs and builds (DESIGN §5, src/datalabs/sandbox/)."""
+
+    uid_base: int = Field(
+        1_000_000_000,
+        ge=1000,
+        description="Sandboxes of user N run as uid uid_base + N (the platform must run as root), far above "
+        "ordinary accounts and subordinate-id ranges.",
+    )
+    team_gid_base: int = Field(
+        1_500_000_000, ge=1000, description="Team N's workspace belongs to gid team_gid_base + N."
+    )
+    pids_max: int = Field(
+        1024, ge=16, description="Processes and threads one lab may have at once (cgroup pids limit)."
+    )
+    tool_pids_max: int = Field(
+        256, ge=16, description="Processes and threads of one CWL tool run or build step."
+    )
+    user_nproc: int = Field(
+        4096, ge=64, description="Processes one user's sandboxes may have in all (RLIMIT_NPROC of their uid)."
+    )
+    seccomp: bool = Field(
+        True, description="Deny dangerous system calls (user namespaces, mounts, kernel keyring, BPF, ...)."
+    )
+    blocked_networks: list[str] = Field(
+        default_factory=lambda: [
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "224.0.0.0/4",
+            "240.0.0.0/4",
+        ],
+        description="Destinations sandboxes with outbound access never reach (besides the host's own "
+        "addresses): loopback, private, shared, link-local, multicast and reserved ranges.",
+    )
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Exceptions to blocked_networks, e.g. a package mirror on the site's private network.",
     )
 
 
@@ -148,6 +226,11 @@ class BuilderSettings(BaseModel):
         description="Let users build datalabs from git repositories given as local paths or file:// URLs "
         "(off: a user could otherwise read any repository on the platform's host).",
     )
+    network: Literal["none", "outbound"] = Field(
+        "outbound",
+        description="Network of build steps: 'outbound' reaches the package index (through a user-mode "
+        "stack, the host and private ranges unreachable); 'none' for sites that install from local wheels.",
+    )
 
 
 class ServerSettings(BaseModel):
@@ -173,6 +256,7 @@ class Settings(BaseSettings):
     assets: AssetSettings = Field(default_factory=AssetSettings)
     pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
     builder: BuilderSettings = Field(default_factory=BuilderSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -2,7 +2,8 @@
 
 Run inside the sandbox as `python labapp.py SOCKET [SECRET]` (else $DATALAB_SECRET). GET /write?path=P
 writes P, GET /read?path=P returns P's content (or the error), GET /env shows the environment,
-GET /alloc?mb=N holds N MiB."""
+GET /alloc?mb=N holds N MiB, GET /sh?cmd=C runs the shell command C in the lab (what any user can do in
+their lab's terminal: the hostile tests' way in) and returns its exit code and output."""
 
 import json
 import os
@@ -36,6 +37,16 @@ class Handler(BaseHTTPRequestHandler):
                 s = socket.socket(socket.AF_UNIX)
                 s.connect(q["path"])
                 return self._send(200, {"connected": q["path"]})
+            if url.path.endswith("/sh"):
+                import subprocess
+
+                done = subprocess.run(
+                    ["/bin/sh", "-c", q["cmd"]],
+                    capture_output=True,
+                    text=True,
+                    timeout=float(q.get("timeout", 60)),
+                )
+                return self._send(200, {"code": done.returncode, "out": done.stdout, "err": done.stderr})
             if url.path.endswith("/env"):
                 return self._send(200, dict(os.environ))
             if url.path.endswith("/alloc"):

@@ -57,7 +57,9 @@ def descendants(pid: int) -> list[int]:
 
 
 def listening_sockets(pid: int) -> str:
-    return subprocess.run(["ss", "-lnpx", "-t"], capture_output=True, text=True).stdout
+    """Listening unix and TCP sockets as seen in the network namespace of process `pid` (its lab's)."""
+    argv = ["nsenter", "-t", str(pid), "-n", "ss", "-lnpx", "-t"]
+    return subprocess.run(argv, capture_output=True, text=True).stdout
 
 
 @pytest.mark.parametrize("command,window,package", APPS, ids=[a[0][0] for a in APPS])
@@ -73,7 +75,7 @@ def test_every_listed_app_starts_with_its_window(tmp_path, command, window, pack
             assert endpoint.protocol == "vnc" and endpoint.socket == str(spec.runtime_dir / "vnc.sock")
             assert stat.S_IMODE(os.stat(endpoint.socket).st_mode) == 0o600
             assert await asyncio.to_thread(x_windows, spec.runtime_dir, window), f"no window {window}"
-            frame = await asyncio.to_thread(screenshot, endpoint.socket)
+            frame = await asyncio.to_thread(screenshot, endpoint.socket, endpoint.secret)
             assert frame.colours() > 8, "the screen is blank"
             # Xvnc listens on its unix sockets only: no TCP port, no abstract X socket another lab sees.
             xvnc = [p for p in descendants(lab.get_state()["pid"]) if _comm(p) == "Xvnc"]

@@ -25,7 +25,7 @@ from datalabs.runtimes import desktop, desktop_apps
 from datalabs.runtimes.base import DesktopApp
 from datalabs.runtimes.local import LocalRuntime, lab_uid
 from tests.contracts.runtime_support import web_spec
-from tests.desktop_support import screenshot, wait_for_window
+from tests.desktop_support import in_network_of, screenshot, wait_for_window
 from tests.runtimes.test_desktop import descendants
 
 WINDOWS = {"TOPCAT": "^TOPCAT$", "Aladin": "Aladin v", "SAOImage DS9": "SAOImage ds9"}
@@ -50,7 +50,7 @@ def astro_spec(tmp_path: Path):
 
 
 class Samp:
-    """A SAMP client of the lab's hub, from the host (labs share its network namespace)."""
+    """A SAMP client of the lab's hub (made in a thread that joined the lab's network namespace)."""
 
     def __init__(self, lockfile: Path) -> None:
         with warnings.catch_warnings():
@@ -142,7 +142,9 @@ def check_running_desktop(lab: LocalRuntime, spec) -> None:
     rt = spec.runtime_dir
     for app, window in WINDOWS.items():
         assert wait_for_window(rt, window, timeout=90), f"no {app} window ({window!r})"
-    assert screenshot(str(rt / desktop.VNC_SOCKET)).colours() > 8, "the screen is blank"
+    assert screenshot(str(rt / desktop.VNC_SOCKET), lab.endpoint().secret).colours() > 8, (
+        "the screen is blank"
+    )
     # jwm, not matchbox, with every installed app in its menu (and the apps not installed left out)
     commands = {pid: cmdline(pid) for pid in descendants(lab.get_state()["pid"])}
     assert any(c[:1] == ["jwm"] for c in commands.values()), commands
@@ -157,30 +159,35 @@ def check_running_desktop(lab: LocalRuntime, spec) -> None:
     assert "samp.secret=stale" not in lockfile.read_text()
     assert lockfile.stat().st_mode & 0o077 == 0, oct(lockfile.stat().st_mode)
 
-    samp = Samp(lockfile)
-    try:
-        clients = samp.wait_for({"topcat", "Aladin", "SAOImageDS9"})
-        # the hub reaches DS9's callback server (its URL has the lab's hostname, resolvable in the lab)
-        assert samp.retry(clients["SAOImageDS9"], "ds9.get", cmd="version")
-        # TOPCAT -> Aladin: TOPCAT loads the VOTable from the workspace, serves it from its own HTTP server
-        # (what its Interop > Send Table does), and Aladin loads it from there.
-        samp.call(
-            clients["topcat"],
-            "table.load.votable",
-            url="file://localhost/media/home/my_workspace/galaxies.vot",
-            name="galaxies",
-        )
-        served = samp.retry(clients["topcat"], "table.get.stil", format="votable")["url"]
-        assert served.startswith("http://"), served
-        samp.retry(clients["Aladin"], "table.load.votable", url=served, name="from-topcat")
-        status = samp.call(clients["Aladin"], "script.aladin.send", script="status from-topcat")
-        assert "NbObj   3" in status["script.result"], status
-        # and a table Aladin does not have is not reported as loaded (the check above can fail)
-        assert not samp.call(clients["Aladin"], "script.aladin.send", script="status nothing")[
-            "script.result"
-        ]
-    finally:
-        samp.close()
+    def session() -> None:
+        samp = Samp(lockfile)
+        try:
+            clients = samp.wait_for({"topcat", "Aladin", "SAOImageDS9"})
+            # the hub reaches DS9's callback server (its URL has the lab's hostname, resolvable in the lab)
+            assert samp.retry(clients["SAOImageDS9"], "ds9.get", cmd="version")
+            # TOPCAT -> Aladin: TOPCAT loads the VOTable from the workspace, serves it from its HTTP server
+            # (what its Interop > Send Table does), and Aladin loads it from there.
+            samp.call(
+                clients["topcat"],
+                "table.load.votable",
+                url="file://localhost/media/home/my_workspace/galaxies.vot",
+                name="galaxies",
+            )
+            served = samp.retry(clients["topcat"], "table.get.stil", format="votable")["url"]
+            assert served.startswith("http://"), served
+            samp.retry(clients["Aladin"], "table.load.votable", url=served, name="from-topcat")
+            status = samp.call(clients["Aladin"], "script.aladin.send", script="status from-topcat")
+            assert "NbObj   3" in status["script.result"], status
+            # and a table Aladin does not have is not reported as loaded (the check above can fail)
+            assert not samp.call(clients["Aladin"], "script.aladin.send", script="status nothing")[
+                "script.result"
+            ]
+        finally:
+            samp.close()
+
+    # Labs have their own loopback: the test's SAMP client joins the lab's network namespace.
+    inside = next(pid for pid, c in commands.items() if c[:1] == ["jwm"])
+    in_network_of(inside, session)
 
 
 def close_and_reopen_ds9(rt: Path) -> None:

@@ -8,9 +8,9 @@ import errno
 import httpx
 import pytest
 
-from datalabs.runtimes import cgroups
 from datalabs.runtimes.base import Mount
 from datalabs.runtimes.local import LocalRuntime
+from datalabs.sandbox import cgroups
 from tests.contracts.runtime_support import web_spec
 
 

@@ -65,7 +65,8 @@ def test_cannot_revoke_someone_elses_token(client, make_user, login, post_form):
 
 
 @pytest.mark.parametrize(
-    "path", ["/admin/users", "/admin/groups", "/admin/catalogue", "/admin/users/bob/delete"]
+    "path",
+    ["/admin/users", "/admin/groups", "/admin/catalogue", "/admin/security", "/admin/users/bob/delete"],
 )
 def test_plain_users_get_403_on_admin_pages(user, path):
     r = user.get(path)
@@ -161,15 +162,29 @@ def test_admin_catalogue_lists_rejected_files_and_reloads(admin, post_form, cata
     assert "broken" in card_kinds(admin.get("/catalogue").text)
 
 
-def test_admin_catalogue_page_says_what_lab_isolation_is_enforced(admin):
-    page = admin.get("/admin/catalogue").text
-    assert "Lab isolation on this host" in page
-    assert "bubblewrap sandboxes" in page or "NOT sandboxed" in page
-    assert "CPU and memory limits" in page
+def test_admin_security_page_says_what_this_host_enforces_and_how_it_was_checked(admin):
+    """Issue 13: network namespaces, pids, seccomp, quotas and origins, each with how it was checked."""
+    page = admin.get("/admin/security").text
+    table = page[page.index('id="security-table"') :]
+    for protection in (
+        "Sandboxes (bubblewrap)",
+        "A uid per user",
+        "Seccomp filter",
+        "No user namespaces inside",
+        "A network namespace per lab",
+        "Process limit per sandbox (pids)",
+        "CPU and memory limits",
+        "Workspace quotas inside labs",
+        "A web origin per lab",
+    ):
+        assert protection in table, protection
+    # checked from inside a trial sandbox at start-up, not assumed
+    assert "Seccomp mode 2" in table and "unshare(CLONE_NEWUSER): Operation not permitted" in table
+    assert "interfaces [&#39;lo&#39;]" in table
 
 
-def test_admin_catalogue_page_says_how_workspace_quotas_hold(admin):
+def test_admin_security_page_says_how_workspace_quotas_hold(admin):
     """Issue 13, finding 7: which of project quotas and the platform's check is in force, and why."""
-    page = admin.get("/admin/catalogue").text
+    page = admin.get("/admin/security").text
     assert "Workspace quotas are enforced by the kernel" in page or "platform&#39;s check" in page
     assert "prjquota" in page or "has no project quotas" in page  # how it was established

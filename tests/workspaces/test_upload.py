@@ -8,7 +8,7 @@ import os
 import pytest
 
 from datalabs.errors import Conflict, TooLarge
-from datalabs.workspaces.paths import TEMP_PREFIX
+from datalabs.workspaces.paths import TEMP_PREFIX, Ownership
 from datalabs.workspaces.tree import Tree
 from datalabs.workspaces.upload import upload
 
@@ -106,9 +106,16 @@ def test_a_killed_uploads_temporary_is_removed_and_a_live_one_hidden(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
-def test_uploads_belong_to_the_lab_uid(tmp_path):
+def test_uploads_belong_to_the_spaces_owner(tmp_path):
     (tmp_path / "ws").mkdir()
-    tree = Tree(tmp_path / "ws", owner=65534)
+    tree = Tree(tmp_path / "ws", owner=Ownership(1_000_000_007, 1_000_000_007))
     run(upload(tree, ("new", "f.txt"), body(1), free=1 << 30))
-    assert (tmp_path / "ws" / "new").stat().st_uid == 65534
-    assert (tmp_path / "ws" / "new" / "f.txt").stat().st_uid == 65534
+    assert (tmp_path / "ws" / "new").stat().st_uid == 1_000_000_007
+    assert (tmp_path / "ws" / "new" / "f.txt").stat().st_uid == 1_000_000_007
+    # in a team space: the uploader's file, the team's group, group-writable, folders setgid
+    (tmp_path / "team").mkdir()
+    team = Tree(tmp_path / "team", owner=Ownership(1_000_000_007, 1_500_000_003, shared=True))
+    run(upload(team, ("d", "g.txt"), body(1), free=1 << 30))
+    folder, file = (tmp_path / "team" / "d").stat(), (tmp_path / "team" / "d" / "g.txt").stat()
+    assert (file.st_uid, file.st_gid) == (1_000_000_007, 1_500_000_003) and file.st_mode & 0o060 == 0o060
+    assert folder.st_gid == 1_500_000_003 and folder.st_mode & 0o2070 == 0o2070

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -10,6 +11,11 @@ from sqlalchemy.orm import Session, selectinload
 from datalabs.accounts.passwords import MIN_LENGTH, hash_password
 from datalabs.db.models import Group, Membership, User
 from datalabs.errors import Conflict, Invalid, NotFound
+from datalabs.sandbox import identity
+from datalabs.sandbox.identity import Identity
+
+if TYPE_CHECKING:
+    from datalabs.config import Settings
 
 ROLES = ("admin", "moderator", "user")
 MEMBER_ROLES = ("owner", "member", "readonly")
@@ -178,3 +184,13 @@ def remove_member(db: Session, group_name: str, user_name: str) -> None:
         raise NotFound(f"'{user_name}' is not a member of '{group_name}'", code="member_not_found")
     db.delete(membership)
     db.flush()
+
+
+def sandbox_identity(db: Session, settings: Settings, user: User) -> Identity | None:
+    """The uid and team groups `user`'s labs, tool runs and builds run as (None: the platform is not
+    root and sandboxes run as its own user, see sandbox/identity.py)."""
+    teams = db.execute(
+        select(Group.id, Group.name).join(Membership).where(Membership.user_id == user.id)
+    ).all()
+    s = settings.sandbox
+    return identity.of(s.uid_base, s.team_gid_base, user.id, user.name, [(gid, name) for gid, name in teams])

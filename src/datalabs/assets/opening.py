@@ -187,7 +187,7 @@ def _copy(
 ) -> str:
     """Copy the file into `from-explorer/` of the personal workspace; its path there. A copy made by an
     earlier open (same size and modification time) is reused rather than copied again."""
-    space = workspaces.personal(settings, principal.name)
+    space = workspaces.personal(settings, principal.user)
     with in_dir(source.root, parts[:-1]) as dfd:
         st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
     src = Entry.of(parts, st)

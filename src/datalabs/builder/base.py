@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from datalabs.runtimes.base import Mount
+from datalabs.sandbox.bwrap import Mount
+from datalabs.sandbox.policy import Policy
 
 Log = Callable[[str], None]
 
@@ -27,6 +28,11 @@ class BuildRequest:
     requirements: list[str]  # normalised requirement lines (pip/uv requirements-file syntax)
     requirements_file: Path | None = None  # the sources' requirements.txt, if any (relative paths in it)
     label: str = ""  # e.g. "myapp 0.1.0-2", for logs and kernel names
+    # Whose build this is: its steps run as that user's sandbox identity, with its network and limits,
+    # and environments and download caches are shared only within one `tenant` (code run by one
+    # author's build must never end up in another author's environment).
+    policy: Policy = field(default_factory=Policy)
+    tenant: str = ""
 
 
 @dataclass(frozen=True)

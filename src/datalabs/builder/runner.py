@@ -15,14 +15,16 @@ from pathlib import Path
 from sqlalchemy import select
 
 from datalabs import redaction
+from datalabs.accounts import service as accounts
 from datalabs.builder import publish
 from datalabs.builder.base import BuildError, BuildRequest, get_builder
 from datalabs.builder.meta import REQUIREMENTS_FILE
 from datalabs.builder.service import envs_dir, log_path, record
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
-from datalabs.db.models import AppVersion
+from datalabs.db.models import AppVersion, User
 from datalabs.db.types import utcnow
+from datalabs.sandbox.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class BuildQueue:
             v.state, v.started_at = "building", utcnow()
             app_name, number, builder_name = v.app.name, v.version, v.app.builder
             sources = Path(v.sources_path)
+            author = db.scalar(select(User).where(User.name == v.created_by))
+            identity = accounts.sandbox_identity(db, self.settings, author) if author else None
             request = BuildRequest(
                 sources=sources,
                 requirements=list(v.requirements),
@@ -75,6 +79,13 @@ class BuildQueue:
                 if (sources / REQUIREMENTS_FILE).is_file()
                 else None,
                 label=f"{app_name} {number}",
+                policy=Policy.of(
+                    self.settings,
+                    identity,
+                    self.settings.builder.network,
+                    pids_max=self.settings.sandbox.tool_pids_max,
+                ),
+                tenant=f"user-{author.id}" if author else "",
             )
         path = log_path(self.settings, app_name, number)
         with open(path, "a", encoding="utf-8", buffering=1) as out:  # line-buffered: readers see each line

@@ -4,8 +4,11 @@ The environment is a plain venv of the platform's interpreter whose `site-packag
 datalab's requirements and a `.pth` line adding the platform's `site-packages` after them: the
 datalab's packages win, JupyterLab and ipykernel come from underneath. A kernel spec named `python3`
 in the environment's `share/jupyter` replaces the default kernel when a lab starts with `JUPYTER_PATH`
-pointing there. Every step runs in bubblewrap (as the labs' uid when the platform is root) seeing the
-sources read-only and only the environment and uv's cache writable.
+pointing there. Every step runs in a sandbox (sandbox/) as the building author's identity, seeing the
+sources read-only and only the environment and that author's uv cache writable, reaching the package
+index through an outbound network namespace (the host and private ranges unreachable). Environments
+and caches are per author (`BuildRequest.tenant`): code a build runs (setup.py, build backends) can
+write anything into its environment, so an environment is only ever reused for the author who built it.
 """
 
 from __future__ import annotations
@@ -24,9 +27,8 @@ from pathlib import Path
 
 from datalabs.builder.base import Builder, BuildError, BuildRequest, BuildResult, LabEnvironment, Log
 from datalabs.builder.meta import normalise
-from datalabs.runtimes.base import LabSpec, Mount
-from datalabs.runtimes.local import lab_uid
-from datalabs.runtimes.sandbox import bwrap_command, bwrap_path, lab_path
+from datalabs.sandbox import fs, launch, network
+from datalabs.sandbox.bwrap import NOBODY, Box, Mount, bwrap_path, sandbox_path
 
 RECIPE_VERSION = "uv-1"  # bump when the layout of built environments changes
 TIMEOUT = 1800.0
@@ -45,9 +47,8 @@ def platform_site() -> list[str]:
 class UvBuilder(Builder):
     name = "uv"
 
-    @property
-    def cache_dir(self) -> Path:
-        return self.envs_dir / ".uv-cache"
+    def cache_dir(self, request: BuildRequest) -> Path:
+        return self.envs_dir / ".uv-cache" / (request.tenant or "shared")
 
     def key(self, request: BuildRequest) -> str:
         doc = {
@@ -55,6 +56,7 @@ class UvBuilder(Builder):
             "python": sys.version,
             "platform": platform_site(),
             "requirements": request.requirements,
+            **({"tenant": request.tenant} if request.tenant else {}),
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -75,26 +77,27 @@ class UvBuilder(Builder):
             except BaseException:
                 shutil.rmtree(env, ignore_errors=True)
                 raise
+            # The author's code is done with it: from now on nobody's sandbox may change it.
+            fs.chown_tree(env, 0, 0)
             (env / ".complete").write_text(json.dumps({"requirements": request.requirements}))
         seconds = time.monotonic() - started
         log(f"Environment {key} built in {seconds:.1f} s")
         return BuildResult(env, key, False, seconds)
 
     def _build(self, request: BuildRequest, env: Path, log: Log) -> None:
-        bwrap = bwrap_path()
-        if bwrap is None:
+        if bwrap_path() is None:
             raise BuildError("bubblewrap (bwrap) is not installed: builds only run sandboxed")
-        uv = shutil.which("uv", path=lab_path())
+        uv = shutil.which("uv", path=sandbox_path())
         if uv is None:
             raise BuildError("uv is not installed in the platform's environment")
-        uid = lab_uid()
-        for d in (env, self.cache_dir):
+        identity = request.policy.identity or (NOBODY if os.geteuid() == 0 else None)
+        for d in (env, self.cache_dir(request)):
             d.mkdir(parents=True, exist_ok=True)
-            if uid is not None:
-                os.chown(d, uid, uid)
+            if identity is not None:
+                os.chown(d, identity.uid, identity.gid)
         python = base_interpreter()
         log(f"$ uv venv {env}")
-        self._run(request, env, [uv, "venv", "--quiet", "--python", python, str(env)], log, bwrap, uid)
+        self._run(request, env, [uv, "venv", "--quiet", "--python", python, str(env)], log)
         site = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
         (site / "_datalabs_platform.pth").write_text("\n".join(platform_site()) + "\n")
         if request.requirements:
@@ -107,13 +110,13 @@ class UvBuilder(Builder):
                 extra = [r for r in extra if r not in in_file]
             log("$ uv pip install " + " ".join(argv[5:] + extra))
             argv += extra
-            self._run(request, env, argv, log, bwrap, uid)
+            self._run(request, env, argv, log)
         else:
             log("No requirements: the environment is the platform's JupyterLab environment")
         self._kernel(env, request.label)
         log("$ python -c 'import ipykernel'  (the kernel starts in this environment)")
         check = [str(env / "bin" / "python"), "-c", "import ipykernel, sys; print(sys.prefix)"]
-        self._run(request, env, check, log, bwrap, uid)
+        self._run(request, env, check, log)
 
     def _kernel(self, env: Path, label: str) -> None:
         kernel_dir = env / "share" / "jupyter" / "kernels" / "python3"
@@ -126,25 +129,23 @@ class UvBuilder(Builder):
         }
         (kernel_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
 
-    def _run(self, request: BuildRequest, env: Path, argv: list[str], log: Log, bwrap: str, uid) -> None:
+    def _run(self, request: BuildRequest, env: Path, argv: list[str], log: Log) -> None:
         work = self.envs_dir / f".run-{uuid.uuid4().hex[:12]}"
-        work.mkdir(mode=0o755)
-        spec = LabSpec(
-            lab_id=f"build{uuid.uuid4().hex[:8]}",
-            owner="builder",
-            kind="build",
+        work.mkdir(mode=0o700)
+        cache = self.cache_dir(request)
+        box = Box(
             command=argv,
-            runtime_dir=work,
-            log_path=work / "log",
-            workdir=str(request.sources),
+            identity=request.policy.identity,
             mounts=[
                 Mount(request.sources, str(request.sources), readonly=True),
                 Mount(env, str(env), readonly=False),
-                Mount(self.cache_dir, str(self.cache_dir), readonly=False),
+                Mount(cache, str(cache), readonly=False),
             ],
+            workdir=str(request.sources),
             env={
-                "PATH": lab_path(),
-                "UV_CACHE_DIR": str(self.cache_dir),
+                "PATH": sandbox_path(),
+                "HOME": "/tmp",  # private to the step: nothing a tool drops in HOME lands in the environment
+                "UV_CACHE_DIR": str(cache),
                 "UV_PYTHON_DOWNLOADS": "never",
                 "UV_NO_PROGRESS": "1",
                 "NO_COLOR": "1",
@@ -155,8 +156,16 @@ class UvBuilder(Builder):
                 "LANG": "C.UTF-8",
                 **proxy_environment(),
             },
+            hostname="build",
+            die_with_parent=True,
+            new_session=True,
         )
-        command = bwrap_command(spec, bwrap, uid, ["--die-with-parent"])
+        try:
+            prepared = launch.prepare(f"build-{uuid.uuid4().hex[:12]}", box, request.policy, work)
+        except (network.NetworkError, OSError) as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise BuildError(f"the build's sandbox could not be prepared: {exc}") from None
+        command = prepared.argv
         lines: list[str] = []
         try:
             proc = subprocess.Popen(
@@ -179,6 +188,7 @@ class UvBuilder(Builder):
                     raise BuildError(f"the build took longer than {TIMEOUT:.0f} s and was stopped")
             code = proc.wait()
         finally:
+            prepared.release()
             shutil.rmtree(work, ignore_errors=True)
         if code != 0:
             line = failing_line(lines)
@@ -189,7 +199,7 @@ class UvBuilder(Builder):
             mounts=[Mount(env, str(env), readonly=True)],
             env={
                 "JUPYTER_PATH": str(env / "share" / "jupyter"),  # its python3 kernel shadows the default
-                "PATH": f"{env / 'bin'}:{lab_path()}",  # terminals get the datalab's python and tools
+                "PATH": f"{env / 'bin'}:{sandbox_path()}",  # terminals get the datalab's python and tools
                 "VIRTUAL_ENV": str(env),
             },
         )

@@ -24,7 +24,7 @@ from datalabs.config import Settings
 from datalabs.db.models import CatalogueProblem, Counter, Datalab, DatalabVersion
 from datalabs.errors import NotFound
 from datalabs.runtimes import desktop
-from datalabs.runtimes.sandbox import lab_path
+from datalabs.sandbox.bwrap import sandbox_path
 
 FACETS = ("kind", "mission", "instrument", "keyword", "domain")
 
@@ -185,7 +185,7 @@ def availability(meta: DatalabMeta) -> tuple[bool, str]:
         several = bool(meta.runtime.desktop and meta.runtime.desktop.apps)
         missing = desktop.missing_tools(meta.runtime.requires, meta.runtime.packages, several_apps=several)
     else:
-        missing = [cmd for cmd in meta.runtime.requires if shutil.which(cmd, path=lab_path()) is None]
+        missing = [cmd for cmd in meta.runtime.requires if shutil.which(cmd, path=sandbox_path()) is None]
     if missing:
         return False, f"not installed on this host: {', '.join(missing)}"
     packages = [p for p in meta.runtime.python_packages if importlib.util.find_spec(p) is None]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,19 +17,21 @@ from anyio import to_thread
 from sqlalchemy import select
 
 from datalabs import plugins, redaction
+from datalabs.accounts import service as accounts
 from datalabs.accounts.service import user_groups
 from datalabs.catalogue.schema import DatalabMeta, RuntimeSpec
 from datalabs.config import Settings
 from datalabs.db.models import Datalab, DatalabVersion, Lab
 from datalabs.errors import DatalabsError
-from datalabs.labs import quota_check, service
+from datalabs.labs import api_socket, quota_check, service
 from datalabs.proxy.activity import ActivityRecorder
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.routes import Route
 from datalabs.runtimes.base import DesktopApp, LabSpec, Mount, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
+from datalabs.sandbox.bwrap import ApiAccess
+from datalabs.sandbox.policy import Policy
 from datalabs.volumes import service as volume_service
-from datalabs.workspaces import layout
 from datalabs.workspaces import service as workspace_service
 
 log = logging.getLogger(__name__)
@@ -58,24 +59,6 @@ class LabManager:
             )
         return backends[name]
 
-    def isolation(self) -> list[tuple[bool, str]]:
-        """What the lab runtime enforces on this host, as (ok, sentence) pairs for the log and admin page."""
-        try:
-            limits = self.backend_class()().limits()
-        except RuntimeError as exc:
-            return [(False, f"Labs cannot start: {exc}")]
-        if not limits.sandboxed:
-            return [(False, "Labs are NOT sandboxed here (bubblewrap is missing): they refuse to start.")]
-        return [
-            (True, "Labs run in bubblewrap sandboxes on unix sockets."),
-            (
-                limits.memory_enforced,
-                f"CPU and memory limits: {limits.notes}"
-                if limits.memory_enforced
-                else f"CPU and memory limits are NOT enforced: {limits.notes}",
-            ),
-        ]
-
     # ---- launching ----------------------------------------------------------------------------------
 
     def spawn(self, lab_id: str, token: str) -> None:
@@ -100,16 +83,7 @@ class LabManager:
                 endpoint = await backend.start(spec)
             finally:
                 forward.cancel()
-            await self.routes.add_route(
-                Route(
-                    lab_id=lab_id,
-                    owner=owner,
-                    socket=endpoint.socket,
-                    host_port=endpoint.host_port,
-                    headers=endpoint.headers,
-                    protocol=endpoint.protocol,
-                )
-            )
+            await self.routes.add_route(_route(lab_id, owner, endpoint))
             self.activity(lab_id)
             await self._set(lab_id, "running", runtime_state=backend.get_state())
             events.add(100, "Running", ready=True)
@@ -150,15 +124,20 @@ class LabManager:
             )
             meta = DatalabMeta.model_validate(version.meta)
             owner = lab.owner.name
+            identity = accounts.sandbox_identity(db, self.settings, lab.owner)
             mounts = [
-                Mount(layout.user_dir(self.settings, owner), "/media/home/my_workspace", readonly=False)
+                Mount(
+                    workspace_service.personal(self.settings, lab.owner).tree.root,
+                    "/media/home/my_workspace",
+                    readonly=False,
+                )
             ]
             quota_check.prepare(self.settings, db, lab.owner)  # project quotas: limits set before any write
             # Only teams that have a workspace; read-only members get it read-only; others never see it.
             for team, readonly in workspace_service.mountable_teams(db, lab.owner):
                 mounts.append(
                     Mount(
-                        layout.team_dir(self.settings, team),
+                        workspace_service.team_root(db, self.settings, team),
                         f"/media/home/team_workspaces/{team}",
                         readonly=readonly,
                     )
@@ -174,6 +153,13 @@ class LabManager:
             mounts += built.mounts
         rt = meta.runtime
         secret = service.new_secret()
+        network = self.settings.labs.network
+        api = (
+            ApiAccess(api_socket.socket_dir(self.settings), self.settings.labs.api_port)
+            if network != "host"
+            else None
+        )
+        policy = Policy.of(self.settings, identity, network, pids_max=self.settings.sandbox.pids_max, api=api)
         base_url = f"/datalabs/{lab_id}/"
         fill = {"socket": SOCKET, "base_url": base_url, "secret": secret}
         header_name, _, header_value = rt.secret_header.format(**fill).partition(":")
@@ -181,7 +167,7 @@ class LabManager:
         command = rt.desktop.command if rt.kind == "desktop" and rt.desktop else rt.command
         env = {
             "DATALAB_ID": lab_id,
-            "DATALABS_API_URL": self.api_url(),
+            "DATALABS_API_URL": self.api_url() if api is None else f"http://127.0.0.1:{api.port}",
             "DATALABS_TOKEN": token,
             rt.secret_env: secret,
             "JUPYTER_RUNTIME_DIR": "/run/datalab/jupyter",
@@ -203,17 +189,13 @@ class LabManager:
             secret_headers={header_name.strip(): header_value.strip()},
             ready_path=rt.ready_path.format(**fill),
             start_timeout=self.settings.labs.start_timeout,
+            policy=policy,
             **_desktop_apps(rt),
         )
         return spec, owner
 
     def runtime_dir(self, lab_id: str) -> Path:
-        configured = self.settings.labs.runtime_dir
-        root = configured or (
-            Path("/run/datalabs") if os.geteuid() == 0 else Path(f"/tmp/datalabs-{os.getuid()}")
-        )
-        root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        return root / lab_id
+        return api_socket.runtime_root(self.settings) / lab_id
 
     def remove_files(self, lab_id: str) -> None:
         """Delete a destroyed lab's runtime directory and logs."""
@@ -293,16 +275,7 @@ class LabManager:
             endpoint = backend.endpoint()
             self.backends[lab_id] = backend
             self.activity(lab_id)
-            await self.routes.add_route(
-                Route(
-                    lab_id=lab_id,
-                    owner=owner,
-                    socket=endpoint.socket,
-                    host_port=endpoint.host_port,
-                    headers=endpoint.headers,
-                    protocol=endpoint.protocol,
-                )
-            )
+            await self.routes.add_route(_route(lab_id, owner, endpoint))
             log.info("re-attached to lab %s of %s", lab_id, owner)
 
     def _active_labs(self) -> list[tuple[str, str, str, dict]]:
@@ -344,6 +317,19 @@ class LabManager:
         """Platform stopping: labs keep running (they are re-attached at the next start)."""
         for task in list(self._tasks):
             task.cancel()
+
+
+def _route(lab_id: str, owner: str, endpoint) -> Route:
+    return Route(
+        lab_id=lab_id,
+        owner=owner,
+        socket=endpoint.socket,
+        host_port=endpoint.host_port,
+        headers=endpoint.headers,
+        protocol=endpoint.protocol,
+        uid=endpoint.uid,
+        secret=endpoint.secret,
+    )
 
 
 def _built_environment(settings: Settings, meta: dict):

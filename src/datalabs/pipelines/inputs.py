@@ -9,6 +9,7 @@ message names the input and says why, e.g. "input 'count': expected int, got 'ab
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from datalabs.accounts.principal import Principal
 from datalabs.config import Settings
 from datalabs.errors import DatalabsError, Invalid
 from datalabs.pipelines.documents import Param, short_id, type_text
+from datalabs.sandbox import fs
 from datalabs.volumes import service as volumes
 from datalabs.workspaces import paths
 from datalabs.workspaces import service as workspaces
@@ -217,19 +219,98 @@ def check_access(db: Session, settings: Settings, principal: Principal, inputs: 
                 raise type(exc)(f"input '{name}': {exc.message}", code=exc.code) from None
 
 
-def to_host(db: Session, settings: Settings, principal: Principal, value: Any) -> Any:
+def to_host(
+    db: Session, settings: Settings, principal: Principal, value: Any, stage: Path | None = None
+) -> Any:
     """The input value with every reference replaced by the host path the engine reads (checked again now:
-    the file may have changed since the run was queued)."""
+    the file may have changed since the run was queued).
+
+    With `stage` (a new folder private to the run), files and folders of workspaces — which the user's labs
+    can change at any moment, e.g. swap a file for a link to a host file — are taken as private snapshots
+    there (hard links to the very inodes checked, see sandbox/fs.py), so whatever the engine later reads as
+    root is what was checked. Data volumes are not writable by users and are read in place. Files next to a
+    staged file that share its name's stem come along (CWL finds secondary files next to their primary)."""
+    counter = iter(range(1, 1 << 30))
+    if stage is not None:
+        stage.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return _to_host(db, settings, principal, value, stage, counter)
+
+
+def _to_host(db, settings, principal, value: Any, stage: Path | None, counter) -> Any:
     if isinstance(value, dict) and value.get("class") in ("File", "Directory"):
         ref = value.get("location") or value.get("path")
+        rest = {
+            k: _to_host(db, settings, principal, v, stage, counter)
+            for k, v in value.items()
+            if k not in ("location", "path")
+        }
         if not ref:
-            return value
+            return rest
         place = place_of(db, settings, principal, ref)
-        check_readable(place, value["class"] == "Directory")
-        rest = {k: v for k, v in value.items() if k not in ("location", "path")}
-        return {**rest, "location": "file://" + place.host_path}
+        directory = value["class"] == "Directory"
+        if stage is None or place.ref.startswith("volume:"):
+            check_readable(place, directory)
+            return {**rest, "location": "file://" + place.host_path}
+        return {**rest, "location": "file://" + str(_snapshot(place, directory, stage / str(next(counter))))}
     if isinstance(value, dict):
-        return {k: to_host(db, settings, principal, v) for k, v in value.items()}
+        return {k: _to_host(db, settings, principal, v, stage, counter) for k, v in value.items()}
     if isinstance(value, list):
-        return [to_host(db, settings, principal, v) for v in value]
+        return [_to_host(db, settings, principal, v, stage, counter) for v in value]
     return value
+
+
+MAX_SIBLINGS = 100
+
+
+def _snapshot(place: Place, directory: bool, folder: Path) -> Path:
+    """`place` (walked without following links) as a private snapshot in the new `folder`."""
+    folder.mkdir(mode=0o755)
+    name = place.parts[-1] if place.parts else "workspace"
+    dst = os.open(folder, fs.DIR_FLAGS)
+    try:
+        if directory:
+            src = paths.open_dir(place.root, place.parts)
+            try:
+                os.mkdir(name, 0o755, dir_fd=dst)
+                inner = os.open(name, fs.DIR_FLAGS, dir_fd=dst)
+                try:
+                    fs.snapshot_tree(src, inner)
+                finally:
+                    os.close(inner)
+            finally:
+                os.close(src)
+            return folder / name
+        fd, _ = paths.open_file(place.root, place.parts)
+        try:
+            fs.snapshot_file(fd, dst, name)
+        finally:
+            os.close(fd)
+        _siblings(place, name, dst)
+    finally:
+        os.close(dst)
+    return folder / name
+
+
+def _siblings(place: Place, name: str, dst: int) -> None:
+    stem = name.split(".", 1)[0]
+    with paths.in_dir(place.root, place.parts[:-1]) as parent:
+        with os.scandir(parent) as entries:
+            found = [
+                e.name
+                for e in entries
+                if e.name != name and e.name.startswith(stem + ".") and e.is_file(follow_symlinks=False)
+            ][:MAX_SIBLINGS]
+        for sibling in found:
+            try:
+                fd = os.open(
+                    sibling, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent
+                )
+            except OSError:
+                continue
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    fs.snapshot_file(fd, dst, sibling)
+            except OSError:
+                pass  # a sibling that vanished or cannot be linked is simply not offered
+            finally:
+                os.close(fd)

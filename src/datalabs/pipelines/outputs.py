@@ -1,6 +1,11 @@
 """Delivering a run's outputs: its output folder is renamed into the owner's workspace at
 `pipelines/<pipeline>/<run-id>/` in one step, so the folder appears complete or not at all, and the CWL
-output object is rewritten to workspace references (`me/pipelines/hello-world/<run>/banner.txt`)."""
+output object is rewritten to workspace references (`me/pipelines/hello-world/<run>/banner.txt`).
+
+The folder was written by the run's code: before root touches it, it is confined (links out of it,
+FIFOs, devices and hard links removed: sandbox/fs.py), then given to the workspace's owner without
+following anything. The output object, too, came from the run (Toil prints it): a location outside the
+output folder is dropped, never passed on as if it were the run's."""
 
 from __future__ import annotations
 
@@ -11,8 +16,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from datalabs.pipelines.sandbox import chown_tree
-from datalabs.runtimes.local import lab_uid
+from datalabs.sandbox import fs
 from datalabs.workspaces.paths import TEMP_PREFIX, in_dir, lstat_in
 from datalabs.workspaces.service import Space
 
@@ -22,10 +26,13 @@ def deliver(
 ) -> tuple[str, dict]:
     """Move `outdir` to `<space>/pipelines/<pipeline>/<run_id>` atomically; (folder reference, outputs)."""
     parts = ("pipelines", pipeline)
-    owner = lab_uid()
+    owner = space.tree.owner
     outdir.mkdir(parents=True, exist_ok=True)
+    fs.confine(outdir)
     if owner is not None:
-        chown_tree(outdir, owner)
+        fs.chown_tree(outdir, owner.uid, owner.gid)
+        if owner.shared:
+            fs.share_tree(outdir, owner.gid)
     with in_dir(space.tree.root, parts, create=True, owner=owner) as dfd:
         if lstat_in(dfd, run_id) is not None:
             # A previous attempt delivered and then lost its worker before recording it: this one replaces it.
@@ -67,8 +74,10 @@ def rewrite(value: Any, prefix: str, folder: str) -> Any:
         for key, item in value.items():
             if key in ("path", "dirname") or key.startswith("http://commonwl.org/cwltool#"):
                 continue
-            if key == "location" and isinstance(item, str) and item.startswith(prefix):
-                out[key] = folder + item[len(prefix) :]
+            if key == "location" and isinstance(item, str):
+                if item.startswith(prefix + "/") or item == prefix:
+                    out[key] = folder + item[len(prefix) :]
+                # else: not in the output folder (a host path a run could name): never passed on
             else:
                 out[key] = rewrite(item, prefix, folder)
         return out

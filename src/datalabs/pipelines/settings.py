@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -26,6 +28,12 @@ class PipelineSettings(BaseModel):
     )
     sandbox: bool = Field(
         True, description="Run CWL tools inside bubblewrap (inputs read-only, output dir writable)."
+    )
+    tool_network: Literal["none", "outbound"] = Field(
+        "outbound",
+        description="What a CWL tool that declares NetworkAccess (networkAccess: true) gets: 'outbound' "
+        "(internet through a user-mode stack, the host and private ranges unreachable) or 'none'. Tools "
+        "that do not declare it always run with their own loopback only.",
     )
     smtp_host: str = Field("", description="SMTP server for e-mail notifications; empty: no e-mail.")
     smtp_port: int = Field(25, description="SMTP port.")

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from datalabs.accounts import service as accounts
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import PipelineRun
@@ -24,8 +25,9 @@ from datalabs.errors import DatalabsError
 from datalabs.pipelines import documents, notify, outputs, queue, runs, sandbox, schedules
 from datalabs.pipelines import inputs as run_inputs
 from datalabs.pipelines.engines.base import INFRA, SUCCEEDED, PipelineEngine, Result, RunSpec, get_engine
-from datalabs.workspaces import inflight
 from datalabs.redaction import Redactor, for_run
+from datalabs.sandbox.policy import Policy
+from datalabs.workspaces import inflight
 from datalabs.workspaces import service as workspaces
 from datalabs.workspaces.upload import too_large
 
@@ -147,16 +149,24 @@ class Worker:
             logfile = runs.log_path(self.settings, run.id)
             logfile.parent.mkdir(parents=True, exist_ok=True)
             _append(logfile, f"=== attempt {claim.attempt} on {self.name} at {_now()} ({run.engine}) ===\n")
+            attempt_dir = workdir / f"attempt-{claim.attempt}"
+            shutil.rmtree(attempt_dir, ignore_errors=True)
             try:
-                job = run_inputs.to_host(db, self.settings, principal, run.inputs)
+                # Private snapshots of the inputs (a lab cannot change what the run reads as root now).
+                job = run_inputs.to_host(db, self.settings, principal, run.inputs, attempt_dir / "inputs")
                 space = workspaces.resolve(db, self.settings, principal, run.output_space, write=True)
             except DatalabsError as exc:
                 _append(logfile, f"ERROR {exc.message}\n")
                 return self._final(claim, "failed", f"inputs: {exc.message}")
             pipeline_name, engine_name, timeout = run.pipeline.name, run.engine, run.timeout
             parallel = documents.main_process(run.version.packed).get("class") == "Workflow"
-        attempt_dir = workdir / f"attempt-{claim.attempt}"
-        shutil.rmtree(attempt_dir, ignore_errors=True)
+            identity = accounts.sandbox_identity(db, self.settings, run.owner)
+        policy = Policy.of(
+            self.settings,
+            identity,
+            self.settings.pipelines.tool_network,
+            pids_max=self.settings.sandbox.tool_pids_max,
+        )
         spec = RunSpec(
             run_id=claim.run_id,
             version_id=run.version_id,
@@ -167,6 +177,7 @@ class Worker:
             log=logfile,
             sandbox=self.sandbox,
             parallel=parallel,
+            policy=policy,
         )
         engine = self.engine(engine_name)
         handle = engine.submit(spec)

@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
 
+from datalabs.proxy.connect import open_lab_socket
 from datalabs.proxy.headers import request_headers, response_headers
 from datalabs.proxy.refusals import Refusal, unreachable
 from datalabs.proxy.routes import Route
@@ -169,7 +170,8 @@ class PassthroughProtocol(asyncio.Protocol):
         headers, _ = request_headers(scope, route)
         loop = asyncio.get_running_loop()
         if route.socket is not None:
-            _, upstream = await loop.create_unix_connection(Upstream, route.socket)
+            sock = await open_lab_socket(route.socket, route.uid)
+            _, upstream = await loop.create_unix_connection(Upstream, sock=sock)
         else:
             address, port = route.tcp_address
             _, upstream = await loop.create_connection(Upstream, address, port)

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from datalabs.proxy.connect import open_lab_socket
 from datalabs.proxy.http1 import Connection, Response, UpstreamError, UpstreamTimeout
 from datalabs.proxy.routes import Route
 
@@ -38,6 +39,7 @@ class UpstreamPool:
         self.options = options or PoolOptions()
         self.target = route.target
         self._socket = route.socket
+        self._uid = route.uid
         self._address = route.tcp_address if route.host_port else None
         self._idle: list[Connection] = []  # LIFO: the most recently used is the least likely stale
         self._count = 0
@@ -154,12 +156,13 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(self.options.connect_timeout):
                 if self._address is None:
-                    _, conn = await loop.create_unix_connection(Connection, self._socket)
+                    sock = await open_lab_socket(self._socket, self._uid)
+                    _, conn = await loop.create_unix_connection(Connection, sock=sock)
                 else:
                     _, conn = await loop.create_connection(Connection, *self._address)
         except TimeoutError as exc:
             raise UpstreamError("connecting to the lab timed out") from exc
-        except OSError as exc:
+        except OSError as exc:  # RedirectedSocket included: said, never followed
             raise UpstreamError(f"cannot connect to the lab: {exc.strerror or exc}") from exc
         return conn
 

@@ -32,6 +32,9 @@ class Route:
     host_port: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     protocol: str = "http"  # "vnc": a desktop lab's RFB socket; the proxy serves noVNC for it (vnc.py)
+    # The uid that must own the lab's socket and listen on it (None: not checked); see connect.py.
+    uid: int | None = None
+    secret: str = field(default="", repr=False)  # a desktop lab's VNC password (never sent to the browser)
 
     def __post_init__(self) -> None:
         if not LAB_ID_RE.fullmatch(self.lab_id):

@@ -1,7 +1,9 @@
 """The VNC bridge: noVNC's WebSocket (binary RFB) <-> the desktop lab's RFB unix socket, in the proxy.
 
 No websockify process and no TCP port: the proxy admits the browser like any lab request (platform
-session or token, owner only), then copies bytes both ways. RFB is a byte stream, so WebSocket message
+session or token, owner only), connects to the lab's socket as connect.py checks it, answers Xvnc's
+password challenge with the lab's secret and offers the browser no further authentication (rfb.py),
+then copies bytes both ways. RFB is a byte stream, so WebSocket message
 boundaries carry no meaning and are not kept; reads from the lab are large (a framebuffer update can be
 megabytes) and writes to either side wait for the other end to drain, so a slow browser slows Xvnc down
 instead of filling the proxy's memory.
@@ -13,11 +15,44 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from datalabs.proxy import rfb
+from datalabs.proxy.connect import open_lab_socket
 from datalabs.proxy.refusals import Refusal, unreachable
 from datalabs.proxy.routes import Route
 
 READ_SIZE = 256 * 1024  # one read from the lab; bigger messages cost the browser nothing extra
 CONNECT_TIMEOUT = 10.0
+
+
+async def _open(route: Route) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The lab's RFB stream, past the security handshake when the lab has a VNC password (then Xvnc's
+    greeting has been answered already and the browser is greeted by us)."""
+    sock = await open_lab_socket(route.socket, route.uid)
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=READ_SIZE)
+    if route.secret:
+        try:
+            await rfb.authenticate(reader, writer, route.secret)
+        except BaseException:
+            writer.close()
+            raise
+    return reader, writer
+
+
+def _browser_bytes(receive: Callable):
+    async def next_bytes() -> bytes | None:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        return message.get("bytes") or (message.get("text") or "").encode("latin-1", "replace")
+
+    return next_bytes
+
+
+def _sender(send: Callable):
+    async def send_bytes(data: bytes) -> None:
+        await send({"type": "websocket.send", "bytes": data})
+
+    return send_bytes
 
 
 async def bridge(
@@ -30,14 +65,22 @@ async def bridge(
 ) -> None:
     """Serve one admitted WebSocket of a desktop lab (the connect message was already received)."""
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(route.socket, limit=READ_SIZE), CONNECT_TIMEOUT
-        )
-    except (OSError, TimeoutError) as exc:
+        reader, writer = await asyncio.wait_for(_open(route), CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
         await refuse(scope, send, unreachable(route.lab_id, exc.__class__.__name__))
         return
     offered = list(scope.get("subprotocols") or [])
     await send({"type": "websocket.accept", "subprotocol": "binary" if "binary" in offered else None})
+    if route.secret:
+        try:
+            early = await asyncio.wait_for(rfb.greet_browser(_browser_bytes(receive), _sender(send)), 30)
+        except (rfb.RfbError, TimeoutError):
+            writer.close()
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": 1002, "reason": "RFB handshake failed"})
+            return
+        if early:
+            writer.write(early)
 
     async def from_browser() -> None:
         while True:

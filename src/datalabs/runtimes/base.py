@@ -13,12 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from datalabs.sandbox.bwrap import Mount
+from datalabs.sandbox.policy import Policy
 
-@dataclass(frozen=True)
-class Mount:
-    source: Path
-    target: str  # absolute path inside the lab
-    readonly: bool = True
+__all__ = [
+    "DesktopApp",
+    "Endpoint",
+    "LabSpec",
+    "Limits",
+    "Mount",
+    "ProgressEvent",
+    "RuntimeBackend",
+    "StartError",
+]
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,8 @@ class LabSpec:
     # menu, the apps, and a SAMP hub started before them when `samp_hub`.
     apps: tuple[DesktopApp, ...] = ()
     samp_hub: bool = False
+    # Identity, network, process limits (sandbox/policy.py); the default runs as nobody with no network.
+    policy: Policy = field(default_factory=Policy)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,10 @@ class Endpoint:
     host_port: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     protocol: str = "http"  # "http" (HTTP and WebSocket) or "vnc" (raw RFB: the proxy serves noVNC)
+    # The uid that must own the socket and listen on it (the lab's): the proxy refuses any other peer,
+    # so a lab cannot point its socket path at another lab's. None: not checked (the platform is not root).
+    uid: int | None = None
+    secret: str = ""  # a desktop lab's VNC password: the proxy answers Xvnc's challenge with it
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,18 @@ The X server's socket directory is the runtime dir's `X11/`, bound at `/tmp/.X11
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from datalabs.proxy import rfb
 from datalabs.runtimes import desktop_apps
 from datalabs.runtimes.base import LabSpec
-from datalabs.runtimes.sandbox import lab_path, sandbox_hostname
+from datalabs.sandbox.bwrap import NOBODY, sandbox_path
 
 VNC_SOCKET = "vnc.sock"
+PASSWORD_FILE = "vncpasswd"  # in the runtime dir: Xvnc's password, in TigerVNC's file format
 X11_DIR = "X11"  # in the runtime dir; bound at /tmp/.X11-unix inside the lab
 HOSTS = "hosts"  # in the runtime dir; bound at /etc/hosts inside the lab
 WINDOW_MARK = "window"  # written by the session once the app shows a window
@@ -45,13 +48,13 @@ XVNC = r"""
 set -u
 rt=/run/datalab
 export DISPLAY=:0
-# RFB only on the unix socket in the runtime dir (mode 0600, the lab's uid): the proxy is the only thing
-# that can reach it (no other lab sees this dir, and there is no TCP port), so no VNC password is needed
-# (-SecurityTypes None). -nolisten local: no abstract X socket, which would be visible to every lab
-# because the sandboxes share the network namespace. Every client comes from the same "host" (the proxy):
-# Xvnc's blacklist of hosts that drop connections before authenticating must not lock the owner out.
+# RFB only on the unix socket in the runtime dir (mode 0600, the lab's uid; no TCP port), and only with
+# the lab's VNC password, which the proxy supplies (proxy/rfb.py): even a connection that reached this
+# socket some other way gets nothing without it. -nolisten local: no abstract X socket. Every client
+# comes from the same "host" (the proxy): Xvnc's blacklist of hosts that fail before authenticating
+# must not lock the owner out.
 Xvnc :0 -rfbunixpath "$rt/vnc.sock" -rfbunixmode 0600 -rfbport -1 -nolisten tcp -nolisten local \
-  -SecurityTypes None -geometry "${DATALAB_GEOMETRY:-1280x800}" -depth 24 \
+  -SecurityTypes VncAuth -PasswordFile "$rt/vncpasswd" -geometry "${DATALAB_GEOMETRY:-1280x800}" -depth 24 \
   -desktop "${DATALAB_TITLE:-Datalab}" -AlwaysShared -BlacklistThreshold 1000000 &
 xvnc=$!
 # Xvnc leads its own process group: a stop signal to the lab's group must reach it through us. Then wait
@@ -103,7 +106,7 @@ def missing_tools(
     packages = {**session, **(packages or {})}
     missing = []
     for tool in dict.fromkeys([*session, *commands]):
-        if shutil.which(tool, path=lab_path()) is None:
+        if shutil.which(tool, path=sandbox_path()) is None:
             package = packages.get(tool)
             missing.append(f"{tool} (Debian package {package})" if package else tool)
     return missing
@@ -153,6 +156,7 @@ def prepare_runtime_dir(runtime_dir: Path, spec: LabSpec | None = None) -> None:
         stale.unlink(missing_ok=True)
     if spec is not None:
         write_hosts(spec)
+        write_password(spec)
         if spec.apps:
             desktop_apps.write_config(spec)
 
@@ -164,6 +168,29 @@ def sandbox_binds(runtime_dir: Path) -> list[str]:
     if (runtime_dir / HOSTS).exists():
         binds += ["--ro-bind", str(runtime_dir / HOSTS), "/etc/hosts"]
     return binds
+
+
+def sandbox_hostname(spec: LabSpec) -> str:
+    return f"lab-{spec.lab_id[:8]}"
+
+
+def vnc_password(spec: LabSpec) -> str:
+    """The lab's VNC password: the first 8 characters of its secret (VNC authentication uses 8 bytes)."""
+    return spec.secret[: rfb.PASSWORD_LENGTH]
+
+
+def write_password(spec: LabSpec) -> None:
+    """Xvnc's password file, readable by the lab's uid only."""
+    path = spec.runtime_dir / PASSWORD_FILE
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, rfb.password_file(vnc_password(spec)))
+        if os.geteuid() == 0:
+            identity = spec.policy.identity or NOBODY
+            os.fchown(fd, identity.uid, identity.gid)
+    finally:
+        os.close(fd)
 
 
 def write_hosts(spec: LabSpec) -> None:

@@ -43,7 +43,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from datalabs.runtimes.base import DesktopApp, LabSpec
-from datalabs.runtimes.sandbox import lab_path
+from datalabs.sandbox.bwrap import sandbox_path
 
 JWM_CONFIG = "jwmrc"  # in the runtime dir (/run/datalab inside the lab)
 HUB_MARK = "samp-hub-start"  # touched just before the hub starts: a lockfile newer than it is the hub's
@@ -108,7 +108,7 @@ def session_script(spec: LabSpec) -> str:
 
 def installed(spec: LabSpec) -> list[DesktopApp]:
     """The spec's apps whose executable is on the lab's PATH (the others are left out of the menu)."""
-    return [app for app in spec.apps if shutil.which(app.command[0], path=lab_path())]
+    return [app for app in spec.apps if shutil.which(app.command[0], path=sandbox_path())]
 
 
 def required_commands(spec: LabSpec) -> list[str]:

@@ -1,8 +1,8 @@
-"""`LocalRuntime`: each lab is a process tree in a bubblewrap sandbox on this host, limited by a cgroup.
+"""`LocalRuntime`: each lab is a process tree in a bubblewrap sandbox on this host (sandbox/), limited by a
+cgroup (CPU, memory, processes), in a network namespace of its own, as its owner's uid.
 
 Labs outlive the platform process (own session, no parent-death signal) so a platform restart
 re-attaches to them from the persisted state; the (pid, start time) pair guards against pid reuse.
-When the platform runs as root, labs drop to an unprivileged uid before the sandbox is built.
 """
 
 from __future__ import annotations
@@ -19,19 +19,19 @@ from typing import Any, ClassVar
 
 import httpx
 
-from datalabs.runtimes import cgroups, desktop
-from datalabs.runtimes.base import Endpoint, LabSpec, Limits, ProgressEvent, RuntimeBackend, StartError
+from datalabs.runtimes import desktop
+from datalabs.runtimes.base import Endpoint, LabSpec, Limits, Mount, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
-from datalabs.runtimes.sandbox import bwrap_command, bwrap_path, lab_path
+from datalabs.sandbox import cgroups, launch, network
+from datalabs.sandbox.bwrap import NOBODY, Box, bwrap_path, sandbox_path
 
 SOCKET_NAME = "lab.sock"
-LAB_UID = 65534  # nobody: used only when the platform itself runs as root
-BASE_ENV = {"PATH": lab_path(), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+BASE_ENV = {"PATH": sandbox_path(), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
 
 def lab_uid() -> int | None:
-    """The uid labs run as when it must differ from the platform's (root), else None."""
-    return LAB_UID if os.geteuid() == 0 else None
+    """The uid a lab without an identity of its own runs as when the platform is root (nobody), else None."""
+    return NOBODY.uid if os.geteuid() == 0 else None
 
 
 def _start_time(pid: int) -> int | None:
@@ -52,7 +52,7 @@ class LocalRuntime(RuntimeBackend):
         self._pid: int | None = None
         self._started: int | None = None
         self._endpoint: Endpoint | None = None
-        self._cgroup: cgroups.LabCgroup | None = None
+        self._prepared: launch.Prepared | None = None
         self._log_path: Path | None = None
         self._events = EventLog()
 
@@ -73,47 +73,73 @@ class LocalRuntime(RuntimeBackend):
                 self._fail(f"not installed on this host: {', '.join(missing)}")
             desktop.prepare_runtime_dir(spec.runtime_dir, spec)
             spec, extra = desktop.session_spec(spec), desktop.sandbox_binds(spec.runtime_dir)
-        argv = bwrap_command(spec, bwrap, lab_uid(), extra)
-        ok, _ = cgroups.available()
-        if ok:
-            self._cgroup = cgroups.LabCgroup.create(spec.lab_id, spec.cpu, spec.memory_bytes)
-            # The shell joins the cgroup, then execs the sandbox: every process of the lab is counted.
-            join = " ".join(f"echo $$ > {p};" for p in self._cgroup.procs_files)
-            argv = ["/bin/sh", "-c", f'{join} exec "$@"', "sh", *argv]
+        box = Box(
+            command=spec.command,
+            identity=spec.policy.identity,
+            mounts=[*spec.mounts, Mount(spec.runtime_dir, "/run/datalab", readonly=False)],
+            workdir=spec.workdir,
+            env={"HOME": spec.workdir, "USER": self._user(spec), **spec.env},
+            hostname=desktop.sandbox_hostname(spec),
+            launcher=True,
+            extra=extra,
+        )
+        try:
+            self._prepared = launch.prepare(
+                spec.lab_id,
+                box,
+                spec.policy,
+                spec.log_path.parent,
+                cpu=spec.cpu,
+                memory_bytes=spec.memory_bytes,
+            )
+        except (network.NetworkError, OSError, ValueError) as exc:
+            self._fail(f"could not prepare the sandbox: {exc}")
         self._events.add(20, f"Starting {app}")
         with spec.log_path.open("ab") as log:
             try:
                 self._proc = subprocess.Popen(
-                    argv,
+                    self._prepared.argv,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=self._prepared.fds,
                     env={**BASE_ENV, **spec.env},
                 )
             except OSError as exc:
+                self._prepared.release()
                 self._fail(f"could not start the sandbox: {exc}")
+            finally:
+                self._prepared.close_fds()
         self._pid, self._started = self._proc.pid, _start_time(self._proc.pid)
+        uid = (spec.policy.identity or NOBODY).uid if os.geteuid() == 0 else None
         if spec.kind == "desktop":
             socket = str(spec.runtime_dir / desktop.VNC_SOCKET)
-            self._endpoint = Endpoint(socket=socket, protocol="vnc")
+            self._endpoint = Endpoint(
+                socket=socket, protocol="vnc", secret=desktop.vnc_password(spec), uid=uid
+            )
             await self._wait_desktop(spec, app)
         else:
             socket = str(spec.runtime_dir / SOCKET_NAME)
-            self._endpoint = Endpoint(socket=socket, headers=dict(spec.secret_headers))
+            self._endpoint = Endpoint(socket=socket, headers=dict(spec.secret_headers), uid=uid)
             await self._wait_ready(spec, socket)
         self._events.add(100, "Ready", ready=True)
         return self._endpoint
 
     def _prepare_dirs(self, spec: LabSpec) -> None:
         spec.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(spec.log_path.parent, 0o700)  # the sandbox's generated files live here: root's only
         stale = spec.runtime_dir / SOCKET_NAME
         stale.unlink(missing_ok=True)
-        uid = lab_uid()
-        if uid is not None:
-            os.chown(spec.runtime_dir, uid, uid)
+        if os.geteuid() == 0:
+            identity = spec.policy.identity or NOBODY
+            os.chown(spec.runtime_dir, identity.uid, identity.gid)
+
+    @staticmethod
+    def _user(spec: LabSpec) -> str:
+        return spec.policy.identity.name if spec.policy.identity else spec.owner
 
     async def _wait_ready(self, spec: LabSpec, socket: str) -> None:
         deadline = time.monotonic() + spec.start_timeout
@@ -192,17 +218,19 @@ class LocalRuntime(RuntimeBackend):
                 await asyncio.sleep(0.05)
             if await self.poll() is None:
                 self._signal(signal.SIGKILL)
-        if self._cgroup is not None:
+        cgroup = self._prepared.cgroup if self._prepared is not None else None
+        if cgroup is not None:
             # bwrap's outer process dies at SIGTERM at once while the sandbox's processes are still
             # winding down (a desktop session waits for its apps): they get the rest of the grace period.
-            while self._cgroup.pids() and time.monotonic() < deadline:
+            while cgroup.pids() and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            self._cgroup.kill_all()
+            cgroup.kill_all()
             for _ in range(50):
-                if not self._cgroup.pids():
+                if not cgroup.pids():
                     break
                 await asyncio.sleep(0.02)
-            self._cgroup.remove()
+        if self._prepared is not None:
+            self._prepared.release()
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
@@ -213,7 +241,8 @@ class LocalRuntime(RuntimeBackend):
             os.killpg(self._pid, sig)
 
     def oom_killed(self) -> bool:
-        return self._cgroup is not None and self._cgroup.oom_killed()
+        cgroup = self._prepared.cgroup if self._prepared is not None else None
+        return cgroup is not None and cgroup.oom_killed()
 
     # ---- state --------------------------------------------------------------------------------------
 
@@ -225,9 +254,10 @@ class LocalRuntime(RuntimeBackend):
             "socket": e.socket if e else None,
             "headers": e.headers if e else {},
             "protocol": e.protocol if e else "http",
+            "secret": e.secret if e else "",
+            "uid": e.uid if e else None,
             "log": str(self._log_path or ""),
-            "cgroup": list(self._cgroup.dirs) if self._cgroup else [],
-            "cgroup_version": self._cgroup.version if self._cgroup else None,
+            **(self._prepared.state() if self._prepared else {}),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -237,10 +267,11 @@ class LocalRuntime(RuntimeBackend):
                 socket=state["socket"],
                 headers=state.get("headers") or {},
                 protocol=state.get("protocol") or "http",
+                secret=state.get("secret") or "",
+                uid=state.get("uid"),
             )
         self._log_path = Path(state["log"]) if state.get("log") else None
-        if state.get("cgroup"):
-            self._cgroup = cgroups.LabCgroup(tuple(state["cgroup"]), state["cgroup_version"])
+        self._prepared = launch.Prepared.from_state(state)
         self._events.add(100, "Re-attached", ready=True)
 
     def endpoint(self) -> Endpoint | None:

@@ -141,8 +141,12 @@ def _plan(
 ) -> list[Mount]:
     mounts: dict[str, Mount] = {}
     for choice in chosen:
+        beneath = None
         if choice.startswith(CUSTOM):
             source, target = _custom(settings, user, choice[len(CUSTOM) :])
+            # The folder lies in the user's workspace, where a lab could swap it for a link before the
+            # sandbox binds it: it is opened again, without following links, at that very moment.
+            beneath = layout.user_dir(settings, user.name)
         else:
             volume = db.scalar(select(Volume).where(Volume.name == choice))
             if volume is None or not _visible(volume, groups, admin):
@@ -156,7 +160,7 @@ def _plan(
             raise Invalid(
                 f"two chosen volumes would both appear as {MOUNT_ROOT}/{target}", code="volume_clash"
             )
-        mounts[target] = Mount(source, f"{MOUNT_ROOT}/{target}", readonly=True)
+        mounts[target] = Mount(source, f"{MOUNT_ROOT}/{target}", readonly=True, beneath=beneath)
     return list(mounts.values())
 
 

@@ -177,7 +177,6 @@ def catalogue_admin(request: Request, _: Principal = Depends(require_admin), db:
         section="catalogue",
         problems=catalogue_service.problems(db),
         entries=entries,
-        isolation=[*request.app.state.labs.isolation(), quota.admin_line(request.app.state.settings)],
         dirs=[str(path) for path, _ in catalogue_service.sources(request.app.state.settings)],
     )
 
@@ -190,3 +189,24 @@ def reload_catalogue(request: Request, _: Principal = Depends(posting_admin), db
         message = f"Catalogue reloaded; {len(problems)} definition file(s) rejected (see below)."
         return redirect(request, "/admin/catalogue", message, "warning")
     return redirect(request, "/admin/catalogue", "Catalogue reloaded; every definition file is valid.")
+
+
+# ---- security --------------------------------------------------------------------------------------
+
+
+@router.get("/security")
+def security_page(request: Request, _: Principal = Depends(require_admin)):
+    """What this host enforces, each with how it was checked when the platform started."""
+    settings = request.app.state.settings
+    facts = [(f.name, f.enforced, f.how) for f in getattr(request.app.state, "isolation", [])]
+    quota_ok, quota_how = quota.admin_line(settings)
+    facts += [("Workspace quotas inside labs", quota_ok, quota_how)]
+    return page(
+        request,
+        "admin_security.html",
+        title="Security",
+        active="admin",
+        section="security",
+        facts=facts,
+        failing=sum(1 for _, ok, _ in facts if not ok),
+    )

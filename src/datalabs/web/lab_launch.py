@@ -117,7 +117,7 @@ def _launch_page(
 def _folders(request: Request, principal: Principal) -> list[str]:
     """Top-level folders of the user's workspace: suggestions for a custom (read-only) volume."""
     try:
-        tree = workspace_service.personal(request.app.state.settings, principal.name).tree
+        tree = workspace_service.personal(request.app.state.settings, principal.user).tree
         return [e.name for e in tree.listdir((), 0, 200).entries if e.type == "dir"]
     except DatalabsError:
         return []

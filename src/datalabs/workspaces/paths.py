@@ -133,6 +133,31 @@ def os_error(exc: OSError, parts: tuple[str, ...], parent_fd: int | None = None)
     return DatalabsError(f"cannot access '{where}' ({errno.errorcode.get(exc.errno, 'error')})", code="io")
 
 
+@dataclass(frozen=True)
+class Ownership:
+    """Who what the platform makes in a space belongs to: its user's sandbox uid and group; in a team
+    space (`shared`) the team's group with group write, folders setgid (see workspaces/layout.py)."""
+
+    uid: int
+    gid: int
+    shared: bool = False
+
+    def apply(self, fd: int, is_dir: bool) -> None:
+        """Own the open file or folder `fd` (an fd: a name could be swapped for a link meanwhile)."""
+        os.fchown(fd, self.uid, self.gid)
+        if self.shared:
+            extra = 0o2070 if is_dir else 0o060
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | extra)
+
+    def apply_at(self, dir_fd: int, name: str, is_dir: bool) -> None:
+        flags = DIR_FLAGS if is_dir else os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(name, flags, dir_fd=dir_fd)
+        try:
+            self.apply(fd, is_dir)
+        finally:
+            os.close(fd)
+
+
 def open_root(root: Path) -> int:
     try:
         return os.open(root, DIR_FLAGS)
@@ -140,7 +165,9 @@ def open_root(root: Path) -> int:
         raise NotFound("this space's folder is missing on the server", code="root_missing") from exc
 
 
-def open_dir(root: Path, parts: tuple[str, ...], *, create: bool = False, owner: int | None = None) -> int:
+def open_dir(
+    root: Path, parts: tuple[str, ...], *, create: bool = False, owner: Ownership | None = None
+) -> int:
     """An fd of the folder `parts` under `root` (the caller closes it). With `create`, missing folders
     are made (owned by `owner` when given, so labs running as that uid can write them)."""
     fd = open_root(root)
@@ -156,7 +183,7 @@ def open_dir(root: Path, parts: tuple[str, ...], *, create: bool = False, owner:
                 try:
                     os.mkdir(name, 0o755, dir_fd=fd)
                     if owner is not None:
-                        os.chown(name, owner, owner, dir_fd=fd, follow_symlinks=False)
+                        owner.apply_at(fd, name, is_dir=True)
                 except FileExistsError:
                     pass  # made meanwhile by someone else: open it like any other
                 except OSError as exc:

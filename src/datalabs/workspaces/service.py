@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,9 +19,10 @@ from datalabs.accounts.principal import Principal
 from datalabs.config import Settings
 from datalabs.db.models import Group, Membership, TeamWorkspace, User
 from datalabs.errors import Conflict, Forbidden, Invalid, NotFound
-from datalabs.runtimes.local import lab_uid
+from datalabs.sandbox import identity
 from datalabs.sandbox import quota as project_quotas
 from datalabs.workspaces import layout
+from datalabs.workspaces.paths import Ownership
 from datalabs.workspaces.tree import Tree
 
 WRITERS = ("owner", "member", "admin", "self")
@@ -45,26 +47,34 @@ class Space:
         return f"user:{self.name}" if self.kind == "personal" else f"team:{self.name}"
 
 
-def _tree(settings: Settings, kind: str, name: str) -> Tree:
-    root = layout.user_dir(settings, name) if kind == "personal" else layout.team_dir(settings, name)
-    return Tree(root, owner=lab_uid())
+def personal(settings: Settings, user: User) -> Space:
+    """`user`'s personal workspace; what the platform writes there belongs to their sandbox uid."""
+    quota = settings.workspaces.quotas.get(f"user:{user.name}", settings.workspaces.user_quota)
+    owner = None
+    if identity.privileged():
+        uid = identity.user_uid(settings.sandbox.uid_base, user.id)
+        owner = Ownership(uid, uid)
+    root = layout.user_dir(settings, user.name, (owner.uid, owner.gid) if owner else None)
+    return Space("me", "personal", user.name, "self", int(quota), Tree(root, owner=owner))
 
 
-def personal(settings: Settings, user: str) -> Space:
-    quota = settings.workspaces.quotas.get(f"user:{user}", settings.workspaces.user_quota)
-    return Space("me", "personal", user, "self", int(quota), _tree(settings, "personal", user))
-
-
-def _team(settings: Settings, team: TeamWorkspace, role: str) -> Space:
+def _team(settings: Settings, team: TeamWorkspace, role: str, acting: User) -> Space:
+    """A team's workspace as `acting` uses it: what the platform writes there is the acting user's, in
+    the team's group, group-writable."""
     name = team.group.name
     quota = team.quota or settings.workspaces.quotas.get(f"team:{name}", settings.workspaces.team_quota)
-    return Space(f"team:{name}", "team", name, role, int(quota), _tree(settings, "team", name))
+    owner = None
+    if identity.privileged():
+        gid = identity.team_gid(settings.sandbox.team_gid_base, team.group_id)
+        owner = Ownership(identity.user_uid(settings.sandbox.uid_base, acting.id), gid, shared=True)
+    root = layout.team_dir(settings, name, owner.gid if owner else None)
+    return Space(f"team:{name}", "team", name, role, int(quota), Tree(root, owner=owner))
 
 
 def resolve(db: Session, settings: Settings, principal: Principal, ws: str, *, write: bool = False) -> Space:
     """The space `ws` as the principal may use it; Forbidden for a write to a read-only space."""
     if ws == "me":
-        space = personal(settings, principal.name)
+        space = personal(settings, principal.user)
     elif ws.startswith("team:"):
         space = _team_for(db, settings, principal, ws[5:])
     else:
@@ -82,7 +92,7 @@ def _team_for(db: Session, settings: Settings, principal: Principal, name: str) 
     role = _role(db, principal, name) if row is not None else None
     if row is None or role is None:
         raise NotFound(f"no team workspace '{name}' you can see", code="workspace_not_found")
-    return _team(settings, row, role)
+    return _team(settings, row, role, principal.user)
 
 
 def _role(db: Session, principal: Principal, team: str) -> str | None:
@@ -99,7 +109,7 @@ def list_spaces(
 ) -> list[Space]:
     """The caller's personal workspace, then the team workspaces of their teams (all of them for an
     admin asking for `everyone`)."""
-    spaces = [personal(settings, principal.name)]
+    spaces = [personal(settings, principal.user)]
     roles = dict(
         db.execute(
             select(Group.name, Membership.role)
@@ -111,7 +121,7 @@ def list_spaces(
     for row in rows:
         role = roles.get(row.group.name) or ("admin" if everyone and principal.is_admin else None)
         if role:
-            spaces.append(_team(settings, row, role))
+            spaces.append(_team(settings, row, role, principal.user))
     return spaces
 
 
@@ -137,7 +147,7 @@ def create_team_workspace(
     db.add(row)
     db.flush()
     row.group = group
-    return _team(settings, row, role or "admin")
+    return _team(settings, row, role or "admin", principal.user)
 
 
 def mountable_teams(db: Session, user: User) -> list[tuple[str, bool]]:
@@ -150,6 +160,15 @@ def mountable_teams(db: Session, user: User) -> list[tuple[str, bool]]:
         .order_by(Group.name)
     ).all()
     return [(name, role == "readonly") for name, role in rows]
+
+
+def team_root(db: Session, settings: Settings, team: str) -> Path:
+    """The folder of `team`'s workspace, group-owned by the team's gid (what a member's lab mounts)."""
+    group_id = db.scalar(select(Group.id).where(Group.name == team))
+    gid = None
+    if group_id is not None and identity.privileged():
+        gid = identity.team_gid(settings.sandbox.team_gid_base, group_id)
+    return layout.team_dir(settings, team, gid)
 
 
 def check_team_name(team: str) -> str:

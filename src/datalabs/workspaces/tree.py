@@ -21,6 +21,7 @@ from datalabs.workspaces.paths import (
     DIR_FLAGS,
     TEMP_PREFIX,
     Entry,
+    Ownership,
     in_dir,
     lstat_in,
     open_dir,
@@ -39,9 +40,9 @@ class Listing:
 
 
 class Tree:
-    def __init__(self, root: Path, *, owner: int | None = None):
+    def __init__(self, root: Path, *, owner: Ownership | None = None):
         self.root = root
-        self.owner = owner  # uid new files and folders get (labs run as it when the platform is root)
+        self.owner = owner  # who new files and folders belong to (labs run as it when the platform is root)
         # Temporaries of uploads and copies in flight are recorded there, for crash recovery. Without one
         # (not a workspace), every name with the temporary prefix is taken for one of ours and hidden.
         self.journal = inflight.for_tree(root)
@@ -241,7 +242,7 @@ class Tree:
                     raise
         return dest.stat(dst)
 
-    def _copy_file(self, src: tuple[str, ...], dfd: int, name: str, owner: int | None) -> None:
+    def _copy_file(self, src: tuple[str, ...], dfd: int, name: str, owner: Ownership | None) -> None:
         fd, st = self.open(src)
         try:
             out = os.open(
@@ -255,18 +256,18 @@ class Tree:
                         break
                     left -= n
                 if owner is not None:
-                    os.fchown(out, owner, owner)
+                    owner.apply(out, is_dir=False)
             finally:
                 os.close(out)
         finally:
             os.close(fd)
 
-    def _copy_dir(self, src: tuple[str, ...], dfd: int, name: str, owner: int | None) -> None:
+    def _copy_dir(self, src: tuple[str, ...], dfd: int, name: str, owner: Ownership | None) -> None:
         os.mkdir(name, 0o755, dir_fd=dfd)
-        if owner is not None:
-            os.chown(name, owner, owner, dir_fd=dfd, follow_symlinks=False)
         sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
         try:
+            if owner is not None:
+                owner.apply(sub, is_dir=True)
             for entry in self.listdir(src, 0, 10**9).entries:
                 if entry.type == "dir":
                     self._copy_dir((*src, entry.name), sub, entry.name, owner)
@@ -283,7 +284,7 @@ class Tree:
 
     def _own(self, dfd: int, name: str) -> None:
         if self.owner is not None:
-            os.chown(name, self.owner, self.owner, dir_fd=dfd, follow_symlinks=False)
+            self.owner.apply_at(dfd, name, is_dir=True)
 
 
 class _Sink:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from anyio import to_thread
 
 from datalabs.errors import Conflict, TooLarge
-from datalabs.workspaces.paths import Entry, lstat_in, open_dir, os_error, shown
+from datalabs.workspaces.paths import Entry, Ownership, lstat_in, open_dir, os_error, shown
 from datalabs.workspaces.tree import Tree, _discard, temp_name
 
 BATCH = 4 << 20  # bytes gathered before one write in a worker thread (fewer thread hops per GiB)
@@ -129,10 +129,12 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
             rest = rest[os.write(fd, rest) :]
 
 
-def _finish(fd: int, dfd: int, tmp: str, parts: tuple[str, ...], owner: int | None, fsync: bool) -> None:
+def _finish(
+    fd: int, dfd: int, tmp: str, parts: tuple[str, ...], owner: Ownership | None, fsync: bool
+) -> None:
     try:
         if owner is not None:
-            os.fchown(fd, owner, owner)
+            owner.apply(fd, is_dir=False)
         if fsync:
             os.fsync(fd)
         os.rename(tmp, parts[-1], src_dir_fd=dfd, dst_dir_fd=dfd)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datalabs.sandbox.policy import Policy
+
 SUCCEEDED, FAILED, INFRA = "succeeded", "failed", "infrastructure"
 
 
@@ -26,6 +28,9 @@ class RunSpec:
     log: Path  # the run's log: the engine appends its own and the tools' output here
     sandbox: bool = True
     parallel: bool = False
+    # Whose run it is (its tools run as that user's identity) and what network a tool that declares
+    # NetworkAccess gets (sandbox/policy.py); others always get their own loopback only.
+    policy: Policy = field(default_factory=Policy)
 
 
 @dataclass

@@ -1,8 +1,14 @@
 """The warm cwltool engine: cwltool runs as a library inside the worker process. Each pipeline version is
 loaded and validated once and kept (loading is what makes a cold `cwltool` take ~0.9 s; a cached tool
 runs a one-step job in milliseconds). Each run executes on its own thread; its tools run as
-subprocesses inside bubblewrap (pipelines/sandbox.py), their stdout/stderr and cwltool's messages about
-the run go to the run's log.
+subprocesses inside sandboxes as the run's owner (pipelines/sandbox.py), their stdout/stderr and
+cwltool's messages about the run go to the run's log.
+
+cwltool itself runs as root here, so nothing a run's code could shape reaches it unchecked: inputs are
+private snapshots (the worker's staging), JavaScript expressions are evaluated in a sandbox
+(`SandboxedNode`), and a tool's output folder is confined (sandbox/fs.py `confine`: links out of it,
+FIFOs, devices and hard links removed, each reported in the log) after its processes are gone and
+before cwltool collects, checksums and moves the outputs — which follows links, as root.
 """
 
 from __future__ import annotations
@@ -10,12 +16,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import threading
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cwl_utils.sandboxjs import set_js_engine
 from cwltool.command_line_tool import CommandLineTool
 from cwltool.context import LoadingContext, RuntimeContext
 from cwltool.errors import WorkflowException
@@ -28,8 +37,9 @@ from cwltool.workflow import default_make_tool
 from datalabs.pipelines import sandbox
 from datalabs.pipelines.documents import quiet_cwltool
 from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
-from datalabs.runtimes.local import lab_uid
-from datalabs.runtimes.sandbox import lab_path
+from datalabs.sandbox import fs, launch
+from datalabs.sandbox import network as network_mod
+from datalabs.sandbox.bwrap import NOBODY, sandbox_path
 
 CACHE_SIZE = 64
 _cwl_logger = logging.getLogger("cwltool")
@@ -40,6 +50,7 @@ class _Run(Handle):
     spec: RunSpec
     log: Any = None  # the log file (binary, append)
     procs: set = field(default_factory=set)
+    js: list = field(default_factory=list)  # the run's Node.js processes (SandboxedNode)
     cancelled: bool = False
     result: Result | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -96,11 +107,11 @@ class _SandboxedJob(CommandLineJob):
         if self.generatemapper is not None:
             stage_files(self.generatemapper, ignore_writable=self.inplace_update, symlink=True)
             relink_initialworkdir(self.generatemapper, self.outdir, self.builder.outdir, self.inplace_update)
-        if (
-            uid := lab_uid()
-        ) is not None:  # the tool runs as the lab uid: its folders (and staged files) are its
+        policy = run.spec.policy
+        identity = policy.identity or (NOBODY if os.geteuid() == 0 else None)
+        if identity is not None:  # the tool runs as the run's owner: its folders (and staged files) are its
             for d in (self.outdir, self.tmpdir):
-                sandbox.chown_tree(d, uid)
+                fs.chown_tree(d, identity.uid, identity.gid)
         # Inputs appear at their staged paths, bound read-only from the real files: the tool sees them and
         # nothing else of the host.
         readonly = [
@@ -108,12 +119,34 @@ class _SandboxedJob(CommandLineJob):
             for _, ent in self.pathmapper.items_exclude_children()
             if ent.staged and ent.type in ("File", "Directory")
         ]
-        prefix = sandbox.prefix(self.outdir, self.tmpdir, readonly)
-        self._execute(prefix, self.environment, runtimeContext, lambda proc: _watch(run, proc))
+        network = policy.network if self.networkaccess else "none"
+        box = sandbox.tool_box(self.outdir, self.tmpdir, readonly, {})
+        state = Path(run.spec.workdir) / f"sandbox-{uuid.uuid4().hex[:8]}"
+        try:
+            prepared = launch.prepare(
+                f"tool-{uuid.uuid4().hex[:12]}", box, policy.with_network(network), state
+            )
+        except (network_mod.NetworkError, OSError) as exc:
+            raise WorkflowException(f"the tool's sandbox could not be prepared: {exc}") from None
+        # Checked with the run's inputs as the only way out of the output folder, once the tool's processes
+        # are all gone (its sandbox's pid namespace ends with it) and before cwltool, as root, reads it.
+        allowed = fs.Allowed.of(src for src, _ in readonly)
+        collect = self.collect_outputs
+
+        def confined_collect(outdir, rcode):
+            fs.confine(outdir, allowed, lambda why: run.write(f"WARNING {why}\n"))
+            return collect(outdir, rcode)
+
+        self.collect_outputs = confined_collect
+        try:
+            self._execute(prepared.argv, self.environment, runtimeContext, lambda proc: _watch(run, proc))
+        finally:
+            prepared.release()
+            shutil.rmtree(state, ignore_errors=True)
 
     def _required_env(self) -> dict[str, str]:
         # The platform's environment first on PATH (python3 with astropy, hatanaka, ...), as in labs.
-        return {**super()._required_env(), "PATH": lab_path()}
+        return {**super()._required_env(), "PATH": sandbox_path()}
 
     @staticmethod
     def spec_sandbox(run: _Run | None) -> bool:
@@ -173,6 +206,7 @@ class CwltoolEngine(PipelineEngine):
         self._handler = _RunLogHandler()
         self._handler.setFormatter(logging.Formatter("%(message)s"))
         _cwl_logger.addHandler(self._handler)
+        set_js_engine(sandbox.SandboxedNode(_js_context))
 
     def tool(self, spec: RunSpec):
         """The loaded process of a version, loaded once (per document file) and kept."""
@@ -209,6 +243,9 @@ class CwltoolEngine(PipelineEngine):
             run.result = Result(INFRA, f"engine error: {type(exc).__name__}: {exc}"[:2000])
         finally:
             _threads.pop(threading.get_ident(), None)
+            for proc in run.js:  # the run's Node.js processes end with it
+                with contextlib.suppress(OSError):
+                    proc.kill()
             if run.cancelled and run.result is not None and run.result.state != SUCCEEDED:
                 run.result = Result(FAILED, "cancelled")
             run.log.close()
@@ -264,6 +301,14 @@ class CwltoolEngine(PipelineEngine):
         _cwl_logger.removeHandler(self._handler)
         with self._lock:
             self._tools.clear()
+
+
+def _js_context() -> sandbox.JsContext:
+    """Whose sandbox a JavaScript expression evaluated on this thread gets: its run's (or nobody's)."""
+    run = _threads.get(threading.get_ident())
+    if run is None:
+        return None, None, None
+    return run.spec.policy, run.spec.workdir, run.js.append
 
 
 def _last_error(log: Path, limit: int = 600) -> str:

@@ -18,21 +18,26 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from datalabs.pipelines import sandbox
 from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
-from datalabs.runtimes.local import lab_uid
-from datalabs.runtimes.sandbox import lab_path
+from datalabs.sandbox import fs, launch, network
+from datalabs.sandbox.bwrap import NOBODY, sandbox_path
+
+TOIL_PIDS = 1024
+MAX_OUTPUT_OBJECT = 16 * 2**20
 
 
 @dataclass(eq=False)
 class _Proc(Handle):
     proc: subprocess.Popen
-    stdout: Path
+    stdout: Any  # the output object, as Toil printed it: read from our own file object, never by path
     spec: RunSpec
+    prepared: launch.Prepared | None = None
     cancelled: bool = False
     result: Result | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,23 +76,47 @@ class ToilEngine(PipelineEngine):
             str(document),
             str(job),
         ]
-        env = {**os.environ, "PATH": lab_path(), "TMPDIR": str(spec.workdir)}
+        env = {**os.environ, "PATH": sandbox_path(), "TMPDIR": str(spec.workdir)}
+        prepared = None
+        out = open(stdout, "w+b")  # noqa: SIM115 (kept until the run's result is read)
         if spec.sandbox:
-            argv = self._sandboxed(spec, argv)
+            try:
+                prepared = self._sandboxed(spec, argv)
+            except BaseException:
+                out.close()
+                raise
+            argv = prepared.argv
             env["HOME"] = str(spec.workdir)
-        with open(spec.log, "ab") as log, open(stdout, "wb") as out:
+        with open(spec.log, "ab") as log:
             # Its own process group, so a cancel reaches Toil's workers and the tools they started.
             proc = subprocess.Popen(argv, stdout=out, stderr=log, env=env, start_new_session=True)
-        return _Proc(proc=proc, stdout=stdout, spec=spec)
+        return _Proc(proc=proc, stdout=out, spec=spec, prepared=prepared)
 
     @staticmethod
-    def _sandboxed(spec: RunSpec, argv: list[str]) -> list[str]:
+    def _sandboxed(spec: RunSpec, argv: list[str]) -> launch.Prepared:
+        """The whole toil-cwl-runner process tree in one sandbox, as the run's owner, with the network
+        the document asks for (NetworkAccess anywhere in it) and the operator allows."""
         spec.outdir.mkdir(parents=True, exist_ok=True)
-        if (uid := lab_uid()) is not None:  # Toil runs as the labs' uid: its folders are its own
+        policy = spec.policy
+        identity = policy.identity or (NOBODY if os.geteuid() == 0 else None)
+        if identity is not None:  # Toil runs as the run's owner: its folders are its own
             for top in (spec.workdir, spec.outdir):
-                sandbox.chown_tree(top, uid)
+                fs.chown_tree(top, identity.uid, identity.gid)
         readonly = [(path, path) for path in host_paths(spec.job)]
-        return [*sandbox.prefix(str(spec.outdir), str(spec.workdir), readonly), *argv]
+        box = replace(
+            sandbox.tool_box(str(spec.outdir), str(spec.workdir), readonly, {}),
+            command=argv,
+            workdir=str(spec.workdir),
+            hostname="cwl-toil",
+        )
+        wants_network = "NetworkAccess" in spec.document.read_text(errors="replace")
+        # Toil's leader and workers are many threads: the lab limit, not the single tool's.
+        policy = replace(policy, network=policy.network if wants_network else "none", pids_max=TOIL_PIDS)
+        state = spec.workdir.parent / "toil-sandbox"
+        try:
+            return launch.prepare(f"toil-{uuid.uuid4().hex[:12]}", box, policy, state)
+        except network.NetworkError as exc:
+            raise RuntimeError(f"the run's sandbox could not be prepared: {exc}") from None
 
     def poll(self, handle: Handle) -> Result | None:
         assert isinstance(handle, _Proc)
@@ -98,6 +127,9 @@ class ToilEngine(PipelineEngine):
             if code is None:
                 return None
             handle.result = self._result(handle, code)
+            handle.stdout.close()
+            if handle.prepared is not None:
+                handle.prepared.release()
             return handle.result
 
     def _result(self, handle: _Proc, code: int) -> Result:
@@ -105,7 +137,11 @@ class ToilEngine(PipelineEngine):
             return Result(FAILED, "cancelled")
         if code == 0:
             try:
-                return Result(SUCCEEDED, outputs=json.loads(handle.stdout.read_text() or "{}"))
+                handle.stdout.seek(0)
+                printed = handle.stdout.read(MAX_OUTPUT_OBJECT + 1)
+                if len(printed) > MAX_OUTPUT_OBJECT:
+                    return Result(FAILED, "toil-cwl-runner printed an output object larger than 16 MB")
+                return Result(SUCCEEDED, outputs=json.loads(printed or b"{}"))
             except ValueError as exc:
                 return Result(INFRA, f"toil-cwl-runner printed no output object: {exc}")
         if code == 33:

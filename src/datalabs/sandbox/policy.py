@@ -1,0 +1,55 @@
+"""`Policy`: the containment a sandbox gets beyond its mounts, decided by the platform from its settings
+and the user it runs for, and carried by lab specs, run specs and build requests to where the sandbox
+starts. `Sandboxes` turns one into a running process's pieces (network namespace, cgroup, argv)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from datalabs.sandbox.bwrap import ApiAccess
+from datalabs.sandbox.identity import Identity
+
+if TYPE_CHECKING:
+    from datalabs.config import Settings
+
+
+@dataclass(frozen=True)
+class Policy:
+    """`network`: "none" (its own loopback), "outbound" (internet through pasta; the host and private
+    ranges unreachable) or "host" (NOT isolated). `pids_max`: its cgroup's process limit; `nproc`: the
+    identity's RLIMIT_NPROC (all of the user's sandboxes together)."""
+
+    identity: Identity | None = None
+    network: str = "none"
+    api: ApiAccess | None = None
+    pids_max: int | None = None
+    nproc: int | None = None
+    seccomp: bool = True
+    blocked_networks: tuple[str, ...] = ()
+    allowed_networks: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        identity: Identity | None,
+        network: str,
+        *,
+        pids_max: int | None = None,
+        api: ApiAccess | None = None,
+    ) -> Policy:
+        s = settings.sandbox
+        return cls(
+            identity=identity,
+            network=network,
+            api=api,
+            pids_max=pids_max,
+            nproc=s.user_nproc,
+            seccomp=s.seccomp,
+            blocked_networks=tuple(s.blocked_networks),
+            allowed_networks=tuple(s.allowed_networks),
+        )
+
+    def with_network(self, network: str) -> Policy:
+        return replace(self, network=network)
