@@ -1,7 +1,9 @@
-"""CPU and memory limits through cgroups, v2 (unified) or v1 (per-controller hierarchies).
+"""CPU, memory and process-count limits through cgroups, v2 (unified) or v1 (per-controller hierarchies).
 
-A lab's processes join its cgroup before `bwrap` is exec'd (see `LocalRuntime`), so everything in the
-sandbox is counted. Without a writable cgroup hierarchy nothing is enforced and `available()` says why.
+A sandbox's processes join its cgroup before `bwrap` is exec'd (bwrap.py), so everything in it is
+counted. The `pids` controller bounds processes and threads: a fork bomb in one lab stops at its own
+limit instead of starving every other lab. Without a writable hierarchy nothing is enforced and
+`available()` says why.
 """
 
 from __future__ import annotations
@@ -37,36 +39,72 @@ def available() -> tuple[bool, str]:
     return True, f"cgroup v{v}"
 
 
+def pids_available() -> tuple[bool, str]:
+    """Whether the pids controller can bound a sandbox's processes here, and how that was found."""
+    v = version()
+    if v == 2:
+        controllers = _read(ROOT / "cgroup.controllers")
+        return ("pids" in controllers.split(), f"cgroup v2 controllers: {controllers.strip() or 'none'}")
+    if v == 1:
+        pids = ROOT / "pids"
+        if not (pids / "pids.max").exists() and not pids.is_dir():
+            return False, "cgroup v1 without a pids hierarchy"
+        try:
+            (pids / PARENT).mkdir(exist_ok=True)
+        except OSError as exc:
+            return False, f"cgroup v1 pids hierarchy not writable ({exc.strerror})"
+        return True, "cgroup v1 pids hierarchy"
+    return False, "no cgroup hierarchy is mounted at /sys/fs/cgroup"
+
+
 @dataclass(frozen=True)
 class LabCgroup:
-    """The cgroup directories of one lab (one per controller on v1, one on v2)."""
+    """The cgroup directories of one sandbox (one per controller on v1, one on v2)."""
 
     dirs: tuple[str, ...]
     version: int
 
     @classmethod
-    def create(cls, lab_id: str, cpu: float, memory_bytes: int) -> LabCgroup:
+    def create(
+        cls, name: str, cpu: float | None = None, memory_bytes: int | None = None, pids: int | None = None
+    ) -> LabCgroup:
+        """The cgroup `name` with the limits given (None: not limited here)."""
         v = version()
         if v == 2:
             parent = ROOT / PARENT
             parent.mkdir(exist_ok=True)
-            _write(ROOT / "cgroup.subtree_control", "+cpu +memory", ignore_errors=True)
-            _write(parent / "cgroup.subtree_control", "+cpu +memory", ignore_errors=True)
-            lab = parent / lab_id
+            _write(ROOT / "cgroup.subtree_control", "+cpu +memory +pids", ignore_errors=True)
+            _write(parent / "cgroup.subtree_control", "+cpu +memory +pids", ignore_errors=True)
+            lab = parent / name
             lab.mkdir(exist_ok=True)
-            _write(lab / "memory.max", str(memory_bytes))
-            _write(lab / "memory.swap.max", "0", ignore_errors=True)
-            _write(lab / "cpu.max", f"{int(cpu * PERIOD_US)} {PERIOD_US}")
+            if memory_bytes is not None:
+                _write(lab / "memory.max", str(memory_bytes))
+                _write(lab / "memory.swap.max", "0", ignore_errors=True)
+            if cpu is not None:
+                _write(lab / "cpu.max", f"{int(cpu * PERIOD_US)} {PERIOD_US}")
+            if pids is not None:
+                _write(lab / "pids.max", str(pids))
             return cls((str(lab),), 2)
-        memory = ROOT / "memory" / PARENT / lab_id
-        cpu_dir = ROOT / "cpu" / PARENT / lab_id
-        for d in (memory, cpu_dir):
-            d.mkdir(parents=True, exist_ok=True)
-        _write(memory / "memory.limit_in_bytes", str(memory_bytes))
-        _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes), ignore_errors=True)
-        _write(cpu_dir / "cpu.cfs_period_us", str(PERIOD_US))
-        _write(cpu_dir / "cpu.cfs_quota_us", str(int(cpu * PERIOD_US)))
-        return cls((str(memory), str(cpu_dir)), 1)
+        dirs: list[Path] = []
+        if memory_bytes is not None or (cpu is None and pids is None):
+            memory = ROOT / "memory" / PARENT / name
+            memory.mkdir(parents=True, exist_ok=True)
+            if memory_bytes is not None:
+                _write(memory / "memory.limit_in_bytes", str(memory_bytes))
+                _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes), ignore_errors=True)
+            dirs.append(memory)
+        if cpu is not None:
+            cpu_dir = ROOT / "cpu" / PARENT / name
+            cpu_dir.mkdir(parents=True, exist_ok=True)
+            _write(cpu_dir / "cpu.cfs_period_us", str(PERIOD_US))
+            _write(cpu_dir / "cpu.cfs_quota_us", str(int(cpu * PERIOD_US)))
+            dirs.append(cpu_dir)
+        if pids is not None and (ROOT / "pids").is_dir():
+            pids_dir = ROOT / "pids" / PARENT / name
+            pids_dir.mkdir(parents=True, exist_ok=True)
+            _write(pids_dir / "pids.max", str(pids))
+            dirs.append(pids_dir)
+        return cls(tuple(str(d) for d in dirs), 1)
 
     @property
     def procs_files(self) -> list[str]:
@@ -75,12 +113,26 @@ class LabCgroup:
     def pids(self) -> list[int]:
         try:
             return [int(p) for p in Path(self.procs_files[0]).read_text().split()]
-        except OSError:
+        except (OSError, IndexError):
             return []
 
+    def pids_limit(self) -> tuple[int, int] | None:
+        """(current, max) tasks of the pids controller, None without one."""
+        for d in self.dirs:
+            if (Path(d) / "pids.max").exists():
+                try:
+                    current = int(_read(Path(d) / "pids.current") or 0)
+                    limit = _read(Path(d) / "pids.max").strip()
+                    return current, int(limit) if limit.isdigit() else -1
+                except (OSError, ValueError):
+                    return None
+        return None
+
     def oom_killed(self) -> bool:
-        """True if the kernel killed a process of the lab for exceeding its memory limit."""
-        memory = Path(self.dirs[0])
+        """True if the kernel killed a process of the sandbox for exceeding its memory limit."""
+        memory = next((Path(d) for d in self.dirs if "/memory/" in d or self.version == 2), None)
+        if memory is None:
+            return False
         try:
             if self.version == 2:
                 events = dict(line.split() for line in (memory / "memory.events").read_text().splitlines())
@@ -100,6 +152,13 @@ class LabCgroup:
             # A cgroup still holding dying processes cannot be removed yet; the next cleanup will.
             with contextlib.suppress(OSError):
                 os.rmdir(d)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _write(path: Path, value: str, ignore_errors: bool = False) -> None:
