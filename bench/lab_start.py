@@ -155,7 +155,7 @@ class Platform:
         if response.status_code != 202:
             raise RuntimeError(f"launch failed: {response.status_code} {response.text}")
         lab = response.json()
-        url = lab["url"] + ready_path
+        url = lab["path"] + ready_path
 
         outcome = follow_events(self.client, f"/api/v1/labs/{lab['id']}/events")
         if outcome.get("failed"):

@@ -24,6 +24,7 @@ from datalabs.catalogue import service as catalogue_service
 from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
+from datalabs.labs import origins as lab_origins
 from datalabs.labs.api_socket import LabApiServer
 from datalabs.labs.manager import LabManager
 from datalabs.proxy.app import LabProxy
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("%d problem(s) in datalab definitions; see /admin/catalogue", len(problems))
         app.state.isolation = await asyncio.to_thread(report.probe, settings)
         _report_isolation(app.state.isolation)
+        lab_origins.report(settings)
         await asyncio.to_thread(recovery.at_start, settings, sessions)  # dead processes' temporaries; quotas
         await asyncio.to_thread(builds.reap)
         lab_api = LabApiServer(settings, app) if settings.labs.network != "host" else None
@@ -98,7 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)
     app.add_middleware(limits.TooLargeAsJson)
-    app.state.proxy = proxy = LabProxy(routes, app.state.authenticator, on_activity=labs.activity)
+    gate = lab_origins.gate(settings, app.state.authenticator, sessions)
+    app.state.proxy = proxy = LabProxy(routes, app.state.authenticator, on_activity=labs.activity, gate=gate)
     labs.on_route_removed = proxy.forget
     app.add_middleware(ProxyFirst, proxy=proxy)  # outermost: lab traffic skips the API's middleware
     return app
@@ -140,6 +143,6 @@ class ProxyFirst:
         self.app, self.proxy = app, proxy
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "lifespan" and scope["path"].startswith(self.proxy.prefix):
+        if self.proxy.claims(scope):  # lab paths, and everything sent to a lab's origin
             return await self.proxy(scope, receive, send)
         return await self.app(scope, receive, send)

@@ -58,7 +58,9 @@ def test_launch_follow_stop_destroy(people, settings):
     r = c.post("/api/v1/labs", json={"datalab": "fake", "resources": {"cpu": 2, "memory": "2G"}})
     assert r.status_code == 202
     lab = r.json()
-    assert lab["state"] == "pending" and lab["url"] == f"/datalabs/{lab['id']}/"
+    assert lab["state"] == "pending" and lab["path"] == f"/datalabs/{lab['id']}/"
+    # A browser opens the lab on its own origin (labs.origin_url, {port}: the server's).
+    assert lab["url"] == f"http://{lab['id']}.lab.localhost:{settings.server.port}/datalabs/{lab['id']}/"
     assert lab["resources"] == {"cpu": 2.0, "memory": "2.0 GB", "gpu": 0}
     assert events(c, lab["id"])[-1] == "event: ready"
     assert wait_state(c, lab["id"])["state"] == "running"

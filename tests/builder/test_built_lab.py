@@ -37,7 +37,7 @@ def test_built_datalab_runs_its_environment_in_a_real_lab(tmp_path):
         assert lab.status_code == 202, lab.text
         lab = wait_running(ada, lab.json()["id"])
         assert lab["state"] == "running", lab["reason"]
-        base = lab["url"]
+        base = lab["path"]
         kernel = ada.post(f"{base}api/kernels", json={})  # the default kernel
         assert kernel.status_code == 201, kernel.text
         ws_url = url.replace("http", "ws") + f"{base}api/kernels/{kernel.json()['id']}/channels?session_id=t"

@@ -113,7 +113,7 @@ def test_desktop_datalab_in_the_browser(platform, browser, datalab, window):
         cookie = login.cookies["datalabs_session"]
         context.add_cookies([{"name": "datalabs_session", "value": cookie, "domain": host, "path": "/"}])
         page = context.new_page()
-        page.goto(lab["url"], wait_until="domcontentloaded", timeout=60_000)
+        page.goto(lab["path"], wait_until="domcontentloaded", timeout=60_000)
         page.wait_for_selector("body[data-state=connected]", timeout=60_000)
         deadline = time.monotonic() + 30
         while (colours := page.evaluate(CANVAS_COLOURS)) <= 8 and time.monotonic() < deadline:
@@ -187,6 +187,9 @@ def open_desktop(browser, url: str, lab_url: str, clipboard: bool = False):
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
     page = context.new_page()
     page.goto(lab_url, wait_until="domcontentloaded", timeout=60_000)
+    if clipboard:  # the desktop is served on the lab's own origin, where the page now is
+        lab_origin = "/".join(page.url.split("/")[:3])
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab_origin)
     wait_connected(page)
     return context, page
 
@@ -230,7 +233,7 @@ def test_astro_desktop_clipboard_both_ways_and_reconnect(platform, browser):
     try:
         windows = {app: wait_for_window(rt, name, timeout=90) for app, name in ASTRO_WINDOWS.items()}
         assert all(windows.values()), windows
-        context, page = open_desktop(browser, url, lab["url"], clipboard=True)
+        context, page = open_desktop(browser, url, lab["path"], clipboard=True)
 
         # browser -> lab: text put in the clipboard panel is the lab's X clipboard
         page.click("#clipboard-toggle")

@@ -105,7 +105,7 @@ def test_jupyterlab_end_to_end(platform):
     assert lab.status_code == 202, lab.text
     lab = wait_running(ada, lab.json()["id"])
     assert lab["state"] == "running", lab["reason"]
-    base = lab["url"]
+    base = lab["path"]  # on the platform's address, with the bearer token
 
     status = ada.get(f"{base}api/status")
     assert status.status_code == 200 and "started" in status.json()

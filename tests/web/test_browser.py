@@ -79,8 +79,17 @@ def browser_page(base: str):
         context = browser.new_context(base_url=base, viewport={"width": 1360, "height": 900})
         page = context.new_page()
         problems: list[str] = []
-        # Everything must come from the platform itself (vendored static files), and run cleanly (CSP).
-        page.on("request", lambda r: r.url.startswith(base) or problems.append(f"outside request {r.url}"))
+        # Everything must come from the platform itself (vendored static files) or, for a lab's pages,
+        # from that lab's own origin (labs.origin_url's default), and run cleanly (CSP).
+        lab_origin = re.compile(rf"^http://[0-9a-f]+\.lab\.localhost:{urlsplit(base).port}/")
+        page.on(
+            "request",
+            lambda r: (
+                r.url.startswith(base)
+                or lab_origin.match(r.url)
+                or problems.append(f"outside request {r.url}")
+            ),
+        )
         page.on(
             "console",
             lambda m: (

@@ -111,16 +111,22 @@ def end_session(db: Session, value: str) -> None:
 
 
 def principal_from_session(db: Session, value: str) -> Principal | None:
+    return principal_from_session_id(db, _digest(value))
+
+
+def principal_from_session_id(db: Session, session_id: str) -> Principal | None:
+    """The session's user by the session's stored id (the hash of its cookie value): a lab cookie
+    names the session this way (accounts/lab_login.py)."""
     row = db.execute(
         select(User, AuthSession.expires_at)
         .join(AuthSession, AuthSession.user_id == User.id)
-        .where(AuthSession.id == _digest(value))
+        .where(AuthSession.id == session_id)
     ).first()
     if row is None or row[1] < utcnow() or not row[0].active:
         return None
     user = row[0]
     return Principal(
-        user=user, groups=frozenset(user_groups(db, user.id)), via="session", session_id=_digest(value)
+        user=user, groups=frozenset(user_groups(db, user.id)), via="session", session_id=session_id
     )
 
 

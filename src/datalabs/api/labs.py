@@ -17,7 +17,7 @@ from datalabs.catalogue.schema import parse_memory
 from datalabs.config import Settings
 from datalabs.db.models import Lab
 from datalabs.errors import Invalid
-from datalabs.labs import service
+from datalabs.labs import origins, service
 from datalabs.labs.manager import LabManager
 
 router = APIRouter(prefix="/api/v1/labs", tags=["labs"], responses={401: {}, 403: {}})
@@ -55,7 +55,11 @@ class LabRead(BaseModel):
     kind: str
     state: str
     reason: str
-    url: str
+    url: str = Field(description="Where a browser opens the lab: its own origin (labs.origin_url).")
+    path: str = Field(
+        description="The lab's path, `/datalabs/{id}/`; on the platform's address it serves API clients "
+        "that send `Authorization: Bearer <token>` (browsers are sent on to `url`)."
+    )
     resources: dict
     volumes: list[str]
     created_at: datetime
@@ -63,7 +67,7 @@ class LabRead(BaseModel):
     ended_at: datetime | None
 
     @classmethod
-    def of(cls, lab: Lab) -> LabRead:
+    def of(cls, lab: Lab, settings: Settings) -> LabRead:
         return cls(
             id=lab.id,
             name=lab.name,
@@ -73,7 +77,8 @@ class LabRead(BaseModel):
             kind=lab.kind,
             state=lab.state,
             reason=lab.reason,
-            url=f"/datalabs/{lab.id}/",
+            url=origins.lab_url(settings, lab.id),
+            path=f"/datalabs/{lab.id}/",
             resources={"cpu": lab.cpu, "memory": service.memory_text(lab.memory), "gpu": lab.gpu},
             volumes=lab.volumes,
             created_at=lab.created_at,
@@ -110,7 +115,7 @@ async def launch(
     lab, token = service.create(db, settings, request.app.state.catalogue, principal, req)
     db.commit()
     labs.spawn(lab.id, token)
-    return LabRead.of(lab)
+    return LabRead.of(lab, settings)
 
 
 @router.get("", response_model=list[LabRead])
@@ -119,15 +124,22 @@ def list_labs(
     active: bool = Query(False, description="Only labs that are not stopped or failed."),
     principal: Principal = Depends(read),
     db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
 ):
     return [
-        LabRead.of(lab) for lab in service.list_for(db, principal, everyone=all, include_ended=not active)
+        LabRead.of(lab, settings)
+        for lab in service.list_for(db, principal, everyone=all, include_ended=not active)
     ]
 
 
 @router.get("/{lab_id}", response_model=LabRead, responses={404: {}})
-def get_lab(lab_id: str, principal: Principal = Depends(read), db: Session = Depends(get_db)):
-    return LabRead.of(service.get(db, principal, lab_id))
+def get_lab(
+    lab_id: str,
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    return LabRead.of(service.get(db, principal, lab_id), settings)
 
 
 @router.get("/{lab_id}/events", response_class=StreamingResponse, responses={404: {}})
@@ -178,12 +190,13 @@ async def stop_lab(
     principal: Principal = Depends(write),
     db: Session = Depends(get_db),
     labs: LabManager = Depends(manager),
+    settings: Settings = Depends(get_settings),
 ):
     lab = service.get(db, principal, lab_id)
     if lab.state in service.ACTIVE:
         await labs.stop(lab_id, service.stop_reason(principal, lab))
     db.expire_all()
-    return LabRead.of(service.get(db, principal, lab_id))
+    return LabRead.of(service.get(db, principal, lab_id), settings)
 
 
 @router.delete("/{lab_id}", status_code=204, responses={404: {}})

@@ -82,6 +82,21 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class LabCode(Base):
+    """A one-time code that lets a browser into one lab on the lab's own origin: issued by the platform
+    to a logged-in session (user + lab), redeemed once on the lab's origin for a lab cookie. Only the
+    SHA-256 of the code is stored; `used_at` makes it single-use across replicas."""
+
+    __tablename__ = "lab_codes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lab_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    session_id: Mapped[str] = mapped_column(ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class LoginFailure(Base):
     """One failed login, counted per key (`user:<name>` and `client:<address>`) for throttling."""
 

@@ -6,6 +6,10 @@ lab -> 404; another user's lab -> 403, administrators included) -> rewrite heade
 the lab's keep-alive pool -> rewrite the response headers (and mask the lab's secret in text bodies)
 -> stream back.
 
+With an `OriginGate` (gate.py; the platform's default) every lab is served on an origin of its own and
+entered with a lab cookie; without one (`labs.unsafe_platform_origin`, and the proxy's own tests) labs
+are served under the platform's origin with the platform's credentials, as before.
+
 Mounting: the path is used as received (the lab runs with base_url `/datalabs/{id}/`), so mount the
 proxy where `scope["path"]` is the full path: in front of the platform app by prefix (fastest) or as a
 Starlette `Mount("/datalabs", proxy)`. A mounted app gets no lifespan events: the platform calls
@@ -24,6 +28,7 @@ from urllib.parse import quote
 from datalabs.proxy import novnc
 from datalabs.proxy.auth import Authenticate, Authorize, owner_only
 from datalabs.proxy.base import RouteTable
+from datalabs.proxy.gate import Identified, OriginGate, Redirect
 from datalabs.proxy.headers import get_header, request_headers, response_headers
 from datalabs.proxy.http1 import Aborted, Response, UpstreamError, UpstreamTimeout
 from datalabs.proxy.pool import PoolOptions, UpstreamPool
@@ -69,6 +74,7 @@ class LabProxy:
         login_url: str = "/login",
         pool_options: PoolOptions | None = None,
         websocket_options: WebSocketOptions | None = None,
+        gate: OriginGate | None = None,
     ) -> None:
         if not (prefix.startswith("/") and prefix.endswith("/")):
             raise ValueError("prefix must start and end with '/'")
@@ -80,6 +86,7 @@ class LabProxy:
         self.login_url = login_url
         self.pool_options = pool_options or PoolOptions()
         self.websocket_options = websocket_options or WebSocketOptions()
+        self.gate = gate
         self._pools: dict[str, UpstreamPool] = {}
         self._next_sweep = 0.0
 
@@ -96,10 +103,9 @@ class LabProxy:
         """An ASGI app serving paths under `prefix` with this proxy and everything else (lifespan
         included) with `app`, the platform. One string test per request: cheaper than routing through
         the platform's middleware and router. The platform's lifespan must call `proxy.close()`."""
-        prefix = self.prefix
 
         async def dispatch(scope: dict, receive: Callable, send: Callable) -> None:
-            if scope["type"] != "lifespan" and scope["path"].startswith(prefix):
+            if self.claims(scope):
                 await self(scope, receive, send)
             else:
                 await app(scope, receive, send)
@@ -107,6 +113,15 @@ class LabProxy:
         return dispatch
 
     # -- shared by HTTP and WebSocket ------------------------------------------------------------------
+
+    def claims(self, scope: dict) -> bool:
+        """Whether this request is the proxy's: a lab path, or anything sent to a lab's origin (which
+        serves nothing of the platform)."""
+        if scope["type"] == "lifespan":
+            return False
+        if scope["path"].startswith(self.prefix):
+            return True
+        return self.gate is not None and self.gate.lab_host(scope) is not None
 
     def lab_id(self, scope: dict) -> str | None:
         """The lab id in the path, or None if the path is not a lab path."""
@@ -116,27 +131,45 @@ class LabProxy:
         lab_id = path[len(self.prefix) :].partition("/")[0]
         return lab_id if LAB_ID_RE.fullmatch(lab_id) else None
 
-    async def admit(self, scope: dict) -> Route | Refusal:
-        """The route to forward this request to, or why not. Authenticates before looking up the lab, so
-        an anonymous caller learns nothing about which labs exist."""
-        lab_id = self.lab_id(scope)
-        if lab_id is None:
-            return NOT_A_LAB_PATH
+    async def admit(self, scope: dict) -> Route | Refusal | Redirect:
+        """The route to forward this request to, or why not (or, with a gate, where the browser must go
+        first; never for a WebSocket). Authenticates before looking up the lab, so an anonymous caller
+        learns nothing about which labs exist."""
         try:
-            principal = await self.authenticate(scope)
+            found = await self._identify(scope)
         except Exception:
-            log.exception("authentication failed for a request to lab %s", lab_id)
+            log.exception("authentication failed for a request to %s", scope["path"])
             return AUTH_UNAVAILABLE
-        if principal is None:
-            return NOT_AUTHENTICATED
+        if not isinstance(found, Identified):
+            if isinstance(found, Redirect) and scope["type"] != "http":
+                return NOT_AUTHENTICATED
+            return found
+        lab_id = found.lab_id
         route = await self.routes.get_route(lab_id)
         if route is None:
             return not_found(lab_id)
-        if not self.authorize(principal, route):
+        if not self.authorize(found.principal, route):
             return forbidden(lab_id)
+        if found.enter and self.gate is not None and scope["type"] == "http":
+            try:
+                return await self.gate.enter(scope, found.principal, lab_id)
+            except Exception:
+                log.exception("could not issue a way into lab %s", lab_id)
+                return AUTH_UNAVAILABLE
+        if found.renew:
+            scope["datalabs.set_cookie"] = found.renew.encode("latin-1")  # sent with the lab's response
         if self.on_activity is not None:
             self.on_activity(lab_id)
         return route
+
+    async def _identify(self, scope: dict) -> Identified | Refusal | Redirect:
+        if self.gate is not None:
+            return await self.gate.identify(scope)
+        lab_id = self.lab_id(scope)
+        if lab_id is None:
+            return NOT_A_LAB_PATH
+        principal = await self.authenticate(scope)
+        return NOT_AUTHENTICATED if principal is None else Identified(lab_id, principal)
 
     def pool(self, route: Route) -> UpstreamPool:
         """The keep-alive pool for the route's lab, replaced when the lab moved to another socket."""
@@ -171,6 +204,9 @@ class LabProxy:
 
     async def _http(self, scope: dict, receive: Callable, send: Callable) -> None:
         admitted = await self.admit(scope)
+        if isinstance(admitted, Redirect):
+            await _send_redirect(send, admitted)
+            return
         if isinstance(admitted, Refusal):
             await self._refuse(scope, send, admitted)
             return
@@ -214,6 +250,8 @@ class LabProxy:
         """Stream the lab's response to the browser; the connection goes back to the pool at the end."""
         prefix = f"{self.prefix}{route.lab_id}/".encode()
         headers = response_headers(response.headers, route, get_header(scope, b"host"), prefix)
+        if renewed := scope.get("datalabs.set_cookie"):
+            headers.append((b"set-cookie", renewed))
         redactor = Redactor(route.secrets) if route.secrets and wants_redaction(response.headers) else None
         watcher: asyncio.Future[None] | None = None
         try:
@@ -240,7 +278,14 @@ class LabProxy:
 
     async def _refuse(self, scope: dict, send: Callable, refusal: Refusal) -> None:
         accept = get_header(scope, b"accept") or b""
-        if refusal.status == 401 and scope["method"] in ("GET", "HEAD") and b"text/html" in accept:
+        # On a lab's origin there is no login page: the gate has sent page loads to the platform already.
+        on_lab_origin = self.gate is not None and self.gate.lab_host(scope) is not None
+        if (
+            refusal.status == 401
+            and scope["method"] in ("GET", "HEAD")
+            and b"text/html" in accept
+            and not on_lab_origin
+        ):
             query = scope.get("query_string", b"").decode("latin-1")
             next_url = scope["path"] + ("?" + query if query else "")
             location = f"{self.login_url}?next={quote(next_url, safe='/')}"
@@ -263,6 +308,18 @@ async def _send_error(send: Callable, refusal: Refusal) -> None:
     extra = [(b"www-authenticate", b"Bearer")] if refusal.status == 401 else []
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), *extra]
     await _send_simple(send, refusal.status, refusal.body(), headers)
+
+
+async def _send_redirect(send: Callable, redirect: Redirect) -> None:
+    # The code in a Location must not travel further (Referer) or be kept (caches).
+    headers = [
+        (b"location", redirect.location.encode("latin-1")),
+        (b"cache-control", b"no-store"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+    if redirect.cookie:
+        headers.append((b"set-cookie", redirect.cookie.encode("latin-1")))
+    await _send_simple(send, 303, b"", headers)
 
 
 async def _send_simple(send: Callable, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

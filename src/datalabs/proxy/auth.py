@@ -90,7 +90,11 @@ class CachedAuthenticator:
         found = credential(scope)
         if found is None:
             return None
-        kind, secret = found
+        return await self.lookup(*found)
+
+    async def lookup(self, kind: str, secret: str) -> Any:
+        """The principal for one credential: "token" (a bearer token), "session" (the session cookie's
+        value) or "session_id" (a session by its stored id, as a lab cookie names it)."""
         key = hashlib.sha256(f"{kind}:{secret}".encode()).digest()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
@@ -120,6 +124,8 @@ class CachedAuthenticator:
         with self._sessions() as db:
             if kind == "token":
                 return auth.principal_from_token(db, secret)
+            if kind == "session_id":
+                return auth.principal_from_session_id(db, secret)
             return auth.principal_from_session(db, secret)
 
     def _done(self, key: bytes, task: asyncio.Task[Any]) -> None:

@@ -26,7 +26,8 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-PLATFORM_COOKIES = frozenset({b"datalabs_session", b"datalabs_anon"})
+# The lab cookie too: it is the browser's pass to the lab, not something the lab may read or set.
+PLATFORM_COOKIES = frozenset({b"datalabs_session", b"datalabs_anon", b"datalabs_lab", b"__Host-datalabs_lab"})
 # From the browser, besides hop-by-hop: its platform credential (Authorization), headers we set ourselves
 # (forwarding info the browser could forge; uvicorn has already applied those of trusted proxies to
 # scope["client"]) and Expect (the front server answers 100-continue; the body is streamed anyway).

@@ -11,6 +11,7 @@ from datalabs.accounts.principal import Principal
 from datalabs.api.deps import forget_after_changes, get_db
 from datalabs.catalogue import service as catalogue_service
 from datalabs.errors import Conflict, DatalabsError
+from datalabs.labs import origins as lab_origins
 from datalabs.sandbox import quota
 from datalabs.web.render import page, place_errors, redirect
 from datalabs.web.security import HtmlRoute, posting_admin, require_admin
@@ -200,7 +201,11 @@ def security_page(request: Request, _: Principal = Depends(require_admin)):
     settings = request.app.state.settings
     facts = [(f.name, f.enforced, f.how) for f in getattr(request.app.state, "isolation", [])]
     quota_ok, quota_how = quota.admin_line(settings)
-    facts += [("Workspace quotas inside labs", quota_ok, quota_how)]
+    origin_ok, origin_how = lab_origins.status(settings)
+    facts += [
+        ("Workspace quotas inside labs", quota_ok, quota_how),
+        ("A web origin per lab", origin_ok, origin_how),
+    ]
     return page(
         request,
         "admin_security.html",

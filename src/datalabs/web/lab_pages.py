@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db
-from datalabs.labs import service
+from datalabs.labs import origins, service
 from datalabs.web import lab_view
 from datalabs.web.lab_launch import LAUNCHED
 from datalabs.web.render import page, read_flash, redirect
@@ -84,6 +84,9 @@ def lab_page(
         follow=lab["starting"] or lab["state"] == "stopping",
         auto_open=just_launched and lab["running"],
         open_url=open_url,
+        # Links go to the lab's path here, which sends the browser on to the lab's own origin (with a
+        # one-time code) whatever address it reached the platform at; the address shown is that origin.
+        address=origins.lab_url(request.app.state.settings, lab_id),
         headers={"Cache-Control": "no-store"},
     )
 
