@@ -6,6 +6,7 @@ The API and the "Create datalab" wizard both take their sources here, so they ac
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -14,9 +15,9 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.principal import Principal
 from datalabs.builder.sources import Staging, copy_tree, git_clone, write_files
 from datalabs.config import Settings
-from datalabs.errors import Invalid
+from datalabs.errors import DatalabsError, Invalid
 from datalabs.workspaces import service as workspaces
-from datalabs.workspaces.paths import parts_of
+from datalabs.workspaces.paths import open_dir, parts_of
 
 Fill = Callable[[Staging], str]
 
@@ -42,11 +43,13 @@ def from_workspace(db: Session, settings: Settings, principal: Principal, ws: st
     space = workspaces.resolve(db, settings, principal, ws)
     parts = parts_of(path)
     folder = space.tree.root.joinpath(*parts)
-    if not folder.is_dir() or folder.is_symlink():
-        raise Invalid(f"'{path}' is not a folder of workspace '{space.id}'", code="not_a_folder")
+    try:
+        os.close(open_dir(space.tree.root, parts))  # walked without following links
+    except DatalabsError:
+        raise Invalid(f"'{path}' is not a folder of workspace '{space.id}'", code="not_a_folder") from None
 
     def fill(staging: Staging) -> str:
-        copy_tree(staging, folder, f"workspace folder '{path}'")
+        copy_tree(staging, folder, f"workspace folder '{path}'", beneath=space.tree.root)
         return f"{space.id}:{'/'.join(parts)}"
 
     return fill

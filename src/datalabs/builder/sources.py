@@ -13,6 +13,7 @@ sources (a zip in the zip, wheels) are files like any other: the platform never 
 
 from __future__ import annotations
 
+import errno
 import lzma
 import os
 import shutil
@@ -20,12 +21,13 @@ import stat
 import subprocess
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from datalabs.errors import DatalabsError, Invalid, TooLarge
+from datalabs.sandbox import fs
 from datalabs.workspaces.paths import check_name
 
 CHUNK = 1 << 16
@@ -197,27 +199,48 @@ def _check_directory(limits: Limits, archive: BinaryIO) -> None:
         )
 
 
-def copy_tree(staging: Staging, source: Path, what: str) -> None:
-    """Copy a directory (a workspace folder, a fresh clone) without following or keeping symlinks."""
-    for name, path in _walk(source, what):
-        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as stream:
-            staging.write(name, stream, path.lstat().st_size)
+def copy_tree(staging: Staging, source: Path, what: str, beneath: Path | None = None) -> None:
+    """Copy a directory (a workspace folder, a fresh clone) without following or keeping symlinks.
+
+    Walked from directory fds (sandbox/fs.py): a lab writing its workspace while we copy cannot swap a
+    folder for a link and have root copy another user's files into the sources. With `beneath` (the
+    workspace's root), `source` itself is reached from there without following any link."""
+    top = _open_folder(source, beneath, what)
+    try:
+        for folder, dirs, others, dfd in fs.walk(top):
+            dirs[:] = sorted(d for d in dirs if d != ".git")  # fs.walk descends only into what is left
+            for name in sorted(others):
+                rel = name if folder == "." else f"{folder}/{name}"
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+                except OSError as exc:
+                    why = (
+                        "a symbolic link; links are not allowed" if exc.errno == errno.ELOOP else "unreadable"
+                    )
+                    raise Invalid(f"'{rel}' in {what} is {why}", code="symlink") from None
+                with os.fdopen(fd, "rb") as stream:
+                    st = os.fstat(fd)
+                    if not stat.S_ISREG(st.st_mode):
+                        raise Invalid(f"'{rel}' in {what} is not a regular file", code="unsafe_path")
+                    staging.write(rel, stream, st.st_size)
+    finally:
+        os.close(top)
 
 
-def _walk(source: Path, what: str) -> Iterator[tuple[str, Path]]:
-    for dirpath, dirnames, filenames in os.walk(source, followlinks=False):
-        base = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for entry in [*dirnames, *sorted(filenames)]:
-            path = base / entry
-            rel = path.relative_to(source).as_posix()
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                raise Invalid(f"'{rel}' in {what} is a symbolic link; links are not allowed", code="symlink")
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-                raise Invalid(f"'{rel}' in {what} is not a regular file", code="unsafe_path")
-            if stat.S_ISREG(st.st_mode):
-                yield rel, path
+def _open_folder(source: Path, beneath: Path | None, what: str) -> int:
+    try:
+        if beneath is None:
+            return os.open(source, fs.DIR_FLAGS)
+        root = os.open(beneath, fs.DIR_FLAGS)
+        try:
+            rel = os.path.relpath(source, beneath)
+            return fs.openat2(
+                root, rel, os.O_RDONLY | os.O_DIRECTORY, fs.RESOLVE_BENEATH | fs.RESOLVE_NO_SYMLINKS
+            )
+        finally:
+            os.close(root)
+    except OSError:
+        raise Invalid(f"{what} is not a folder (or is reached through a link)", code="not_a_folder") from None
 
 
 def write_files(staging: Staging, files: Iterable[tuple[str, BinaryIO]]) -> None:

@@ -68,7 +68,8 @@ def walk(top_fd: int, folder: str = ".") -> Iterator[tuple[str, list[str], list[
     checking), nothing here is ever followed: entries are typed by lstat, folders opened with
     O_NOFOLLOW|O_DIRECTORY, so a link swapped in meanwhile is an error for that entry, never a detour
     (to a FIFO that would hang us, or a device that opening would trigger). Links are among the
-    "other names". The fds are only valid during the iteration step."""
+    "other names". The fds are only valid during the iteration step; as with `os.walk`, removing names
+    from the sub-folder list in place keeps the walk out of them."""
     dirs, others = [], []
     try:
         with os.scandir(top_fd) as entries:

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from datalabs.sandbox import fs
+
 log = logging.getLogger(__name__)
 
 FS_IOC_FSGETXATTR = 0x801C581F  # _IOR('X', 31, struct fsxattr)
@@ -290,7 +292,7 @@ def adopt(root: Path, projid: int) -> int:
             return 0
         set_project(fd, projid, inherit=True)  # first: files made during the walk inherit it
         changed = 1
-        for _, dirs, files, dfd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+        for _, dirs, files, dfd in fs.walk(fd):  # never opens through a link (os.fwalk would)
             for name in dirs + files:
                 changed += _retag(dfd, name, projid)
         return changed

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datalabs.errors import Conflict, Invalid, NotFound
+from datalabs.sandbox import fs
 from datalabs.workspaces import inflight
 from datalabs.workspaces.paths import (
     DIR_FLAGS,
@@ -95,9 +96,10 @@ class Tree:
 
     def walk(self, parts: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], int, list[str], list[str]]]:
         """(folder parts, folder fd, sub-folder names, other names) for every folder below `parts`,
-        never following links (os.fwalk)."""
+        never following links (sandbox/fs.py `walk`: unlike os.fwalk it never opens through a link a
+        lab swapped in, so a FIFO or device cannot be reached through one)."""
         with in_dir(self.root, parts) as fd:
-            for top, dirs, files, dfd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+            for top, dirs, files, dfd in fs.walk(fd):
                 here = (*parts, *(p for p in top.split("/") if p not in ("", ".")))
                 yield here, dfd, dirs, [f for f in files if not self.hidden(here, f)]
 
@@ -105,7 +107,7 @@ class Tree:
         """Bytes used by the files of the whole tree (apparent sizes, uploads in flight included)."""
         total = 0
         with in_dir(self.root, ()) as fd:
-            for _, _, files, dfd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+            for _, _, files, dfd in fs.walk(fd):
                 for name in files:
                     try:
                         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)

@@ -1,0 +1,110 @@
+"""sandbox/bwrap.py, launch.py, seccomp.py, network.py: the sandbox as a process sees it from inside."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from datalabs.config import SandboxSettings, Settings
+from datalabs.sandbox import bwrap, launch, network, seccomp
+from datalabs.sandbox.bwrap import Box, Mount
+from datalabs.sandbox.identity import of as identity_of
+from datalabs.sandbox.policy import Policy
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandboxes with their own uid need root")
+
+INSIDE = r"""
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+out = {"uid": os.getuid(), "groups": sorted(os.getgroups()), "seccomp": status["Seccomp"].strip(),
+       "userns": libc.unshare(0x10000000), "mount": libc.unshare(0x20000),
+       "interfaces": [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]],
+       "passwd": [l for l in open("/etc/passwd") if l.startswith("ada:")],
+       "home": sorted(os.listdir("/media/home")) if os.path.isdir("/media/home") else None}
+for path in sys.argv[1:]:
+    try:
+        open(path).read()
+        out[path] = "read"
+    except OSError as exc:
+        out[path] = exc.strerror
+print(json.dumps(out))
+"""
+
+
+def run_inside(tmp_path: Path, policy: Policy, mounts=(), args=()) -> dict:
+    box = Box(command=[sys.executable, "-I", "-S", "-c", INSIDE, *args], identity=None, mounts=mounts)
+    prepared = launch.prepare(f"t{os.getpid()}", box, policy, tmp_path / "state")
+    try:
+        done = subprocess.run(
+            prepared.argv, capture_output=True, text=True, timeout=60, pass_fds=prepared.fds
+        )
+    finally:
+        prepared.release()
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_sandbox_runs_as_its_user_with_no_way_out(tmp_path):
+    ada = identity_of(1_000_000_000, 1_500_000_000, 7, "ada", [(3, "astro")])
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root's")
+    secret.chmod(0o600)
+    seen = run_inside(
+        tmp_path, Policy.of(Settings(home=tmp_path), ada, "none", pids_max=64), args=[str(secret)]
+    )
+    assert seen["uid"] == 1_000_000_007 and seen["groups"] == [1_500_000_003]  # its teams
+    assert seen["passwd"] and seen["passwd"][0].startswith("ada:x:1000000007:")
+    assert seen["seccomp"] == "2" and seen["userns"] == -1 and seen["mount"] == -1
+    assert seen["interfaces"] == ["lo"]
+    assert seen[str(secret)] == "No such file or directory"  # nothing of the host beyond the system
+
+
+def test_a_mount_bound_by_fd_cannot_be_redirected(tmp_path):
+    ws = tmp_path / "ws"
+    (ws / "folder").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    ada = identity_of(1_000_000_000, 1_500_000_000, 7, "ada")
+    policy = Policy.of(Settings(home=tmp_path), ada, "none")
+    mount = Mount(ws / "folder", "/media/home/f", readonly=True, beneath=ws)
+    assert run_inside(tmp_path, policy, [mount])["home"] == ["f"]
+    (ws / "folder").rmdir()
+    (ws / "folder").symlink_to(tmp_path / "other")  # swapped after the platform's checks
+    with pytest.raises(OSError):
+        run_inside(tmp_path, policy, [mount])
+
+
+def test_seccomp_program_is_built_once_and_denies_what_it_lists():
+    assert seccomp.available()[0]
+    assert seccomp.program() is seccomp.program()
+    assert len(seccomp.program()) % 8 == 0  # whole BPF instructions
+
+
+@pytest.mark.skipif(not network.available()[0], reason="no pasta / ip here")
+def test_an_outbound_namespace_reaches_neither_the_host_nor_private_ranges(tmp_path):
+    made = network.create("t-fs", SandboxSettings().blocked_networks, ["10.250.0.0/16"])
+    try:
+        routes = subprocess.run(["ip", "-n", "datalabs-t-fs", "route"], capture_output=True, text=True).stdout
+        assert "default via 198.18.0.1" in routes
+        for blocked in ("prohibit 10.0.0.0/8", "prohibit 127.0.0.0/8", "prohibit 169.254.0.0/16"):
+            assert blocked in routes
+        assert "10.250.0.0/16 via 198.18.0.1" in routes  # the operator's exception
+        addresses = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+        for line in addresses.splitlines():
+            host = line.split()[3].split("/")[0]
+            if not host.startswith("127."):
+                assert f"prohibit {host}" in routes
+    finally:
+        network.remove(made.name, made.pasta_pid)
+    assert not Path(made.path).exists()
+
+
+def test_python_dirs_cover_the_platform_package():
+    import datalabs
+
+    assert any(str(Path(datalabs.__file__).resolve()).startswith(d + "/") for d in bwrap.python_dirs())
