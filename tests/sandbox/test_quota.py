@@ -96,6 +96,10 @@ def test_project_limits_hold_against_an_unprivileged_writer(tmp_path):
         root = settings.home / "workspaces" / "users" / "ada"
         root.mkdir(parents=True)
         os.chown(root, 65534, 65534)
+        for folder in root.parents:  # pytest's folders are private: the writer below must reach its own
+            if folder == Path("/tmp"):
+                break
+            folder.chmod(folder.stat().st_mode | 0o011)
         quota.keep(settings, "user:ada", root, 5 * MB)
         pid = quota.project_id(settings, "user:ada")
         assert projid(root) == (pid, True)
