@@ -65,20 +65,3 @@ async def open_lab_socket(path: str, uid: int | None) -> socket.socket:
         raise
     finally:
         os.close(fd)
-
-
-def open_lab_socket_sync(path: str, uid: int | None, timeout: float = 10) -> socket.socket:
-    """`open_lab_socket` for blocking callers (tests, tools)."""
-    fd = _open_inode(path, uid)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(f"/proc/self/fd/{fd}")
-        if uid is not None and peer_uid(sock) != uid:
-            raise RedirectedSocket("another user's process answers on the lab's socket")
-        return sock
-    except BaseException:
-        sock.close()
-        raise
-    finally:
-        os.close(fd)
