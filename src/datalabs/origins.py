@@ -47,6 +47,14 @@ class LabOrigins:
         """The lab's address for a browser: its origin + `path` (default: its base URL)."""
         return self.origin(lab_id) + (path or f"/datalabs/{lab_id}/")
 
+    def csp_source(self) -> str:
+        """Every lab's origin as one CSP source: `scheme://*.rest[:port]` when the lab id is the first
+        label of the host (as it should be), else the scheme alone."""
+        if not self.host_template.startswith("{lab}."):
+            return f"{self.scheme}:"
+        port = "" if self.port == _DEFAULT_PORTS[self.scheme] else f":{self.port}"
+        return f"{self.scheme}://*.{self.host_template.removeprefix('{lab}.')}{port}"
+
     def lab_of(self, host: str | bytes | None) -> str | None:
         """The lab whose origin a request's Host header names (lower-case, as host names compare
         case-insensitively and lab ids are lower-case hex), or None: the platform, or anything else."""

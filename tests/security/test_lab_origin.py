@@ -420,3 +420,11 @@ def test_attack_from_a_lab_page_in_chromium(live):
         login = c.post("/api/v1/login", json={"username": ADMIN, "password": ADMIN_PASSWORD})
         c.headers["X-CSRF-Token"] = login.json()["csrf_token"]
         assert c.delete(f"/api/v1/labs/{lab_id}").status_code == 204
+
+
+def test_pages_let_forms_lead_to_the_labs_origins_only(ada):
+    """Opening a file in a running lab posts a form whose redirects end on the lab's origin: the pages'
+    CSP form-action names the labs' origins (and nothing else besides the platform)."""
+    csp = ada.get("/labs").headers["content-security-policy"]
+    form_action = next(d.strip() for d in csp.split(";") if d.strip().startswith("form-action"))
+    assert form_action == f"form-action 'self' http://*.lab.localhost:{PORT}"

@@ -103,9 +103,14 @@ def expect_file_in_lab(page, name: str) -> str:
     expect(page.locator(".jp-FileEditor .cm-content").first).to_contain_text(
         f"observations of {name}", timeout=60_000
     )
-    response = page.request.get(f"{lab_path}api/contents/{in_lab}?content=1")
-    assert response.status == 200, response.status
-    assert response.json()["content"] == f"observations of {name}\n"
+    # Asked from the lab's page, as JupyterLab does: the lab is on its own origin (a *.localhost name
+    # only the browser resolves), entered with the lab cookie.
+    status, body = page.evaluate(
+        "async (url) => { const r = await fetch(url); return [r.status, await r.json()]; }",
+        f"{lab_path}api/contents/{in_lab}?content=1",
+    )
+    assert status == 200, status
+    assert body["content"] == f"observations of {name}\n"
     return lab_path
 
 

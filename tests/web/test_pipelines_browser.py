@@ -100,8 +100,11 @@ def test_launch_hello_world_from_the_form_and_find_its_output(server):
 def test_log_lines_arrive_while_the_run_page_is_open(server):
     with browser_page(server) as page:
         log_in(page)
+        csrf = page.request.get("/api/v1/me").json()["csrf_token"]  # as the platform's pages send it
         made = page.request.post(
-            "/api/v1/pipelines", data={"name": "ticks", "cwl": TICKS, "filename": "ticks.cwl"}
+            "/api/v1/pipelines",
+            data={"name": "ticks", "cwl": TICKS, "filename": "ticks.cwl"},
+            headers={"X-CSRF-Token": csrf},
         )
         assert made.status == 201, made.text()
         page.goto("/pipelines/ticks/launch")
@@ -135,10 +138,11 @@ def test_editor_validates_as_you_type_then_pushes_and_the_picker_fills_the_form(
     with browser_page(server) as page:
         log_in(page)
         # Open a CWL file of the workspace (uploaded through the API) with the picker.
+        csrf = page.request.get("/api/v1/me").json()["csrf_token"]  # as the platform's pages send it
         put = page.request.put(
             "/api/v1/workspaces/me/files/cwl/count-lines.cwl",
             data=COUNT,
-            headers={"Content-Type": "application/octet-stream"},
+            headers={"Content-Type": "application/octet-stream", "X-CSRF-Token": csrf},
         )
         assert put.ok, put.text()
         page.goto("/pipelines")
@@ -182,7 +186,7 @@ def test_editor_validates_as_you_type_then_pushes_and_the_picker_fills_the_form(
         put = page.request.put(
             "/api/v1/workspaces/me/files/notes/three.txt",
             data="a\nb\nc\n",
-            headers={"Content-Type": "application/octet-stream"},
+            headers={"Content-Type": "application/octet-stream", "X-CSRF-Token": csrf},
         )
         assert put.ok, put.text()
         page.get_by_role("link", name="Launch", exact=True).first.click()

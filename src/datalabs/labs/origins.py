@@ -45,6 +45,12 @@ def lab_url(settings: Settings, lab_id: str) -> str:
     return found.url(lab_id) if found is not None else f"/datalabs/{lab_id}/"
 
 
+def csp_source(settings: Settings) -> str:
+    """The labs' origins as one CSP source expression ("" in unsafe mode: they are the platform's)."""
+    found = origins(settings)
+    return found.csp_source() if found is not None else ""
+
+
 def gate(settings: Settings, authenticator, sessions: sessionmaker[Session]) -> OriginGate | None:
     """The proxy's origin policy (None in unsafe mode). `authenticator`: the app's CachedAuthenticator."""
     found = origins(settings)

@@ -39,6 +39,18 @@ PAGE_HEADERS = {
 }
 
 
+def page_csp(lab_origins: str = "") -> str:
+    """The pages' policy, with the labs' origins (a CSP source such as `http://*.lab.localhost:8000`)
+    among a form's allowed destinations: opening a file in a running lab posts a form whose redirects
+    end on the lab's origin, and browsers hold every step of a form's redirects to form-action."""
+    return CSP.replace("form-action 'self'", f"form-action 'self' {lab_origins}") if lab_origins else CSP
+
+
+def _headers(request: Request, extra: dict[str, str] | None = None) -> dict[str, str]:
+    csp = getattr(request.app.state, "page_csp", CSP)
+    return {**PAGE_HEADERS, "Content-Security-Policy": csp, **(extra or {})}
+
+
 @dataclass(frozen=True)
 class NavItem:
     key: str
@@ -207,7 +219,7 @@ def page(
     context = {**layout_context(request, active), "title": title, **ctx}
     context["running_labs"] = lab_view.running_labs(request)
     response = templates.TemplateResponse(
-        request, template, context, status_code=status, headers={**PAGE_HEADERS, **(headers or {})}
+        request, template, context, status_code=status, headers=_headers(request, headers)
     )
     if context["messages"]:
         response.delete_cookie(FLASH_COOKIE, path="/")
@@ -227,7 +239,7 @@ def place_errors(errors: dict[str, str] | None, places: set[str]) -> dict[str, s
 def fragment(request: Request, template: str, **ctx: Any) -> Response:
     """A partial template for htmx swaps (no layout, flash left for the next full page)."""
     context = {**layout_context(request), **ctx, "messages": []}
-    return templates.TemplateResponse(request, template, context, headers=PAGE_HEADERS)
+    return templates.TemplateResponse(request, template, context, headers=_headers(request))
 
 
 async def render_error(

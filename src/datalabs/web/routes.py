@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from datalabs.labs import origins as lab_origins
 from datalabs.web import (
     account_pages,
     admin_groups,
@@ -21,7 +22,7 @@ from datalabs.web import (
     volume_pages,
     workspace_pages,
 )
-from datalabs.web.render import STATIC_DIR, render_error
+from datalabs.web.render import STATIC_DIR, page_csp, render_error
 
 PAGE_ROUTERS = (
     auth_pages,
@@ -58,3 +59,4 @@ def install(app: FastAPI) -> None:
     for module in PAGE_ROUTERS:
         app.include_router(module.router)
     app.state.render_error = render_error
+    app.state.page_csp = page_csp(lab_origins.csp_source(app.state.settings))
