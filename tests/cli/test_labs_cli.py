@@ -32,7 +32,9 @@ def test_launch_ls_logs_stop_rm(tmp_path):
         assert "ready: " in launched
         (lab,) = json.loads(run(home, "labs", "ls", "--json", env=env).stdout)
         assert lab["state"] == "running" and lab["resources"]["memory"] == "1.0 GB"
-        assert f"{url}/datalabs/{lab['id']}/" in launched
+        port = url.rsplit(":", 1)[1]
+        # the lab's own origin
+        assert f"ready: http://{lab['id']}.lab.localhost:{port}/datalabs/{lab['id']}/" in launched
         assert "labapp serving" in run(home, "labs", "logs", lab["id"], env=env).stdout
         too_big = run(home, "labs", "launch", "mini", "--cpu", "64", env=env, check=False)
         assert too_big.returncode == 1 and "maximum" in too_big.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import webbrowser
+from urllib.parse import urljoin
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn
@@ -41,7 +42,7 @@ def launch(
         outcome = _follow(client, lab["id"])
         if outcome["event"] == "failed":
             fail(f"the lab did not start: {outcome['message']}")
-        console.print(f"ready: {client.url}{lab['url']}")
+        console.print(f"ready: {urljoin(client.url, lab['url'])}")  # the lab's own origin
 
 
 def _follow(client: Client, lab_id: str) -> dict:
@@ -119,6 +120,8 @@ def open_lab(lab_id: str) -> None:
         lab = _call(lambda: client.get(f"/api/v1/labs/{lab_id}"))
     if lab["state"] != "running":
         fail(f"lab {lab_id} is {lab['state']}" + (f": {lab['reason']}" if lab["reason"] else ""))
-    url = f"{client.url}{lab['url']}"
+    # Through the lab's path on the platform's address (where the browser has its session): the
+    # platform sends the browser on to the lab's own origin.
+    url = urljoin(client.url, lab.get("path") or lab["url"])
     console.print(url)
     webbrowser.open(url)
