@@ -131,10 +131,12 @@ def test_syntax_error_has_line_and_column():
     with pytest.raises(DocumentError) as err:
         parsing.load_yaml("a: 1\nb: [unclosed\n", "bad.yml")
     e = err.value
-    # Met at the end of the text: placed at the end of its last line (libyaml says the line after).
-    assert (e.code, e.kind, e.line, e.column) == ("invalid_yaml", "not valid YAML", 2, 13)
-    assert e.message.startswith("bad.yml:2:13: not valid YAML")
-    assert e.located_reason.startswith("not valid YAML: line 2, column 13: ")
+    assert (e.code, e.kind, e.line, e.column) == ("invalid_yaml", "not valid YAML", 3, 1)
+    assert e.message.startswith("bad.yml:3:1: not valid YAML")
+    assert e.located_reason.startswith("not valid YAML: line 3, column 1: ")
+    with pytest.raises(DocumentError) as err:  # no final newline: the end of the last line, not line 2
+        parsing.load_yaml("a: [", "bad.yml")
+    assert (err.value.line, err.value.column) == (1, 5)
 
 
 @pytest.mark.parametrize(

@@ -231,12 +231,13 @@ async def add_version(
         uploads = [f for f in form.getlist("files") if hasattr(f, "file")]
         if not uploads:
             raise Invalid("send the sources as one or more 'files' parts (or one .zip)", code="no_files")
-        overrides = _json_object(form.get("meta") or "{}")
+        overrides = await asyncio.to_thread(_json_object, form.get("meta") or "{}")  # parsing: off the loop
         fill, kind = origins.uploaded([(u.filename or "upload", u.file) for u in uploads]), "upload"
     else:
         try:
-            body = VersionCreate.model_validate(await request.json())
-        except ValueError as exc:
+            data = await asyncio.to_thread(parsing.load_json, await request.body(), "the request body")
+            body = VersionCreate.model_validate(data)
+        except (ValueError, parsing.DocumentError) as exc:
             raise Invalid(f"expected JSON with 'git' or 'workspace': {exc}", code="bad_body") from None
         overrides = body.meta
         fill, kind = _remote_source(db, settings, principal, body)

@@ -10,6 +10,6 @@ privileged operation on something a sandbox could have shaped goes through it:
 - `seccomp`: the default-deny list of dangerous system calls;
 - `fs`: walks of trees a sandbox wrote, from directory fds, never following links;
 - `parsing`, `budget`: bounded parsing of untrusted documents, and running expensive parsing within a
-  memory and time budget;
+  memory and time budget; `cwlrefs`: the files a CWL document makes cwltool read, kept in its folder;
 - `quota`: workspace quotas enforced where the bytes are written.
 """

@@ -134,7 +134,8 @@ def map_items(
     pending = list(items)
     timeout = budget.wall if wait is None else (None if math.isinf(wait) else wait)
     while pending:
-        if not _slots.acquire(timeout=timeout):
+        slots = _slots  # the one acquired is the one released, even if `set_slots` runs meanwhile
+        if not slots.acquire(timeout=timeout):
             raise TooManyRequests(
                 f"{what(pending[0])}: the platform is busy with other documents; try again shortly",
                 retry_after=math.ceil(budget.wall),
@@ -143,7 +144,7 @@ def map_items(
         try:
             done = yield from _serve(fn, pending, budget, what)
         finally:
-            _slots.release()
+            slots.release()
         pending = pending[done:]
 
 

@@ -208,13 +208,13 @@ def _check(size: tuple[int, int, int], mark: yaml.Mark, file: str, limits: Limit
 
 
 def _error_position(mark: yaml.Mark | None, text: str) -> tuple[int, int]:
-    """1-based line and column of a syntax error. libyaml puts errors met at the end of the text (an
-    unclosed `[`) on the line after it; the end of the last line is where the reader should look."""
+    """1-based line and column of a syntax error. At the end of a text without a final newline (`a: [`)
+    libyaml points at a line the text does not have; the end of its last line is where to look."""
     if mark is None:
         return 0, 0
-    if mark.index >= len(text.rstrip()):
-        body = text.rstrip()
-        return body.count("\n") + 1, len(body) - (body.rfind("\n") + 1) + 1
+    lines = text.count("\n")
+    if mark.line > lines:
+        return lines + 1, len(text) - (text.rfind("\n") + 1) + 1
     return mark.line + 1, mark.column + 1
 
 
