@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import socket
 import sqlite3
 import time
 from datetime import timedelta
@@ -428,3 +429,58 @@ def test_pages_let_forms_lead_to_the_labs_origins_only(ada):
     csp = ada.get("/labs").headers["content-security-policy"]
     form_action = next(d.strip() for d in csp.split(";") if d.strip().startswith("form-action"))
     assert form_action == f"form-action 'self' http://*.lab.localhost:{PORT}"
+
+
+@pytest.mark.slow
+def test_the_served_platform_refuses_cross_origin_websockets_to_a_lab(live):
+    """As `datalabs serve` runs (lab WebSockets piped by passthrough.py): a WebSocket to a lab with the
+    lab cookie but another lab's Origin is refused before the lab is reached; its own Origin gets through
+    the gate (the fake lab then answers no WebSocket)."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from tests.web.test_browser import ADMIN
+    from tests.web.test_browser import PASSWORD as ADMIN_PASSWORD
+
+    home, base = live
+    port = urlsplit(base).port
+    with httpx.Client(base_url=base, timeout=30, follow_redirects=False) as c:
+        login = c.post("/api/v1/login", json={"username": ADMIN, "password": ADMIN_PASSWORD})
+        c.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+        lab_id = c.post("/api/v1/labs", json={"datalab": "fake"}).json()["id"]
+        deadline = time.monotonic() + 30
+        while c.get(f"/api/v1/labs/{lab_id}").json()["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        try:
+            way_in = urlsplit(c.get(f"/datalabs/{lab_id}/", headers=HTML).headers["location"])
+            lab_host = f"{lab_id}.lab.localhost:{port}"
+            assert way_in.netloc == lab_host
+            redeemed = httpx.get(f"{base}{way_in.path}?{way_in.query}", headers={"Host": lab_host})
+            cookie = redeemed.headers["set-cookie"].split(";")[0]
+            uri = f"ws://{lab_host}/datalabs/{lab_id}/api/kernels/k/channels"
+
+            def dial() -> socket.socket:  # the lab's host name, at the server's address (no DNS here)
+                return socket.create_connection(("127.0.0.1", port))
+
+            for foreign, status in (
+                (f"http://{'0' * 16}.lab.localhost:{port}", 403),
+                ("https://evil.example", 403),
+            ):
+                with pytest.raises(InvalidStatus) as refused:
+                    connect(
+                        uri, sock=dial(), proxy=None, origin=foreign, additional_headers={"Cookie": cookie}
+                    )
+                assert refused.value.response.status_code == status
+                assert b"cross_origin" in refused.value.response.body
+            with pytest.raises(InvalidStatus) as own:  # past the gate: the fake lab speaks no WebSocket
+                connect(
+                    uri,
+                    sock=dial(),
+                    proxy=None,
+                    origin=f"http://{lab_host}",
+                    additional_headers={"Cookie": cookie},
+                )
+            assert b"cross_origin" not in (own.value.response.body or b"")
+        finally:
+            assert c.delete(f"/api/v1/labs/{lab_id}").status_code == 204
