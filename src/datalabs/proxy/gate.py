@@ -109,8 +109,7 @@ class OriginGate:
     async def enter(self, scope: dict, principal: Any, lab_id: str) -> Redirect:
         """The redirect that takes a logged-in browser onto the lab's origin, with a one-time code."""
         code = await anyio.to_thread.run_sync(self._issue, principal, lab_id)
-        query = scope.get("query_string", b"").decode("latin-1")
-        target = quote(scope["path"]) + (f"?{query}" if query else "")
+        target = _target(scope)
         location = f"{self.origins.origin(lab_id)}{LOGIN_PATH}?code={code}&next={quote(target, safe='')}"
         return Redirect(location)
 
@@ -155,8 +154,7 @@ class OriginGate:
             if principal is not None:
                 return Identified(lab, principal, renew=self._renewal(lab, cookie))
         if scope["type"] == "http" and scope["method"] in _SAFE and _wants_html(scope):
-            query = scope.get("query_string", b"").decode("latin-1")
-            return Redirect(self.platform_url + quote(path) + (f"?{query}" if query else ""))
+            return Redirect(self.platform_url + _target(scope))
         return NOT_AUTHENTICATED
 
     async def _redeem(self, scope: dict, lab: str) -> Refusal | Redirect:
@@ -210,6 +208,14 @@ class OriginGate:
     def _redeem_code(self, code: str, lab: str) -> str | None:
         with self.sessions() as db:
             return lab_login.redeem_code(db, code, lab)
+
+
+def _target(scope: dict) -> str:
+    """The request's path and query as the browser sent them (encoded: `%2F` stays one)."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(scope["path"])
+    query = scope.get("query_string", b"").decode("latin-1")
+    return path + (f"?{query}" if query else "")
 
 
 def _cookie_values(scope: dict, name: str) -> list[str]:
