@@ -12,8 +12,10 @@ base=(python3 python3-venv python3-dev gcc bubblewrap git util-linux)
 desktop=(tigervnc-standalone-server novnc matchbox-window-manager jwm xdotool fonts-dejavu-core
          topcat aladin saods9 qfitsview ftools-fv filezilla octave)
 # xclip: the desktop tests read and set a lab's X clipboard. e2fsprogs, xfsprogs: loop-mounted ext4 (prjquota)
-# and XFS images for the quota tests.
-test=(postgresql chromium chromium-driver wrk nginx websockify xclip e2fsprogs xfsprogs)
+# and XFS images for the quota tests; qemu-system-x86, busybox-static: the VM those tests run in when this
+# kernel has no ext4 quotas (see test_kernel below).
+test=(postgresql chromium chromium-driver wrk nginx websockify xclip e2fsprogs xfsprogs qemu-system-x86
+      busybox-static)
 
 case "${1:-base}" in
   base) wanted=("${base[@]}" "${desktop[@]}") ;;
@@ -25,7 +27,32 @@ missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+
+# The ext4 project-quota tests need a kernel with ext4 quotas. Where this one has none (built without
+# CONFIG_QFMT_V2, as these machines' kernels are) they run in a Debian kernel under QEMU
+# (tests/sandbox/kernel_vm.py): its image and the module folders the VM loads from are unpacked here once.
+test_kernel() {
+  local dir=/var/cache/datalabs-test/kernel tmp pkg
+  [ -f "$dir/vmlinuz" ] && return 0
+  zcat /proc/config.gz 2>/dev/null | grep -q '^CONFIG_QFMT_V2=' && return 0
+  [ -r /proc/config.gz ] || return 0  # a kernel that does not say is taken to have them
+  pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+  tmp=$(mktemp -d)
+  echo "unpacking $pkg for the quota tests' VM into $dir"
+  (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null && dpkg-deb -x ./*.deb x)
+  mkdir -p "$dir/modules"
+  for sub in fs net/9p drivers/virtio drivers/block crypto lib arch; do
+    mkdir -p "$dir/modules/$sub"
+    cp -a "$tmp"/x/lib/modules/*/kernel/$sub/. "$dir/modules/$sub/"
+  done
+  cp "$tmp"/x/boot/vmlinuz-* "$dir/vmlinuz"  # last: its presence says the rest is there
+  rm -rf "$tmp"
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  [ "${1:-base}" = test ] && test_kernel
+  exit 0
+fi
 
 if ! command -v apt-get >/dev/null; then
   echo "not a Debian system: please install ${missing[*]} yourself" >&2
@@ -36,3 +63,5 @@ sudo=""
 echo "installing Debian packages: ${missing[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+[ "${1:-base}" = test ] && test_kernel
+exit 0

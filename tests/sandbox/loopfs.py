@@ -71,3 +71,39 @@ def loop_mount(image: Path, target: Path, kind: tuple) -> Iterator[Path]:
         else:
             subprocess.run(["umount", "-l", str(target)], capture_output=True)
         image.unlink(missing_ok=True)
+
+
+# The tests that need ext4 project quotas: run together in one VM (one boot), on one xdist worker.
+VM_TESTS = (
+    "tests/sandbox/test_quota.py::test_project_limits_hold_against_an_unprivileged_writer",
+    "tests/security/test_quota_in_lab.py::test_project_quota_stops_a_lab_at_its_quota",
+)
+
+
+def needs_ext4_quotas(test):
+    """Marks for VM_TESTS: one xdist worker for all (one VM boot), and the time a VM boot takes."""
+    return pytest.mark.xdist_group("ext4-quota-vm")(pytest.mark.timeout(1800)(test))
+
+
+_vm_outcomes: dict[str, str] = {}
+
+
+def here_or_in_a_vm(request, tmp_path: Path) -> bool:
+    """For a test that needs ext4 project quotas (one of VM_TESTS): True when it can go on here (this
+    kernel has them, or this is the test VM). Otherwise the VM_TESTS are run inside a Debian kernel
+    (tests/sandbox/kernel_vm.py), once for all of them, the caller's outcome is asserted and False
+    returned: the caller has nothing left to do."""
+    from tests.sandbox import kernel_vm
+
+    why = ext4_project_quotas_missing()
+    if not why or os.environ.get(kernel_vm.IN_VM):
+        return True
+    if no_vm := kernel_vm.unavailable():
+        pytest.skip(f"{why}, and no test VM: {no_vm}")
+    node = request.node.nodeid
+    if node not in _vm_outcomes:
+        _, output = kernel_vm.run(list(VM_TESTS), tmp_path / "vm")
+        for test in VM_TESTS:
+            _vm_outcomes[test] = "passed" if f"PASSED {test}" in output else output
+    assert _vm_outcomes[node] == "passed", f"in the test VM:\n{_vm_outcomes[node]}"
+    return False
