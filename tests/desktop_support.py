@@ -212,29 +212,23 @@ def wait_for_window(runtime_dir: Path, name: str, timeout: float = 60) -> list[s
     return found
 
 
-def tcp_listeners() -> set[tuple[str, int]]:
-    """Every listening TCP socket on the host as (local address hex, port), from /proc/net/tcp{,6}."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A":  # LISTEN
-                address, port = fields[1].rsplit(":", 1)
-                found.add((address, int(port, 16)))
-    return found
-
-
 def xvnc_pids(runtime_dir: Path) -> list[int]:
     """The Xvnc process of the lab whose runtime dir this is (found by the X socket it holds open)."""
-    socket_inodes = set()
     x0 = str(runtime_dir / desktop.X11_DIR / "X0")
-    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 8 and fields[7] == "/tmp/.X11-unix/X0":
-            socket_inodes.add(fields[6])
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _comm(entry) == "Xvnc" and _socket_inodes(entry) & socket_inodes:
+        if not entry.name.isdigit() or _comm(entry) != "Xvnc":
+            continue
+        # Each lab has its own network namespace: its unix sockets are listed in its own /proc/net/unix.
+        socket_inodes = set()
+        try:
+            for line in (entry / "net" / "unix").read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) >= 8 and fields[7] == "/tmp/.X11-unix/X0":
+                    socket_inodes.add(fields[6])
+        except OSError:
+            continue
+        if _socket_inodes(entry) & socket_inodes:
             # Every lab's X socket is /tmp/.X11-unix/X0 in its own view: tell them apart by the runtime dir
             # in the process's mount table.
             try:

@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from datalabs.runtimes import desktop
-from tests.desktop_support import tcp_inodes, wait_for_window, xvnc_pids
+from tests.desktop_support import in_network_of, tcp_inodes, wait_for_window, xvnc_pids
 from tests.labs.test_jupyter import admin, wait_running
 from tests.live import live_server
 
@@ -140,8 +140,8 @@ def test_desktop_datalab_in_the_browser(platform, browser, datalab, window):
         (xvnc,) = xvnc_pids(rt)
         assert not tcp_inodes(xvnc)
 
-        if datalab == "topcat":
-            load_over_samp(home, "/media/data/Demo/galaxies.vot")
+        if datalab == "topcat":  # from inside the lab's network namespace (labs have their own loopback)
+            in_network_of(xvnc, lambda: load_over_samp(home, "/media/data/Demo/galaxies.vot"))
     finally:
         assert ada.delete(f"/api/v1/labs/{lab['id']}").status_code in (200, 202, 204)
 
