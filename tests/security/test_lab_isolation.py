@@ -196,7 +196,7 @@ def lab_pids(lab_id: str) -> tuple[int, int, list[int]]:
 
 
 def test_a_fork_bomb_stops_at_the_limit_and_other_labs_answer(labs):
-    _, _, ada, bob = labs
+    _, url, ada, bob = labs
     bomb = ada.sh(FORK_BOMB, timeout=90)
     forked = int(bomb["out"].strip() or -1)
     assert 200 <= forked < 300, bomb  # stopped by the limit (the lab's own processes and threads count too)
@@ -206,6 +206,9 @@ def test_a_fork_bomb_stops_at_the_limit_and_other_labs_answer(labs):
     started = time.monotonic()
     assert bob.sh("echo alive")["out"].strip() == "alive"
     assert time.monotonic() - started < 10, "another user's lab stalled"
+    started = time.monotonic()
+    assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    assert time.monotonic() - started < 1, "the platform stalled"
     for pid in procs:  # end the bomb (its sleeps) from the host
         try:
             if "bomb" in Path(f"/proc/{pid}/cmdline").read_text():
