@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,25 @@ def test_python_dirs_cover_the_platform_package():
     import datalabs
 
     assert any(str(Path(datalabs.__file__).resolve()).startswith(d + "/") for d in bwrap.python_dirs())
+
+
+def test_labs_cannot_move_a_file_out_of_its_quota_project(tmp_path):
+    """FS_IOC_FSSETXATTR (chattr -p) would move a file to another filesystem project, out of its
+    workspace's quota: the seccomp filter refuses it before any filesystem sees it."""
+    probe = (
+        "import errno, fcntl, os; fd = os.open('/tmp/f', os.O_CREAT | os.O_RDWR)\n"
+        "try:\n    fcntl.ioctl(fd, 0x401c5820, bytes(28)); print('allowed')\n"
+        "except OSError as exc:\n    print(errno.errorcode[exc.errno])"
+    )
+    ada = identity_of(1_000_000_000, 1_500_000_000, 7, "ada")
+    results = {}
+    for filtered in (True, False):
+        policy = replace(Policy.of(Settings(home=tmp_path), ada, "none"), seccomp=filtered)
+        box = Box(command=[sys.executable, "-I", "-S", "-c", probe], identity=None)
+        prepared = launch.prepare(f"q{os.getpid()}", box, policy, tmp_path / f"state{filtered}")
+        try:
+            done = subprocess.run(prepared.argv, capture_output=True, text=True, timeout=60)
+        finally:
+            prepared.release()
+        results[filtered] = done.stdout.strip()
+    assert results[True] == "EPERM" and results[False] != "EPERM", results

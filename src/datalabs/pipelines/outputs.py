@@ -9,6 +9,7 @@ output folder is dropped, never passed on as if it were the run's."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -37,8 +38,9 @@ def deliver(
         if lstat_in(dfd, run_id) is not None:
             # A previous attempt delivered and then lost its worker before recording it: this one replaces it.
             aside = f"{TEMP_PREFIX}{run_id}-old"
-            os.rename(run_id, aside, src_dir_fd=dfd, dst_dir_fd=dfd)
-            _remove_at(dfd, aside)
+            with _held(space, parts, aside):  # a crash mid-removal leaves it to start-up recovery
+                os.rename(run_id, aside, src_dir_fd=dfd, dst_dir_fd=dfd)
+                _remove_at(dfd, aside)
         try:
             os.rename(outdir, run_id, dst_dir_fd=dfd)
         except OSError as exc:
@@ -46,11 +48,18 @@ def deliver(
                 raise
             # Another filesystem: copy under a hidden name first, then rename into place.
             temp = f"{TEMP_PREFIX}{run_id}"
-            shutil.copytree(outdir, f"/proc/self/fd/{dfd}/{temp}", symlinks=True)
-            os.rename(temp, run_id, src_dir_fd=dfd, dst_dir_fd=dfd)
+            with _held(space, parts, temp):
+                shutil.copytree(outdir, f"/proc/self/fd/{dfd}/{temp}", symlinks=True)
+                os.rename(temp, run_id, src_dir_fd=dfd, dst_dir_fd=dfd)
             shutil.rmtree(outdir, ignore_errors=True)
     folder = f"{space.id}/pipelines/{pipeline}/{run_id}"
     return folder, rewrite(outputs, f"file://{outdir}", folder)
+
+
+def _held(space: Space, parts: tuple[str, ...], name: str):
+    """The temporary `name` recorded in the journal of temporaries while it exists (workspaces/inflight)."""
+    journal = space.tree.journal
+    return journal.hold(space.tree.root, parts, name) if journal is not None else contextlib.nullcontext()
 
 
 def size_of(outdir: Path) -> int:

@@ -13,7 +13,9 @@ What is denied, and why (the list follows Docker's and Flatpak's defaults):
 - the kernel keyring (`keyctl`, `add_key`, `request_key`): not namespaced, shared by the host;
 - `bpf`, `perf_event_open`, `userfaultfd`, `io_uring_*`: large kernel attack surface;
 - `open_by_handle_at` (the "shocker" escape), kernel modules, `kexec_*`, `reboot`, `swapon/off`, clocks,
-  `acct`, `quotactl`, `syslog`, `iopl`/`ioperm`.
+  `acct`, `quotactl`, `syslog`, `iopl`/`ioperm`;
+- the ioctls of quota.LAB_DENIED_IOCTLS (FS_IOC_FSSETXATTR): the owner of a file could otherwise move it
+  to another filesystem project, out of its workspace's quota.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import ctypes.util
 import errno
 import functools
 import os
+
+from datalabs.sandbox.quota import LAB_DENIED_IOCTLS
 
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_CMP_MASKED_EQ = 7
@@ -112,7 +116,7 @@ def available() -> tuple[bool, str]:
         program()
     except OSError as exc:
         return False, str(exc)
-    return True, f"libseccomp: {len(DENIED) + 3} rules, default allow"
+    return True, f"libseccomp: {len(DENIED) + 3 + len(LAB_DENIED_IOCTLS)} rules, default allow"
 
 
 @functools.cache
@@ -131,6 +135,9 @@ def program() -> bytes:
         for name in ("unshare", "clone"):
             _add(lib, ctx, _errno_action(errno.EPERM), name, newuser)
         _add(lib, ctx, _errno_action(errno.ENOSYS), "clone3")
+        for request in LAB_DENIED_IOCTLS:
+            cmd = (_ArgCmp * 1)(_ArgCmp(1, SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, request))
+            _add(lib, ctx, _errno_action(errno.EPERM), "ioctl", cmd)
         fd = os.memfd_create("datalabs-seccomp-export", os.MFD_CLOEXEC)
         try:
             rc = lib.seccomp_export_bpf(ctx, fd)
