@@ -3,9 +3,11 @@
 #   base: to run the platform (desktop apps included)      test: to run the whole test suite and benchmarks
 set -euo pipefail
 
-# util-linux: nsenter and mount, with which the platform's quota check makes a workspace read-only inside a
-# lab (sandbox/freeze.py); essential on Debian, listed so that a trimmed image says what is missing.
-base=(python3 python3-venv python3-dev gcc bubblewrap git util-linux)
+# util-linux: nsenter, prlimit and mount (sandboxes enter their network namespace and get their process
+# limit through them; the quota check makes a workspace read-only inside a lab, sandbox/freeze.py);
+# iproute2 and passt (pasta): network namespaces with outbound access for builds and labs that may reach
+# the internet (sandbox/network.py); libseccomp2: the sandboxes' seccomp filter (sandbox/seccomp.py).
+base=(python3 python3-venv python3-dev gcc bubblewrap git util-linux iproute2 passt libseccomp2)
 # Desktop datalabs: the VNC server, window managers (matchbox for one app, jwm with its taskbar and menu for
 # several, as in the Astro desktop) and xdotool the session needs, then the apps (octave includes its Qt
 # GUI, `octave --gui`). About 1 GB and under a minute from a Debian mirror.
