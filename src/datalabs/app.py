@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.ensure_home()
+    _ = settings.secret_key  # made now if missing, not by whichever request first signs something
     engine, sessions = open_database(settings.database_url, settings.db.echo)
 
     @asynccontextmanager
