@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import shapely
 from hypothesis import strategies as st
 
+from datalabs.assets import where as w
 from datalabs.assets.base import AssetRecord
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -74,7 +76,60 @@ def queries(draw) -> dict:
     )
     bbox = None
     if draw(st.booleans()):
-        w, s = draw(st.integers(-180, 170)), draw(st.integers(-90, 80))
-        bbox = (float(w), float(s), float(w + draw(st.integers(0, 120))), float(s + draw(st.integers(0, 60))))
+        west, s = draw(st.integers(-180, 170)), draw(st.integers(-90, 80))
+        east = west + draw(st.integers(0, 120))
+        if draw(st.booleans()):  # across the antimeridian: east wraps round to the western hemisphere
+            east = east - 360 if east > 180 else draw(st.integers(-180, west - 1)) if west > -180 else 180
+        bbox = (float(west), float(s), float(east), float(s + draw(st.integers(0, 60))))
     collections = draw(st.one_of(st.none(), st.sets(st.sampled_from(COLLECTIONS)).map(frozenset)))
-    return dict(facets=facets, start=start, end=end, text=text, bbox=bbox, collections=collections)
+    where = draw(st.one_of(st.none(), wheres()))
+    return dict(
+        facets=facets, start=start, end=end, text=text, bbox=bbox, collections=collections, where=where
+    )
+
+
+@st.composite
+def leaves(draw):
+    """One `datalabs.assets.where` test: facet tests of every kind, presence, dates, ids, footprints."""
+    facet = draw(st.sampled_from([*FACET_VALUES, "collection"]))
+    pool = COLLECTIONS if facet == "collection" else FACET_VALUES[facet]
+    value = draw(st.sampled_from([*pool, "missing", "G"]))
+    kind = draw(
+        st.sampled_from(["in", "notin", "<", ">=", "between", "like", "has", "dated", "ids", "shape"])
+    )
+    if kind in ("in", "notin"):
+        return w.Holds(facet, w.Test(kind, frozenset(draw(st.lists(st.sampled_from(pool), max_size=3)))))
+    if kind in ("<", ">="):
+        return w.Holds(facet, w.Test(kind, value))
+    if kind == "between":
+        return w.Holds(facet, w.Test(kind, tuple(sorted((value, draw(st.sampled_from(pool)))))))
+    if kind == "like":
+        return w.Holds(facet, w.Test(kind, w.like(draw(st.sampled_from(["G%", "%0_", "_L%", "%S"])))))
+    if kind == "has":
+        return w.Has(draw(st.sampled_from([facet, w.GEOMETRY])))
+    if kind == "dated":
+        start = T0 + timedelta(hours=draw(st.integers(-2, 50)))
+        return w.Dated(
+            draw(st.sampled_from([start, None])), start + timedelta(hours=draw(st.integers(0, 30)))
+        )
+    if kind == "ids":
+        names = ["gnss/ABMF", "x", "ABMF.obs"]
+        return w.IdIn(
+            frozenset(f"{c}:{n}" for c in COLLECTIONS[:2] for n in draw(st.sets(st.sampled_from(names))))
+        )
+    west, south = draw(st.integers(-180, 150)), draw(st.integers(-90, 60))
+    shape = shapely.box(west, south, west + draw(st.integers(0, 30)), south + draw(st.integers(0, 30)))
+    return w.Spatial(draw(st.sampled_from(["intersects", "within", "disjoint"])), shape)
+
+
+def wheres():
+    """Random filter expressions, nested up to a few levels, unknowns included."""
+    return st.recursive(
+        st.one_of(leaves(), st.just(w.UNKNOWN)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3).map(lambda parts: w.And(tuple(parts))),
+            st.lists(inner, max_size=3).map(lambda parts: w.Or(tuple(parts))),
+            inner.map(w.Not),
+        ),
+        max_leaves=6,
+    )

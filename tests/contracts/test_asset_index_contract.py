@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from datalabs.assets.base import AssetIndex, AssetRecord, Query
 from datalabs.assets.engine import BitmapIndex
 from datalabs.assets.reference import MemoryIndex
-from tests.contracts.asset_records import T0, queries, records
+from tests.contracts.asset_records import T0, queries, records, wheres
 
 
 def make_bitmap(tmp: Path) -> AssetIndex:
@@ -157,3 +157,15 @@ def test_counts_and_pages_equal_brute_force(batches, deletions, q, sort):
     ids = [everything[i].id for i in deletions if i < len(everything)]
     with tempfile.TemporaryDirectory() as tmp:
         _compare(Path(tmp), batches, ids, q, sort)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batch=st.lists(records(), min_size=5, max_size=40),
+    where=wheres(),
+    bbox=st.sampled_from([None, (170.0, -60.0, -170.0, 60.0)]),
+)
+def test_filters_equal_brute_force(batch, where, bbox):
+    """`Query.where` (three-valued logic) and antimeridian boxes alone, so that most searches match."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _compare(Path(tmp), [batch], [], {"where": where, "bbox": bbox}, "date")

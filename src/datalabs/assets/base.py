@@ -8,6 +8,8 @@ here once, so an index, its tests and a brute-force reference (`datalabs.assets.
   case-insensitive substring of at least one token of the file (`record_tokens`);
 - time range (`Query.start`, `Query.end`): the asset's date (`AssetRecord.date`) is in `[start, end)`;
 - bbox (`Query.bbox`, west/south/east/north degrees): the asset's bbox intersects it (edges included);
+  a box whose west is greater than its east crosses the antimeridian (`bbox_intersects`);
+- `Query.where` (`datalabs.assets.where`): a boolean filter with three-valued logic, kept where it is true;
 - facet counts: for each facet, the number of assets matching every filter of the query *except* that
   facet's own selection (multi-select faceting: the other values of a selected facet keep their counts);
   values with a zero count are left out; listed by count descending, then value;
@@ -126,6 +128,23 @@ def record_tokens(record: AssetRecord) -> list[str]:
     return name_tokens(record.name) + directory_tokens(record.directory)
 
 
+def lon_ranges(west: float, east: float) -> list[tuple[float, float]]:
+    """The longitude intervals a box covers: one, or two when it crosses the antimeridian (west > east)."""
+    return [(west, east)] if west <= east else [(west, 180.0), (-180.0, east)]
+
+
+def bbox_intersects(a, b) -> bool:
+    """Whether two (west, south, east, north) boxes share a point, edges included, either of them
+    possibly crossing the antimeridian."""
+    if a[1] > b[3] or a[3] < b[1]:
+        return False
+    if a[0] <= a[2] and b[0] <= b[2]:  # neither crosses the antimeridian: the common case, kept cheap
+        return a[0] <= b[2] and a[2] >= b[0]
+    return any(
+        w1 <= e2 and e1 >= w2 for w1, e1 in lon_ranges(a[0], a[2]) for w2, e2 in lon_ranges(b[0], b[2])
+    )
+
+
 def text_words(text: str) -> list[str]:
     """The words of a search text, lower case (separators split words as they split tokens)."""
     return [w for w in _SPLIT.split(text.lower().replace("/", " ")) if w]
@@ -149,6 +168,7 @@ class Query:
     offset: int = 0
     limit: int = 20
     collections: frozenset[str] | None = None
+    where: Any = None  # a `datalabs.assets.where` expression (None: no restriction)
     with_facets: bool = True
     histogram: int = 0  # > 0: also count matches in this many equal date buckets (optional feature)
     locations: bool = False  # also count matches per distinct bbox, for a map (optional feature)

@@ -32,13 +32,14 @@ from typing import Any
 
 from pyroaring import BitMap
 
-from datalabs.assets import paging, segment
+from datalabs.assets import paging, segment, where_rows
 from datalabs.assets.base import (
     FACETS,
     AssetIndex,
     AssetRecord,
     Page,
     Query,
+    bbox_intersects,
     name_tokens,
     split_asset_id,
     text_words,
@@ -243,6 +244,8 @@ class BitmapIndex(AssetIndex):
         if query.ids is not None:
             found = (self._lookup_id(state, i) for i in query.ids)
             parts.append(BitMap(r for r in found if r is not None))
+        if query.where is not None:
+            parts.append(where_rows.rows(state, query.where, True, self._lookup_id))
         base = BitMap.intersection(*sorted(parts, key=len)) if len(parts) > 1 else parts[0]
         selections = {
             facet: self._union(state, facet, values)
@@ -297,9 +300,7 @@ class BitmapIndex(AssetIndex):
         return BitMap.union(BitMap(), *parts)
 
     def _bbox_rows(self, state: State, bbox) -> BitMap:
-        west, south, east, north = bbox
-        col = state.columns["loc"]
-        hits = [v for v in col.values if v[0] <= east and v[2] >= west and v[1] <= north and v[3] >= south]
+        hits = [v for v in state.columns["loc"].values if bbox_intersects(v, bbox)]
         return self._union(state, "loc", hits)
 
     def _lookup_id(self, state: State, asset_id: str) -> int | None:

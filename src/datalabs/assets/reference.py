@@ -11,12 +11,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from datalabs.assets import where
 from datalabs.assets.base import (
     FACETS,
     AssetIndex,
     AssetRecord,
     Page,
     Query,
+    bbox_intersects,
     record_tokens,
     text_words,
 )
@@ -32,11 +34,7 @@ def matches_text(record: AssetRecord, text: str) -> bool:
 
 
 def matches_bbox(record: AssetRecord, bbox) -> bool:
-    if record.bbox is None:
-        return False
-    w, s, e, n = record.bbox
-    west, south, east, north = bbox
-    return w <= east and e >= west and s <= north and n >= south
+    return record.bbox is not None and bbox_intersects(record.bbox, bbox)
 
 
 def matches_base(record: AssetRecord, q: Query) -> bool:
@@ -49,6 +47,7 @@ def matches_base(record: AssetRecord, q: Query) -> bool:
         and matches_text(record, q.text)
         and (q.bbox is None or matches_bbox(record, q.bbox))
         and (q.ids is None or record.id in q.ids)
+        and (q.where is None or where.evaluate(q.where, record) is True)
     )
 
 
