@@ -25,7 +25,15 @@ router = APIRouter(prefix="/api/v1", tags=["pipelines"], responses={401: {}, 403
 read, write = scope("pipelines:read"), scope("pipelines:write")
 
 
+class Bundle(Strict):
+    main: str = Field(max_length=1100, description="The document's path among `files`, optionally #process.")
+    files: dict[str, str] = Field(description="Path below one folder -> content (base64).")
+
+
 class Source(Strict):
+    bundle: Bundle | None = Field(
+        None, description="Or the document with the files it references (as `datalabs cwl-runner` sends)."
+    )
     cwl: str | None = Field(
         None, max_length=documents.MAX_DOCUMENT, description="The CWL document (YAML/JSON)."
     )
@@ -64,6 +72,9 @@ class RunCreate(Strict):
     notify: dict[str, Any] | None = None
     timeout: int | None = Field(None, description="Seconds; default pipelines.default_timeout.")
     engine: str | None = Field(None, max_length=32, description="Override the pipeline's default engine.")
+    ignore_unknown_inputs: bool = Field(
+        False, description="Leave out input names the pipeline does not take (cwltool's job semantics)."
+    )
 
 
 class ScheduleCreate(Strict):
@@ -162,13 +173,29 @@ class ScheduleRead(BaseModel):
 
 
 def load_source(db: Session, settings: Settings, principal: Principal, body: Source):
-    """(document, source text) from inline CWL or a workspace path; exactly one must be given."""
-    if (body.cwl is None) == (body.workspace_path is None):
-        raise Invalid("give either 'cwl' (the document) or 'workspace_path'", code="bad_source")
+    """(document, source text) from inline CWL, a bundle or a workspace path; exactly one must be given."""
+    if [body.cwl, body.workspace_path, body.bundle].count(None) != 2:
+        raise Invalid("give one of 'cwl' (the document), 'bundle' or 'workspace_path'", code="bad_source")
+    containers = settings.pipelines.containers
+    if body.bundle is not None:
+        files = _decoded(body.bundle.files)
+        document = documents.load_bundle(body.bundle.main, files, containers)
+        main = body.bundle.main.partition("#")[0]
+        return document, files[main].decode(errors="replace")
     if body.cwl is not None:
-        return documents.load_text(body.filename, body.cwl), body.cwl
+        return documents.load_text(body.filename, body.cwl, containers), body.cwl
     place = place_of(db, settings, principal, body.workspace_path)
-    return registry.document_from_tree(place.root, place.parts, body.workspace_path)
+    return registry.document_from_tree(place.root, place.parts, body.workspace_path, containers)
+
+
+def _decoded(files: dict[str, str]) -> dict[str, bytes]:
+    import base64
+    import binascii
+
+    try:
+        return {name: base64.b64decode(data, validate=True) for name, data in files.items()}
+    except (binascii.Error, ValueError):
+        raise Invalid("bundle.files: each content must be base64", code="bad_source") from None
 
 
 def _details(body: DetailsBody) -> registry.Details:
@@ -321,6 +348,7 @@ def launch_run(
         notify=body.notify,
         timeout=body.timeout,
         engine=body.engine,
+        ignore_unknown_inputs=body.ignore_unknown_inputs,
     )
     db.commit()
     if (worker := getattr(request.app.state, "pipeline_worker", None)) is not None:

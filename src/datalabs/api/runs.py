@@ -16,7 +16,7 @@ from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.config import Settings
 from datalabs.db.models import PipelineRun
-from datalabs.pipelines import queue, runs
+from datalabs.pipelines import finished, queue, runs
 
 router = APIRouter(prefix="/api/v1/runs", tags=["pipelines"], responses={401: {}, 403: {}})
 read, write = scope("pipelines:read"), scope("pipelines:write")
@@ -83,8 +83,32 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunRead, responses={404: {}})
-def get_run(run_id: str, principal: Principal = Depends(read), db: Session = Depends(get_db)):
-    return RunRead.of(runs.get(db, principal, run_id))
+async def get_run(
+    run_id: str,
+    request: Request,
+    wait: float = Query(0, ge=0, le=60, description="Seconds to wait for the run to end before answering."),
+    principal: Principal = Depends(read),
+    db: Session = Depends(get_db),
+):
+    """The run; with `wait`, answered as soon as the run ends (or after `wait` seconds): a client follows a
+    run with one request instead of polling."""
+    if wait <= 0:
+        return await asyncio.to_thread(lambda: RunRead.of(runs.get(db, principal, run_id)))
+    with finished.Waiter(run_id) as waiter:
+        info = await asyncio.to_thread(lambda: RunRead.of(runs.get(db, principal, run_id)))
+        db.close()
+        sessions = request.app.state.sessions
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+
+        def look() -> RunRead:
+            with sessions() as fresh:
+                return RunRead.of(runs.get(fresh, principal, run_id))
+
+        while info.state not in queue.FINAL and (left := deadline - loop.time()) > 0:
+            await waiter.wait(min(left, finished.RECHECK))
+            info = await asyncio.to_thread(look)
+    return info
 
 
 @router.get("/{run_id}/outputs", responses={404: {}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from datalabs.cli import admin, apps, assets, catalogue, files, labs, pipelines, session, volumes
-from datalabs.cli.cwl_runner import cwl_runner
+from datalabs.cli.cwl_runner import CONTEXT, cwl_runner
 from datalabs.cli.serve import serve
 from datalabs.cli.worker import worker
 
@@ -16,7 +16,7 @@ app.command()(serve)
 app.command()(session.login)
 app.command()(session.whoami)
 app.command()(worker)
-app.command("cwl-runner")(cwl_runner)
+app.command("cwl-runner", context_settings=CONTEXT)(cwl_runner)
 app.add_typer(admin.app, name="admin")
 app.add_typer(catalogue.app, name="catalogue")
 app.add_typer(labs.app, name="labs")

@@ -254,6 +254,8 @@ class PipelineVersion(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(Text, default="")  # the document as given (code view)
     packed: Mapped[dict[str, Any]] = mapped_column()  # cwltool-packed, what engines run
+    # Data files the document names (defaults, literals, $schemas): path -> base64 content (0008)
+    files: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
     digest: Mapped[str] = mapped_column(String(64), default="")
     created_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from datalabs.sandbox import budget, cwlrefs, parsing
 
 MAX_DOCUMENT = 2 * 1024 * 1024
 MAX_PACKED = 8 * 2**20  # the packed document, with everything it references
+MAX_BUNDLE, MAX_BUNDLE_FILES = 5 * 2**20, 2000  # a document sent with its files (fits the JSON body limit)
 # Validating a large workflow takes cwltool ~100 MB and a few seconds; ten times that is an attack.
 BUDGET = budget.Budget(memory=1024 * 2**20, cpu=30, wall=60)
 # The budget workers start with cwltool imported and its schemas loaded (~0.5 s): no request pays it.
@@ -70,10 +71,14 @@ class Document:
     doc: str = ""
     inputs: list[Param] = field(default_factory=list)
     outputs: list[Param] = field(default_factory=list)
+    # Data files the document names (defaults, literals, $schemas), path -> base64 (`pipelines.assets`);
+    # the packed document names them as `assets.PLACEHOLDER` + path until `materialise` writes them.
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.packed, sort_keys=True).encode()).hexdigest()
+        content = [self.packed, self.files] if self.files else self.packed
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def main_process(packed: dict[str, Any]) -> dict[str, Any]:
@@ -139,16 +144,30 @@ def describe(packed: dict[str, Any]) -> Document:
     )
 
 
-def load_file(path: Path, display: str | None = None) -> Document:
-    """Validate and pack the CWL document at `path` (other files it references are read from its folder).
+def load_file(
+    path: Path,
+    display: str | None = None,
+    *,
+    root: Path | None = None,
+    fragment: str = "",
+    containers: str = "refuse",
+) -> Document:
+    """Validate and pack the CWL document at `path` (other files it references are read from its folder,
+    or from `root` above it), or its process `#fragment`.
     Invalid names `display` (default: the file name) with line and column; Unsupported for requirements
     this platform cannot meet; `cwlrefs.ReferenceOutside` for a reference out of the folder;
     `budget.OverBudget` when checking it needs more than `BUDGET` (it runs in a budget worker)."""
     display = display or path.name
-    return budget.run(_load_file, path, display, budget=BUDGET, what=f"validating {display}")
+    document = budget.run(
+        _load_file, path, display, root, fragment, budget=BUDGET, what=f"validating {display}"
+    )
+    if containers == "sandbox":  # the operator runs container tools in the sandbox (settings.pipelines)
+        document = replace(document, packed=containers_as_hints(document.packed))
+    _check_supported(document.packed, display)
+    return document
 
 
-def _load_file(path: Path, display: str) -> Document:
+def _load_file(path: Path, display: str, root: Path | None = None, fragment: str = "") -> Document:
     """`load_file`'s work, in the budget worker: the bounded pre-check (YAML bounds, references kept
     inside the folder), then cwltool's validation and packing, then the packed size."""
     from cwltool.context import LoadingContext
@@ -157,18 +176,23 @@ def _load_file(path: Path, display: str) -> Document:
     from cwltool.workflow import default_make_tool
     from schema_salad.exceptions import SchemaSaladException
 
+    from datalabs.pipelines import assets
+
     quiet_cwltool()
-    _check_yaml(path, display)
+    root = root or path.parent
+    _check_yaml(path, display, root)
     try:
         ctx = LoadingContext(
             {
                 "do_update": True,
                 "strict": True,
                 "construct_tool_object": default_make_tool,
-                "fetcher_constructor": confined_fetcher(path.parent),
+                "fetcher_constructor": confined_fetcher(root),
             }
         )
-        ctx, workflowobj, uri = fetch_document(str(path), ctx)
+        ctx, workflowobj, uri = fetch_document(
+            path.absolute().as_uri() + (f"#{fragment}" if fragment else ""), ctx
+        )
         ctx, uri = resolve_and_validate_document(ctx, workflowobj, uri)
         make_tool(uri, ctx)  # builds every process: catches what schema validation alone lets through
         packed = pack(ctx, uri)
@@ -176,14 +200,31 @@ def _load_file(path: Path, display: str) -> Document:
         raise  # the budget's to report
     except (SchemaSaladException, Exception) as exc:  # cwltool raises several unrelated exception types
         raise _invalid(exc, path, display) from None
+    packed, files = assets.gather(exact_floats(packed), root)
     text = json.dumps(packed)
     if len(text) > MAX_PACKED:
         raise parsing.DocumentTooLarge(
             display, f"the packed document (with what it references) is larger than {MAX_PACKED // 2**20} MiB"
         )
-    document = describe(json.loads(text))
-    _check_supported(document.packed, display)
-    return document
+    return replace(describe(json.loads(text)), files=files)
+
+
+def exact_floats(value: Any) -> Any:
+    """Floats as written in the document kept through JSON: cwltool puts a float on a command line as it
+    was written (`1.23e5` -> `123000`), a packed one as Python writes it (`123000.0`). A float written with
+    an exponent whose decimal form is whole becomes that integer (a float input accepts it)."""
+    from ruamel.yaml.representer import RoundTripRepresenter
+    from ruamel.yaml.scalarfloat import ScalarFloat
+
+    from datalabs.cwlrunner.yaml12 import exact_number
+
+    if isinstance(value, dict):
+        return {k: exact_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [exact_floats(v) for v in value]
+    if isinstance(value, ScalarFloat):
+        return exact_number(RoundTripRepresenter().represent_scalar_float(value).value)
+    return value
 
 
 def confined_fetcher(root: Path):
@@ -223,7 +264,7 @@ def quiet_cwltool() -> None:
     logging.getLogger("salad").setLevel(logging.WARNING)
 
 
-def load_text(name: str, text: str) -> Document:
+def load_text(name: str, text: str, containers: str = "refuse") -> Document:
     """Validate a document given as text (a single file or a packed `$graph` document)."""
     if len(text.encode()) > MAX_DOCUMENT:
         raise Invalid(f"{name}: the document is larger than {MAX_DOCUMENT // 1024} KiB", code="invalid_cwl")
@@ -232,15 +273,42 @@ def load_text(name: str, text: str) -> Document:
     with tempfile.TemporaryDirectory(prefix="datalabs-cwl-") as tmp:
         path = Path(tmp) / name
         path.write_text(text)
-        return load_file(path, name)
+        return load_file(path, name, containers=containers)
 
 
-def _check_yaml(path: Path, display: str) -> None:
+def load_bundle(main: str, files: dict[str, bytes], containers: str = "refuse") -> Document:
+    """Validate a document sent with the files it references (`datalabs cwl-runner`): `files` maps paths
+    below one folder to contents, `main` is the document's path there with an optional `#process`. The
+    references stay within that folder (the same checks as a workspace folder gets)."""
+    where, _, fragment = main.partition("#")
+    if sum(len(d) for d in files.values()) > MAX_BUNDLE or len(files) > MAX_BUNDLE_FILES:
+        raise Invalid(
+            f"the documents and files sent exceed {MAX_BUNDLE // 2**20} MiB or {MAX_BUNDLE_FILES} files",
+            code="invalid_cwl",
+        )
+    with tempfile.TemporaryDirectory(prefix="datalabs-cwl-") as tmp:
+        root = Path(tmp) / "src"
+        for rel, data in files.items():
+            parts = rel.split("/")
+            if rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or len(rel) > 1024:
+                raise Invalid(
+                    f"'{rel}' is not a relative path below the document's folder", code="invalid_cwl"
+                )
+            target = root.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        path = root.joinpath(*where.split("/"))
+        if where not in files or not path.is_file():
+            raise Invalid(f"'{where}' is not among the files sent", code="invalid_cwl")
+        return load_file(path, where, root=root, fragment=fragment, containers=containers)
+
+
+def _check_yaml(path: Path, display: str, root: Path) -> None:
     """The document and what it references, read with bounds before cwltool reads anything: YAML errors
     with their line (before schema-salad turns them into a less readable message), aliases, depth and
     size bounded, and every reference kept inside the document's folder."""
     try:
-        data = cwlrefs.check(path, path.parent, display)
+        data = cwlrefs.check(path, root, display)
     except parsing.DocumentError as exc:
         if isinstance(exc, parsing.DocumentTooLarge):
             raise
@@ -285,13 +353,39 @@ def _check_supported(packed: dict[str, Any], display: str) -> None:
                 _check_supported(run, display)
 
 
-def materialise(root: Path, version_id: int, packed: dict[str, Any]) -> Path:
-    """The packed document of a version as a file engines can load (written once, atomically)."""
+def containers_as_hints(packed: Any) -> Any:
+    """The document with DockerRequirement moved from each process's requirements to its hints: its tools
+    then run in the platform's sandbox with the platform's software (`pipelines.containers = sandbox`)."""
+    if isinstance(packed, list):
+        return [containers_as_hints(v) for v in packed]
+    if not isinstance(packed, dict):
+        return packed
+    out = {k: containers_as_hints(v) for k, v in packed.items()}
+    reqs = out.get("requirements")
+    if isinstance(reqs, list) and any(
+        isinstance(r, dict) and r.get("class") == "DockerRequirement" for r in reqs
+    ):
+        moved = [r for r in reqs if isinstance(r, dict) and r.get("class") == "DockerRequirement"]
+        out["requirements"] = [r for r in reqs if r not in moved]
+        out["hints"] = [*(out.get("hints") or []), *moved]
+    return out
+
+
+def materialise(
+    root: Path, version_id: int, packed: dict[str, Any], files: dict[str, str] | None = None
+) -> Path:
+    """The packed document of a version as a file engines can load (written once, atomically), with the
+    data files it names in `v<id>.files/` beside it."""
+    from datalabs.pipelines import assets
+
     path = root / f"v{version_id}.cwl"
     if not path.exists():
         root.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(packed, ensure_ascii=False)  # cwltool's YAML reader splits escaped surrogates
+        if files:
+            text = assets.write(files, root / f"v{version_id}.files", text)
         fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(packed, f)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         os.replace(tmp, path)
     return path

@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
@@ -82,12 +83,23 @@ def check_readable(place: Place, directory: bool) -> None:
     os.close(fd)
 
 
-def validate(params: list[Param], given: dict[str, Any]) -> dict[str, Any]:
-    """The inputs with unknown names, missing required values and mistyped values refused."""
+# Requirements given with the job (CWL's `cwl:requirements`): applied to the run by the engines, as
+# cwltool applies them; not an input.
+CWL_REQUIREMENTS = "https://w3id.org/cwl/cwl#requirements"
+
+
+def validate(params: list[Param], given: dict[str, Any], ignore_unknown: bool = False) -> dict[str, Any]:
+    """The inputs with unknown names (unless `ignore_unknown`: then left out, as cwltool ignores job keys
+    that are not inputs), missing required values and mistyped values refused."""
     if not isinstance(given, dict):
         raise Invalid("inputs must be an object mapping input names to values", code="bad_inputs")
     known = {p.id: p for p in params}
-    if unknown := sorted(set(given) - set(known)):
+    if CWL_REQUIREMENTS in given:
+        _check_requirements(given[CWL_REQUIREMENTS])
+    extra = set(given) - set(known) - {CWL_REQUIREMENTS}
+    if ignore_unknown:
+        given = {k: v for k, v in given.items() if k not in extra}
+    elif unknown := sorted(extra):
         names = ", ".join(f"'{n}'" for n in unknown)
         raise Invalid(
             f"unknown input {names}; this pipeline takes: {', '.join(known) or 'no inputs'}",
@@ -100,6 +112,15 @@ def validate(params: list[Param], given: dict[str, Any]) -> dict[str, Any]:
             continue
         _check(p.type, given[p.id], f"input '{p.id}'")
     return given
+
+
+def _check_requirements(value: Any) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("class"), str) for r in value
+    ):
+        raise Invalid(
+            "cwl:requirements: a list of requirements, each an object with its 'class'", code="bad_input"
+        )
 
 
 def _check(t: Any, value: Any, where: str) -> None:
@@ -136,6 +157,8 @@ def _check(t: Any, value: Any, where: str) -> None:
                 raise Invalid(f"{where}: expected an object", code="bad_input")
             for f in t.get("fields", []):
                 name = short_id(f["name"])
+                if name not in value and "default" in f:
+                    continue
                 _check(f["type"], value.get(name), f"{where}.{name}")
             return
         return  # other complex types: cwltool validates them when the run starts
@@ -159,9 +182,22 @@ def _check_file(t: str, value: Any, where: str) -> None:
     if isinstance(value, dict) and value.get("class") == t:
         if "location" in value or "path" in value:
             split_ref(value.get("location") or value.get("path"))
+            for i, item in enumerate(value.get("secondaryFiles") or []):
+                _check_file(
+                    item.get("class") if isinstance(item, dict) else "File",
+                    item,
+                    f"{where}.secondaryFiles[{i}]",
+                )
             return
-        if t == "File" and isinstance(value.get("contents"), str) and "basename" in value:
+        if t == "File" and isinstance(value.get("contents"), str):
             return  # a literal file: contents given inline
+        if t == "Directory" and isinstance(value.get("listing"), list):
+            for i, item in enumerate(value["listing"]):  # a literal folder: its entries given
+                kind = item.get("class") if isinstance(item, dict) else None
+                if kind not in ("File", "Directory"):
+                    raise Invalid(f"{where}.listing[{i}]: expected a File or Directory", code="bad_input")
+                _check_file(kind, item, f"{where}.listing[{i}]")
+            return
     raise Invalid(
         f"{where}: expected a {t} reference such as 'me/data/file.txt' or 'volume:<volume>/<path>'",
         code="bad_input",
@@ -175,6 +211,8 @@ def file_refs(value: Any) -> list[tuple[str, bool]]:
         ref = value.get("location") or value.get("path")
         if ref:
             found.append((ref, value["class"] == "Directory"))
+        for key in ("secondaryFiles", "listing"):
+            found += file_refs(value.get(key))
     elif isinstance(value, dict):
         for v in value.values():
             found += file_refs(v)
@@ -184,12 +222,30 @@ def file_refs(value: Any) -> list[tuple[str, bool]]:
     return found
 
 
-def normalise(params: list[Param], given: dict[str, Any]) -> dict[str, Any]:
-    """String references of File/Directory inputs turned into CWL objects, so later steps see one form."""
+def normalise(
+    params: list[Param], given: dict[str, Any], namespaces: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """String references of File/Directory inputs turned into CWL objects, so later steps see one form;
+    File formats written as CURIEs of the document's `namespaces` (`edam:format_2330`) expanded to IRIs,
+    as cwltool reads a job with the document's namespaces."""
     out = dict(given)
     for p in params:
         if p.id in out and out[p.id] is not None:
-            out[p.id] = _objects(p.type, out[p.id])
+            out[p.id] = _formats(_objects(p.type, out[p.id]), namespaces or {})
+    return out
+
+
+def _formats(value: Any, namespaces: dict[str, str]) -> Any:
+    if isinstance(value, list):
+        return [_formats(v, namespaces) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _formats(v, namespaces) for k, v in value.items()}
+    fmt = value.get("format")
+    if value.get("class") == "File" and isinstance(fmt, str):
+        prefix, sep, rest = fmt.partition(":")
+        if sep and isinstance(namespaces.get(prefix), str) and not rest.startswith("//"):
+            out["format"] = namespaces[prefix] + rest
     return out
 
 
@@ -250,8 +306,8 @@ def _to_host(db, settings, principal, value: Any, stage: Path | None, counter) -
         directory = value["class"] == "Directory"
         if stage is None or place.ref.startswith("volume:"):
             check_readable(place, directory)
-            return {**rest, "location": "file://" + place.host_path}
-        return {**rest, "location": "file://" + str(_snapshot(place, directory, stage / str(next(counter))))}
+            return {**rest, "location": file_uri(place.host_path)}
+        return {**rest, "location": file_uri(str(_snapshot(place, directory, stage / str(next(counter)))))}
     if isinstance(value, dict):
         return {k: _to_host(db, settings, principal, v, stage, counter) for k, v in value.items()}
     if isinstance(value, list):
@@ -260,6 +316,11 @@ def _to_host(db, settings, principal, value: Any, stage: Path | None, counter) -
 
 
 MAX_SIBLINGS = 100
+
+
+def file_uri(path: str) -> str:
+    """A host path as the file:// URI cwltool expects (`#`, `%`, spaces and the like percent-encoded)."""
+    return "file://" + quote(path)
 
 
 def _snapshot(place: Place, directory: bool, folder: Path) -> Path:

@@ -16,6 +16,7 @@ import shutil
 import stat
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from datalabs.sandbox import fs
 from datalabs.workspaces.paths import TEMP_PREFIX, in_dir, lstat_in
@@ -53,7 +54,7 @@ def deliver(
                 os.rename(temp, run_id, src_dir_fd=dfd, dst_dir_fd=dfd)
             shutil.rmtree(outdir, ignore_errors=True)
     folder = f"{space.id}/pipelines/{pipeline}/{run_id}"
-    return folder, rewrite(outputs, f"file://{outdir}", folder)
+    return folder, rewrite(outputs, "file://" + quote(str(outdir)), folder)
 
 
 def _held(space: Space, parts: tuple[str, ...], name: str):
@@ -84,8 +85,9 @@ def rewrite(value: Any, prefix: str, folder: str) -> Any:
             if key in ("path", "dirname") or key.startswith("http://commonwl.org/cwltool#"):
                 continue
             if key == "location" and isinstance(item, str):
-                if item.startswith(prefix + "/") or item == prefix:
-                    out[key] = folder + item[len(prefix) :]
+                rest = unquote(item[len(prefix) :])  # cwltool's URIs are quoted
+                if (item.startswith(prefix + "/") or item == prefix) and ".." not in rest.split("/"):
+                    out[key] = folder + rest
                 # else: not in the output folder (a host path a run could name): never passed on
             else:
                 out[key] = rewrite(item, prefix, folder)

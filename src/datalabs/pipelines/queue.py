@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from datalabs.db.engine import transaction
 from datalabs.db.models import PipelineRun
 from datalabs.db.types import utcnow
+from datalabs.pipelines import finished
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
@@ -98,7 +99,7 @@ def finish(
     if outputs is not None:
         values.update(outputs=outputs, output_path=output_path)
     with transaction(sessions) as db:
-        return bool(
+        done = bool(
             db.execute(
                 update(PipelineRun)
                 .where(
@@ -107,6 +108,9 @@ def finish(
                 .values(**values)
             ).rowcount
         )
+    if done:
+        finished.announce(c.run_id)
+    return done
 
 
 def release(sessions: sessionmaker[Session], c: Claim, reason: str, delay: float = 5.0) -> str:
@@ -121,7 +125,8 @@ def release(sessions: sessionmaker[Session], c: Claim, reason: str, delay: float
             run.reason = f"retrying after: {reason}"[:4000]
             return QUEUED
         run.state, run.reason, run.ended_at, run.lease_until = FAILED, reason[:4000], utcnow(), None
-        return FAILED
+    finished.announce(c.run_id)
+    return FAILED
 
 
 def reap(sessions: sessionmaker[Session], now: datetime | None = None) -> list[tuple[str, str]]:

@@ -205,6 +205,7 @@ def add_version(
         notes=notes,
         source=source,
         packed=document.packed,
+        files=document.files or None,
         digest=document.digest,
         created_by=principal.name,
     )
@@ -214,7 +215,9 @@ def add_version(
     return row
 
 
-def document_from_tree(tree_root: Path, parts: tuple[str, ...], display: str) -> tuple[Document, str]:
+def document_from_tree(
+    tree_root: Path, parts: tuple[str, ...], display: str, containers: str = "refuse"
+) -> tuple[Document, str]:
     """A document from a workspace: a `.cwl` file (its neighbours may be referenced) or a folder holding
     `main.cwl` or exactly one workflow. The folder is copied first through the workspace's no-follow walk,
     so nothing outside it can be read while validating."""
@@ -231,7 +234,7 @@ def document_from_tree(tree_root: Path, parts: tuple[str, ...], display: str) ->
         path = copy / main
         if not path.is_file():
             raise Invalid(f"{display}: '{main}' is not a CWL file", code="invalid_cwl")
-        document = documents.load_file(path, main)
+        document = documents.load_file(path, main, containers=containers)
         return document, path.read_text()
 
 

@@ -73,13 +73,20 @@ def check_notify(notify: dict[str, Any] | None, webhook_networks: list[str] | No
 
 
 def prepare_inputs(
-    db: Session, settings: Settings, principal: Principal, pipeline: Pipeline, version: str | None, given: Any
+    db: Session,
+    settings: Settings,
+    principal: Principal,
+    pipeline: Pipeline,
+    version: str | None,
+    given: Any,
+    ignore_unknown: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """(version row, normalised inputs) after every check: names, types, files readable by the principal."""
     row = registry.version_of(pipeline, version)
     params = describe(row.packed).inputs
-    run_inputs.validate(params, given if given is not None else {})
-    normalised = run_inputs.normalise(params, given or {})
+    given = run_inputs.validate(params, given if given is not None else {}, ignore_unknown)
+    namespaces = row.packed.get("$namespaces") if isinstance(row.packed.get("$namespaces"), dict) else {}
+    normalised = run_inputs.normalise(params, given or {}, namespaces)
     run_inputs.check_access(db, settings, principal, normalised)
     return row, normalised
 
@@ -105,8 +112,11 @@ def submit(
     timeout: int | None = None,
     engine: str | None = None,
     schedule_id: int | None = None,
+    ignore_unknown_inputs: bool = False,
 ) -> PipelineRun:
-    row, normalised = prepare_inputs(db, settings, principal, pipeline, version, inputs)
+    row, normalised = prepare_inputs(
+        db, settings, principal, pipeline, version, inputs, ignore_unknown_inputs
+    )
     check_output_space(db, settings, principal, output_space)
     engine = engine or pipeline.engine
     if engine not in registry.ENGINES:

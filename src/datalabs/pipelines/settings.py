@@ -29,6 +29,12 @@ class PipelineSettings(BaseModel):
     sandbox: bool = Field(
         True, description="Run CWL tools inside bubblewrap (inputs read-only, output dir writable)."
     )
+    containers: Literal["refuse", "sandbox"] = Field(
+        "refuse",
+        description="Tools that *require* a container image (DockerRequirement under 'requirements'): "
+        "'refuse' them (cwl-runner exits 33, as `cwltool --no-container`), or run them in the platform's "
+        "sandbox with the platform's software, the requirement read as a hint (the image is not used).",
+    )
     tool_network: Literal["none", "outbound"] = Field(
         "outbound",
         description="What a CWL tool that declares NetworkAccess (networkAccess: true) gets: 'outbound' "

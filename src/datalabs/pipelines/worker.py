@@ -143,7 +143,10 @@ class Worker:
             run = db.get(PipelineRun, claim.run_id)
             principal = runs.principal_of(db, run.owner)
             doc = documents.materialise(
-                self.settings.home / "pipelines" / "documents", run.version_id, run.version.packed
+                self.settings.home / "pipelines" / "documents",
+                run.version_id,
+                run.version.packed,
+                run.version.files,
             )
             workdir = runs.run_dir(self.settings, run.id)
             logfile = runs.log_path(self.settings, run.id)

@@ -143,7 +143,10 @@ def references_in(node: yaml.Node | None, source: str) -> list[Reference]:
                     f"{source}:{at.line + 1}:{at.column + 1}: $base would make references resolve from "
                     "elsewhere than the pipeline's folder: not allowed"
                 )
-            # An `id` becomes the base its object's relative references resolve from: kept inside too.
+            # An `id` becomes the base its object's relative references resolve from: kept inside too,
+            # unless the object holds no reference at all (metadata such as `s:author: {id: <ORCID>}`).
+            if name == "id" and text is not None and not _holds_references(current):
+                continue
             if text is not None and (name in NAMED or (is_literal and name in ("location", "path"))):
                 found.append(Reference(source, at.line + 1, at.column + 1, name, text))
             elif name == "$schemas" and isinstance(value, yaml.SequenceNode):
@@ -156,6 +159,28 @@ def references_in(node: yaml.Node | None, source: str) -> list[Reference]:
                 )
             stack.extend((key, value))
     return found
+
+
+def _holds_references(node: yaml.MappingNode) -> bool:
+    """Whether a fetched key, a File/Directory literal or a `$schemas` list is anywhere below `node`."""
+    stack: list[yaml.Node] = [node]
+    visited: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        if isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else None
+                if name in (*FETCHED, "$schemas", "$base") or (
+                    name == "class" and _scalar(value) in LITERAL_CLASSES
+                ):
+                    return True
+                stack.append(value)
+    return False
 
 
 def inside(ref: Reference, base: str) -> str | None:

@@ -15,51 +15,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
 import threading
-import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cwl_utils.sandboxjs import set_js_engine
-from cwltool.command_line_tool import CommandLineTool
 from cwltool.context import LoadingContext, RuntimeContext
-from cwltool.errors import WorkflowException
+from cwltool.errors import UnsupportedRequirement, WorkflowException
 from cwltool.executors import MultithreadedJobExecutor, SingleJobExecutor
-from cwltool.job import CommandLineJob
 from cwltool.load_tool import load_tool
-from cwltool.utils import processes_to_kill
-from cwltool.workflow import default_make_tool
 
 from datalabs.pipelines import sandbox
 from datalabs.pipelines.documents import quiet_cwltool
 from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
-from datalabs.sandbox import fs, launch
-from datalabs.sandbox import network as network_mod
-from datalabs.sandbox.bwrap import NOBODY, sandbox_path
+from datalabs.pipelines.engines.cwltool_job import _make_tool, _Run, _threads
 
 CACHE_SIZE = 64
+JOB_REQUIREMENTS = "https://w3id.org/cwl/cwl#requirements"  # cwltool's executor adds them to the tool
 _cwl_logger = logging.getLogger("cwltool")
-
-
-@dataclass(eq=False)
-class _Run(Handle):
-    spec: RunSpec
-    log: Any = None  # the log file (binary, append)
-    procs: set = field(default_factory=set)
-    js: list = field(default_factory=list)  # the run's Node.js processes (SandboxedNode)
-    cancelled: bool = False
-    result: Result | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def write(self, text: str) -> None:
-        if self.log is not None and not self.log.closed:
-            self.log.write(text.encode(errors="replace"))
-            self.log.flush()
 
 
 class _SharedFile:
@@ -76,109 +50,12 @@ class _SharedFile:
         pass
 
 
-# Log records of cwltool go to the run whose thread (or whose cwltool job thread) wrote them.
-_threads: dict[int, _Run] = {}
-
-
 class _RunLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         run = _threads.get(threading.get_ident())
         if run is not None:
             with contextlib.suppress(Exception):  # logging must never break a run
                 run.write(f"{record.levelname} {self.format(record)}\n")
-
-
-class _SandboxedJob(CommandLineJob):
-    """CommandLineJob whose command runs inside bubblewrap, and that the engine can kill."""
-
-    def run(self, runtimeContext: RuntimeContext, tmpdir_lock=None) -> None:
-        run: _Run | None = getattr(runtimeContext, "datalabs_run", None)
-        if run is not None and run.cancelled:
-            raise WorkflowException("the run was cancelled")
-        if not self.spec_sandbox(run):
-            return super().run(runtimeContext, tmpdir_lock)
-        os.makedirs(self.tmpdir, exist_ok=True)
-        self._setup(runtimeContext)
-        from cwltool.job import relink_initialworkdir, stage_files
-
-        stage_files(
-            self.pathmapper, ignore_writable=True, symlink=True, secret_store=runtimeContext.secret_store
-        )
-        if self.generatemapper is not None:
-            stage_files(self.generatemapper, ignore_writable=self.inplace_update, symlink=True)
-            relink_initialworkdir(self.generatemapper, self.outdir, self.builder.outdir, self.inplace_update)
-        policy = run.spec.policy
-        identity = policy.identity or (NOBODY if os.geteuid() == 0 else None)
-        if identity is not None:  # the tool runs as the run's owner: its folders (and staged files) are its
-            for d in (self.outdir, self.tmpdir):
-                fs.chown_tree(d, identity.uid, identity.gid)
-        # Inputs appear at their staged paths, bound read-only from the real files: the tool sees them and
-        # nothing else of the host.
-        readonly = [
-            (ent.resolved, ent.target)
-            for _, ent in self.pathmapper.items_exclude_children()
-            if ent.staged and ent.type in ("File", "Directory")
-        ]
-        network = policy.network if self.networkaccess else "none"
-        box = sandbox.tool_box(self.outdir, self.tmpdir, readonly, {})
-        state = Path(run.spec.workdir) / f"sandbox-{uuid.uuid4().hex[:8]}"
-        try:
-            prepared = launch.prepare(
-                f"tool-{uuid.uuid4().hex[:12]}", box, policy.with_network(network), state
-            )
-        except (network_mod.NetworkError, OSError) as exc:
-            raise WorkflowException(f"the tool's sandbox could not be prepared: {exc}") from None
-        # Checked with the run's inputs as the only way out of the output folder, once the tool's processes
-        # are all gone (its sandbox's pid namespace ends with it) and before cwltool, as root, reads it.
-        allowed = fs.Allowed.of(src for src, _ in readonly)
-        collect = self.collect_outputs
-
-        def confined_collect(outdir, rcode):
-            fs.confine(outdir, allowed, lambda why: run.write(f"WARNING {why}\n"))
-            return collect(outdir, rcode)
-
-        self.collect_outputs = confined_collect
-        try:
-            self._execute(prepared.argv, self.environment, runtimeContext, lambda proc: _watch(run, proc))
-        finally:
-            prepared.release()
-            shutil.rmtree(state, ignore_errors=True)
-
-    def _required_env(self) -> dict[str, str]:
-        # The platform's environment first on PATH (python3 with astropy, hatanaka, ...), as in labs.
-        return {**super()._required_env(), "PATH": sandbox_path()}
-
-    @staticmethod
-    def spec_sandbox(run: _Run | None) -> bool:
-        return run is not None and run.spec.sandbox
-
-
-def _watch(run: _Run | None, proc) -> None:
-    if run is not None:
-        with run.lock:
-            run.procs.add(proc)
-            if run.cancelled:
-                proc.kill()
-    try:
-        proc.wait()
-    finally:
-        if run is not None:
-            with run.lock:
-                run.procs.discard(proc)
-        with contextlib.suppress(ValueError):
-            processes_to_kill.remove(proc)  # cwltool keeps every process it started; a warm worker must not
-
-
-class _Tool(CommandLineTool):
-    def make_job_runner(self, runtimeContext: RuntimeContext):
-        base = super().make_job_runner(runtimeContext)
-        return _SandboxedJob if base is CommandLineJob else base
-
-
-def _make_tool(toolpath_object, loadingContext):
-    if toolpath_object.get("class") == "CommandLineTool":
-        return _Tool(toolpath_object, loadingContext)
-    return default_make_tool(toolpath_object, loadingContext)
 
 
 class _Executor(MultithreadedJobExecutor):
@@ -208,15 +85,22 @@ class CwltoolEngine(PipelineEngine):
         _cwl_logger.addHandler(self._handler)
         set_js_engine(sandbox.SandboxedNode(_js_context))
 
-    def tool(self, spec: RunSpec):
-        """The loaded process of a version, loaded once (per document file) and kept."""
+    def tool(self, spec: RunSpec, fresh: bool = False):
+        """The loaded process of a version, loaded once (per document file) and kept; `fresh`: a new one,
+        not kept (the job's own requirements are added to it)."""
         key = (spec.version_id, str(spec.document))
         with self._lock:
-            if key in self._tools:
+            if key in self._tools and not fresh:
                 self._tools.move_to_end(key)
                 return self._tools[key]
-        ctx = LoadingContext({"construct_tool_object": _make_tool, "do_update": True})
+        # Relaxed path checks: file names with spaces, '#' or other characters are the user's business;
+        # tools never get them through a shell unquoted, and outputs are confined all the same.
+        ctx = LoadingContext(
+            {"construct_tool_object": _make_tool, "do_update": True, "relax_path_checks": True}
+        )
         tool = load_tool(str(spec.document), ctx)
+        if fresh:
+            return tool
         with self._lock:
             self._tools[key] = tool
             while len(self._tools) > self._cache_size:
@@ -235,6 +119,9 @@ class CwltoolEngine(PipelineEngine):
         _threads[threading.get_ident()] = run
         try:
             run.result = self._run(run)
+        except UnsupportedRequirement as exc:
+            run.write(f"ERROR unsupported requirement: {exc}\n")
+            run.result = Result(FAILED, f"unsupported requirement: {exc}"[:2000])
         except WorkflowException as exc:
             run.write(f"ERROR {exc}\n")
             run.result = Result(FAILED, str(exc)[:2000])
@@ -253,7 +140,7 @@ class CwltoolEngine(PipelineEngine):
 
     def _run(self, run: _Run) -> Result:
         spec = run.spec
-        tool = self.tool(spec)
+        tool = self.tool(spec, fresh=JOB_REQUIREMENTS in spec.job)
         shared = _SharedFile(run.log)
         ctx = RuntimeContext(
             {

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from datalabs.pipelines import sandbox
 from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
@@ -53,7 +54,7 @@ class ToilEngine(PipelineEngine):
     def submit(self, spec: RunSpec) -> Handle:
         spec.workdir.mkdir(parents=True, exist_ok=True)
         job = spec.workdir / "job.json"
-        job.write_text(json.dumps(spec.job))
+        job.write_text(json.dumps(spec.job, ensure_ascii=False), encoding="utf-8")
         document = spec.document
         if spec.sandbox:  # the run's own copy, readable by the sandbox's uid (the store's is private)
             document = spec.workdir / "pipeline.cwl"
@@ -62,6 +63,7 @@ class ToilEngine(PipelineEngine):
         argv = [
             toil_cwl_runner(),
             "--no-container",
+            "--relax-path-checks",
             "--batchSystem",
             "single_machine",
             "--jobStore",
@@ -170,7 +172,7 @@ def host_paths(value: Any) -> list[str]:
     """The host paths of the job's File and Directory inputs (and their secondary files)."""
     if isinstance(value, dict):
         location = value.get("location", "") if value.get("class") in ("File", "Directory") else ""
-        own = [location[len("file://") :]] if location.startswith("file://") else []
+        own = [unquote(location[len("file://") :])] if location.startswith("file://") else []
         return own + [p for k, v in value.items() if k != "location" for p in host_paths(v)]
     if isinstance(value, list):
         return [p for v in value for p in host_paths(v)]

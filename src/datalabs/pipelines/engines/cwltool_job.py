@@ -1,0 +1,178 @@
+"""The part of the warm cwltool engine that runs one tool: `_SandboxedJob`, a cwltool CommandLineJob whose
+command runs inside bubblewrap as the run's owner (pipelines/sandbox.py), with the staged inputs bound
+read-only at the paths the command names, and its output folder confined (sandbox/fs.py `confine`) before
+cwltool, as root, collects it. `_Run` is the engine's record of one run, shared with `cwltool.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cwltool.command_line_tool import CommandLineTool
+from cwltool.context import RuntimeContext
+from cwltool.errors import WorkflowException
+from cwltool.job import CommandLineJob
+from cwltool.utils import processes_to_kill
+from cwltool.workflow import default_make_tool
+
+from datalabs.pipelines import sandbox
+from datalabs.pipelines.engines.base import Handle, Result, RunSpec
+from datalabs.sandbox import fs, launch
+from datalabs.sandbox import network as network_mod
+from datalabs.sandbox.bwrap import NOBODY, sandbox_path
+
+
+@dataclass(eq=False)
+class _Run(Handle):
+    spec: RunSpec
+    log: Any = None  # the log file (binary, append)
+    procs: set = field(default_factory=set)
+    js: list = field(default_factory=list)  # the run's Node.js processes (SandboxedNode)
+    cancelled: bool = False
+    result: Result | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def write(self, text: str) -> None:
+        if self.log is not None and not self.log.closed:
+            self.log.write(text.encode(errors="replace"))
+            self.log.flush()
+
+
+# Log records of cwltool go to the run whose thread (or whose cwltool job thread) wrote them.
+_threads: dict[int, _Run] = {}
+
+
+class _SandboxedJob(CommandLineJob):
+    """CommandLineJob whose command runs inside bubblewrap, and that the engine can kill."""
+
+    def run(self, runtimeContext: RuntimeContext, tmpdir_lock=None) -> None:
+        run: _Run | None = getattr(runtimeContext, "datalabs_run", None)
+        if run is not None and run.cancelled:
+            raise WorkflowException("the run was cancelled")
+        if not self.spec_sandbox(run):
+            return super().run(runtimeContext, tmpdir_lock)
+        os.makedirs(self.tmpdir, exist_ok=True)
+        self._setup(runtimeContext)
+        from cwltool.job import relink_initialworkdir, stage_files
+
+        stage_files(
+            self.pathmapper, ignore_writable=True, symlink=True, secret_store=runtimeContext.secret_store
+        )
+        if self.generatemapper is not None:
+            stage_files(self.generatemapper, ignore_writable=self.inplace_update, symlink=True)
+            relink_initialworkdir(self.generatemapper, self.outdir, self.builder.outdir, self.inplace_update)
+        policy = run.spec.policy
+        identity = policy.identity or (NOBODY if os.geteuid() == 0 else None)
+        if identity is not None:  # the tool runs as the run's owner: its folders (and staged files) are its
+            for d in (self.outdir, self.tmpdir):
+                fs.chown_tree(d, identity.uid, identity.gid)
+        # Inputs appear at their staged paths, bound read-only from the real files: the tool sees them and
+        # nothing else of the host.
+        readonly = staged_binds(self.pathmapper, self.outdir)
+        network = policy.network if self.networkaccess else "none"
+        box = sandbox.tool_box(self.outdir, self.tmpdir, readonly, {})
+        state = Path(run.spec.workdir) / f"sandbox-{uuid.uuid4().hex[:8]}"
+        try:
+            prepared = launch.prepare(
+                f"tool-{uuid.uuid4().hex[:12]}", box, policy.with_network(network), state
+            )
+        except (network_mod.NetworkError, OSError) as exc:
+            raise WorkflowException(f"the tool's sandbox could not be prepared: {exc}") from None
+        # Checked with the run's inputs as the only way out of the output folder, once the tool's processes
+        # are all gone (its sandbox's pid namespace ends with it) and before cwltool, as root, reads it.
+        allowed = fs.Allowed.of(src for src, _ in readonly)
+        collect = self.collect_outputs
+
+        def confined_collect(outdir, rcode):
+            fs.confine(outdir, allowed, lambda why: run.write(f"WARNING {why}\n"))
+            return collect(outdir, rcode)
+
+        self.collect_outputs = confined_collect
+        try:
+            self._execute(prepared.argv, self.environment, runtimeContext, lambda proc: _watch(run, proc))
+        finally:
+            prepared.release()
+            shutil.rmtree(state, ignore_errors=True)
+
+    def _required_env(self) -> dict[str, str]:
+        # The platform's environment first on PATH (python3 with astropy, hatanaka, ...), as in labs.
+        return {**super()._required_env(), "PATH": sandbox_path()}
+
+    @staticmethod
+    def spec_sandbox(run: _Run | None) -> bool:
+        return run is not None and run.spec.sandbox
+
+
+def _watch(run: _Run | None, proc) -> None:
+    if run is not None:
+        with run.lock:
+            run.procs.add(proc)
+            if run.cancelled:
+                proc.kill()
+    try:
+        proc.wait()
+    finally:
+        if run is not None:
+            with run.lock:
+                run.procs.discard(proc)
+        with contextlib.suppress(ValueError):
+            processes_to_kill.remove(proc)  # cwltool keeps every process it started; a warm worker must not
+
+
+class _Tool(CommandLineTool):
+    def make_job_runner(self, runtimeContext: RuntimeContext):
+        base = super().make_job_runner(runtimeContext)
+        return _SandboxedJob if base is CommandLineJob else base
+
+
+def _make_tool(toolpath_object, loadingContext):
+    if toolpath_object.get("class") == "CommandLineTool":
+        return _Tool(toolpath_object, loadingContext)
+    return default_make_tool(toolpath_object, loadingContext)
+
+
+def staged_binds(pathmapper, outdir: str) -> list[tuple[str, str]]:
+    """(host path, path the tool sees) of every staged input outside the output folder: files and folders
+    at their real paths, literals (files made from `contents`, folders from a `listing`) where cwltool
+    made them in the run's staging folder. Files cwltool made read-only for root are made readable to the
+    run's owner (they hold what the job gave)."""
+    binds = []
+    for _, ent in pathmapper.items_exclude_children():
+        if not ent.staged or ent.target.startswith(outdir.rstrip("/") + "/"):
+            continue
+        if ent.type in ("File", "Directory") and not ent.resolved.startswith("_:"):
+            binds.append((ent.resolved, ent.target))
+        elif ent.type in (
+            "Directory",
+            "CreateFile",
+            "CreateWritableFile",
+            "WritableFile",
+            "WritableDirectory",
+        ):
+            with contextlib.suppress(OSError):
+                _readable(Path(ent.target))
+            binds.append((ent.target, ent.target))
+    return binds
+
+
+def _readable(path: Path) -> None:
+    """Made by cwltool as root in the run's own staging folder: nothing a run shaped; read by the tool."""
+    if path.is_symlink():
+        return
+    if path.is_dir():
+        for top, _, names in os.walk(path):
+            os.chmod(top, 0o755)
+            for name in names:
+                inner = Path(top) / name
+                if not inner.is_symlink():
+                    os.chmod(inner, 0o644)
+        return
+    os.chmod(path, 0o644)
