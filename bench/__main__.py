@@ -8,6 +8,7 @@ from bench import (
     app_build,
     assets_search,
     catalogue_search,
+    cwl_conformance,
     desktop,
     files_transfer,
     lab_start,
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "proxy": proxy.run,
     "assets-search": assets_search.run,
     "pipelines": pipelines.run,
+    "cwl-conformance": cwl_conformance.run,
     "desktop": desktop.run,
     "app-build": app_build.run,
 }

@@ -108,6 +108,36 @@ def one_step(work: Path, rounds: int) -> dict:
     return {"ours": statistics.median(ours), "peer": statistics.median(peer), "rounds": len(ours)}
 
 
+def runner(work: Path, rounds: int) -> dict:
+    """`datalabs cwl-runner` on the one-step tool, the whole command (a new process each time: start-up,
+    upload, run, output download, printed output object) beside `cwltool --no-container`."""
+    (work / "tool.cwl").write_text(TOOL)
+    (work / "job.yml").write_text("text: hello\n")
+    cwltool = [str(BIN / "cwltool"), "--no-container", "--quiet", "--outdir", str(work / "cwl-out")]
+    peer = [_timed([*cwltool, "tool.cwl", "job.yml"], work) for _ in range(max(3, rounds // 3))]
+    home = work / "home4"
+    home.mkdir()
+    env, token = _setup(home)
+    ours = []
+    with serve(env, work / "server4.log") as server:
+        client = {**env, "DATALABS_API_URL": server.url, "DATALABS_TOKEN": token}
+        argv = [str(BIN / "datalabs"), "cwl-runner", "--quiet", "--outdir", str(work / "dl-out")]
+        for i in range(rounds + 2):
+            start = time.perf_counter()
+            proc = subprocess.run([*argv, "tool.cwl", "job.yml"], cwd=work, capture_output=True, env=client)
+            elapsed = time.perf_counter() - start
+            printed = json.loads(proc.stdout or b"{}")
+            if (
+                proc.returncode
+                or (work / "dl-out" / "out.txt").read_text() != "hello\n"
+                or "out" not in printed
+            ):
+                raise RuntimeError(f"datalabs cwl-runner failed: {proc.stderr[-2000:]!r}")
+            if i >= 2:  # the first registers the document and loads it into the warm worker
+                ours.append(elapsed)
+    return {"ours": statistics.median(ours), "peer": statistics.median(peer), "rounds": len(ours)}
+
+
 def throughput(work: Path, count: int) -> dict:
     home = work / "home2"
     home.mkdir()
@@ -202,7 +232,7 @@ def scatter(work: Path, width: int, toil: bool) -> dict:
     return result
 
 
-def markdown(step: dict, tp: dict, sc: dict, width: int, setting: str) -> str:
+def markdown(step: dict, cli: dict, tp: dict, sc: dict, width: int, setting: str) -> str:
     ratio = step["peer"] / step["ours"]
     lines = [
         "## Pipelines",
@@ -215,6 +245,13 @@ def markdown(step: dict, tp: dict, sc: dict, width: int, setting: str) -> str:
         f"| {step['ours'] * 1000:.0f} ms |",
         f"| plain `cwltool --no-container` (new process) | {step['peer'] * 1000:.0f} ms |",
         f"| **ratio** | **{ratio:.1f}x faster** (target >= 4x) |",
+        "",
+        "| one-step tool, whole command (`--quiet --outdir D tool.cwl job.yml`) | median |",
+        "| --- | --- |",
+        f"| `datalabs cwl-runner` (new process, through the API), {cli['rounds']} runs "
+        f"| {cli['ours'] * 1000:.0f} ms |",
+        f"| `cwltool --no-container` | {cli['peer'] * 1000:.0f} ms |",
+        f"| **ratio** | **{cli['peer'] / cli['ours']:.1f}x faster** (target >= 5x) |",
         "",
         f"{tp['runs']} trivial runs through 2 `datalabs worker` processes (2 slots each): "
         f"**{tp['rps']:.1f} runs/s** ({tp['seconds']:.1f} s; failed {tp['failed']}, "
@@ -237,6 +274,8 @@ def run(rounds: int = 15, runs: int = 500, width: int = 500, toil: bool = True) 
         work = Path(tmp)
         console.print("one-step runs ...")
         step = one_step(work, rounds)
+        console.print("cwl-runner ...")
+        cli = runner(work, rounds)
         console.print("throughput ...")
         tp = throughput(work, runs)
         console.print("scatter ...")
@@ -245,11 +284,14 @@ def run(rounds: int = 15, runs: int = 500, width: int = 500, toil: bool = True) 
     table.add_row("one step: datalabs warm", f"{step['ours'] * 1000:.0f} ms")
     table.add_row("one step: cwltool", f"{step['peer'] * 1000:.0f} ms")
     table.add_row("ratio", f"{step['peer'] / step['ours']:.1f}x")
+    table.add_row("cwl-runner whole command", f"{cli['ours'] * 1000:.0f} ms")
+    table.add_row("cwltool whole command", f"{cli['peer'] * 1000:.0f} ms")
+    table.add_row("ratio", f"{cli['peer'] / cli['ours']:.1f}x")
     table.add_row(f"{runs} runs / 2 workers", f"{tp['rps']:.1f} runs/s")
     for name, seconds in sc.items():
         table.add_row(f"scatter {width}: {name}", f"{seconds:.2f} s")
     console.print(table)
-    write_section(SECTION, markdown(step, tp, sc, width, setting))
+    write_section(SECTION, markdown(step, cli, tp, sc, width, setting))
     console.print(f"written to {RESULTS}")
     return tp["failed"] == 0 and tp["retried"] == 0
 

@@ -105,6 +105,9 @@ class ToilEngine(PipelineEngine):
             for top in (spec.workdir, spec.outdir):
                 fs.chown_tree(top, identity.uid, identity.gid)
         readonly = [(path, path) for path in host_paths(spec.job)]
+        files = spec.document.with_name(spec.document.stem + ".files")  # what the document names
+        if files.is_dir():
+            readonly.append((str(files), str(files)))
         box = replace(
             sandbox.tool_box(str(spec.outdir), str(spec.workdir), readonly, {}),
             command=argv,
