@@ -18,6 +18,12 @@ class Invalid(DatalabsError):
     status, code = 422, "invalid"
 
 
+class BadRequest(DatalabsError):
+    """A request the protocol itself calls malformed (e.g. STAC API parameters): 400, not 422."""
+
+    status, code = 400, "bad_request"
+
+
 class Unauthorized(DatalabsError):
     status, code = 401, "unauthorized"
 

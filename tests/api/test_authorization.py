@@ -170,7 +170,8 @@ ROUTES += [
     ("GET", "/stac/queryables", None, ASSET_READ),
     ("GET", "/stac/collections", None, ASSET_READ),
     ("GET", "/stac/collections/Demo", None, ASSET_OF_DEMO),
-    ("GET", "/stac/collections/Demo/items", None, ASSET_READ),
+    ("GET", "/stac/collections/Demo/queryables", None, ASSET_OF_DEMO),
+    ("GET", "/stac/collections/Demo/items", None, ASSET_OF_DEMO),  # an unseen collection: 404, as itself
     ("GET", "/stac/collections/Demo/items/Demo:a.txt", None, ASSET_OF_DEMO),
     ("GET", "/stac/search", None, ASSET_READ),
     ("POST", "/stac/search", {"collections": ["Demo"]}, ASSET_READ),

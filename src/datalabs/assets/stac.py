@@ -1,28 +1,36 @@
-"""STAC 1.0 views of the asset index: items and collections as pystac models, and CQL2 filters
-(text or JSON, parsed by pygeofilter) translated into index queries.
+"""STAC views of the asset index: the landing page, items, collections, queryables and the Datalabs
+extension that says how facets appear in items. One STAC version everywhere (`STAC_VERSION`, the one
+pystac writes and ships schemas of); the API speaks STAC API 1.0 (`CONFORMANCE`).
 
-Supported CQL2: AND of comparisons; `=`, `IN` and OR of `=` on one facet property (a file matches
-if any of its values does); `LIKE` on `id`/`name`/`filename` (becomes a text search); `<`, `<=`,
-`>`, `>=`, `BETWEEN` and T_* operators on `datetime`; S_INTERSECTS/S_WITHIN with a geometry on
-`geometry` (its bounding box). Anything else is refused with a clear message, never approximated.
+Items are built as plain dicts (a page holds up to 1,000 of them; pystac models cost ~10x more), and
+the tests validate them with pystac against the STAC schemas.
+
+The Datalabs extension (`EXTENSION`, schema served at `extension_url`): every facet is an item property
+`datalabs:<facet>` holding an array of strings, because a file may observe several constellations,
+satellites or codes, and the common metadata names (`constellation`, `mission`) are single strings;
+`datalabs:path` is the file's path in its data volume. Assets carry `file:size` (File Info extension).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
-import pystac
-from pygeofilter import ast, values
-from pygeofilter.parsers.cql2_json import parse as parse_json
-from pygeofilter.parsers.cql2_text import parse as parse_text
+from datalabs.assets.base import FACETS, AssetRecord
+from datalabs.assets.stac_filter import PREFIX
 
-from datalabs.assets.base import FACETS, AssetRecord, Query
-from datalabs.assets.params import instant
-from datalabs.errors import Invalid
-
-TEXT_PROPERTIES = {"id", "name", "filename", "path"}
-TIME_PROPERTIES = {"datetime", "start_datetime"}
+STAC_VERSION = "1.1.0"
+FILE_EXTENSION = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+EXTENSION_PATH = "/stac/extensions/datalabs/v1.0.0/schema.json"
+GEOJSON = "application/geo+json"
+JSON = "application/json"
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+ITEM_FACETS = tuple(f for f in FACETS if f != "collection")  # the collection is the item's own member
+ITEM_KEYS = frozenset(
+    {"type", "stac_version", "stac_extensions", "id", "geometry", "bbox", "properties", "links", "assets"}
+    | {"collection"}
+)
 CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0/core",
     "https://api.stacspec.org/v1.0.0/collections",
@@ -30,7 +38,7 @@ CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0/item-search",
     "https://api.stacspec.org/v1.0.0/item-search#sort",
     "https://api.stacspec.org/v1.0.0/item-search#fields",
-    "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
+    "https://api.stacspec.org/v1.0.0-rc.3/item-search#filter",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
@@ -38,217 +46,184 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/array-functions",
 ]
 
 
+def extension_url(base_url: str) -> str:
+    return base_url + EXTENSION_PATH
+
+
+def iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def geometry(bbox) -> dict | None:
+    """A file's footprint as GeoJSON: a Point, a Polygon, or a MultiPolygon across the antimeridian."""
     if bbox is None:
         return None
     w, s, e, n = bbox
     if (w, s) == (e, n):
         return {"type": "Point", "coordinates": [w, s]}
-    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    if w > e:
+        parts = [_ring(w, s, 180.0, n), _ring(-180.0, s, e, n)]
+        return {"type": "MultiPolygon", "coordinates": [[p] for p in parts]}
+    return {"type": "Polygon", "coordinates": [_ring(w, s, e, n)]}
+
+
+def _ring(w: float, s: float, e: float, n: float) -> list:
+    return [[w, s], [e, s], [e, n], [w, n], [w, s]]
+
+
+def item_url(base_url: str, record: AssetRecord) -> str:
+    return f"{collection_url(base_url, record.collection)}/items/{quote(record.id, safe='/:')}"
+
+
+def collection_url(base_url: str, name: str) -> str:
+    return f"{base_url}/stac/collections/{quote(name, safe='')}"
 
 
 def item(record: AssetRecord, href: str, base_url: str) -> dict[str, Any]:
-    properties: dict[str, Any] = {k: list(v) if len(v) > 1 else v[0] for k, v in record.facets.items()}
-    properties.update(title=record.title or record.name, filename=record.name, path=record.path)
+    properties: dict[str, Any] = {"datetime": iso(record.date)}
     if record.start and record.end:
-        properties.update(start_datetime=_iso(record.start), end_datetime=_iso(record.end))
-    model = pystac.Item(
-        id=record.id,
-        geometry=geometry(record.bbox),
-        bbox=list(record.bbox) if record.bbox else None,
-        datetime=record.date,
-        properties=properties,
-        collection=record.collection,
-    )
-    model.add_asset(
-        "data",
-        pystac.Asset(
-            href=base_url + href,
-            media_type=record.media_type,
-            roles=["data"],
-            extra_fields={"file:size": record.size},
-        ),
-    )
-    data = model.to_dict(include_self_link=False, transform_hrefs=False)
-    data["links"] = [
-        {
-            "rel": "self",
-            "href": f"{base_url}/stac/collections/{record.collection}/items/{record.id}",
-            "type": "application/geo+json",
-        },
-        {"rel": "collection", "href": f"{base_url}/stac/collections/{record.collection}"},
-        {"rel": "parent", "href": f"{base_url}/stac/collections/{record.collection}"},
-        {"rel": "root", "href": f"{base_url}/stac"},
+        properties.update(start_datetime=iso(record.start), end_datetime=iso(record.end))
+    if record.title:
+        properties["title"] = record.title
+    properties[f"{PREFIX}path"] = record.path
+    for facet in ITEM_FACETS:
+        if record.facets.get(facet):
+            properties[f"{PREFIX}{facet}"] = list(record.facets[facet])
+    parent = collection_url(base_url, record.collection)
+    out: dict[str, Any] = {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [FILE_EXTENSION, extension_url(base_url)],
+        "id": record.id,
+        "geometry": geometry(record.bbox),
+    }
+    if record.bbox:
+        out["bbox"] = list(record.bbox)
+    out["properties"] = properties
+    out["links"] = [
+        {"rel": "self", "href": item_url(base_url, record), "type": GEOJSON},
+        {"rel": "parent", "href": parent, "type": JSON},
+        {"rel": "collection", "href": parent, "type": JSON},
+        {"rel": "root", "href": f"{base_url}/stac", "type": JSON},
     ]
-    return data
+    data = {"href": base_url + href, "type": record.media_type, "title": record.name, "roles": ["data"]}
+    out["assets"] = {"data": data | {"file:size": int(record.size)}}
+    out["collection"] = record.collection
+    return out
 
 
 def collection(name: str, total: int, first: datetime | None, last: datetime | None, base_url: str) -> dict:
-    extent = pystac.Extent(
-        pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]), pystac.TemporalExtent([[first, last]])
-    )
-    model = pystac.Collection(
-        id=name,
-        description=f"Assets of data volume {name} ({total:,} files)",
-        extent=extent,
-        license="other",
-        extra_fields={"assets_count": total},
-    )
-    data = model.to_dict(include_self_link=False, transform_hrefs=False)
-    data["links"] = [
-        {"rel": "self", "href": f"{base_url}/stac/collections/{name}", "type": "application/json"},
-        {"rel": "items", "href": f"{base_url}/stac/collections/{name}/items", "type": "application/geo+json"},
-        {"rel": "root", "href": f"{base_url}/stac", "type": "application/json"},
-        {"rel": "parent", "href": f"{base_url}/stac", "type": "application/json"},
-    ]
-    return data
+    url = collection_url(base_url, name)
+    return {
+        "type": "Collection",
+        "stac_version": STAC_VERSION,
+        "id": name,
+        "description": f"Assets of data volume {name} ({total:,} files)",
+        "license": "other",
+        "extent": {
+            "spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]},
+            "temporal": {"interval": [[first and iso(first), last and iso(last)]]},
+        },
+        "links": [
+            {"rel": "self", "href": url, "type": JSON},
+            {"rel": "items", "href": f"{url}/items", "type": GEOJSON},
+            {"rel": QUERYABLES_REL, "href": f"{url}/queryables", "type": "application/schema+json"},
+            {"rel": "parent", "href": f"{base_url}/stac", "type": JSON},
+            {"rel": "root", "href": f"{base_url}/stac", "type": JSON},
+        ],
+    }
 
 
-def _iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
+def landing(base_url: str, openapi_type: str) -> dict:
+    def link(rel: str, path: str, media: str, **extra) -> dict:
+        return {"rel": rel, "href": base_url + path, "type": media, **extra}
+
+    return {
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": "datalabs",
+        "title": "Datalabs assets",
+        "description": "Archived files of the data volumes you may use",
+        "conformsTo": CONFORMANCE,
+        "links": [
+            link("self", "/stac", JSON),
+            link("root", "/stac", JSON),
+            link("conformance", "/stac/conformance", JSON),
+            link("data", "/stac/collections", JSON),
+            link("search", "/stac/search", GEOJSON, method="GET"),
+            link("search", "/stac/search", GEOJSON, method="POST"),
+            link(QUERYABLES_REL, "/stac/queryables", "application/schema+json"),
+            link("service-desc", "/stac/api", openapi_type),
+            link("service-doc", "/api/docs", "text/html"),
+        ],
+    }
 
 
-# ---- CQL2 -> Query --------------------------------------------------------------------------------
+def queryables(url: str, title: str) -> dict:
+    """The filter's queryables; other names are allowed and are null on every item (STAC filter ext.)."""
+    props: dict[str, Any] = {
+        "id": {"title": "Item id", "type": "string"},
+        "collection": {"title": "Collection (data volume)", "type": "string"},
+        "datetime": {
+            "title": "Observation start (else the file's time)",
+            "type": "string",
+            "format": "date-time",
+        },
+        "geometry": {"title": "Footprint", "$ref": "https://geojson.org/schema/Geometry.json"},
+    }
+    for facet in ITEM_FACETS:
+        props[f"{PREFIX}{facet}"] = {
+            "title": facet.replace("_", " ").capitalize(),
+            "description": "An array: =, <, LIKE, IN... hold when one value does; A_* compare arrays",
+            "type": "array",
+            "items": {"type": "string"},
+        }
+    return {
+        "$schema": "https://json-schema.org/draft/2019-09/schema",
+        "$id": url,
+        "type": "object",
+        "title": title,
+        "properties": props,
+        "additionalProperties": True,
+    }
 
 
-def parse_filter(value: str | dict, lang: str | None) -> ast.Node:
-    try:
-        if isinstance(value, dict) or lang == "cql2-json":
-            import json
-
-            return parse_json(value if isinstance(value, dict) else json.loads(value))
-        return parse_text(value)
-    except Exception as e:  # pygeofilter raises lark and value errors
-        raise Invalid(f"filter is not valid CQL2: {e}", code="bad_filter") from None
-
-
-def apply_filter(node: ast.Node, query: Query) -> None:
-    """Narrow `query` by the CQL2 expression `node` (see the module docstring for what is supported)."""
-    if isinstance(node, ast.And):
-        apply_filter(node.lhs, query)
-        apply_filter(node.rhs, query)
-    elif isinstance(node, ast.Equal | ast.In | ast.Or):
-        facet, wanted = _facet_values(node)
-        present = query.facets.get(facet)
-        query.facets[facet] = [v for v in wanted if present is None or v in present]
-    elif isinstance(node, ast.Like):
-        _like(node, query)
-    elif isinstance(node, ast.LessThan | ast.LessEqual | ast.GreaterThan | ast.GreaterEqual | ast.Between):
-        _time(node, query)
-    elif isinstance(node, ast.TemporalPredicate):
-        _temporal(node, query)
-    elif isinstance(node, ast.SpatialComparisonPredicate):
-        _spatial(node, query)
-    else:
-        raise _unsupported(node)
-
-
-def _unsupported(node) -> Invalid:
-    return Invalid(
-        f"filter: {type(node).__name__} is not supported here; use AND of =, IN, LIKE on id, comparisons on "
-        f"datetime and S_INTERSECTS on geometry (facet properties: {', '.join(FACETS)})",
-        code="unsupported_filter",
-    )
-
-
-def _attribute(node) -> str:
-    if not isinstance(node, ast.Attribute):
-        raise _unsupported(node)
-    return node.name.removeprefix("properties.")
-
-
-def _facet_values(node) -> tuple[str, list[str]]:
-    if isinstance(node, ast.Or):
-        left, right = _facet_values(node.lhs), _facet_values(node.rhs)
-        if left[0] != right[0]:
-            raise Invalid("filter: OR is supported between values of one property", code="unsupported_filter")
-        return left[0], left[1] + right[1]
-    name = _attribute(node.lhs)
-    if name not in FACETS:
-        raise Invalid(
-            f"filter: unknown property '{name}'; queryables: {', '.join(FACETS)}", code="bad_filter"
-        )
-    if isinstance(node, ast.In):
-        if node.not_:
-            raise _unsupported(node)
-        return name, [str(v) for v in node.sub_nodes]
-    return name, [str(node.rhs)]
-
-
-def _like(node: ast.Like, query: Query) -> None:
-    if _attribute(node.lhs) not in TEXT_PROPERTIES or node.not_:
-        raise _unsupported(node)
-    query.text = f"{query.text} {node.pattern.replace(node.wildcard, ' ').replace(node.singlechar, ' ')}"
-
-
-def _when(value) -> datetime:
-    if isinstance(value, values.Interval):
-        raise _unsupported(value)
-    return value if isinstance(value, datetime) else instant(str(value))
-
-
-def _time(node, query: Query) -> None:
-    if _attribute(node.lhs) not in TIME_PROPERTIES:
-        raise _unsupported(node)
-    if isinstance(node, ast.Between):
-        _narrow(query, _when(node.low), None)
-        _narrow(query, None, _when(node.high), inclusive=True)
-    elif isinstance(node, ast.GreaterEqual | ast.GreaterThan):
-        _narrow(query, _when(node.rhs), None, strict=isinstance(node, ast.GreaterThan))
-    else:
-        _narrow(query, None, _when(node.rhs), inclusive=isinstance(node, ast.LessEqual))
-
-
-def _temporal(node, query: Query) -> None:
-    if _attribute(node.lhs) not in TIME_PROPERTIES:
-        raise _unsupported(node)
-    target = node.rhs
-    if isinstance(target, values.Interval):
-        _narrow(query, _when(target.start), None)
-        _narrow(query, None, _when(target.end), inclusive=True)
-    else:
-        moment = _when(target)
-        _narrow(query, moment, None)
-        _narrow(query, None, moment, inclusive=True)
-
-
-def _narrow(query: Query, start, end, strict: bool = False, inclusive: bool = False) -> None:
-    from datetime import timedelta
-
-    second = timedelta(seconds=1)
-    if start is not None:
-        start = start.replace(microsecond=0) + (second if strict else timedelta(0))
-        query.start = max(query.start, start) if query.start else start
-    if end is not None:
-        end = end.replace(microsecond=0) + (second if inclusive else timedelta(0))
-        query.end = min(query.end, end) if query.end else end
-
-
-def _spatial(node, query: Query) -> None:
-    if _attribute(node.lhs) != "geometry" or not isinstance(
-        node, ast.GeometryIntersects | ast.GeometryWithin
-    ):
-        raise _unsupported(node)
-    target = node.rhs
-    if isinstance(target, ast.Function) and target.name.lower() == "bbox":
-        w, s, e, n = (float(a) for a in target.arguments[:4])
-        coords = [[w, s], [e, n]]
-    elif isinstance(target, values.Geometry):
-        coords = _flatten(target.geometry["coordinates"])
-    else:
-        raise _unsupported(target)
-    lons, lats = [c[0] for c in coords], [c[1] for c in coords]
-    box = (min(lons), min(lats), max(lons), max(lats))
-    if query.bbox:
-        w, s, e, n = query.bbox
-        box = (max(w, box[0]), max(s, box[1]), min(e, box[2]), min(n, box[3]))
-    query.bbox = box
-
-
-def _flatten(coords) -> list:
-    if coords and isinstance(coords[0], int | float):
-        return [coords]
-    return [c for part in coords for c in _flatten(part)]
+def extension_schema(base_url: str) -> dict:
+    """JSON Schema of the Datalabs extension for items (the STAC extension template's layout)."""
+    facets = {
+        f"{PREFIX}{f}": {
+            "title": f.replace("_", " ").capitalize(),
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string"},
+        }
+        for f in ITEM_FACETS
+    }
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": extension_url(base_url) + "#",
+        "title": "Datalabs Extension",
+        "description": "Datalabs facets of an archived file, each an array of strings, and its path.",
+        "type": "object",
+        "required": ["type", "stac_extensions", "properties"],
+        "properties": {
+            "type": {"const": "Feature"},
+            "stac_extensions": {"type": "array", "contains": {"const": extension_url(base_url)}},
+            "properties": {
+                "type": "object",
+                "required": [f"{PREFIX}path"],
+                "properties": {
+                    f"{PREFIX}path": {"title": "Path in the data volume", "type": "string"},
+                    **facets,
+                },
+                "patternProperties": {f"^(?!{PREFIX})": {}},
+                "additionalProperties": False,
+            },
+        },
+    }
