@@ -1,9 +1,13 @@
-"""Pipelines: one-step run end to end with a warm worker beside plain `cwltool`; 500 trivial runs through
+"""Pipelines: one-step run end to end with a warm worker beside plain `cwltool`, the same through `datalabs
+cwl-runner` (whole command); 500 trivial runs through
 2 `datalabs worker` processes (runs/s); a 500-way scatter beside `cwltool --parallel` and `toil-cwl-runner`.
 
 - one step: a real `datalabs serve` (SQLite, in-process worker, tools in bubblewrap); the client POSTs a
   run and polls GET /api/v1/runs/{id} every 5 ms until `succeeded`, then checks the output file is in the
   workspace. Peer: `cwltool --no-container tool.cwl job.yml` on the same tool, a new process each time.
+- cwl-runner: `datalabs cwl-runner --quiet --outdir D tool.cwl job.yml`, the whole command (a new process:
+  start-up, submit, one long-polling wait, the output folder fetched, the output object printed) beside
+  `cwltool --no-container` with the same arguments.
 - throughput: the server's own worker is off; 2 `datalabs worker` processes (2 slots each, warm) drain
   500 runs queued through the API; runs/s from the first claim to the last finish.
 - scatter: one workflow scattering the tool over 500 strings, through the platform (cwltool engine,

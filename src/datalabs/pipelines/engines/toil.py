@@ -104,7 +104,7 @@ class ToilEngine(PipelineEngine):
         if identity is not None:  # Toil runs as the run's owner: its folders are its own
             for top in (spec.workdir, spec.outdir):
                 fs.chown_tree(top, identity.uid, identity.gid)
-        readonly = [(path, path) for path in host_paths(spec.job)]
+        readonly = input_binds(spec)
         files = spec.document.with_name(spec.document.stem + ".files")  # what the document names
         if files.is_dir():
             readonly.append((str(files), str(files)))
@@ -169,6 +169,18 @@ class ToilEngine(PipelineEngine):
         if handle.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(handle.proc.pid, signal.SIGKILL)
+
+
+def input_binds(spec: RunSpec) -> list[tuple[str, str]]:
+    """Each private snapshot folder of the run's inputs whole (the files next to an input, its secondary
+    files, come with it); inputs read in place (data volumes) one by one."""
+    snapshots = f"{spec.workdir.parent / 'inputs'}/"
+    binds = set()
+    for path in host_paths(spec.job):
+        if path.startswith(snapshots):
+            path = snapshots + path[len(snapshots) :].split("/")[0]
+        binds.add((path, path))
+    return sorted(binds)
 
 
 def host_paths(value: Any) -> list[str]:
