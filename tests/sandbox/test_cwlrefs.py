@@ -62,8 +62,9 @@ def check(root: Path, main: str = "main.cwl", limits: Limits = cwlrefs.DEFAULT):
         ),
         (TOOL + "inputs:\n  f:\n    type: File\n    default: {class: File, path: ../../s}\n", "path", 8),
         (TOOL + "inputs: []\n$schemas: [/etc/passwd]\n", "$schemas", 6),
-        (TOOL + "id: file:///etc/\ninputs: []\n", "id", 5),
-        (TOOL + "id: ../../\ninputs: []\n", "id", 5),
+        # An `id` is the base of the references below it: held to the same rules when there are any.
+        (TOOL + "id: file:///etc/\n" + FILE_INPUT.format("location: shadow"), "id", 5),
+        (TOOL + "id: ../../\n" + FILE_INPUT.format("location: s"), "id", 5),
     ],
 )
 def test_references_outside_are_refused(tmp_path, text, key, line):
@@ -171,6 +172,13 @@ def _resolved_inside(doc: Path, root: Path, ref: str) -> bool:
     return target == str(root) or target.startswith(str(root) + "/")
 
 
+def test_an_id_that_is_only_a_name_is_accepted(tmp_path):
+    # Metadata (`s:author: {id: <ORCID>}`) and a tool's own id hold no reference: the id resolves nothing.
+    text = TOOL + "id: https://example.org/tools/cat\ninputs: []\ns:author:\n  id: https://orcid.org/0000\n"
+    tree(tmp_path, {"main.cwl": text})
+    check(tmp_path)
+
+
 @settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ref=references, key=st.sampled_from(["run", "$import", "$include", "location", "id"]))
 def test_fuzz_accepted_references_resolve_inside(tmp_path, ref, key):
@@ -183,7 +191,7 @@ def test_fuzz_accepted_references_resolve_inside(tmp_path, ref, key):
         "$include": TOOL + "inputs: []\narguments:\n  - {{$include: {ref}}}\n",
         "location": TOOL
         + "inputs:\n  f:\n    type: File\n    default:\n      class: File\n      location: {ref}\n",
-        "id": TOOL + "id: {ref}\ninputs: []\n",
+        "id": TOOL + "id: {ref}\ninputs:\n  f:\n    type: File\n    default: {{class: File, location: d}}\n",
     }[key]
     doc.write_text(node.format(ref=json.dumps(ref)))
     try:
