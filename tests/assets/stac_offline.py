@@ -111,6 +111,7 @@ def _handler(proxy: SchemaProxy):
             self.connection, self.tunnel_host = conn, host
             self.rfile = conn.makefile("rb")
             self.wfile = socketserver._SocketWriter(conn)
+            self.close_connection = False  # the tunnel carries on, even after an HTTP/1.0 CONNECT
 
         def do_GET(self) -> None:  # noqa: N802
             url = f"https://{self.tunnel_host}{self.path}" if self.tunnel_host else self.path
