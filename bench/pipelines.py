@@ -3,15 +3,17 @@ cwl-runner` (whole command); 500 trivial runs through
 2 `datalabs worker` processes (runs/s); a 500-way scatter beside `cwltool --parallel` and `toil-cwl-runner`.
 
 - one step: a real `datalabs serve` (SQLite, in-process worker, tools in bubblewrap); the client POSTs a
-  run and polls GET /api/v1/runs/{id} every 5 ms until `succeeded`, then checks the output file is in the
-  workspace. Peer: `cwltool --no-container tool.cwl job.yml` on the same tool, a new process each time.
+  run and waits with GET /api/v1/runs/{id}?wait= (answered when it ends) until `succeeded`, then
+  checks the output file is in the workspace. Peer: `cwltool --no-container tool.cwl job.yml` on the
+  same tool, a new process each time.
 - cwl-runner: `datalabs cwl-runner --quiet --outdir D tool.cwl job.yml`, the whole command (a new process:
   start-up, submit, one long-polling wait, the output folder fetched, the output object printed) beside
   `cwltool --no-container` with the same arguments.
 - throughput: the server's own worker is off; 2 `datalabs worker` processes (2 slots each, warm) drain
   500 runs queued through the API; runs/s from the first claim to the last finish.
 - scatter: one workflow scattering the tool over 500 strings, through the platform (cwltool engine,
-  parallel executor) and with `cwltool --parallel --no-container` and `toil-cwl-runner` directly.
+  parallel executor) and with `cwltool --parallel --no-container`, 3 interleaved rounds each (medians);
+  `toil-cwl-runner` directly, once.
 
     .venv/bin/python -m bench.pipelines [--rounds 15] [--runs 500] [--width 500] [--no-toil]
 """
@@ -60,13 +62,14 @@ def _api(url: str, token: str, method: str, path: str, body: dict | None = None)
         return json.loads(r.read() or b"{}")
 
 
-def _until_final(url: str, token: str, run_id: str, interval: float = 0.005, timeout: float = 3600) -> dict:
+def _until_final(url: str, token: str, run_id: str, timeout: float = 3600) -> dict:
+    """The run once it has ended, followed as clients do (`datalabs cwl-runner`, `--wait`): one request
+    that the server answers when the run ends, instead of polling."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        run = _api(url, token, "GET", f"/api/v1/runs/{run_id}")
+        run = _api(url, token, "GET", f"/api/v1/runs/{run_id}?wait=30")
         if run["state"] in ("succeeded", "failed", "cancelled"):
             return run
-        time.sleep(interval)
     raise RuntimeError(f"run {run_id} did not finish")
 
 
@@ -163,7 +166,7 @@ def throughput(work: Path, count: int) -> dict:
             for i in range(2)
         ]
         try:
-            runs = [_until_final(server.url, token, run_id, interval=0.2) for run_id in ids]
+            runs = [_until_final(server.url, token, run_id) for run_id in ids]
         finally:
             for w in workers:
                 w.terminate()
@@ -178,11 +181,13 @@ def throughput(work: Path, count: int) -> dict:
     return {"runs": count, "seconds": span, "rps": count / span, "failed": failed, "retried": twice}
 
 
-def scatter(work: Path, width: int, toil: bool) -> dict:
+def scatter(work: Path, width: int, toil: bool, rounds: int = 3) -> dict:
+    """Median wall time of `rounds` interleaved runs of each (toil-cwl-runner: one, it takes minutes):
+    `cwltool --parallel` as a whole command; through the platform, POST -> ended as a client sees it, the
+    pipeline registered once (the warm worker's point: the second run of a version loads nothing)."""
     (work / "tool.cwl").write_text(TOOL)
     (work / "scatter.cwl").write_text(SCATTER)
     (work / "scatter.yml").write_text(json.dumps({"texts": [f"t{i}" for i in range(width)]}))
-    result = {}
     cwltool = [
         str(BIN / "cwltool"),
         "--no-container",
@@ -190,23 +195,10 @@ def scatter(work: Path, width: int, toil: bool) -> dict:
         "--parallel",
         "--outdir",
         str(work / "sc-out"),
+        "scatter.cwl",
+        "scatter.yml",
     ]
-    result["cwltool --parallel"] = _timed([*cwltool, "scatter.cwl", "scatter.yml"], work)
-    if toil:
-        toil_argv = [
-            str(BIN / "toil-cwl-runner"),
-            "--no-container",
-            "--quiet",
-            "--batchSystem",
-            "single_machine",
-            "--jobStore",
-            f"file:{work / 'toil-store'}",
-            "--outdir",
-            str(work / "toil-out"),
-            "--clean",
-            "always",
-        ]
-        result["toil-cwl-runner"] = _timed([*toil_argv, "scatter.cwl", "scatter.yml"], work)
+    times: dict[str, list[float]] = {"cwltool --parallel": [], "datalabs (cwltool engine, sandboxed)": []}
     home = work / "home3"
     home.mkdir()
     env, token = _setup(home)
@@ -221,18 +213,37 @@ def scatter(work: Path, width: int, toil: bool) -> dict:
     )
     with serve(env, work / "server3.log") as server:
         _api(server.url, token, "POST", "/api/v1/pipelines", {"name": "scatter", "cwl": json.dumps(packed)})
-        start = time.perf_counter()
-        run = _api(
-            server.url,
-            token,
-            "POST",
-            "/api/v1/pipelines/scatter/runs",
-            {"inputs": {"texts": [f"t{i}" for i in range(width)]}},
-        )
-        done = _until_final(server.url, token, run["id"], interval=0.05)
-        result["datalabs (cwltool engine, sandboxed)"] = time.perf_counter() - start
-        if done["state"] != "succeeded" or len(done["outputs"]["outs"]) != width:
-            raise RuntimeError(f"scatter run {done['state']}: {done['reason'][-500:]}")
+        for _ in range(rounds):
+            times["cwltool --parallel"].append(_timed(cwltool, work))
+            start = time.perf_counter()
+            run = _api(
+                server.url,
+                token,
+                "POST",
+                "/api/v1/pipelines/scatter/runs",
+                {"inputs": {"texts": [f"t{i}" for i in range(width)]}},
+            )
+            done = _until_final(server.url, token, run["id"])
+            times["datalabs (cwltool engine, sandboxed)"].append(time.perf_counter() - start)
+            if done["state"] != "succeeded" or len(done["outputs"]["outs"]) != width:
+                raise RuntimeError(f"scatter run {done['state']}: {done['reason'][-500:]}")
+    result = {name: statistics.median(values) for name, values in times.items()}
+    if toil:
+        toil_argv = [
+            str(BIN / "toil-cwl-runner"),
+            "--no-container",
+            "--quiet",
+            "--batchSystem",
+            "single_machine",
+            "--jobStore",
+            f"file:{work / 'toil-store'}",
+            "--outdir",
+            str(work / "toil-out"),
+            "--clean",
+            "always",
+        ]
+        result["toil-cwl-runner (one run)"] = _timed([*toil_argv, "scatter.cwl", "scatter.yml"], work)
+    result["rounds"] = rounds
     return result
 
 
@@ -262,12 +273,21 @@ def markdown(step: dict, cli: dict, tp: dict, sc: dict, width: int, setting: str
         f"retried {tp['retried']}); "
         f"plain cwltool one process per run would be {1 / step['peer']:.1f} runs/s per core.",
         "",
-        f"| {width}-way scatter | wall time | vs datalabs |",
+        f"| {width}-way scatter, median of {sc['rounds']} interleaved rounds | wall time | vs datalabs |",
         "| --- | --- | --- |",
     ]
-    ours = sc["datalabs (cwltool engine, sandboxed)"]
-    for name, seconds in sc.items():
+    timings = {name: seconds for name, seconds in sc.items() if name != "rounds"}
+    ours = timings["datalabs (cwltool engine, sandboxed)"]
+    for name, seconds in timings.items():
         lines.append(f"| {name} | {seconds:.2f} s | {seconds / ours:.2f}x |")
+    peer = timings["cwltool --parallel"]
+    verdict = "met" if ours <= peer else "NOT met"
+    lines += [
+        "",
+        f"Goal: the scatter no slower than `cwltool --parallel`: {verdict} ({peer / ours:.2f}x). "
+        f"Every one of the {width} tools runs in its own bubblewrap sandbox as the run's owner "
+        "(namespaces, mounts, seccomp, cgroup); cwltool runs them as plain processes.",
+    ]
     return "\n".join(lines)
 
 
@@ -293,7 +313,8 @@ def run(rounds: int = 15, runs: int = 500, width: int = 500, toil: bool = True) 
     table.add_row("ratio", f"{cli['peer'] / cli['ours']:.1f}x")
     table.add_row(f"{runs} runs / 2 workers", f"{tp['rps']:.1f} runs/s")
     for name, seconds in sc.items():
-        table.add_row(f"scatter {width}: {name}", f"{seconds:.2f} s")
+        if name != "rounds":
+            table.add_row(f"scatter {width}: {name}", f"{seconds:.2f} s")
     console.print(table)
     write_section(SECTION, markdown(step, cli, tp, sc, width, setting))
     console.print(f"written to {RESULTS}")

@@ -131,3 +131,19 @@ def test_labs_cannot_move_a_file_out_of_its_quota_project(tmp_path):
             prepared.release()
         results[filtered] = done.stdout.strip()
     assert results[True] == "EPERM" and results[False] != "EPERM", results
+
+
+def test_generated_files_are_shared_by_content_and_never_half_written(tmp_path):
+    ada = identity_of(1_000_000_000, 1_500_000_000, 7, "ada", [])
+    bob = identity_of(1_000_000_000, 1_500_000_000, 8, "bob", [])
+    state = tmp_path / "state"
+
+    def etc_passwd(identity) -> str:
+        argv = bwrap.command(Box(command=["true"], identity=identity), state)
+        return argv[argv.index("/etc/passwd") - 1]
+
+    first, again, other = etc_passwd(ada), etc_passwd(ada), etc_passwd(bob)
+    assert first == again != other  # the tools of one run find theirs written; another user's differs
+    assert "ada:x:1000000007:" in Path(first).read_text() and "bob:" not in Path(first).read_text()
+    assert oct(state.stat().st_mode & 0o777) == "0o700" and oct(Path(first).stat().st_mode & 0o777) == "0o644"
+    assert not list(state.glob(".*"))  # no temporary left behind

@@ -54,6 +54,7 @@ def tool_box(outdir: str, tmpdir: str, readonly: list[tuple[str, str]], env: dic
         hostname="cwl-tool",
         die_with_parent=True,
         new_session=True,
+        command_is_pid_1=True,
     )
 
 

@@ -3,8 +3,9 @@
 `command(box, state_dir)` turns a `Box` (what the sandbox sees and runs as) into one argv. As root (the
 platform's normal case) bwrap builds the sandbox, so any host folder can be bound, and the command then
 drops to the box's identity with no capabilities left (setpriv); otherwise an unprivileged user namespace
-is used. Around bwrap, in this order: a shell that joins the box's cgroups and opens the seccomp program
-on fd 10, `prlimit` (the identity's RLIMIT_NPROC), `nsenter` into a prepared network namespace
+is used. Around bwrap, in this order: a shell that joins the box's cgroups, sets the identity's
+RLIMIT_NPROC (`ulimit`; `prlimit` where the shell has no such option) and opens the seccomp program on
+fd 10, `nsenter` into a prepared network namespace
 (outbound access, network.py). Inside: new pid, ipc, uts and cgroup namespaces, a new network namespace
 unless one was prepared, the seccomp filter (seccomp.py), /etc/passwd and /etc/group naming the identity,
 and for labs a launcher that sets the umask and serves the platform API on the lab's loopback.
@@ -18,9 +19,11 @@ root can reach, before the sandbox starts.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,6 +66,11 @@ class Box:
     namespace at `netns`: outbound access through pasta) or "host" (the host's network: NOT isolated).
     `cgroup_procs`: cgroup.procs files the sandbox joins before it starts (cgroups.py).
     `launcher`: start the command through launcher.py (umask 007 and `api`); labs use it, tools need not.
+    `command_is_pid_1`: the command is the sandbox's init (bwrap --as-pid-1), not a child of bwrap's own.
+    Only with an identity (as root, bwrap then waits for its child itself). Short tools use it: with its
+    init, bwrap returns as soon as the init reports the command's exit and leaves the init to the host's
+    PID 1 to reap, which holds a process of the tool's cgroup until it does. Labs keep bwrap's init: a
+    long-lived command as init would not reap the orphans of its session.
     """
 
     command: Sequence[str]
@@ -80,6 +88,7 @@ class Box:
     launcher: bool = False
     die_with_parent: bool = False
     new_session: bool = False
+    command_is_pid_1: bool = False
     resolv_conf: str | None = None  # contents of /etc/resolv.conf (outbound namespaces use pasta's DNS)
     extra: Sequence[
         str
@@ -124,6 +133,8 @@ def command(box: Box, state_dir: Path, bwrap: str | None = None, fds: list[int] 
         argv.append("--die-with-parent")
     if box.new_session:
         argv.append("--new-session")
+    if box.command_is_pid_1 and box.identity is not None:
+        argv.append("--as-pid-1")
     argv += _filesystem(box, state_dir, fds)
     argv += ["--chdir", box.workdir]
     for key, value in box.env.items():
@@ -217,19 +228,39 @@ def _parents(path: str, made: set[str]) -> list[str]:
 
 def _host_file(path: str) -> str:
     try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return _host_file_text(path, st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@functools.lru_cache(maxsize=8)
+def _host_file_text(path: str, *version: int) -> str:
+    """The text of a host file as it was at `version` (mtime, size, inode): read once per change, not
+    once per sandbox (a wide scatter starts hundreds)."""
+    try:
         text = Path(path).read_text()
     except OSError:
         return ""
     return text if text.endswith("\n") or not text else text + "\n"
 
 
+def _state_file(state_dir: Path, name: str, data: bytes) -> Path:
+    """`data` in `state_dir`, named after its content: sandboxes that share a state folder (the tools of
+    one run) find it written, and a writer never changes what another sandbox is binding. Written to a
+    private name first, then renamed: never seen half-written."""
+    stem, dot, ext = name.partition(".")
+    path = state_dir / f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}{dot}{ext}"
+    if not path.exists():
+        tmp = state_dir / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)
+        tmp.replace(path)
+    return path
+
+
 def _etc_file(state_dir: Path, name: str, text: str) -> list[str]:
-    path = state_dir / name
-    tmp = path.with_name(f".{name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o644)
-    tmp.replace(path)
-    return ["--ro-bind", str(path), f"/etc/{name}"]
+    return ["--ro-bind", str(_state_file(state_dir, name, text.encode())), f"/etc/{name}"]
 
 
 def _drop_privileges(identity: Identity | None) -> list[str]:
@@ -255,18 +286,29 @@ def _launch(box: Box) -> list[str]:
     return [sys.executable, "-I", "-S", str(LAUNCHER), port, "/run/datalabs-api/api.sock", "--"]
 
 
+@functools.cache
+def _shell_nproc_flag() -> str | None:
+    """The option of /bin/sh's `ulimit` that sets RLIMIT_NPROC (not in POSIX): dash and busybox say -p,
+    bash -u; None for a shell not known here (then the `prlimit` command sets it, one exec more)."""
+    shell = os.path.basename(os.path.realpath("/bin/sh"))
+    return {"dash": "-p", "busybox": "-p", "bash": "-u"}.get(shell)
+
+
 def _wrap(box: Box, argv: list[str], state_dir: Path) -> list[str]:
-    """What runs before bwrap, outermost first: a shell (cgroups, seccomp fd), prlimit, nsenter."""
+    """What runs before bwrap, outermost first: a shell (cgroups, RLIMIT_NPROC, seccomp fd), nsenter.
+    Every exec here is paid by each tool of a wide scatter: the shell does what it can itself."""
     if box.network == "netns" and box.identity is not None:
         argv = ["nsenter", f"--net={box.netns}", "--", *argv]
-    if box.nproc is not None and box.identity is not None:
-        argv = ["prlimit", f"--nproc={box.nproc}:{box.nproc}", "--", *argv]
     steps = [f"echo $$ > {procs}" for procs in box.cgroup_procs]
+    if box.nproc is not None and box.identity is not None:
+        flag = _shell_nproc_flag()
+        if flag is None:
+            argv = ["prlimit", f"--nproc={box.nproc}:{box.nproc}", "--", *argv]
+        else:
+            steps.append(f"ulimit {flag} {int(box.nproc)}")  # no -H/-S: both limits
     redirect = ""
     if box.seccomp:
-        program = state_dir / "seccomp.bpf"
-        if not program.exists():
-            program.write_bytes(seccomp.program())
+        program = _state_file(state_dir, "seccomp.bpf", seccomp.program())
         redirect = f' {SECCOMP_FD}<"$0"'
         state = str(program)
     else:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Prepared:
     argv: list[str]
-    cgroup: cgroups.LabCgroup | None = None
+    cgroup: cgroups.LabCgroup | None = None  # its own: killed and removed at release
     outbound: network.Outbound | None = None
     fds: list[int] = field(default_factory=list)  # to pass to the process (pass_fds), then `close_fds()`
 
@@ -67,19 +67,23 @@ def prepare(
     *,
     cpu: float | None = None,
     memory_bytes: int | None = None,
+    shared_cgroup: cgroups.LabCgroup | None = None,
 ) -> Prepared:
     """Everything `box` needs to start under `policy`; raises network.NetworkError if the network the
-    policy asks for cannot be made (nothing is left behind then)."""
+    policy asks for cannot be made (nothing is left behind then). With `shared_cgroup` the sandbox joins
+    that cgroup (its owner made it with the limits and removes it) instead of one of its own."""
     prepared = Prepared([])
     try:
         ok, _ = cgroups.available()
-        if ok and (cpu is not None or memory_bytes is not None or policy.pids_max is not None):
+        wanted = cpu is not None or memory_bytes is not None or policy.pids_max is not None
+        if ok and wanted and shared_cgroup is None:
             prepared.cgroup = cgroups.LabCgroup.create(name, cpu, memory_bytes, policy.pids_max)
+        cgroup = shared_cgroup or prepared.cgroup
         box = replace(
             box,
             identity=policy.identity,
             api=policy.api,
-            cgroup_procs=tuple(prepared.cgroup.procs_files) if prepared.cgroup else (),
+            cgroup_procs=tuple(cgroup.procs_files) if cgroup else (),
             nproc=policy.nproc,
             seccomp=policy.seccomp,
         )

@@ -1,0 +1,106 @@
+"""The warm cwltool engine's own parts (engines/cwltool.py, cwltool_job.py): what its scatters share and
+what they leave behind. The PipelineEngine contract itself is in tests/contracts/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from cwltool.load_tool import load_tool
+
+from datalabs.pipelines import documents
+from datalabs.pipelines.engines import cwltool as engine_module
+from datalabs.pipelines.engines.base import SUCCEEDED, RunSpec
+from datalabs.pipelines.engines.cwltool import CwltoolEngine, _OutputDirs
+from datalabs.sandbox import cgroups
+from datalabs.sandbox.identity import of as identity_of
+from datalabs.sandbox.policy import Policy
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="sandboxes with their own uid need root")
+
+# Each tool reports its RLIMIT_NPROC and its pid: what the sandbox made of it.
+REPORT = """cwlVersion: v1.2
+class: Workflow
+requirements: {ScatterFeatureRequirement: {}}
+inputs: {texts: 'string[]'}
+outputs: {outs: {type: 'File[]', outputSource: each/out}}
+steps:
+  each:
+    scatter: text
+    in: {text: texts}
+    out: [out]
+    run:
+      class: CommandLineTool
+      baseCommand: [sh, -c]
+      arguments:
+        - >-
+          grep 'Max processes' /proc/self/limits > out.txt;
+          echo "pid $$" >> out.txt
+      inputs: {text: string}
+      outputs: {out: {type: File, outputBinding: {glob: out.txt}}}
+"""
+
+
+def test_the_warm_document_is_a_valid_packed_workflow(tmp_path):
+    # Loading it at start only logs a failure (a cold first run follows): a document that stopped loading
+    # would otherwise go unnoticed.
+    path = tmp_path / "warm.json"
+    path.write_text(engine_module.WARM_DOCUMENT)
+    tool = load_tool(str(path), engine_module._loading_context())
+    assert tool.tool["class"] == "Workflow"
+
+
+def test_output_dirs_answer_with_their_parent_only_while_all_are_below_it():
+    dirs = _OutputDirs("/w/out/")
+    assert list(dirs) == []  # nothing made yet: nothing to move from
+    dirs.add("/w/out/abc")
+    dirs.add("/w/out/def")
+    assert list(dirs) == ["/w/out/"] and len(dirs) == 2 and "/w/out/abc" in dirs
+    dirs.add("/elsewhere/x")  # one outside: the real members, so nothing outside them counts as theirs
+    assert sorted(dirs) == ["/elsewhere/x", "/w/out/abc", "/w/out/def"]
+
+
+@ROOT_ONLY
+def test_a_scatter_s_tools_share_one_cgroup_and_leave_nothing_behind(tmp_path, monkeypatch):
+    if not cgroups.available()[0] or not cgroups.pids_available()[0]:
+        pytest.skip("no pids cgroup on this host")
+    doc = documents.load_text("report.cwl", REPORT)
+    path = documents.materialise(tmp_path / "docs", 1, doc.packed)
+    ada = identity_of(1_000_000_000, 1_500_000_000, 7, "ada", [])
+    policy = Policy(identity=ada, pids_max=64, nproc=333)
+    spec = RunSpec(
+        "r1",
+        1,
+        path,
+        {"texts": ["a", "b", "c", "d"]},
+        tmp_path / "work",
+        tmp_path / "out",
+        tmp_path / "log.txt",
+        sandbox=True,
+        parallel=True,
+        policy=policy,
+    )
+    made = []
+    create = cgroups.LabCgroup.create
+
+    def recorded(name, *args, **kwargs):
+        made.append(create(name, *args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(cgroups.LabCgroup, "create", recorded)
+    engine = CwltoolEngine()
+    try:
+        result = engine.wait(engine.submit(spec), 120)
+    finally:
+        engine.close()
+    assert result is not None and result.state == SUCCEEDED, spec.log.read_text()
+    reports = [Path(f["location"][7:]).read_text().splitlines() for f in result.outputs["outs"]]
+    assert len(reports) == 4
+    for lines in reports:
+        assert lines[0].split()[2:4] == ["333", "333"]  # the user's RLIMIT_NPROC, soft and hard
+        assert lines[1] == "pid 1"  # the tool is its sandbox's init: bwrap itself waits for it
+    # One cgroup for the run's four tools, gone with the run: no process of it was left for the host's
+    # init to reap (bwrap's own init used to be, holding a process of the cgroup until then).
+    assert len(made) == 1 and Path(made[0].dirs[0]).name.startswith("run-r1-")
+    assert not any(Path(d).exists() for d in made[0].dirs)
