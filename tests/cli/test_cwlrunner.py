@@ -139,3 +139,17 @@ def test_exit_code_one_when_not_configured(tmp_path):
         env=env,
     )
     assert proc.returncode == 1 and "no platform configured" in proc.stderr
+
+
+def test_bundle_sends_the_files_a_default_s_secondary_patterns_may_name(tmp_path):
+    # `secondaryFiles: [.2, ^.idx]` on a File default: the patterns are resolved by the engine, so the
+    # candidates beside the file travel with it (never links, never more than MAX_SECONDARIES).
+    for name in ("hello.txt", "hello.txt.2", "hello.idx", "help.txt", "other.txt"):
+        (tmp_path / name).write_text(name)
+    (tmp_path / "hello.link").symlink_to("/etc/hostname")
+    (tmp_path / "main.cwl").write_text(
+        "cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: cat\noutputs: []\ninputs:\n"
+        "  f: {type: File, secondaryFiles: [.2, ^.idx], default: {class: File, location: hello.txt}}\n"
+    )
+    gathered = bundle.gather(str(tmp_path / "main.cwl"))
+    assert set(gathered.files) == {"main.cwl", "hello.txt", "hello.txt.2", "hello.idx"}

@@ -3,6 +3,7 @@ on the platform host with DATALABS_HOME and the database configured; any number 
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 
@@ -31,6 +32,7 @@ def worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     w.start(maintenance=scheduler)
+    gc.freeze()  # start-up's objects live as long as the process: out of the collector's way (app.py)
     typer.echo(f"worker {w.name}: {w.slots} slot(s), sandbox {'on' if w.sandbox else 'OFF'}", err=True)
     stop.wait()
     w.stop()

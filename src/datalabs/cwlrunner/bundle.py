@@ -69,7 +69,8 @@ def gather(tool: str) -> Bundle:
             if kind == "document" and target.is_file():
                 queue.append(target)
             elif target.is_file():
-                found.setdefault(target, target.read_bytes())
+                for data_file in (target, *secondary_candidates(target)):
+                    found.setdefault(data_file, data_file.read_bytes())
             elif target.is_dir():
                 for inner in _files_below(target):
                     found.setdefault(inner, inner.read_bytes())
@@ -78,6 +79,28 @@ def gather(tool: str) -> Bundle:
     bundle = Bundle(root, rel + (f"#{fragment}" if fragment else ""))
     bundle.files = {p.relative_to(root).as_posix(): data for p, data in found.items()}
     return bundle
+
+
+MAX_SECONDARIES = 32  # per data file: a folder of thousands of `data.*` files is not sent whole
+
+
+def secondary_candidates(path: Path) -> list[Path]:
+    """Files beside `path` that its secondaryFiles patterns may name (`hello.txt` -> `hello.txt.2`,
+    `hello.idx`: what starts with its name up to the first dot, then a dot). The patterns are only known
+    once the job is built, so the platform keeps them all (bounded) next to the document."""
+    stem = path.name.split(".", 1)[0] + "."
+    try:
+        names = sorted(os.listdir(path.parent))
+    except OSError:
+        return []
+    return [
+        path.parent / n
+        for n in names[: MAX_FILES * 4]
+        if n != path.name
+        and n.startswith(stem)
+        and (path.parent / n).is_file()
+        and not (path.parent / n).is_symlink()
+    ][:MAX_SECONDARIES]
 
 
 def _files_below(folder: Path) -> list[Path]:

@@ -25,6 +25,7 @@ from datalabs.errors import Invalid
 PLACEHOLDER = "datalabs-files:/"
 MAX_BYTES = 8 * 2**20
 MAX_FILES = 2000
+MAX_SECONDARIES = 32  # candidates per named file (cwlrunner.bundle sends no more)
 
 
 def gather(packed: dict[str, Any], root: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -59,6 +60,7 @@ def _take(root: Path, rel: str, files: dict[str, str], budget: list[int]) -> Non
         return  # a default that does not exist: cwltool warns when the run starts
     if stat.S_ISREG(st.st_mode):
         _add(files, rel, path.read_bytes(), budget)
+        _take_secondaries(root, rel, files, budget)
     elif stat.S_ISDIR(st.st_mode):
         for top, dirs, names in os.walk(path):  # does not follow links to folders
             here = Path(top).relative_to(root).as_posix()
@@ -68,6 +70,26 @@ def _take(root: Path, rel: str, files: dict[str, str], budget: list[int]) -> Non
                 inner = Path(top) / name
                 if stat.S_ISREG(os.lstat(inner).st_mode):
                     _add(files, f"{here}/{name}", inner.read_bytes(), budget)
+
+
+def _take_secondaries(root: Path, rel: str, files: dict[str, str], budget: list[int]) -> None:
+    """Regular files beside `rel` that its secondaryFiles patterns may name (`hello.txt.2`, `hello.idx`:
+    its name up to the first dot, then a dot; cwlrunner.bundle sends the same), within the budget."""
+    folder, _, name = rel.rpartition("/")
+    stem = name.split(".", 1)[0] + "."
+    try:
+        names = sorted(os.listdir(root / folder)) if folder else sorted(os.listdir(root))
+    except OSError:
+        return
+    taken = 0
+    for other in names:
+        if other == name or not other.startswith(stem) or taken >= MAX_SECONDARIES:
+            continue
+        taken += 1
+        other_rel = f"{folder}/{other}" if folder else other
+        with_path = root / other_rel
+        if other_rel not in files and stat.S_ISREG(os.lstat(with_path).st_mode):
+            _add(files, other_rel, with_path.read_bytes(), budget)
 
 
 def _add(files: dict[str, str], rel: str, data: bytes, budget: list[int]) -> None:

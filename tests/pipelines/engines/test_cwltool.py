@@ -3,6 +3,7 @@ what they leave behind. The PipelineEngine contract itself is in tests/contracts
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -104,3 +105,131 @@ def test_a_scatter_s_tools_share_one_cgroup_and_leave_nothing_behind(tmp_path, m
     # init to reap (bwrap's own init used to be, holding a process of the cgroup until then).
     assert len(made) == 1 and Path(made[0].dirs[0]).name.startswith("run-r1-")
     assert not any(Path(d).exists() for d in made[0].dirs)
+
+
+LINKED = """cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  InlineJavascriptRequirement: {}
+  InitialWorkDirRequirement:
+    listing:
+      - entryname: renamed.txt
+        entry: $(inputs.f)
+      - |-
+        ${ return {"class": "File", "location": "file://" + inputs.elsewhere, "basename": "stolen.txt"}; }
+baseCommand: [sh, -c]
+arguments: ['cat renamed.txt > seen.txt; cat stolen.txt >> seen.txt 2>/dev/null || echo no >> seen.txt']
+inputs: {f: File, elsewhere: string}
+outputs:
+  seen: {type: File, outputBinding: {glob: seen.txt}}
+  renamed: {type: File, outputBinding: {glob: renamed.txt}}
+  stolen: {type: 'File?', outputBinding: {glob: stolen.txt}}
+"""
+
+
+@ROOT_ONLY
+def test_initial_workdir_links_to_inputs_resolve_inside_and_no_other_link_does(tmp_path):
+    given = tmp_path / "given.txt"
+    given.write_text("mine\n")
+    secret = tmp_path / "secret.txt"  # readable by anyone, but not the run's
+    secret.write_text("not yours\n")
+    doc = documents.load_text("linked.cwl", LINKED)
+    path = documents.materialise(tmp_path / "docs", 2, doc.packed)
+    ada = identity_of(1_000_000_000, 1_500_000_000, 7, "ada", [])
+    spec = RunSpec(
+        "r2",
+        2,
+        path,
+        {"f": {"class": "File", "location": given.as_uri()}, "elsewhere": str(secret)},
+        tmp_path / "work",
+        tmp_path / "out",
+        tmp_path / "log.txt",
+        sandbox=True,
+        policy=Policy(identity=ada, pids_max=64),
+    )
+    engine = CwltoolEngine()
+    try:
+        result = engine.wait(engine.submit(spec), 120)
+    finally:
+        engine.close()
+    assert result is not None and result.state == SUCCEEDED, spec.log.read_text()
+    # The input under its new name: read by the tool in its sandbox, and delivered.
+    assert Path(result.outputs["seen"]["location"][7:]).read_text() == "mine\nno\n"
+    assert Path(result.outputs["renamed"]["location"][7:]).read_text() == "mine\n"
+    # The expression's link to a file the run was not given: unreadable inside, removed at confinement.
+    assert result.outputs["stolen"] is None
+    assert "stolen.txt' removed" in spec.log.read_text()
+
+
+# An expression names a host file the run was not given; cwltool (root) would copy it into the tool's
+# folder (a writable InitialWorkDir entry) or read it into the job (loadContents).
+COPIED = """cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  InlineJavascriptRequirement: {}
+  InitialWorkDirRequirement:
+    listing:
+      - entry: |-
+          ${ return {"class": "File", "location": "file://" + inputs.elsewhere, "basename": "s.txt"}; }
+        writable: true
+baseCommand: [sh, -c]
+arguments: ['cat s.txt > seen.txt']
+inputs: {elsewhere: string}
+outputs: {seen: {type: File, outputBinding: {glob: seen.txt}}}
+"""
+LOADED = """cwlVersion: v1.2
+class: Workflow
+requirements: {InlineJavascriptRequirement: {}}
+inputs: {elsewhere: string}
+outputs: {seen: {type: string, outputSource: read/seen}}
+steps:
+  make:
+    in: {elsewhere: elsewhere}
+    out: [f]
+    run:
+      class: ExpressionTool
+      inputs: {elsewhere: string}
+      outputs: {f: File}
+      expression: '${ return {"f": {"class": "File", "location": "file://" + inputs.elsewhere}}; }'
+  read:
+    in: {f: make/f}
+    out: [seen]
+    run:
+      class: ExpressionTool
+      inputs: {f: {type: File, loadContents: true}}
+      outputs: {seen: string}
+      expression: '${ return {"seen": inputs.f.contents}; }'
+"""
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("cwl", [COPIED, LOADED], ids=["writable-initial-workdir", "load-contents"])
+def test_a_file_an_expression_names_outside_the_run_is_never_read_by_root(tmp_path, cwl):
+    secret = tmp_path / "private" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("root-only secret\n")
+    secret.parent.chmod(0o700)
+    doc = documents.load_text("hostile.cwl", cwl)
+    path = documents.materialise(tmp_path / "docs", 4, doc.packed)
+    ada = identity_of(1_000_000_000, 1_500_000_000, 7, "ada", [])
+    spec = RunSpec(
+        "r4",
+        4,
+        path,
+        {"elsewhere": str(secret)},
+        tmp_path / "attempt" / "work",
+        tmp_path / "attempt" / "out",
+        tmp_path / "attempt" / "log.txt",
+        sandbox=True,
+        parallel=cwl is LOADED,
+        policy=Policy(identity=ada, pids_max=64),
+    )
+    engine = CwltoolEngine()
+    try:
+        result = engine.wait(engine.submit(spec), 120)
+    finally:
+        engine.close()
+    assert result is not None and result.state != SUCCEEDED
+    assert "not one of the run's" in spec.log.read_text()
+    leaked = [p for p in (tmp_path / "attempt").rglob("*") if p.is_file() and b"root-only" in p.read_bytes()]
+    assert "root-only" not in json.dumps(result.outputs) + result.reason and not leaked

@@ -14,6 +14,7 @@ before cwltool collects, checksums and moves the outputs — which follows links
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import tempfile
 import threading
@@ -30,7 +31,7 @@ from cwltool.load_tool import load_tool
 from datalabs.pipelines import sandbox
 from datalabs.pipelines.documents import quiet_cwltool
 from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
-from datalabs.pipelines.engines.cwltool_job import _make_tool, _Run, _threads
+from datalabs.pipelines.engines.cwltool_job import ConfinedFsAccess, _make_tool, _Run, _threads
 
 CACHE_SIZE = 64
 # Loaded once at start (schemas, validators, caches: ~0.5 s of the GIL), so the first run does not pay it.
@@ -217,6 +218,8 @@ class CwltoolEngine(PipelineEngine):
                 "default_stdout": shared,
                 "default_stderr": shared,
                 "on_error": "stop",
+                # As root, cwltool reads only the run's own files, whatever File an expression makes.
+                "make_fs_access": functools.partial(ConfinedFsAccess, roots=run.roots),
             }
         )
         ctx.datalabs_run = run

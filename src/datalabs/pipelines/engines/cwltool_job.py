@@ -7,17 +7,20 @@ cwltool, as root, collects it. `_Run` is the engine's record of one run, shared 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from cwltool.command_line_tool import CommandLineTool
 from cwltool.context import RuntimeContext
 from cwltool.errors import WorkflowException
 from cwltool.job import CommandLineJob
+from cwltool.stdfsaccess import StdFsAccess
 from cwltool.utils import processes_to_kill
 from cwltool.workflow import default_make_tool
 
@@ -43,6 +46,10 @@ class _Run(Handle):
     # ~5 ms of CPU in its workers (offlining, freeing), seconds for a 500-way scatter. Each tool's own
     # processes all end with it all the same (its pid namespace).
     cgroup: cgroups.LabCgroup | None = None
+
+    @functools.cached_property
+    def roots(self) -> tuple[str, ...]:
+        return run_roots(self.spec)
 
     def tool_cgroup(self) -> cgroups.LabCgroup | None:
         pids = self.spec.policy.pids_max
@@ -81,6 +88,7 @@ class _SandboxedJob(CommandLineJob):
             return super().run(runtimeContext, tmpdir_lock)
         os.makedirs(self.tmpdir, exist_ok=True)
         self._setup(runtimeContext)
+        refuse_foreign_entries((self.pathmapper, self.generatemapper), run.roots)
         from cwltool.job import relink_initialworkdir, stage_files
 
         stage_files(
@@ -97,6 +105,8 @@ class _SandboxedJob(CommandLineJob):
         # Inputs appear at their staged paths, bound read-only from the real files: the tool sees them and
         # nothing else of the host.
         readonly = staged_binds(self.pathmapper, self.outdir)
+        if self.generatemapper is not None:
+            readonly += linked_inputs(self.generatemapper, self.pathmapper, self.outdir, run.spec)
         network = policy.network if self.networkaccess else "none"
         box = sandbox.tool_box(self.outdir, self.tmpdir, readonly, {})
         # One root-only folder of generated files (passwd, group, seccomp program) for all the run's tools:
@@ -186,6 +196,102 @@ def staged_binds(pathmapper, outdir: str) -> list[tuple[str, str]]:
                 _readable(Path(ent.target))
             binds.append((ent.target, ent.target))
     return binds
+
+
+def run_roots(spec: RunSpec) -> tuple[str, ...]:
+    """The host folders a run may make cwltool (root) read or stage from: its own attempt folder (inputs
+    snapshots, work, outputs), its version's document and data files, and the job's files and folders in
+    place (data volumes, read where they are) with the folders holding them (their secondary files)."""
+    roots = {
+        str(Path(spec.workdir).parent),
+        str(spec.document),
+        str(spec.document.with_name(spec.document.stem + ".files")),
+    }
+    stack: list[Any] = [spec.job]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            location = value.get("location") or value.get("path")
+            if value.get("class") in ("File", "Directory") and isinstance(location, str):
+                path = location[7:] if location.startswith("file://") else location
+                path = unquote(path)
+                roots.add(path if value["class"] == "Directory" else os.path.dirname(path))
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return tuple(sorted({os.path.realpath(r) for r in roots if r.startswith("/")}))
+
+
+def within(path: str, roots: tuple[str, ...]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+class ConfinedFsAccess(StdFsAccess):
+    """cwltool's file access for one run, refusing to open or list what lies outside the run's folders:
+    cwltool runs as root, and expressions make File objects with any location (`loadContents` and
+    checksums read them)."""
+
+    def __init__(self, basedir: str, roots: tuple[str, ...]) -> None:
+        super().__init__(basedir)
+        self.roots = roots
+
+    def _checked(self, fn: str) -> str:
+        path = self._abs(fn)
+        if not within(path, self.roots):
+            raise WorkflowException(f"'{fn}' is not one of the run's files: not read")
+        return path
+
+    def open(self, fn: str, mode: str):
+        return open(self._checked(fn), mode)  # noqa: SIM115 (cwltool closes it)
+
+    def listdir(self, fn: str) -> list[str]:
+        self._checked(fn)
+        return super().listdir(fn)
+
+
+def refuse_foreign_entries(mappers, roots: tuple[str, ...]) -> None:
+    """Before cwltool (root) stages the job (copies writable entries, links the rest, which the sandbox
+    then binds): every file or folder it names must be one of the run's (an expression can name any)."""
+    for mapper in mappers:
+        if mapper is None:
+            continue
+        for _, ent in mapper.items_exclude_children():
+            if ent.type not in ("File", "Directory", "WritableFile", "WritableDirectory"):
+                continue
+            if (
+                ent.resolved.startswith("_:")
+                or "://" in ent.resolved
+                and not ent.resolved.startswith("file:")
+            ):
+                continue
+            if not within(ent.resolved, roots):
+                raise WorkflowException(
+                    f"the tool names '{ent.resolved}', which is not one of the run's inputs or files: refused"
+                )
+
+
+def linked_inputs(generatemapper, pathmapper, outdir: str, spec: RunSpec) -> list[tuple[str, str]]:
+    """(host path, same path) of the inputs InitialWorkDirRequirement put in the output folder as links
+    (`entry: $(inputs.f)`, renamed or not): bound at their own paths so the links resolve inside the
+    sandbox, and so allowed as link targets when the folder is confined. Only what the tool is given
+    anyway qualifies (one of the job's files or folders, or below one, or the version's data files); any
+    other target stays unbound: its link dangles and is removed at confinement."""
+    prefix = outdir.rstrip("/") + "/"
+    given = [
+        os.path.normpath(ent.resolved)
+        for _, ent in pathmapper.items_exclude_children()
+        if ent.type in ("File", "Directory") and not ent.resolved.startswith("_:")
+    ]
+    given.append(str(spec.document.with_name(spec.document.stem + ".files")))
+    links = []
+    for _, ent in generatemapper.items_exclude_children():
+        if not ent.staged or ent.type not in ("File", "Directory") or not ent.target.startswith(prefix):
+            continue
+        source = os.path.normpath(ent.resolved)
+        if any(source == g or source.startswith(g + "/") for g in given) and Path(source).exists():
+            links.append((source, source))
+    return links
 
 
 def _readable(path: Path) -> None:
