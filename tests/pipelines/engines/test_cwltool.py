@@ -233,3 +233,32 @@ def test_a_file_an_expression_names_outside_the_run_is_never_read_by_root(tmp_pa
     assert "not one of the run's" in spec.log.read_text()
     leaked = [p for p in (tmp_path / "attempt").rglob("*") if p.is_file() and b"root-only" in p.read_bytes()]
     assert "root-only" not in json.dumps(result.outputs) + result.reason and not leaked
+
+
+ANY = """cwlVersion: v1.2
+class: CommandLineTool
+requirements: {InlineJavascriptRequirement: {}}
+inputs: {bar: Any}
+outputs: {t1: {type: Any, outputBinding: {outputEval: $(inputs.bar.class || inputs.bar)}}}
+baseCommand: "true"
+"""
+
+
+def test_one_loaded_tool_serves_runs_of_any_input_type_in_turn(tmp_path):
+    # The engine keeps a version's loaded tool: a job with a File must not fix its `Any` input for the next.
+    doc = documents.load_text("any.cwl", ANY)
+    path = documents.materialise(tmp_path / "docs", 5, doc.packed)
+    whale = tmp_path / "whale.txt"
+    whale.write_text("x")
+    jobs = [{"class": "File", "location": whale.as_uri()}, [1, "a"], {"moo": 1, "cow": 5}, 7]
+    expected = ["File", [1, "a"], {"moo": 1, "cow": 5}, 7]
+    engine = CwltoolEngine()
+    try:
+        for i, (bar, want) in enumerate(zip(jobs, expected, strict=True)):
+            attempt = tmp_path / f"attempt{i}"
+            spec = RunSpec(f"a{i}", 5, path, {"bar": bar}, attempt / "work", attempt / "out", attempt / "log")
+            result = engine.wait(engine.submit(spec), 60)
+            assert result is not None and result.state == SUCCEEDED, spec.log.read_text()
+            assert result.outputs["t1"] == want
+    finally:
+        engine.close()

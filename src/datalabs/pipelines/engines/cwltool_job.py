@@ -7,6 +7,7 @@ cwltool, as root, collects it. `_Run` is the engine's record of one run, shared 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import os
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from cwltool.command_line_tool import CommandLineTool
+from cwltool.command_line_tool import CommandLineTool, ExpressionTool
 from cwltool.context import RuntimeContext
 from cwltool.errors import WorkflowException
 from cwltool.job import CommandLineJob
@@ -162,15 +163,42 @@ def _watch(run: _Run | None, proc) -> None:
             processes_to_kill.remove(proc)  # cwltool keeps every process it started; a warm worker must not
 
 
-class _Tool(CommandLineTool):
+class _ReusableInputs:
+    """A loaded process the warm engine reuses across runs (and runs at once). cwltool binds each job's
+    inputs against `inputs_record_schema` and, for `Any` inputs, rewrites that schema in place to the
+    value's type (builder.bind_input): after a job with a File, the next job's record or array failed.
+    Once built, every reader gets its own copy."""
+
+    _built = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._built = True
+
+    @property
+    def inputs_record_schema(self):
+        return copy.deepcopy(self._inputs_record_schema) if self._built else self._inputs_record_schema
+
+    @inputs_record_schema.setter
+    def inputs_record_schema(self, value) -> None:
+        self._inputs_record_schema = value
+
+
+class _Tool(_ReusableInputs, CommandLineTool):
     def make_job_runner(self, runtimeContext: RuntimeContext):
         base = super().make_job_runner(runtimeContext)
         return _SandboxedJob if base is CommandLineJob else base
 
 
+class _ExpressionTool(_ReusableInputs, ExpressionTool):
+    pass
+
+
 def _make_tool(toolpath_object, loadingContext):
     if toolpath_object.get("class") == "CommandLineTool":
         return _Tool(toolpath_object, loadingContext)
+    if toolpath_object.get("class") == "ExpressionTool":
+        return _ExpressionTool(toolpath_object, loadingContext)
     return default_make_tool(toolpath_object, loadingContext)
 
 
