@@ -262,3 +262,18 @@ def test_one_loaded_tool_serves_runs_of_any_input_type_in_turn(tmp_path):
             assert result.outputs["t1"] == want
     finally:
         engine.close()
+
+
+def test_a_loaded_tool_serves_one_run_at_a_time_and_is_kept_for_the_next(tmp_path):
+    doc = documents.load_text("any.cwl", ANY)
+    path = documents.materialise(tmp_path / "docs", 6, doc.packed)
+    spec = RunSpec("a", 6, path, {}, tmp_path / "w", tmp_path / "o", tmp_path / "l")
+    engine = CwltoolEngine()
+    try:
+        first, second = engine.checkout(spec), engine.checkout(spec)  # two runs at once: two tools
+        assert first is not second
+        engine.checkin(spec, first)
+        assert engine.checkout(spec) is first  # the next run reuses it: loaded once
+        assert engine.checkout(spec, fresh=True) is not second  # a job with its own requirements
+    finally:
+        engine.close()

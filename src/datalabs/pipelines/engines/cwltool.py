@@ -33,7 +33,8 @@ from datalabs.pipelines.documents import quiet_cwltool
 from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
 from datalabs.pipelines.engines.cwltool_job import ConfinedFsAccess, _make_tool, _Run, _threads
 
-CACHE_SIZE = 64
+CACHE_SIZE = 64  # versions whose loaded tools are kept
+IDLE_PER_VERSION = 4  # loaded tools kept per version (one per run at once)
 # Loaded once at start (schemas, validators, caches: ~0.5 s of the GIL), so the first run does not pay it.
 # Packed, as the platform stores every version ($graph, #main): a plain document leaves part of it cold.
 WARM_DOCUMENT = """{"cwlVersion": "v1.2", "$graph": [
@@ -130,7 +131,7 @@ class CwltoolEngine(PipelineEngine):
         from cwltool.loghandler import defaultStreamHandler
 
         _cwl_logger.removeHandler(defaultStreamHandler)  # messages belong in the runs' logs, not stderr
-        self._tools: OrderedDict[tuple[int, str], Any] = OrderedDict()
+        self._tools: OrderedDict[tuple[int, str], list[Any]] = OrderedDict()  # idle loaded tools
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._handler = _RunLogHandler()
@@ -152,23 +153,29 @@ class CwltoolEngine(PipelineEngine):
                 "warming cwltool failed: the first run loads it", exc_info=True
             )
 
-    def tool(self, spec: RunSpec, fresh: bool = False):
-        """The loaded process of a version, loaded once (per document file) and kept; `fresh`: a new one,
-        not kept (the job's own requirements are added to it)."""
+    def checkout(self, spec: RunSpec, fresh: bool = False):
+        """The loaded process of a version for one run, for that run alone until `checkin`: loaded once
+        (per document file) and kept between runs, but never shared by two at once (cwltool's process
+        objects hold per-job state; concurrent runs of one version load one more). `fresh`: a new one,
+        never kept (the job's own requirements are added to it)."""
         key = (spec.version_id, str(spec.document))
         with self._lock:
-            if key in self._tools and not fresh:
+            idle = self._tools.get(key)
+            if idle and not fresh:
                 self._tools.move_to_end(key)
-                return self._tools[key]
+                return idle.pop()
         self._warm.join()
-        tool = load_tool(str(spec.document), _loading_context())
-        if fresh:
-            return tool
+        return load_tool(str(spec.document), _loading_context())
+
+    def checkin(self, spec: RunSpec, tool) -> None:
+        key = (spec.version_id, str(spec.document))
         with self._lock:
-            self._tools[key] = tool
+            idle = self._tools.setdefault(key, [])
+            if len(idle) < IDLE_PER_VERSION:
+                idle.append(tool)
+            self._tools.move_to_end(key)
             while len(self._tools) > self._cache_size:
                 self._tools.popitem(last=False)
-        return tool
 
     def submit(self, spec: RunSpec) -> Handle:
         for d in (spec.workdir / "tmp", spec.workdir / "out", spec.log.parent):
@@ -204,7 +211,16 @@ class CwltoolEngine(PipelineEngine):
 
     def _run(self, run: _Run) -> Result:
         spec = run.spec
-        tool = self.tool(spec, fresh=JOB_REQUIREMENTS in spec.job)
+        fresh = JOB_REQUIREMENTS in spec.job
+        tool = self.checkout(spec, fresh)
+        try:
+            return self._run_tool(run, tool)
+        finally:
+            if not fresh:
+                self.checkin(spec, tool)
+
+    def _run_tool(self, run: _Run, tool) -> Result:
+        spec = run.spec
         shared = _SharedFile(run.log)
         ctx = RuntimeContext(
             {
