@@ -259,7 +259,7 @@ def markdown(step: dict, cli: dict, tp: dict, sc: dict, width: int, setting: str
         f"| datalabs (warm worker, API, tool in bubblewrap), {step['rounds']} runs "
         f"| {step['ours'] * 1000:.0f} ms |",
         f"| plain `cwltool --no-container` (new process) | {step['peer'] * 1000:.0f} ms |",
-        f"| **ratio** | **{ratio:.1f}x faster** (target >= 4x) |",
+        f"| **ratio** | **{ratio:.1f}x faster** (target >= 10x) |",
         "",
         "| one-step tool, whole command (`--quiet --outdir D tool.cwl job.yml`) | median |",
         "| --- | --- |",
@@ -286,7 +286,9 @@ def markdown(step: dict, cli: dict, tp: dict, sc: dict, width: int, setting: str
         "",
         f"Goal: the scatter no slower than `cwltool --parallel`: {verdict} ({peer / ours:.2f}x). "
         f"Every one of the {width} tools runs in its own bubblewrap sandbox as the run's owner "
-        "(namespaces, mounts, seccomp, cgroup); cwltool runs them as plain processes.",
+        "(namespaces, mounts, seccomp, cgroup); cwltool runs them as plain processes. Measured on this "
+        "machine kind: a tool's sandbox costs ~6 ms of CPU (bubblewrap, setpriv, the kernel's namespace "
+        "and mount set-up and teardown), ~3 s of CPU for 500 tools on 2 cores.",
     ]
     return "\n".join(lines)
 

@@ -177,7 +177,12 @@ def main() -> None:
         for name in outcome.failed:
             print(f"  failed: {name}")
     if args.peer:
-        print(f"cwltool --no-container: {through_cwltool(work, selection, args.j).summary()}")
+        peer = through_cwltool(work, selection, args.j)
+        print(f"cwltool --no-container: {peer.summary()}")
+        for name in peer.failed:
+            print(f"  failed: {name}")
+        for name in peer.unsupported:
+            print(f"  unsupported: {name}")
     print(f"work folder: {work}" if args.keep else "")
     if not args.keep:
         import shutil
