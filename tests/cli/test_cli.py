@@ -91,4 +91,16 @@ def test_wrong_password_and_unreachable_server(platform, tmp_path):
 def test_seed_demo_is_idempotent(tmp_path):
     first = run(tmp_path, "admin", "seed-demo").stdout
     assert "admin /" in first and "scientist /" in first
+    # The explorer is full out of the box (issue 15): the demo volumes harvested, the synthetic archive
+    # ingested once; a second seed reads nothing again and adds nothing.
+    assert "explorer: 12 demo files and 1,000,000 synthetic GNSS files indexed" in first
     assert run(tmp_path, "admin", "seed-demo").stdout == first
+    stats = json.loads(run(tmp_path, "assets", "stats").stdout)
+    assert stats["assets"] == 1_000_012
+    assert stats["collections"] == [
+        "ClimateSample",
+        "GsscArchive",
+        "GsscDataProducts",
+        "JwstPublic",
+        "PlanckPublic",
+    ]

@@ -121,7 +121,7 @@ def seed_demo() -> None:
                 service.create_group(db, team, description)
         service.set_member(db, "astro-team", "scientist", "member")
         service.set_member(db, "gnss-team", "scientist", "owner")
-        _seed_workspaces_and_volumes(db, settings)
+        counts = _seed_workspaces_and_volumes(db, settings)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -129,10 +129,15 @@ def seed_demo() -> None:
         os.replace(tmp, path)
     for name in ("admin", "scientist"):
         typer.echo(f"  demo login: {name} / {creds[name]}")
+    real = sum(n for c, n in counts.items() if c != "GsscArchive")
+    typer.echo(
+        f"  explorer: {real} demo files and {counts.get('GsscArchive', 0):,} synthetic GNSS files indexed"
+    )
 
 
-def _seed_workspaces_and_volumes(db, settings) -> None:
-    """Team workspaces for the demo teams and the demo data volumes with real sample files (idempotent)."""
+def _seed_workspaces_and_volumes(db, settings) -> dict[str, int]:
+    """Team workspaces for the demo teams, the demo data volumes with real sample files and the
+    synthetic archive, all indexed for the explorer (idempotent); {collection: files indexed}."""
     from sqlalchemy import select
 
     from datalabs.accounts import service
@@ -147,8 +152,10 @@ def _seed_workspaces_and_volumes(db, settings) -> None:
             db.add(TeamWorkspace(group_id=group.id, created_by="seed-demo"))
     admin = Principal(service.get_user(db, "admin"), frozenset())
     folders = demo.write_all(settings.home)
+    folders[demo.SYNTHETIC.name] = settings.home / "volumes" / demo.SYNTHETIC.name
+    folders[demo.SYNTHETIC.name].mkdir(parents=True, exist_ok=True)
     known = set(db.scalars(select(Volume.name)))
-    for v in demo.DEMO_VOLUMES:
+    for v in (*demo.DEMO_VOLUMES, demo.SYNTHETIC):
         if v.name not in known:
             volumes.create(
                 db,
@@ -162,3 +169,4 @@ def _seed_workspaces_and_volumes(db, settings) -> None:
                 domain=v.domain,
                 tags=v.tags,
             )
+    return demo.index_all(settings.home, folders)

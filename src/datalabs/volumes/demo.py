@@ -227,3 +227,40 @@ G13 2010 03 05 00 00 00 1.135482452810E-04 1.932676241267E-12 0.000000000000E+00
      2.000000000000E+00 0.000000000000E+00-1.210719347000E-08 1.000000000000E+02
      4.248180000000E+05 4.000000000000E+00
 """
+
+
+# A listing-only archive beside the real demo files: the explorer at the scale it is built for.
+SYNTHETIC = DemoVolume(
+    "GsscArchive",
+    "Synthetic GNSS archive listing: RINEX long names of real IGS stations (names and sizes only, the "
+    "files are not on disk)",
+    ["Galileo", "GPS"],
+    "gnss",
+    ["rinex", "synthetic"],
+    lambda folder: None,
+    ["gnss-team"],
+)
+SYNTHETIC_FILES = 1_000_000
+
+
+def index_all(home: Path, folders: dict[str, Path], synthetic_files: int = SYNTHETIC_FILES) -> dict[str, int]:
+    """Index the demo volumes (harvested: only new or changed files are read again) and, once, the
+    synthetic archive listing; {collection: assets in the index}. Idempotent, like the rest of the seed."""
+    from datalabs.assets import listing, synth
+    from datalabs.assets.engine import BitmapIndex
+    from datalabs.assets.harvest import harvest_volume
+
+    index = BitmapIndex(home / "assets" / "index")
+    harvest_state = home / "assets" / "harvest"
+    counts: dict[str, int] = {}
+    for volume in DEMO_VOLUMES:
+        report = harvest_volume(index, folders[volume.name], volume.name, harvest_state)
+        counts[volume.name] = report.seen - len(report.errors)
+    if SYNTHETIC.name not in index.stats()["collections"] and synthetic_files > 0:
+        path = home / "assets" / f"{SYNTHETIC.name}.listing"
+        synth.write_listing(path, synthetic_files)
+        for batch in listing.read_batches(path, SYNTHETIC.name):
+            index.ingest_batch(batch)
+        path.unlink()
+    counts[SYNTHETIC.name] = synthetic_files if SYNTHETIC.name in index.stats()["collections"] else 0
+    return counts
