@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from datalabs.config import Settings
 
 
@@ -41,3 +43,9 @@ def test_every_setting_is_documented():
 
     undocumented = [name for name, doc in walk(Settings) if not doc]
     assert undocumented == []
+
+
+def test_an_empty_home_is_refused_not_taken_as_the_current_folder(monkeypatch):
+    monkeypatch.setenv("DATALABS_HOME", "")
+    with pytest.raises(ValueError, match="DATALABS_HOME is set but empty"):
+        Settings()

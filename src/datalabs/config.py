@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ByteSize, Field
+from pydantic import BaseModel, ByteSize, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -257,6 +257,14 @@ class Settings(BaseSettings):
     pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
     builder: BuilderSettings = Field(default_factory=BuilderSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _home_is_named(cls, value):
+        # `DATALABS_HOME= datalabs serve` would otherwise put the platform's state in the current folder.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("DATALABS_HOME is set but empty: name a folder (default ./var)")
+        return value
 
     @classmethod
     def settings_customise_sources(
