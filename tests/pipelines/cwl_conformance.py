@@ -33,6 +33,8 @@ class Outcome:
     failed: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)  # exit 33 on a test not tagged required
     seconds: float = 0.0
+    reasons: dict[str, str] = field(default_factory=dict)  # failed test -> what cwltest said about it
+    flaky: dict[str, str] = field(default_factory=dict)  # failed, then passed alone -> the first failure
 
     @property
     def total(self) -> int:
@@ -40,6 +42,10 @@ class Outcome:
 
     def summary(self) -> str:
         return f"{len(self.passed)}/{self.total} passed ({len(self.unsupported)} unsupported)"
+
+    def explain(self, limit: int = 4000) -> str:
+        """Each failure with cwltest's own account of it (the runner's stderr, the output diff)."""
+        return "\n".join(f"--- {name}:\n{self.reasons.get(name, '')[-limit:]}" for name in self.failed)
 
 
 def available() -> bool:
@@ -87,8 +93,12 @@ def parse_junit(path: Path) -> Outcome:
     for case in ET.parse(path).getroot().iter("testcase"):
         name = case.get("file") or case.get("name", "?")
         outcome.seconds += float(case.get("time") or 0)
-        if case.find("failure") is not None or case.find("error") is not None:
+        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if problem is not None:
             outcome.failed.append(name)
+            said = [problem.get("message") or "", problem.text or ""]
+            said += [(case.findtext(stream) or "") for stream in ("system-out", "system-err")]
+            outcome.reasons[name] = "\n".join(part for part in said if part.strip())
         elif case.find("skipped") is not None:
             outcome.unsupported.append(name)
         else:
@@ -138,8 +148,12 @@ def platform(work: Path, slots: int = 2) -> Iterator[dict[str, str]]:
         os.environ.update(saved)
 
 
-def through_platform(work: Path, engines: list[str], selection: tuple[str, ...], jobs: int = 2):
-    """{engine: Outcome} of the selection run through `datalabs cwl-runner --engine <engine>`."""
+def through_platform(
+    work: Path, engines: list[str], selection: tuple[str, ...], jobs: int = 2, retry: bool = False
+):
+    """{engine: Outcome} of the selection run through `datalabs cwl-runner --engine <engine>`. With
+    `retry`, tests that failed run once more, alone: those that pass then count as passed, and their
+    first failure is kept in the Outcome's `flaky` (reported, never hidden)."""
     results = {}
     with platform(work, slots=max(2, jobs)) as client_env:
         for engine in engines:
@@ -149,7 +163,14 @@ def through_platform(work: Path, engines: list[str], selection: tuple[str, ...],
                 [str(BIN / "datalabs"), "cwl-runner", "--engine", engine],
                 client_env,
             )
-            results[engine] = run_cwltest(tool, selection, work, jobs)
+            outcome = run_cwltest(tool, selection, work, jobs)
+            if retry and outcome.failed:
+                again = run_cwltest(tool, ("-s", ",".join(outcome.failed)), work, 1)
+                for name in again.passed:
+                    outcome.failed.remove(name)
+                    outcome.passed.append(name)
+                    outcome.flaky[name] = outcome.reasons.pop(name, "")
+            results[engine] = outcome
     return results
 
 
@@ -174,8 +195,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cwl-conformance-"))
     for engine, outcome in through_platform(work, engines, selection, args.j).items():
         print(f"datalabs cwl-runner --engine {engine}: {outcome.summary()}")
-        for name in outcome.failed:
-            print(f"  failed: {name}")
+        print(outcome.explain())
     if args.peer:
         peer = through_cwltool(work, selection, args.j)
         print(f"cwltool --no-container: {peer.summary()}")
