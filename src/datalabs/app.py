@@ -32,6 +32,7 @@ from datalabs.proxy.app import LabProxy
 from datalabs.proxy.auth import make_authenticator
 from datalabs.proxy.routes import MemoryRouteTable
 from datalabs.sandbox import report
+from datalabs.volumes.indexing import VolumeIndexer
 from datalabs.web import routes as web
 from datalabs.workspaces.service import UsageCache
 
@@ -61,12 +62,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await labs.restore()
         culler = asyncio.create_task(labs.run_culler())
         worker = await asyncio.to_thread(_start_pipelines, app)
+        indexer.start()
         # What start made (modules, routes, models, schemas: ~200,000 objects) lives as long as the
         # process: kept out of the collector's full passes, which a warm worker's wide scatters trigger
         # hundreds of times (0.1 s of every 500-way run).
         gc.freeze()
         yield
         culler.cancel()
+        indexer.stop()
         if worker is not None:
             await asyncio.to_thread(worker.stop)
         await labs.shutdown()
@@ -99,7 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.builds = builds = BuildQueue(settings, sessions)
     errors.install(app)
     app.state.usage = UsageCache(settings.workspaces.usage_ttl)
-    app.state.assets = Assets(settings)
+    app.state.assets = assets = Assets(settings)
+    app.state.indexer = indexer = VolumeIndexer(settings, sessions, assets.writer, written=assets.changed)
     modules = (health, auth, tokens, users, groups, datalabs, labs_api, workspaces_api, volumes_api)
     for module in (*modules, assets_api, stac_api, pipelines_api, runs_api, apps_api):
         app.include_router(module.router)

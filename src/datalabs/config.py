@@ -218,6 +218,12 @@ class AssetSettings(BaseModel):
         "empty: the bundled offline world map only.",
     )
     tile_attribution: str = Field("", description="Attribution shown for the tiles.")
+    harvest_every_minutes: int = Field(
+        60,
+        ge=0,
+        description="Harvest every data volume this often (only new or changed files are read), so files "
+        "added to a volume appear in the explorer; 0: only when an administrator asks (Index now).",
+    )
 
 
 class BuilderSettings(BaseModel):

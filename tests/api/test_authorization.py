@@ -149,6 +149,8 @@ ROUTES += [
     ),
     ("POST", "/api/v1/volumes", {"name": "NewVolume", "host_path": "{volume_dir}"}, ADMIN_ONLY),
     ("GET", "/api/v1/volumes/Demo", None, {**TEAM_READ, "owner": OK}),
+    ("POST", "/api/v1/volumes/Demo/harvest", None, ADMIN_ONLY),
+    ("GET", "/api/v1/volumes/Demo/harvest", None, ADMIN_ONLY),
     ("DELETE", "/api/v1/volumes/Demo", None, ADMIN_ONLY),
     ("GET", "/api/v1/volumes/Demo/files/a.txt", None, TEAM_READ),
 ]

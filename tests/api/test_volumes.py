@@ -105,3 +105,39 @@ def test_launch_checks_chosen_volumes(people, admin, archive, settings):
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_volume"
     r = ada.post("/api/v1/labs", json={"datalab": "jupyterlab", "volumes": ["workspace:nope"]})
     assert r.status_code == 422 and "no folder 'nope'" in r.json()["error"]["message"]
+
+
+def _settled(client, name: str, timeout: float = 60) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.get(f"/api/v1/volumes/{name}/harvest").json()
+        if not status["active"] or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
+def test_index_now_only_for_administrators_and_its_progress_is_followed(people, admin, archive, client):
+    body = {"name": "PlanckPublic", "host_path": str(archive), "allowed_groups": ["astro"]}
+    assert admin.post("/api/v1/volumes", json=body).status_code == 201
+    assert admin.get("/api/v1/volumes/PlanckPublic/harvest").json()["state"] == "never"
+    url = "/api/v1/volumes/PlanckPublic/harvest"
+    mia, ada = people.login("mia"), people.login("ada")  # mia sees the volume, ada does not
+    assert client.post(url).status_code == 401 and client.get(url).status_code == 401
+    for user in (mia, ada):
+        assert user.post(url).status_code == 403 and user.get(url).status_code == 403
+    read_only = people.token("root", scopes=["volumes:read"])
+    assert client.post(url, headers=read_only).status_code == 403
+    assert admin.post("/api/v1/volumes/Nope/harvest").status_code == 404
+    started = admin.post(url)
+    assert started.status_code == 202 and started.json()["requested_by"] == "root", started.text
+    done = _settled(admin, "PlanckPublic")
+    assert done["state"] == "done" and done["seen"] == 2 and done["added"] == 2, done
+    found = mia.get("/api/v1/assets/search", params={"q": "LFI_030"}).json()
+    assert [a["path"] for a in found["items"]] == ["maps/LFI_030.fits"]  # the explorer sees it at once
+    assert ada.get("/api/v1/assets/search", params={"q": "LFI_030"}).json()["total"] == 0
+    (archive / "maps" / "LFI_044.fits").write_bytes((archive / "maps" / "LFI_030.fits").read_bytes())
+    assert admin.post(url).status_code == 202
+    again = _settled(admin, "PlanckPublic")
+    assert (again["added"], again["unchanged"], again["todo"]) == (1, 2, 1)  # only the new file read

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from datalabs.accounts import service
@@ -147,3 +149,32 @@ def test_launch_form_picks_volumes(user, client, csrf_from, tmp_path):
     lab_id = launched(user, volumes=["JwstPublic"], custom_volume="results")
     lab = wait_state(user, lab_id)
     assert lab["volumes"] == ["JwstPublic", "workspace:results"] and lab["state"] == "running"
+
+
+def test_admin_indexes_a_volume_and_follows_it_live(admin, client, make_user, login, csrf_from, tmp_path):
+    archive = tmp_path / "planck"
+    (archive / "maps").mkdir(parents=True)
+    (archive / "maps" / "LFI.fits").write_bytes(b"x" * 2048)
+    token = csrf_from(admin.get("/admin/volumes").text)
+    form = {"name": "PlanckPublic", "host_path": str(archive), "csrf_token": token}
+    assert admin.post("/admin/volumes", data=form).status_code == 200
+    row = admin.get("/admin/volumes").text
+    assert "0 files" in text_of(row) and "not harvested here" in text_of(row) and "Index now" in row
+    assert admin.post("/admin/volumes/PlanckPublic/index", data={}).status_code == 403  # no CSRF token
+    r = admin.post("/admin/volumes/PlanckPublic/index", data={"csrf_token": token})
+    assert r.url.path == "/admin/volumes/PlanckPublic/index" and "only new or changed" in flash(r)
+    deadline = time.monotonic() + 60
+    while 'data-state="done"' not in (live := admin.get("/admin/volumes/PlanckPublic/index/status").text):
+        assert 'hx-trigger="every 1s"' in live and time.monotonic() < deadline  # polled while active
+        time.sleep(0.05)
+    assert "hx-trigger" not in live and "1 files" in text_of(live) and "could not be read" in text_of(live)
+    assert "LFI.fits" in live  # the unreadable file and why
+    assert "indexed" in text_of(admin.get("/admin/volumes").text)
+    make_user("bob")
+    bob = browser(client)
+    login(bob, "bob")
+    assert bob.get("/admin/volumes/PlanckPublic/index").status_code == 403
+    assert bob.get("/admin/volumes/PlanckPublic/index/status").status_code == 403
+    bob_token = csrf_from(bob.get("/volumes").text)
+    assert bob.post("/admin/volumes/PlanckPublic/index", data={"csrf_token": bob_token}).status_code == 403
+    assert admin.get("/admin/volumes/Nope/index").status_code == 404

@@ -95,6 +95,46 @@ def delete_volume(name: str, _: Principal = Depends(admin_write), db: Session = 
     db.commit()
 
 
+class HarvestRead(BaseModel):
+    """A volume's last or current harvest into the asset index. Times are Unix seconds."""
+
+    volume: str
+    state: Literal["never", "queued", "running", "done", "failed", "interrupted"]
+    active: bool
+    requested_by: str
+    queued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    done: int = Field(description="New or changed files read so far.")
+    todo: int | None = Field(description="New or changed files to read (null until the volume is walked).")
+    seen: int
+    added: int
+    updated: int
+    unchanged: int
+    removed: int
+    error_count: int
+    errors: list[tuple[str, str]] = Field(description="(path, reason) of files that could not be read.")
+    message: str
+
+
+@router.post("/{name}/harvest", status_code=202, response_model=HarvestRead, responses={404: {}, 409: {}})
+def index_volume(
+    name: str, request: Request, principal: Principal = Depends(admin_write), db: Session = Depends(get_db)
+):
+    """Harvest the volume into the asset index now (administrators): only new or changed files are read.
+    Follow it with GET; 409 while one is queued or running."""
+    return service.index_now(db, principal, request.app.state.indexer, name).as_dict()
+
+
+@router.get("/{name}/harvest", response_model=HarvestRead, responses={404: {}})
+def volume_harvest(
+    name: str, request: Request, principal: Principal = Depends(read), db: Session = Depends(get_db)
+):
+    """The volume's last or current harvest: progress, counts and the files that could not be read
+    (administrators)."""
+    return service.indexing(db, principal, request.app.state.indexer, name).as_dict()
+
+
 @router.get(
     "/{name}/files/{path:path}",
     response_model=FolderRead,

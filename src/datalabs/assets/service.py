@@ -65,6 +65,20 @@ class Assets:
                 self._signature = signature
             return self._index
 
+    def writer(self) -> BitmapIndex:
+        """An instance of the index of its own to write with (its readers' must not be written to)."""
+        return BitmapIndex(self.directory)
+
+    def changed(self) -> None:
+        """Another writer (a harvest) has just written: look at the disk on the next use."""
+        with self._lock:
+            self._checked = 0.0
+
+    def count(self, collection: str) -> int:
+        """Assets in the index from `collection` (a data volume or an ingested listing)."""
+        query = Query(collections=frozenset({collection}), limit=0, with_facets=False)
+        return self.index.search(query).total
+
     def _disk_signature(self) -> tuple:
         if not self.directory.exists():
             return ()

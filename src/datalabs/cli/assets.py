@@ -80,10 +80,10 @@ def harvest(
     """Harvest a data volume: read new or changed files (in parallel), drop vanished ones."""
     from sqlalchemy import select
 
-    from datalabs.assets.harvest import harvest_volume
     from datalabs.assets.service import harvest_state_dir
     from datalabs.cli._db import admin_session
     from datalabs.db.models import Volume
+    from datalabs.volumes import indexing
 
     with admin_session() as (db, _):
         found = db.scalar(select(Volume).where(Volume.name == volume))
@@ -99,17 +99,17 @@ def harvest(
         console=console,
     ) as bar:
         task = bar.add_task("harvest", total=None)
-        report = harvest_volume(
+        report = indexing.harvest(
             index,
             root,
-            volume,
+            indexing.Status(volume, requested_by="datalabs assets harvest", queued_at=time.time()),
             harvest_state_dir(settings),
-            workers,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            workers=workers,
         )
     console.print(
         f"{report.seen:,} files: {report.added:,} new, {report.updated:,} changed, "
-        f"{report.unchanged:,} unchanged, {report.removed:,} removed, {len(report.errors):,} with errors"
+        f"{report.unchanged:,} unchanged, {report.removed:,} removed, {report.error_count:,} with errors"
     )
     for path, reason in report.errors[:50]:
         console.print(f"  [yellow]{path}[/]: {reason}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -248,14 +249,15 @@ def index_all(home: Path, folders: dict[str, Path], synthetic_files: int = SYNTH
     synthetic archive listing; {collection: assets in the index}. Idempotent, like the rest of the seed."""
     from datalabs.assets import listing, synth
     from datalabs.assets.engine import BitmapIndex
-    from datalabs.assets.harvest import harvest_volume
+    from datalabs.volumes import indexing
 
     index = BitmapIndex(home / "assets" / "index")
     harvest_state = home / "assets" / "harvest"
     counts: dict[str, int] = {}
     for volume in DEMO_VOLUMES:
-        report = harvest_volume(index, folders[volume.name], volume.name, harvest_state)
-        counts[volume.name] = report.seen - len(report.errors)
+        status = indexing.Status(volume.name, requested_by="seed-demo", queued_at=time.time())
+        indexing.harvest(index, folders[volume.name], status, harvest_state)
+        counts[volume.name] = status.seen - status.error_count
     if SYNTHETIC.name not in index.stats()["collections"] and synthetic_files > 0:
         path = home / "assets" / f"{SYNTHETIC.name}.listing"
         synth.write_listing(path, synthetic_files)

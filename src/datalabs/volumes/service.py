@@ -16,6 +16,7 @@ from datalabs.config import Settings
 from datalabs.db.models import Group, Membership, User, Volume
 from datalabs.errors import Conflict, Invalid, NotFound
 from datalabs.runtimes.base import Mount
+from datalabs.volumes.indexing import Status, VolumeIndexer
 from datalabs.workspaces import layout, paths
 from datalabs.workspaces.tree import Tree
 
@@ -111,6 +112,18 @@ def delete(db: Session, name: str) -> None:
         raise NotFound(f"no data volume '{name}'", code="volume_not_found")
     db.delete(volume)
     db.flush()
+
+
+def index_now(db: Session, principal: Principal, indexer: VolumeIndexer, name: str) -> Status:
+    """Queue a harvest of volume `name` into the asset index (administrators)."""
+    principal.require_admin()
+    return indexer.request(get_visible(db, principal, name), principal.name)
+
+
+def indexing(db: Session, principal: Principal, indexer: VolumeIndexer, name: str) -> Status:
+    """Volume `name`'s last or current harvest (administrators)."""
+    principal.require_admin()
+    return indexer.status(get_visible(db, principal, name).name)
 
 
 def tree(volume: Volume) -> Tree:

@@ -3,6 +3,7 @@ registers and removes volumes."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import quote
 
 from anyio import to_thread
@@ -11,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db
-from datalabs.errors import DatalabsError
+from datalabs.errors import Conflict, DatalabsError
 from datalabs.volumes import service
-from datalabs.web.render import page, redirect
+from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_admin, require_admin, require_user
 from datalabs.web.workspace_pages import PAGE, crumbs, size_text, when
 from datalabs.workspaces.paths import parts_of, shown
@@ -104,6 +105,8 @@ def admin_volumes(
 def _admin_page(request, db, principal, form=None, error: str = "", status: int = 200):
     from datalabs.accounts import service as accounts
 
+    volumes = service.list_visible(db, principal)
+    indexer, assets = request.app.state.indexer, request.app.state.assets
     return page(
         request,
         "admin_volumes.html",
@@ -111,7 +114,10 @@ def _admin_page(request, db, principal, form=None, error: str = "", status: int 
         active="admin",
         section="volumes",
         status=status,
-        volumes=service.list_visible(db, principal),
+        volumes=volumes,
+        indexing={v.name: indexer.status(v.name) for v in volumes},
+        indexed={v.name: assets.count(v.name) for v in volumes},
+        ago=ago,
         groups=[g.name for g in accounts.list_groups(db)],
         form=form or {},
         error=error,
@@ -160,3 +166,63 @@ def admin_volumes_delete(
     service.delete(db, name)
     db.commit()
     return redirect(request, "/admin/volumes", f"Data volume '{name}' unregistered; its files are untouched.")
+
+
+@router.post("/admin/volumes/{name}/index", name="admin_volumes_index_now")
+def admin_volumes_index_now(
+    request: Request, name: str, principal: Principal = Depends(posting_admin), db: Session = Depends(get_db)
+):
+    try:
+        service.index_now(db, principal, request.app.state.indexer, name)
+    except Conflict as exc:
+        return redirect(request, _index_url(name), exc.message, "error")
+    return redirect(request, _index_url(name), f"Indexing '{name}': only new or changed files are read.")
+
+
+@router.get("/admin/volumes/{name}/index", name="admin_volume_index")
+def admin_volume_index(
+    request: Request, name: str, principal: Principal = Depends(require_admin), db: Session = Depends(get_db)
+):
+    status = service.indexing(db, principal, request.app.state.indexer, name)
+    return page(
+        request,
+        "admin_volume_index.html",
+        title=f"Indexing {name} · Administration",
+        active="admin",
+        section="volumes",
+        **_index_context(request, name, status),
+    )
+
+
+@router.get("/admin/volumes/{name}/index/status", name="admin_volume_index_status")
+def admin_volume_index_status(
+    request: Request, name: str, principal: Principal = Depends(require_admin), db: Session = Depends(get_db)
+):
+    """The live part of the indexing page, polled by htmx while a harvest is queued or running."""
+    status = service.indexing(db, principal, request.app.state.indexer, name)
+    return fragment(request, "_volume_index_status.html", **_index_context(request, name, status))
+
+
+def _index_url(name: str) -> str:
+    return f"/admin/volumes/{quote(name)}/index"
+
+
+def _index_context(request: Request, name: str, status) -> dict:
+    return {
+        "name": name,
+        "harvest": status,
+        "indexed": request.app.state.assets.count(name),
+        "status_url": _index_url(name) + "/status",
+        "ago": ago,
+    }
+
+
+def ago(timestamp: float | None) -> str:
+    """'3 min ago' for a Unix time (None: 'never')."""
+    if timestamp is None:
+        return "never"
+    seconds = max(0, int(time.time() - timestamp))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
