@@ -6,8 +6,9 @@ set -euo pipefail
 # util-linux: nsenter, prlimit and mount (sandboxes enter their network namespace and get their process
 # limit through them; the quota check makes a workspace read-only inside a lab, sandbox/freeze.py);
 # iproute2 and passt (pasta): network namespaces with outbound access for builds and labs that may reach
-# the internet (sandbox/network.py); libseccomp2: the sandboxes' seccomp filter (sandbox/seccomp.py).
-base=(python3 python3-venv python3-dev gcc bubblewrap git util-linux iproute2 passt libseccomp2)
+# the internet (sandbox/network.py); libseccomp2: the sandboxes' seccomp filter (sandbox/seccomp.py);
+# gcc and libc6-dev: datalabs-become, the last step into a sandbox (sandbox/become.c).
+base=(python3 python3-venv python3-dev gcc libc6-dev bubblewrap git util-linux iproute2 passt libseccomp2)
 # Desktop datalabs: the VNC server, window managers (matchbox for one app, jwm with its taskbar and menu for
 # several, as in the Astro desktop) and xdotool the session needs, then the apps (octave includes its Qt
 # GUI, `octave --gui`). About 1 GB and under a minute from a Debian mirror.

@@ -20,10 +20,14 @@ from datalabs.sandbox.policy import Policy
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandboxes with their own uid need root")
 
 INSIDE = r"""
-import ctypes, json, os, sys
+import ctypes, json, os, resource, sys
 libc = ctypes.CDLL(None, use_errno=True)
 status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+caps = {k: status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
 out = {"uid": os.getuid(), "groups": sorted(os.getgroups()), "seccomp": status["Seccomp"].strip(),
+       "gid": os.getgid(), "caps": caps, "no_new_privs": status["NoNewPrivs"].strip(),
+       "nproc": resource.getrlimit(resource.RLIMIT_NPROC),
+       "become_dir": os.access("/run/datalabs-become", os.R_OK | os.X_OK),
        "userns": libc.unshare(0x10000000), "mount": libc.unshare(0x20000),
        "interfaces": [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]],
        "passwd": [l for l in open("/etc/passwd") if l.startswith("ada:")],
@@ -51,15 +55,28 @@ def run_inside(tmp_path: Path, policy: Policy, mounts=(), args=()) -> dict:
     return json.loads(done.stdout)
 
 
-def test_a_sandbox_runs_as_its_user_with_no_way_out(tmp_path):
+@pytest.fixture(params=["become", "shell"])
+def entry(request, monkeypatch):
+    """Both ways into a sandbox: datalabs-become (built by `make setup`), and the shell and setpriv used
+    where it was not built."""
+    if request.param == "become":
+        assert bwrap.become_path(), "datalabs-become is not built (make setup builds it)"
+    else:
+        monkeypatch.setattr(bwrap, "become_path", lambda: None)
+    return request.param
+
+
+def test_a_sandbox_runs_as_its_user_with_no_way_out(tmp_path, entry):
     ada = identity_of(1_000_000_000, 1_500_000_000, 7, "ada", [(3, "astro")])
     secret = tmp_path / "secret.txt"
     secret.write_text("root's")
     secret.chmod(0o600)
-    seen = run_inside(
-        tmp_path, Policy.of(Settings(home=tmp_path), ada, "none", pids_max=64), args=[str(secret)]
-    )
+    policy = replace(Policy.of(Settings(home=tmp_path), ada, "none", pids_max=64), nproc=777)
+    seen = run_inside(tmp_path, policy, args=[str(secret)])
     assert seen["uid"] == 1_000_000_007 and seen["groups"] == [1_500_000_003]  # its teams
+    assert seen["gid"] == 1_000_000_007 and seen["nproc"] == [777, 777]
+    assert set(seen["caps"].values()) == {"0000000000000000"} and seen["no_new_privs"] == "1"
+    assert seen["become_dir"] is False  # what datalabs-become read as root is not the user's to see
     assert seen["passwd"] and seen["passwd"][0].startswith("ada:x:1000000007:")
     assert seen["seccomp"] == "2" and seen["userns"] == -1 and seen["mount"] == -1
     assert seen["interfaces"] == ["lo"]
@@ -147,3 +164,46 @@ def test_generated_files_are_shared_by_content_and_never_half_written(tmp_path):
     assert "ada:x:1000000007:" in Path(first).read_text() and "bob:" not in Path(first).read_text()
     assert oct(state.stat().st_mode & 0o777) == "0o700" and oct(Path(first).stat().st_mode & 0o777) == "0o644"
     assert not list(state.glob(".*"))  # no temporary left behind
+
+
+def test_a_sandbox_joins_its_cgroup_whichever_way_in(tmp_path, entry):
+    ada = identity_of(1_000_000_000, 1_500_000_000, 7, "ada")
+    box = Box(command=["sh", "-c", "echo ready; exec sleep 30"], identity=None)
+    policy = Policy.of(Settings(home=tmp_path), ada, "none", pids_max=64)
+    prepared = launch.prepare(f"c{os.getpid()}{entry}", box, policy, tmp_path / "state")
+    assert prepared.cgroup is not None
+    proc = subprocess.Popen(prepared.argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        inside = prepared.cgroup.pids()
+        assert inside and all(Path(f"/proc/{pid}/status").exists() for pid in inside)
+        assert prepared.cgroup.pids_limit()[1] == 64
+    finally:
+        prepared.release()  # kills what is in the cgroup: the sandbox ends with it
+        assert proc.wait(timeout=30) != 0
+
+
+def test_datalabs_become_refuses_what_it_must(tmp_path):
+    become = bwrap.become_path()
+    assert become, "datalabs-become is not built (make setup builds it)"
+
+    def run(*argv, user=None):
+        return subprocess.run([become, *argv], capture_output=True, text=True, timeout=10, user=user)
+
+    staying_root = run("0", "0", "", "-", "-", "--", "true")
+    assert staying_root.returncode == 126 and "refusing to stay root" in staying_root.stderr
+    assert run("12x", "5", "", "-", "-", "--", "true").returncode == 126  # not a number
+    assert "usage" in run("5", "5", "", "-", "--", "true").stderr  # too few arguments
+    assert run("5", "5", "", "-", "-", "true").returncode == 126  # no "--"
+    not_root = run("1000000007", "1000000007", "", "-", "-", "--", "true", user=65534)
+    assert not_root.returncode == 126 and "Operation not permitted" in not_root.stderr  # nothing to gain
+    missing = run("1000000007", "1000000007", "", "-", str(tmp_path / "nope.bpf"), "--", "true")
+    assert missing.returncode == 126 and "seccomp program" in missing.stderr
+    (tmp_path / "odd.bpf").write_bytes(b"\0" * 7)  # not whole instructions
+    odd = run("1000000007", "1000000007", "", "-", str(tmp_path / "odd.bpf"), "--", "true")
+    assert odd.returncode == 126 and "reading the seccomp program" in odd.stderr
+    ran = run(
+        "1000000007", "1000000007", "1500000003", "99", "-", "--", "sh", "-c", "id -u; id -G; ulimit -p"
+    )
+    assert ran.returncode == 0
+    assert ran.stdout.split("\n")[:3] == ["1000000007", "1000000007 1500000003", "99"]

@@ -2,13 +2,15 @@
 
 `command(box, state_dir)` turns a `Box` (what the sandbox sees and runs as) into one argv. As root (the
 platform's normal case) bwrap builds the sandbox, so any host folder can be bound, and the command then
-drops to the box's identity with no capabilities left (setpriv); otherwise an unprivileged user namespace
-is used. Around bwrap, in this order: a shell that joins the box's cgroups, sets the identity's
-RLIMIT_NPROC (`ulimit`; `prlimit` where the shell has no such option) and opens the seccomp program on
-fd 10, `nsenter` into a prepared network namespace
-(outbound access, network.py). Inside: new pid, ipc, uts and cgroup namespaces, a new network namespace
-unless one was prepared, the seccomp filter (seccomp.py), /etc/passwd and /etc/group naming the identity,
-and for labs a launcher that sets the umask and serves the platform API on the lab's loopback.
+drops to the box's identity with no capabilities left; otherwise an unprivileged user namespace is used.
+As root, the last step inside the sandbox is datalabs-become (become.c): it joins the box's cgroups,
+sets the identity's RLIMIT_NPROC, drops to the identity and loads the seccomp filter. Where it was not
+built, a shell around bwrap joins the cgroups, sets RLIMIT_NPROC (`ulimit`; `prlimit` where the shell
+has no such option) and opens the seccomp program for bwrap, and `setpriv` drops to the identity.
+`nsenter` enters a prepared network namespace (outbound access, network.py) before bwrap. Inside: new
+pid, ipc, uts and cgroup namespaces, a new network namespace unless one was prepared, the seccomp filter
+(seccomp.py), /etc/passwd and /etc/group naming the identity, and for labs a launcher that sets the
+umask and serves the platform API on the lab's loopback.
 
 What a sandbox sees: system folders and the platform's Python read-only, a private /tmp, /var/tmp and
 /run, its mounts, and nothing else of the host (no platform state, no other user's files or sockets).
@@ -139,10 +141,53 @@ def command(box: Box, state_dir: Path, bwrap: str | None = None, fds: list[int] 
     argv += ["--chdir", box.workdir]
     for key, value in box.env.items():
         argv += ["--setenv", key, value]
+    become = become_path() if box.identity is not None else None
+    if become is not None:
+        binds, steps = _become(box, state_dir, become)
+        argv += [*binds, "--", *steps, *_launch(box), *box.command]
+        return _netns(box, argv)
     if box.seccomp:
         argv += ["--seccomp", str(SECCOMP_FD)]
     argv += ["--", *_drop_privileges(box.identity), *_launch(box), *box.command]
     return _wrap(box, argv, state_dir)
+
+
+@functools.cache
+def become_path() -> str | None:
+    """datalabs-become (become.c), built by `make setup` beside the environment's Python; None without it
+    (then a shell and `setpriv` do its work, two executables more per sandbox)."""
+    path = Path(sys.prefix) / "bin" / "datalabs-become"
+    return str(path) if os.access(path, os.X_OK) else None
+
+
+BECOME_DIR = "/run/datalabs-become"  # made by bwrap as root, 0700: the sandbox's user never sees into it
+
+
+def _become(box: Box, state_dir: Path, become: str) -> tuple[list[str], list[str]]:
+    """bwrap arguments binding what datalabs-become reads as root inside the sandbox (the seccomp program,
+    the cgroups' procs files), and its command line: it joins the cgroups, sets RLIMIT_NPROC, drops to
+    the box's identity with no capabilities, loads the seccomp filter and execs the rest."""
+    identity = box.identity
+    assert identity is not None
+    binds = ["--perms", "0700", "--dir", BECOME_DIR]
+    seccomp_file = "-"
+    if box.seccomp:
+        seccomp_file = f"{BECOME_DIR}/seccomp.bpf"
+        binds += ["--ro-bind", str(_state_file(state_dir, "seccomp.bpf", seccomp.program())), seccomp_file]
+    procs = []
+    for n, path in enumerate(box.cgroup_procs):
+        procs.append(f"{BECOME_DIR}/cgroup-{n}.procs")
+        binds += ["--bind", str(path), procs[-1]]
+    nproc = str(int(box.nproc)) if box.nproc is not None else "-"
+    groups = ",".join(str(g) for g in identity.groups)
+    steps = [become, str(identity.uid), str(identity.gid), groups, nproc, seccomp_file, *procs, "--"]
+    return binds, steps
+
+
+def _netns(box: Box, argv: list[str]) -> list[str]:
+    if box.network == "netns" and box.identity is not None:
+        return ["nsenter", f"--net={box.netns}", "--", *argv]
+    return argv
 
 
 def _namespaces(box: Box) -> list[str]:
@@ -297,8 +342,7 @@ def _shell_nproc_flag() -> str | None:
 def _wrap(box: Box, argv: list[str], state_dir: Path) -> list[str]:
     """What runs before bwrap, outermost first: a shell (cgroups, RLIMIT_NPROC, seccomp fd), nsenter.
     Every exec here is paid by each tool of a wide scatter: the shell does what it can itself."""
-    if box.network == "netns" and box.identity is not None:
-        argv = ["nsenter", f"--net={box.netns}", "--", *argv]
+    argv = _netns(box, argv)
     steps = [f"echo $$ > {procs}" for procs in box.cgroup_procs]
     if box.nproc is not None and box.identity is not None:
         flag = _shell_nproc_flag()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,10 +149,26 @@ class LabCgroup:
                 os.kill(pid, signal.SIGKILL)
 
     def remove(self) -> None:
-        for d in self.dirs:
-            # A cgroup still holding dying processes cannot be removed yet; the next cleanup will.
-            with contextlib.suppress(OSError):
+        """Remove the cgroup's folders. One still holding a killed process that is not yet reaped (its
+        zombie counts) cannot go yet: it is retried at the next removal in this process, instead of being
+        left behind for good (thousands piled up over a day of builds and tool runs)."""
+        with _lingering_lock:
+            retry = list(_lingering)
+            _lingering.clear()
+        for d in (*self.dirs, *retry):
+            try:
                 os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                with _lingering_lock:
+                    if len(_lingering) < MAX_LINGERING:
+                        _lingering.add(d)
+
+
+MAX_LINGERING = 10_000
+_lingering: set[str] = set()
+_lingering_lock = threading.Lock()
 
 
 def _read(path: Path) -> str:
