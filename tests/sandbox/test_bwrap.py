@@ -28,6 +28,7 @@ out = {"uid": os.getuid(), "groups": sorted(os.getgroups()), "seccomp": status["
        "gid": os.getgid(), "caps": caps, "no_new_privs": status["NoNewPrivs"].strip(),
        "nproc": resource.getrlimit(resource.RLIMIT_NPROC),
        "become_dir": os.access("/run/datalabs-become", os.R_OK | os.X_OK),
+       "netns": os.readlink("/proc/self/ns/net"),
        "userns": libc.unshare(0x10000000), "mount": libc.unshare(0x20000),
        "interfaces": [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]],
        "passwd": [l for l in open("/etc/passwd") if l.startswith("ada:")],
@@ -42,9 +43,9 @@ print(json.dumps(out))
 """
 
 
-def run_inside(tmp_path: Path, policy: Policy, mounts=(), args=()) -> dict:
+def run_inside(tmp_path: Path, policy: Policy, mounts=(), args=(), **prepare) -> dict:
     box = Box(command=[sys.executable, "-I", "-S", "-c", INSIDE, *args], identity=None, mounts=mounts)
-    prepared = launch.prepare(f"t{os.getpid()}", box, policy, tmp_path / "state")
+    prepared = launch.prepare(f"t{os.getpid()}", box, policy, tmp_path / "state", **prepare)
     try:
         done = subprocess.run(
             prepared.argv, capture_output=True, text=True, timeout=60, pass_fds=prepared.fds
@@ -190,20 +191,41 @@ def test_datalabs_become_refuses_what_it_must(tmp_path):
     def run(*argv, user=None):
         return subprocess.run([become, *argv], capture_output=True, text=True, timeout=10, user=user)
 
-    staying_root = run("0", "0", "", "-", "-", "--", "true")
+    staying_root = run("0", "0", "", "-", "-", "-", "--", "true")
     assert staying_root.returncode == 126 and "refusing to stay root" in staying_root.stderr
-    assert run("12x", "5", "", "-", "-", "--", "true").returncode == 126  # not a number
-    assert "usage" in run("5", "5", "", "-", "--", "true").stderr  # too few arguments
-    assert run("5", "5", "", "-", "-", "true").returncode == 126  # no "--"
-    not_root = run("1000000007", "1000000007", "", "-", "-", "--", "true", user=65534)
+    assert run("12x", "5", "", "-", "-", "-", "--", "true").returncode == 126  # not a number
+    assert "usage" in run("5", "5", "", "-", "-", "--", "true").stderr  # too few arguments
+    assert run("5", "5", "", "-", "-", "-", "true").returncode == 126  # no "--"
+    not_root = run("1000000007", "1000000007", "", "-", "-", "-", "--", "true", user=65534)
     assert not_root.returncode == 126 and "Operation not permitted" in not_root.stderr  # nothing to gain
-    missing = run("1000000007", "1000000007", "", "-", str(tmp_path / "nope.bpf"), "--", "true")
+    missing = run("1000000007", "1000000007", "", "-", str(tmp_path / "nope.bpf"), "-", "--", "true")
     assert missing.returncode == 126 and "seccomp program" in missing.stderr
     (tmp_path / "odd.bpf").write_bytes(b"\0" * 7)  # not whole instructions
-    odd = run("1000000007", "1000000007", "", "-", str(tmp_path / "odd.bpf"), "--", "true")
+    odd = run("1000000007", "1000000007", "", "-", str(tmp_path / "odd.bpf"), "-", "--", "true")
     assert odd.returncode == 126 and "reading the seccomp program" in odd.stderr
     ran = run(
-        "1000000007", "1000000007", "1500000003", "99", "-", "--", "sh", "-c", "id -u; id -G; ulimit -p"
+        "1000000007", "1000000007", "1500000003", "99", "-", "-", "--", "sh", "-c", "id -u; id -G; ulimit -p"
     )
     assert ran.returncode == 0
     assert ran.stdout.split("\n")[:3] == ["1000000007", "1000000007 1500000003", "99"]
+
+
+@pytest.mark.skipif(not network.available()[0], reason="no ip here")
+def test_sandboxes_without_network_can_share_a_namespace_with_only_a_loopback(tmp_path):
+    """The tools of one run share their run's namespace (datalabs-become enters it): still nothing but
+    a loopback, and not the host's."""
+    ada = identity_of(1_000_000_000, 1_500_000_000, 7, "ada")
+    policy = Policy.of(Settings(home=tmp_path), ada, "none")
+    name = f"t-share-{os.getpid()}"
+    shared = network.create_isolated(name)
+    inode = os.stat(shared).st_ino
+    try:
+        one = run_inside(tmp_path, policy, shared_netns=shared)
+        two = run_inside(tmp_path, policy, shared_netns=shared)
+        alone = run_inside(tmp_path, policy)
+    finally:
+        network.remove(name)
+    assert one["interfaces"] == two["interfaces"] == alone["interfaces"] == ["lo"]
+    assert one["netns"] == two["netns"] == f"net:[{inode}]" != alone["netns"]
+    assert one["netns"] != os.readlink("/proc/self/ns/net")
+    assert not Path(shared).exists()

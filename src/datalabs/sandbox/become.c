@@ -1,9 +1,10 @@
 /* datalabs-become: the last step into a sandbox, run by bubblewrap (as root) inside it.
  *
- *   datalabs-become UID GID GROUPS NPROC SECCOMP CGROUP_PROCS... -- COMMAND [ARG...]
+ *   datalabs-become UID GID GROUPS NPROC SECCOMP NETNS CGROUP_PROCS... -- COMMAND [ARG...]
  *
- * In this order: joins each cgroup by writing its own pid to the given cgroup.procs files (bound into the
- * sandbox by bwrap.py), sets RLIMIT_NPROC (NPROC, "-" for none), empties the capability bounding set,
+ * In this order: enters the network namespace NETNS ("-" for none: bwrap made one, or the sandbox shares
+ * the host's), joins each cgroup by writing its own pid to the given cgroup.procs files (both bound into
+ * the sandbox by bwrap.py), sets RLIMIT_NPROC (NPROC, "-" for none), empties the capability bounding set,
  * switches to GROUPS (comma-separated, "" for none), GID and UID, clears the remaining capability sets,
  * sets no_new_privs, loads the seccomp program read (as root, first of all) from the file SECCOMP ("-"
  * for none; a raw array of struct sock_filter, as bwrap's --seccomp reads), and execs COMMAND. Any failure ends it with status
@@ -21,6 +22,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,8 +80,8 @@ int main(int argc, char **argv) {
       sep = i;
       break;
     }
-  if (sep < 6 || sep + 1 >= argc) {
-    fprintf(stderr, "usage: datalabs-become UID GID GROUPS NPROC SECCOMP CGROUP_PROCS... -- COMMAND...\n");
+  if (sep < 7 || sep + 1 >= argc) {
+    fprintf(stderr, "usage: datalabs-become UID GID GROUPS NPROC SECCOMP NETNS CGROUP_PROCS... -- COMMAND...\n");
     return 126;
   }
   uid_t uid = number(argv[1], "UID");
@@ -102,7 +104,13 @@ int main(int argc, char **argv) {
   /* Read while still root: the folder bwrap made for these files is root's alone. */
   struct sock_fprog seccomp = {0, NULL};
   if (strcmp(argv[5], "-") != 0) seccomp = read_seccomp(argv[5]);
-  for (int i = 6; i < sep; i++) join_cgroup(argv[i]);
+  if (strcmp(argv[6], "-") != 0) {
+    int net = open(argv[6], O_RDONLY | O_CLOEXEC);
+    if (net < 0) fail("opening the network namespace", argv[6]);
+    if (setns(net, CLONE_NEWNET)) fail("entering the network namespace", argv[6]);
+    close(net);
+  }
+  for (int i = 7; i < sep; i++) join_cgroup(argv[i]);
   if (strcmp(argv[4], "-") != 0) {
     rlim_t nproc = number(argv[4], "NPROC");
     struct rlimit limit = {nproc, nproc};

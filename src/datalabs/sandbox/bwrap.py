@@ -97,8 +97,9 @@ class Box:
     ] = ()  # more bwrap arguments, applied after the mounts (e.g. a desktop's X socket dir)
 
 
+@functools.cache
 def bwrap_path() -> str | None:
-    return shutil.which("bwrap")
+    return shutil.which("bwrap")  # looked up once: a wide scatter asks for every tool
 
 
 def sandbox_path() -> str:
@@ -144,8 +145,7 @@ def command(box: Box, state_dir: Path, bwrap: str | None = None, fds: list[int] 
     become = become_path() if box.identity is not None else None
     if become is not None:
         binds, steps = _become(box, state_dir, become)
-        argv += [*binds, "--", *steps, *_launch(box), *box.command]
-        return _netns(box, argv)
+        return argv + [*binds, "--", *steps, *_launch(box), *box.command]
     if box.seccomp:
         argv += ["--seccomp", str(SECCOMP_FD)]
     argv += ["--", *_drop_privileges(box.identity), *_launch(box), *box.command]
@@ -165,8 +165,9 @@ BECOME_DIR = "/run/datalabs-become"  # made by bwrap as root, 0700: the sandbox'
 
 def _become(box: Box, state_dir: Path, become: str) -> tuple[list[str], list[str]]:
     """bwrap arguments binding what datalabs-become reads as root inside the sandbox (the seccomp program,
-    the cgroups' procs files), and its command line: it joins the cgroups, sets RLIMIT_NPROC, drops to
-    the box's identity with no capabilities, loads the seccomp filter and execs the rest."""
+    the prepared network namespace, the cgroups' procs files), and its command line: it enters the
+    namespace, joins the cgroups, sets RLIMIT_NPROC, drops to the box's identity with no capabilities,
+    loads the seccomp filter and execs the rest."""
     identity = box.identity
     assert identity is not None
     binds = ["--perms", "0700", "--dir", BECOME_DIR]
@@ -174,13 +175,17 @@ def _become(box: Box, state_dir: Path, become: str) -> tuple[list[str], list[str
     if box.seccomp:
         seccomp_file = f"{BECOME_DIR}/seccomp.bpf"
         binds += ["--ro-bind", str(_state_file(state_dir, "seccomp.bpf", seccomp.program())), seccomp_file]
+    netns = "-"
+    if box.network == "netns":  # entered by datalabs-become itself: no nsenter in front of bwrap
+        netns = f"{BECOME_DIR}/net"
+        binds += ["--ro-bind", str(box.netns), netns]
     procs = []
     for n, path in enumerate(box.cgroup_procs):
         procs.append(f"{BECOME_DIR}/cgroup-{n}.procs")
         binds += ["--bind", str(path), procs[-1]]
     nproc = str(int(box.nproc)) if box.nproc is not None else "-"
     groups = ",".join(str(g) for g in identity.groups)
-    steps = [become, str(identity.uid), str(identity.gid), groups, nproc, seccomp_file, *procs, "--"]
+    steps = [become, str(identity.uid), str(identity.gid), groups, nproc, seccomp_file, netns, *procs, "--"]
     return binds, steps
 
 

@@ -89,6 +89,18 @@ def create(name: str, blocked: list[str], allowed: list[str]) -> Outbound:
         raise
 
 
+def create_isolated(name: str) -> str:
+    """A named namespace with only its loopback (up), for sandboxes that share one (the tools of a run);
+    its path. `remove(name)` ends it."""
+    _run(["ip", "netns", "add", f"datalabs-{name}"])
+    try:
+        _run(["ip", "-n", f"datalabs-{name}", "link", "set", "lo", "up"])
+    except NetworkError:
+        remove(name)
+        raise
+    return netns_path(name)
+
+
 def remove(name: str, pasta_pid: int | None = None) -> None:
     """Delete the namespace (pasta then has nothing left to serve) and stop pasta; idempotent."""
     if pasta_pid:

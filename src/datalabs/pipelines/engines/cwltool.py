@@ -203,7 +203,7 @@ class CwltoolEngine(PipelineEngine):
             for proc in run.js:  # the run's Node.js processes end with it
                 with contextlib.suppress(OSError):
                     proc.kill()
-            run.release_cgroup()
+            run.release_shared()
             if run.cancelled and run.result is not None and run.result.state != SUCCEEDED:
                 run.result = Result(FAILED, "cancelled")
             run.log.close()

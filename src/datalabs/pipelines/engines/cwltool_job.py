@@ -29,7 +29,7 @@ from datalabs.pipelines import sandbox
 from datalabs.pipelines.engines.base import Handle, Result, RunSpec
 from datalabs.sandbox import cgroups, fs, launch
 from datalabs.sandbox import network as network_mod
-from datalabs.sandbox.bwrap import NOBODY, sandbox_path
+from datalabs.sandbox.bwrap import NOBODY, become_path, sandbox_path
 
 
 @dataclass(eq=False)
@@ -47,6 +47,9 @@ class _Run(Handle):
     # ~5 ms of CPU in its workers (offlining, freeing), seconds for a 500-way scatter. Each tool's own
     # processes all end with it all the same (its pid namespace).
     cgroup: cgroups.LabCgroup | None = None
+    # Likewise one network namespace with only a loopback for the run's tools without network access.
+    netns: str | None = None
+    netns_name: str = ""
 
     @functools.cached_property
     def roots(self) -> tuple[str, ...]:
@@ -61,12 +64,29 @@ class _Run(Handle):
                 )
             return self.cgroup
 
-    def release_cgroup(self) -> None:
+    def tool_netns(self) -> str | None:
+        """The run's shared namespace, made at the first tool (None where it cannot be: each tool's
+        sandbox then makes its own)."""
+        with self.lock:
+            if self.netns is None and not self.netns_name and os.geteuid() == 0 and become_path():
+                self.netns_name = f"run-{self.spec.run_id}-{uuid.uuid4().hex[:6]}"
+                try:
+                    self.netns = network_mod.create_isolated(self.netns_name)
+                except (network_mod.NetworkError, OSError) as exc:
+                    self.write(f"INFO each tool gets a network namespace of its own: {exc}\n")
+            return self.netns
+
+    def release_shared(self) -> None:
+        """End what the run's tools shared: kill what is left in their cgroup and remove it, and remove
+        their network namespace."""
         with self.lock:
             cgroup, self.cgroup = self.cgroup, None
+            netns, self.netns = self.netns, None
         if cgroup is not None:
             cgroup.kill_all()
             cgroup.remove()
+        if netns is not None:
+            network_mod.remove(self.netns_name)
 
     def write(self, text: str) -> None:
         if self.log is not None and not self.log.closed:
@@ -120,6 +140,7 @@ class _SandboxedJob(CommandLineJob):
                 policy.with_network(network),
                 state,
                 shared_cgroup=run.tool_cgroup(),
+                shared_netns=run.tool_netns() if network == "none" else None,
             )
         except (network_mod.NetworkError, OSError) as exc:
             raise WorkflowException(f"the tool's sandbox could not be prepared: {exc}") from None
