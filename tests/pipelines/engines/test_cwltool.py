@@ -8,12 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
+from cwltool.errors import WorkflowException
 from cwltool.load_tool import load_tool
 
 from datalabs.pipelines import documents
 from datalabs.pipelines.engines import cwltool as engine_module
 from datalabs.pipelines.engines.base import SUCCEEDED, RunSpec
 from datalabs.pipelines.engines.cwltool import CwltoolEngine, _OutputDirs
+from datalabs.pipelines.engines.cwltool_job import ConfinedFsAccess
 from datalabs.sandbox import cgroups
 from datalabs.sandbox.identity import of as identity_of
 from datalabs.sandbox.policy import Policy
@@ -277,3 +279,28 @@ def test_a_loaded_tool_serves_one_run_at_a_time_and_is_kept_for_the_next(tmp_pat
         assert engine.checkout(spec, fresh=True) is not second  # a job with its own requirements
     finally:
         engine.close()
+
+
+def test_root_s_file_access_for_a_run_neither_reads_nor_sees_what_is_not_the_run_s(tmp_path):
+    """Output globs and expressions name any path: outside the run's folders nothing is read, listed,
+    measured, or even said to exist (cwltool runs as root)."""
+    run = tmp_path / "run"
+    (run / "out").mkdir(parents=True)
+    (run / "out" / "a.txt").write_text("mine")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "secret.txt").write_text("root-only secret")
+    (run / "out" / "sneaky").symlink_to(private / "secret.txt")
+    fs_access = ConfinedFsAccess(str(run), roots=(str(run),))
+    assert fs_access.exists("out/a.txt") and fs_access.isfile("out/a.txt") and fs_access.isdir("out")
+    assert fs_access.size("out/a.txt") == 4 and fs_access.open("out/a.txt", "r").read() == "mine"
+    assert [Path(u).name for u in fs_access.glob(str(run / "out" / "*.txt"))] == ["a.txt"]
+    for outside in (str(private / "secret.txt"), str(run / "out" / "sneaky")):
+        assert not fs_access.exists(outside) and not fs_access.isfile(outside)
+        with pytest.raises(WorkflowException, match="not one of the run's"):
+            fs_access.size(outside)
+        with pytest.raises(WorkflowException, match="not one of the run's"):
+            fs_access.open(outside, "r")
+    assert not fs_access.isdir(str(private)) and fs_access.glob(str(private / "*")) == []
+    assert fs_access.glob(str(run / "out" / "sneak*")) == []  # a link out of the run is not the run's
+    assert fs_access.glob("/etc/pass*") == [] and not fs_access.exists("/etc/shadow")

@@ -24,6 +24,7 @@ from cwltool.job import CommandLineJob
 from cwltool.stdfsaccess import StdFsAccess
 from cwltool.utils import processes_to_kill
 from cwltool.workflow import default_make_tool
+from schema_salad.ref_resolver import uri_file_path
 
 from datalabs.pipelines import sandbox
 from datalabs.pipelines.engines.base import Handle, Result, RunSpec
@@ -277,9 +278,10 @@ def within(path: str, roots: tuple[str, ...]) -> bool:
 
 
 class ConfinedFsAccess(StdFsAccess):
-    """cwltool's file access for one run, refusing to open or list what lies outside the run's folders:
-    cwltool runs as root, and expressions make File objects with any location (`loadContents` and
-    checksums read them)."""
+    """cwltool's file access for one run, refusing to open, list or measure what lies outside the run's
+    folders, and answering as if it did not exist: cwltool runs as root, and expressions and output globs
+    name any path (`loadContents` and checksums read it; `exists`, `size` and `glob` would tell whether
+    another user's file is there and how big it is)."""
 
     def __init__(self, basedir: str, roots: tuple[str, ...]) -> None:
         super().__init__(basedir)
@@ -297,6 +299,21 @@ class ConfinedFsAccess(StdFsAccess):
     def listdir(self, fn: str) -> list[str]:
         self._checked(fn)
         return super().listdir(fn)
+
+    def size(self, fn: str) -> int:
+        return os.stat(self._checked(fn)).st_size
+
+    def exists(self, fn: str) -> bool:
+        return within(self._abs(fn), self.roots) and super().exists(fn)
+
+    def isfile(self, fn: str) -> bool:
+        return within(self._abs(fn), self.roots) and super().isfile(fn)
+
+    def isdir(self, fn: str) -> bool:
+        return within(self._abs(fn), self.roots) and super().isdir(fn)
+
+    def glob(self, pattern: str) -> list[str]:
+        return [uri for uri in super().glob(pattern) if within(uri_file_path(uri), self.roots)]
 
 
 def refuse_foreign_entries(mappers, roots: tuple[str, ...]) -> None:
