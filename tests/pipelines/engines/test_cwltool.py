@@ -246,9 +246,27 @@ baseCommand: "true"
 """
 
 
-def test_one_loaded_tool_serves_runs_of_any_input_type_in_turn(tmp_path):
+ANY_WORKFLOW = """cwlVersion: v1.2
+class: Workflow
+requirements: {InlineJavascriptRequirement: {}}
+inputs: {bar: Any}
+outputs: {t1: {type: Any, outputSource: step/t1}}
+steps:
+  step:
+    in: {bar: bar}
+    out: [t1]
+    run:
+      class: ExpressionTool
+      inputs: {bar: Any}
+      outputs: {t1: Any}
+      expression: '$({"t1": inputs.bar.class || inputs.bar})'
+"""
+
+
+@pytest.mark.parametrize("cwl", [ANY, ANY_WORKFLOW], ids=["tool", "workflow"])
+def test_one_loaded_tool_serves_runs_of_any_input_type_in_turn(tmp_path, cwl):
     # The engine keeps a version's loaded tool: a job with a File must not fix its `Any` input for the next.
-    doc = documents.load_text("any.cwl", ANY)
+    doc = documents.load_text("any.cwl", cwl)
     path = documents.materialise(tmp_path / "docs", 5, doc.packed)
     whale = tmp_path / "whale.txt"
     whale.write_text("x")

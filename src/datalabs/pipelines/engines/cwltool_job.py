@@ -23,7 +23,7 @@ from cwltool.errors import WorkflowException
 from cwltool.job import CommandLineJob
 from cwltool.stdfsaccess import StdFsAccess
 from cwltool.utils import processes_to_kill
-from cwltool.workflow import default_make_tool
+from cwltool.workflow import Workflow, default_make_tool
 from schema_salad.ref_resolver import uri_file_path
 
 from datalabs.pipelines import sandbox
@@ -216,11 +216,18 @@ class _ExpressionTool(_ReusableInputs, ExpressionTool):
     pass
 
 
+class _Workflow(_ReusableInputs, Workflow):
+    """A workflow's own inputs are bound the same way: after a run with a record for an `Any` input, the
+    next run's array failed to bind (conformance: workflow_any_input_with_mixed_array_provided)."""
+
+
 def _make_tool(toolpath_object, loadingContext):
     if toolpath_object.get("class") == "CommandLineTool":
         return _Tool(toolpath_object, loadingContext)
     if toolpath_object.get("class") == "ExpressionTool":
         return _ExpressionTool(toolpath_object, loadingContext)
+    if toolpath_object.get("class") == "Workflow":
+        return _Workflow(toolpath_object, loadingContext)
     return default_make_tool(toolpath_object, loadingContext)
 
 
