@@ -134,7 +134,19 @@ def test_jupyterlab_end_to_end(platform):
     ) as ws:
         assert execute(ws, "1+1") == "2"
         assert execute(ws, "open('/media/home/my_workspace/from-kernel.txt','w').write('hi'); 42") == "42"
-    assert (home / "workspaces" / "users" / "ada" / "from-kernel.txt").read_text() == "hi"
+        # The lab's own home (issue 15): dot-folders and JupyterLab's layout are not in the owner's files.
+        where = "import os, pwd; os.environ['HOME'] + ' ' + pwd.getpwuid(os.getuid()).pw_dir"
+        lab_home = "/media/home/my_workspace/.datalabs/homes/jupyterlab"
+        assert execute(ws, where) == repr(f"{lab_home} {lab_home}")
+        assert (
+            execute(ws, "os.environ['JUPYTERLAB_WORKSPACES_DIR']") == "'/run/datalab/jupyterlab-workspaces'"
+        )
+    workspace = home / "workspaces" / "users" / "ada"
+    assert (workspace / "from-kernel.txt").read_text() == "hi"
+    made_there = {p.name for p in (workspace / ".datalabs" / "homes" / "jupyterlab").iterdir()}
+    assert {".jupyter", ".local"} & made_there, made_there  # JupyterLab's own settings and data went there
+    listed = [item["name"] for item in ada.get("/api/v1/workspaces/me/files/").json()["items"]]
+    assert listed and not [name for name in listed if name.startswith(".")], listed
     secret = jupyter_token(home, lab["id"])
     assert len(secret) > 20
     for response in seen:

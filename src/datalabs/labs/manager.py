@@ -11,6 +11,7 @@ import importlib
 import logging
 import shutil
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from anyio import to_thread
@@ -32,6 +33,7 @@ from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.sandbox.bwrap import ApiAccess
 from datalabs.sandbox.policy import Policy
 from datalabs.volumes import service as volume_service
+from datalabs.workspaces import layout
 from datalabs.workspaces import service as workspace_service
 
 log = logging.getLogger(__name__)
@@ -128,10 +130,14 @@ class LabManager:
             mounts = [
                 Mount(
                     workspace_service.personal(self.settings, lab.owner).tree.root,
-                    "/media/home/my_workspace",
+                    layout.LAB_MOUNT,
                     readonly=False,
                 )
             ]
+            # Its own home, not the workspace: dot-folders and app settings stay out of the owner's files.
+            home = layout.lab_home(lab.datalab)
+            if identity is not None:
+                identity = replace(identity, home=home)  # Java and others read it from the passwd entry
             quota_check.prepare(self.settings, db, lab.owner)  # project quotas: limits set before any write
             # Only teams that have a workspace; read-only members get it read-only; others never see it.
             for team, readonly in workspace_service.mountable_teams(db, lab.owner):
@@ -170,7 +176,10 @@ class LabManager:
             "DATALABS_API_URL": self.api_url() if api is None else f"http://127.0.0.1:{api.port}",
             "DATALABS_TOKEN": token,
             rt.secret_env: secret,
+            "HOME": home,
             "JUPYTER_RUNTIME_DIR": "/run/datalab/jupyter",
+            # Each lab its own JupyterLab layout: a second lab does not reopen the first one's notebooks.
+            "JUPYTERLAB_WORKSPACES_DIR": "/run/datalab/jupyterlab-workspaces",
             "DATALAB_TITLE": meta.title,  # a desktop lab's name in VNC
             **built.env,  # a version built on the platform: its environment (default kernel, PATH)
         }

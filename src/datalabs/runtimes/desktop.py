@@ -126,10 +126,10 @@ def session_spec(spec: LabSpec) -> LabSpec:
     title = spec.command[0] if spec.command else "Desktop"
     env = {
         "DATALAB_TITLE": spec.env.get("DATALAB_TITLE") or Path(title).name,
-        # Java takes its home from the passwd entry (the lab's uid has none): preferences and the SAMP
-        # lockfile (~/.samp) go to the workspace like everything else. JSAMP hubs (TOPCAT's) run the
-        # standard profile only: the web profile fails on current Java and serves no browser in a lab.
-        "JAVA_TOOL_OPTIONS": f"-Duser.home={spec.workdir} -Djsamp.hub.profiles=std",
+        # Java takes its home from the passwd entry, not $HOME: said again here, so preferences and the
+        # SAMP lockfile (~/.samp) go to the lab's home whatever the entry says. JSAMP hubs (TOPCAT's) run
+        # the standard profile only: the web profile fails on current Java and serves no browser in a lab.
+        "JAVA_TOOL_OPTIONS": f"-Duser.home={spec.env.get('HOME', spec.workdir)} -Djsamp.hub.profiles=std",
         **spec.env,
     }
     if spec.apps:

@@ -12,8 +12,8 @@ SAMP. When the definition asks for it, the session starts JSAMP's hub (`topcat -
 hub, the one TOPCAT would start itself; astropy's `samp_hub` could listen on loopback only, but astropy.samp
 is deprecated since astropy 8 in favour of pyvo, which the platform does not install) before the apps and
 waits until it has written its lockfile, `~/.samp`, so every app registers with that one hub instead of
-racing to start its own. HOME is the owner's workspace, so the lockfile is there (as the SAMP standard
-profile says) and the owner's other labs (JupyterLab with astropy/pyvo) find the hub too. If the owner
+racing to start its own. The lockfile is in the lab's home (as the SAMP standard profile says), which the
+owner's labs of the same datalab share (labs/manager.py). If the owner
 already runs a hub in another lab, JSAMP refuses to start a second one and the apps join that one (tried:
 two Astro desktops of one user, six apps on one hub); when that other lab stops, its hub goes with it and
 these apps lose SAMP until a hub runs again and they reconnect (the SAMP_HUB variable could give each lab

@@ -4,7 +4,7 @@ Run by the sandbox's Python with `-I -S` (no site, no user paths: it imports not
 as the lab's user, after the sandbox is built. It
 
 1. sets the umask to 007: files a lab writes are its user's and its teams' (team workspaces are
-   group-shared), never everybody's;
+   group-shared), never everybody's; makes $HOME if it is missing;
 2. when PORT is not 0, listens on 127.0.0.1:PORT of the lab's own loopback (its network namespace) and
    forwards each connection to the platform's API unix socket SOCKET (bound in read-only), so
    `DATALABS_API_URL=http://127.0.0.1:PORT` works in the lab while nothing else of the host is
@@ -67,11 +67,28 @@ def _forward(port: int, path: str) -> None:
     listener.close()
 
 
+def _home() -> None:
+    """Make $HOME if it is missing (a lab's home is a folder of its owner's workspace), as the lab's own
+    user: if the workspace cannot take it (full, frozen by its quota), a home in /tmp for this session."""
+    home = os.environ.get("HOME", "")
+    if not home or os.path.isdir(home):
+        return
+    try:
+        os.makedirs(home, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        fallback = "/tmp/home"
+        os.makedirs(fallback, mode=0o700, exist_ok=True)
+        os.environ["HOME"] = fallback
+        why = f"cannot make the lab's home {home} ({exc.strerror}); using {fallback}"
+        print(f"datalabs: {why}", file=sys.stderr)
+
+
 def main(argv: list[str]) -> None:
     port, path, sep, *command = argv
     if sep != "--" or not command:
         raise SystemExit("usage: launcher.py PORT SOCKET -- COMMAND...")
     os.umask(0o007)
+    _home()
     if int(port):
         _forward(int(port), path)
     os.execvp(command[0], command)

@@ -17,6 +17,17 @@ from datalabs.sandbox import fs
 
 Owner = tuple[int, int]  # (uid, gid)
 
+# The platform's folder in a personal workspace: labs keep their homes in it (dot-folders, settings,
+# caches; one home per datalab, `lab_home`), counted in the owner's quota, left out of listings.
+DOT_DATALABS = ".datalabs"
+LAB_MOUNT = "/media/home/my_workspace"  # where labs see the personal workspace (labs/manager.py)
+
+
+def lab_home(datalab: str) -> str:
+    """The home folder, as a lab sees it, of the owner's labs of `datalab`: made by the lab itself, as
+    its user, at its start (sandbox/launcher.py), never by the platform in a folder the user controls."""
+    return f"{LAB_MOUNT}/{DOT_DATALABS}/homes/{datalab}"
+
 
 def user_dir(settings: Settings, user: str, owner: Owner | None = None) -> Path:
     """The personal workspace of `user`, owned by `owner` (their sandbox identity) when given."""

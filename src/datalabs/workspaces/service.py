@@ -55,7 +55,8 @@ def personal(settings: Settings, user: User) -> Space:
         uid = identity.user_uid(settings.sandbox.uid_base, user.id)
         owner = Ownership(uid, uid)
     root = layout.user_dir(settings, user.name, (owner.uid, owner.gid) if owner else None)
-    return Space("me", "personal", user.name, "self", int(quota), Tree(root, owner=owner))
+    tree = Tree(root, owner=owner, unlisted=frozenset({layout.DOT_DATALABS}))
+    return Space("me", "personal", user.name, "self", int(quota), tree)
 
 
 def _team(settings: Settings, team: TeamWorkspace, role: str, acting: User) -> Space:

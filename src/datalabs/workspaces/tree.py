@@ -41,9 +41,12 @@ class Listing:
 
 
 class Tree:
-    def __init__(self, root: Path, *, owner: Ownership | None = None):
+    def __init__(self, root: Path, *, owner: Ownership | None = None, unlisted: frozenset[str] = frozenset()):
         self.root = root
         self.owner = owner  # who new files and folders belong to (labs run as it when the platform is root)
+        # Names at the root that listings leave out (still reachable, walked and counted): the platform's
+        # own folder in a personal workspace, where labs keep their homes (DOT_DATALABS).
+        self.unlisted = unlisted
         # Temporaries of uploads and copies in flight are recorded there, for crash recovery. Without one
         # (not a workspace), every name with the temporary prefix is taken for one of ours and hidden.
         self.journal = inflight.for_tree(root)
@@ -81,7 +84,7 @@ class Tree:
                 names = [
                     (not e.is_dir(follow_symlinks=False), e.name)
                     for e in it
-                    if not self.hidden(parts, e.name)
+                    if not self.hidden(parts, e.name) and not (not parts and e.name in self.unlisted)
                 ]
             names.sort()
             entries = []
