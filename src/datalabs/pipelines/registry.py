@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from datalabs.accounts.principal import Principal
@@ -163,8 +164,15 @@ def create(
         allowed_groups=sorted(set(details.allowed_groups)),
         engine=details.engine,
     )
-    db.add(pipeline)
-    db.flush()
+    try:
+        with db.begin_nested():  # two requests may pass the check above at once: the database decides
+            db.add(pipeline)
+            db.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"a pipeline named '{name}' already exists: push a new version to it instead",
+            code="pipeline_exists",
+        ) from None
     add_version(db, principal, pipeline, version=version, notes=notes, document=document, source=source)
     return pipeline
 
@@ -209,8 +217,15 @@ def add_version(
         digest=document.digest,
         created_by=principal.name,
     )
-    db.add(row)
-    db.flush()
+    try:
+        with db.begin_nested():
+            db.add(row)
+            db.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"version '{version}' of '{pipeline.name}' was just published by another request",
+            code="version_exists",
+        ) from None
     db.refresh(pipeline, ["versions"])
     return row
 
