@@ -142,17 +142,24 @@ def test_desktop_datalab_in_the_browser(platform, browser, datalab, window):
 
         if datalab == "topcat":  # from inside the lab's network namespace (labs have their own loopback)
             in_network_of(xvnc, lambda: load_over_samp(home, "/media/data/Demo/galaxies.vot"))
+        # The app's settings went to the lab's own home (issue 15), not into the owner's files.
+        workspace = home / "workspaces" / "users" / "ada"
+        assert [p.name for p in workspace.iterdir() if p.name.startswith(".")] == [".datalabs"]
+        assert (workspace / ".datalabs" / "homes" / datalab).is_dir()
+        listed = [item["name"] for item in ada.get("/api/v1/workspaces/me/files/").json()["items"]]
+        assert not [name for name in listed if name.startswith(".")], listed
     finally:
         assert ada.delete(f"/api/v1/labs/{lab['id']}").status_code in (200, 202, 204)
 
 
 def load_over_samp(home: Path, path_in_lab: str) -> None:
     """Send `table.load.votable` to TOPCAT through the SAMP hub it runs in the lab (lockfile ~/.samp in
-    the workspace) and wait for TOPCAT's reply: it read the file from the volume."""
+    the lab's home, in the workspace's .datalabs folder) and wait for TOPCAT's reply: it read the file
+    from the volume."""
     from astropy.samp import SAMPIntegratedClient
     from astropy.samp.lockfile_helpers import read_lockfile
 
-    lockfile = home / "workspaces" / "users" / "ada" / ".samp"
+    lockfile = home / "workspaces" / "users" / "ada" / ".datalabs" / "homes" / "topcat" / ".samp"
     deadline = time.monotonic() + 60
     while not lockfile.exists():
         assert time.monotonic() < deadline, "TOPCAT started no SAMP hub"
