@@ -216,7 +216,7 @@ def test_an_asset_without_a_volume_or_without_its_file_cannot_be_opened(world, t
     assert exc.value.code == "no_volume" and "Listing" in exc.value.message
     with pytest.raises(NotFound) as exc:
         open_(world, "ada", "GsscOpen:gone.rnx", lab_id=lab)
-    assert exc.value.code == "file_not_found"
+    assert exc.value.code == "file_not_found" and "archive listing" in exc.value.message
 
 
 def test_launching_a_new_lab_mounts_the_volume(world):

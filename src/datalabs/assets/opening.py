@@ -110,7 +110,8 @@ def open_asset(
         kind = source.stat(parts).type
     except NotFound:  # the index is older than the volume, or the volume is offline
         raise NotFound(
-            f"the file of asset '{asset_id}' is no longer in data volume '{volume.name}'",
+            f"the file of asset '{asset_id}' is not in data volume '{volume.name}': it was removed since "
+            "it was indexed, or the volume is an archive listing whose files are not on this server",
             code="file_not_found",
         ) from None
     if kind != "file":
