@@ -132,3 +132,23 @@ def test_outputs_over_the_workspace_quota_fail_the_run_and_write_nothing(people,
     assert run["outputs"] is None and not run["output_dir"]
     assert not (settings.home / "workspaces/users/ada/pipelines/hello" / run["id"]).exists()
     assert "nothing was written to the workspace" in ada.get(f"/api/v1/runs/{run['id']}/logs").text
+
+
+def test_without_a_mail_server_e_mail_is_refused_up_front_and_the_form_says_so(people, app, webhook):
+    """Accepting an address and never sending to it is worse than saying no (issue 15)."""
+    app.state.settings.pipelines.smtp_host = ""
+    people.user("ada")
+    ada = people.login("ada")
+    register(ada, "hello", HELLO)
+    for email in (True, ["ops@example.org"]):
+        r = ada.post(
+            "/api/v1/pipelines/hello/runs", json={"inputs": {"text": "x"}, "notify": {"email": email}}
+        )
+        assert r.status_code == 422 and "no mail server" in r.text, r.text
+    r = ada.post("/api/v1/pipelines/hello/schedules", json={"cron": "0 3 * * *", "notify": {"email": True}})
+    assert r.status_code == 422 and "no mail server" in r.text, r.text
+    webhook_only = {"inputs": {"text": "x"}, "notify": {"webhooks": [webhook.url]}}
+    assert ada.post("/api/v1/pipelines/hello/runs", json=webhook_only).status_code == 202
+    form = ada.get("/pipelines/hello/launch").text
+    assert "E-mail is not available" in form
+    assert 'id="email_to"' in form and form.split('id="email_to"', 1)[1].split(">", 1)[0].endswith("disabled")

@@ -40,8 +40,10 @@ class EmailNotifier(Notifier):
         self.s = settings.pipelines
 
     def send(self, event: dict[str, Any]) -> None:
-        if not self.s.smtp_host or not event["to"]:
+        if not event["to"]:
             return
+        if not self.s.smtp_host:  # asked for when one was configured: said in the log, never dropped silently
+            raise RuntimeError("no mail server is configured (pipelines.smtp_host): the e-mail was not sent")
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = self.s.mail_from, ", ".join(event["to"]), event["subject"]
         msg.set_content(event["text"])

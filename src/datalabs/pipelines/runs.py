@@ -29,12 +29,15 @@ def principal_of(db: Session, user: User) -> Principal:
     return Principal(user=user, groups=frozenset(user_groups(db, user.id)), via="worker")
 
 
-def check_notify(notify: dict[str, Any] | None, webhook_networks: list[str] | None = None) -> dict[str, Any]:
+def check_notify(
+    notify: dict[str, Any] | None, webhook_networks: list[str] | None = None, mail_server: bool = True
+) -> dict[str, Any]:
     """{"on": ["failure"|"success"], "email": true (the owner) | [addresses], "webhooks": [urls]}.
 
     With `webhook_networks` (the operator's allowed networks) each webhook's destination is checked now
     (see `webhooks`); runs fired by a schedule skip that, so a DNS hiccup never costs a run: the
-    destination is checked again before each call anyway."""
+    destination is checked again before each call anyway. Without `mail_server` (no SMTP configured)
+    e-mail is refused now rather than accepted and never sent."""
     if not notify:
         return {}
     if not isinstance(notify, dict):
@@ -57,6 +60,12 @@ def check_notify(notify: dict[str, Any] | None, webhook_networks: list[str] | No
                 raise Invalid(f"notify.email: '{addr}' is not an e-mail address", code="bad_notify")
     elif not isinstance(email, bool):
         raise Invalid("notify.email: true (your own address) or a list of addresses", code="bad_notify")
+    if email and not mail_server:
+        raise Invalid(
+            "notify.email: this platform has no mail server configured, so e-mail cannot be delivered; "
+            "use a webhook, or ask the operator to set pipelines.smtp_host",
+            code="email_unavailable",
+        )
     hooks = notify.get("webhooks", [])
     if isinstance(hooks, str):
         hooks = [hooks]
@@ -135,7 +144,11 @@ def submit(
         engine=engine,
         inputs=normalised,
         output_space=output_space,
-        notify=check_notify(notify, None if schedule_id else settings.pipelines.webhook_allow_networks),
+        notify=check_notify(
+            notify,
+            None if schedule_id else settings.pipelines.webhook_allow_networks,
+            mail_server=bool(schedule_id or settings.pipelines.smtp_host),  # a schedule's was checked
+        ),
         timeout=timeout or settings.pipelines.default_timeout,
         max_attempts=settings.pipelines.max_attempts,
     )

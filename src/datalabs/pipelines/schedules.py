@@ -72,7 +72,9 @@ def create(
         cron=cron,
         inputs=inputs or {},
         output_space=output_space,
-        notify=runs.check_notify(notify, settings.pipelines.webhook_allow_networks),
+        notify=runs.check_notify(
+            notify, settings.pipelines.webhook_allow_networks, mail_server=bool(settings.pipelines.smtp_host)
+        ),
         next_due=next_after(cron, now or utcnow()),
     )
     db.add(schedule)

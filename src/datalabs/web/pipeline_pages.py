@@ -166,6 +166,7 @@ def _launch_page(
         engines=registry.ENGINES,
         policy=schedules.POLICY,
         own_email=principal.user.email or "",
+        mail=bool(request.app.state.settings.pipelines.smtp_host),
         my_schedules=schedules.list_for(db, principal, pipeline),
         **_context(pipeline, row, principal, "launch"),
     )
