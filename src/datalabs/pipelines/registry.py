@@ -164,15 +164,14 @@ def create(
         allowed_groups=sorted(set(details.allowed_groups)),
         engine=details.engine,
     )
-    try:
-        with db.begin_nested():  # two requests may pass the check above at once: the database decides
-            db.add(pipeline)
-            db.flush()
-    except IntegrityError:
-        raise Conflict(
+    _insert(
+        db,
+        pipeline,
+        Conflict(
             f"a pipeline named '{name}' already exists: push a new version to it instead",
             code="pipeline_exists",
-        ) from None
+        ),
+    )
     add_version(db, principal, pipeline, version=version, notes=notes, document=document, source=source)
     return pipeline
 
@@ -217,17 +216,21 @@ def add_version(
         digest=document.digest,
         created_by=principal.name,
     )
+    conflict = f"version '{version}' of '{pipeline.name}' was just published by another request"
+    _insert(db, row, Conflict(conflict, code="version_exists"))
+    db.refresh(pipeline, ["versions"])
+    return row
+
+
+def _insert(db: Session, row, conflict: Conflict) -> None:
+    """Add `row`, or raise `conflict` if its unique key is taken: two requests may pass the checks before
+    it at once (twin cwl-runner commands register one content-named pipeline), so the database decides."""
     try:
         with db.begin_nested():
             db.add(row)
             db.flush()
     except IntegrityError:
-        raise Conflict(
-            f"version '{version}' of '{pipeline.name}' was just published by another request",
-            code="version_exists",
-        ) from None
-    db.refresh(pipeline, ["versions"])
-    return row
+        raise conflict from None
 
 
 def document_from_tree(
