@@ -172,7 +172,9 @@ def test_make_readonly_stops_writers_and_keeps_the_mounts_flags(sandbox):
     done = freeze.make_readonly(ns, target)
     after = freeze.mount_point(ns, target)
     assert after.readonly and {"nosuid", "nodev"} <= after.options
-    assert [k.split(" (")[0] for k in done.killed] == list(holders.values())
+    # The same process, by pid: its name may still be "sh" when `holders` is read (the subshell had not
+    # exec'd sleep yet) and "sleep" when it is killed.
+    assert [int(k.rsplit("pid ", 1)[1].rstrip(")")) for k in done.killed] == list(holders)
     states = {p: Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] for p in survivors}
     alive = {p for p, state in states.items() if state != "Z"}  # the killed writer's parent never reaps
     assert alive == survivors - set(holders)  # the writer only; the others were continued
