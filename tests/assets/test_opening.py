@@ -26,8 +26,17 @@ version: "1.0"
 runtime:
   kind: web
   command: [jupyter-lab, "--ServerApp.sock={{socket}}", "--ServerApp.root_dir={root}"]
+associatedMedia:
+  - {{encodingFormat: [application/x-rinex, "text/*"], open: file, preference: {preference}}}
+  - {{encodingFormat: image/fits, open: notebook}}
 """
-DESKTOP = 'title: Viewer\nversion: "1.0"\nruntime: {kind: desktop, desktop: {command: [xterm]}}\n'
+DESKTOP = """\
+title: Viewer
+version: "1.0"
+runtime: {kind: desktop, desktop: {command: [xterm]}}
+associatedMedia: [{encodingFormat: application/x-rinex, command: [xterm, -e, less, "{path}"], preference: 60}]
+"""
+PLAIN = 'title: Plain\nversion: "1.0"\nruntime: {kind: web, command: [jupyter-lab]}\n'  # opens nothing
 GNSS = "GsscOpen:obs/2024/001/ABMF00GLP_R_20240010000_01D_30S_GO.crx.gz"
 DATA = b"compressed RINEX" * 64
 
@@ -35,9 +44,10 @@ DATA = b"compressed RINEX" * 64
 @pytest.fixture
 def settings(tmp_path, db_url):
     defs = tmp_path / "defs"
-    write(defs, "notebook", JUPYTER.format(title="Notebook", root="/media/home/my_workspace"))
-    write(defs, "wide", JUPYTER.format(title="Wide Notebook", root="/media"))
+    write(defs, "notebook", JUPYTER.format(title="Notebook", root="/media/home/my_workspace", preference=50))
+    write(defs, "wide", JUPYTER.format(title="Wide Notebook", root="/media", preference=70))
     write(defs, "viewer", DESKTOP)
+    write(defs, "plain", PLAIN)
     return Settings(
         home=tmp_path / "home",
         db={"url": db_url},
@@ -56,14 +66,21 @@ def world(app, people, tmp_path):
     gnss = tmp_path / "GsscOpen" / GNSS.split(":", 1)[1]
     gnss.parent.mkdir(parents=True)
     gnss.write_bytes(DATA)
+    (tmp_path / "GsscOpen" / "image.fits").write_bytes(b"SIMPLE")
     (tmp_path / "AstroSecret" / "secret.fits").write_bytes(b"SIMPLE")
     with transaction(app.state.sessions) as db:
         db.add(Volume(name="GsscOpen", host_path=str(tmp_path / "GsscOpen"), allowed_groups=[]))
         db.add(Volume(name="AstroSecret", host_path=str(tmp_path / "AstroSecret"), allowed_groups=["astro"]))
     app.state.assets.index.ingest(
         [
-            AssetRecord(collection="GsscOpen", path=GNSS.split(":", 1)[1], size=len(DATA)),
-            AssetRecord(collection="AstroSecret", path="secret.fits", size=6),
+            AssetRecord(
+                collection="GsscOpen",
+                path=GNSS.split(":", 1)[1],
+                size=len(DATA),
+                media_type="application/x-rinex",
+            ),
+            AssetRecord(collection="GsscOpen", path="image.fits", size=6, media_type="image/fits"),
+            AssetRecord(collection="AstroSecret", path="secret.fits", size=6, media_type="image/fits"),
             AssetRecord(collection="Listing", path="not/here.rnx", size=1),
         ]
     )
@@ -245,8 +262,83 @@ def test_jupyter_root_comes_from_the_definition():
     assert opening.jupyter_root(meta(["/usr/bin/jupyter-lab"])) == "/media/home/my_workspace"  # its cwd
     assert opening.jupyter_root(meta(["fake-lab", "--ServerApp.root_dir=/media"])) is None
     assert opening.jupyter_root(meta(["topcat"], kind="desktop")) is None
-    assert opening.opens_files(meta(["topcat"], kind="desktop"))
-    assert not opening.opens_files(meta(["fake-lab"]))
+
+
+def test_only_a_jupyter_server_opens_files_or_notebooks_and_the_preferred_way_wins():
+    from datalabs.catalogue.schema import DatalabMeta
+
+    def meta(command, media):
+        runtime = {"kind": "web", "command": command}
+        return DatalabMeta.model_validate(
+            {"name": "x", "title": "X", "version": "1", "runtime": runtime, "associatedMedia": media}
+        )
+
+    both = [
+        {"encodingFormat": "image/*", "open": "file", "preference": 10},
+        {"encodingFormat": ["IMAGE/FITS"], "open": "notebook", "preference": 90},
+    ]
+    assert opening.how_it_opens(meta(["jupyter-lab"], both), "image/fits").open == "notebook"
+    assert opening.how_it_opens(meta(["jupyter-lab"], both), "image/png").open == "file"  # image/*
+    assert opening.how_it_opens(meta(["jupyter-lab"], both), "text/plain") is None
+    assert opening.how_it_opens(meta(["fake-lab"], both), "image/fits") is None  # no Jupyter to open it
+
+
+def test_the_choices_are_the_datalabs_that_open_the_type_best_first(world):
+    running_lab(world, "ada", "viewer", ["GsscOpen"])
+    running_lab(world, "ada", "plain", ["GsscOpen"])
+    running_lab(world, "mia", "wide", ["GsscOpen"])  # not ada's
+    with world.state.sessions() as db:
+        who = principal(db, "ada")
+        rinex = world.state.assets.get(GNSS, {"GsscOpen"})
+        running, launchable = opening.choices(db, world.state.catalogue, who, rinex)
+        assert [(c.lab_name, c.how, c.mounted) for c in running] == [("viewer of ada", "command", True)]
+        assert [(c.datalab, c.how) for c in launchable] == [
+            ("wide", "file"),  # preference 70
+            ("viewer", "command"),  # 60
+            ("notebook", "file"),  # 50; "plain" opens nothing
+        ]
+        fits = world.state.assets.get("GsscOpen:image.fits", {"GsscOpen"})
+        running, launchable = opening.choices(db, world.state.catalogue, who, fits)
+        assert running == [] and [(c.datalab, c.how) for c in launchable] == [
+            ("notebook", "notebook"),
+            ("wide", "notebook"),
+        ]
+
+
+def test_a_datalab_that_does_not_open_the_type_is_refused_and_launches_nothing(world):
+    lab = running_lab(world, "ada", "plain", ["GsscOpen"])
+    with pytest.raises(Conflict) as refused:
+        open_(world, "ada", lab_id=lab)
+    assert refused.value.code == "cannot_open" and "does not open application/x-rinex files" in str(
+        refused.value
+    )
+    with pytest.raises(Conflict):
+        open_(world, "ada", "GsscOpen:image.fits", datalab="viewer")  # a viewer of RINEX only
+    with world.state.sessions() as db:
+        assert db.query(Lab).filter(Lab.datalab == "viewer").count() == 0  # the launch was not kept
+
+
+def test_a_launched_desktop_starts_its_app_with_the_file_a_running_one_is_told_where_it_is(world):
+    launched = open_(world, "ada", datalab="viewer")
+    path = f"/media/data/GsscOpen/{GNSS.split(':', 1)[1]}"
+    assert (launched.how, launched.command) == ("command", ("xterm", "-e", "less", path))
+    with world.state.sessions() as db:
+        db.get(Lab, launched.lab_id).state = "running"
+        db.commit()
+    running = open_(world, "ada", lab_id=launched.lab_id)
+    assert (running.how, running.command, running.path) == ("show", (), path)
+
+
+def test_a_notebook_reads_the_mounted_file_even_outside_the_jupyter_root(world):
+    lab = running_lab(world, "ada", "notebook", ["GsscOpen"])  # its root is the workspace
+    opened = open_(world, "ada", "GsscOpen:image.fits", lab_id=lab)
+    assert (opened.how, opened.placement, opened.path) == (
+        "notebook",
+        "mounted",
+        "/media/data/GsscOpen/image.fits",
+    )
+    assert opening.notebook_folder(opened) == "from-explorer"  # below its root
+    assert not (workspace(world, "ada") / "from-explorer").exists()  # nothing copied: the kernel reads it
 
 
 def test_a_name_taken_by_a_concurrent_open_moves_on_to_the_next_name(world, monkeypatch):

@@ -15,6 +15,10 @@ Desktop labs and other web labs get the path to use and the lab's URL.
 The asset must be visible to the user (its volume allowed to them), and the lab theirs: another
 user's lab is reported as missing, also to administrators, because opening a file writes into the
 lab owner's workspace.
+
+Which datalabs open a file, and how, their definitions say (`associatedMedia`, catalogue/schema.py):
+a JupyterLab opens the file itself or makes a notebook that loads it (assets/notebooks.py); a desktop
+app is started with it. `choices` lists them for a file, best first.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.principal import Principal
 from datalabs.assets.base import AssetRecord
 from datalabs.assets.service import Assets, visible_collections
-from datalabs.catalogue.schema import DatalabMeta
+from datalabs.catalogue.schema import AssociatedMedia, DatalabMeta
 from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
 from datalabs.db.models import Datalab, DatalabVersion, Lab, Volume
@@ -64,6 +68,13 @@ class Opened:
     placement: str  # "mounted" | "copied"
     launched: bool  # a new lab was launched for it (its start page leads there)
     token: str = ""  # the launched lab's API token: the caller spawns the lab after committing
+    how: str = "file"  # "file" (url opens it), "notebook" (make one: assets/notebooks), "command", "show"
+    media_type: str = ""
+    asset_id: str = ""
+    root: str = ""  # a Jupyter lab's root folder (paths in its URLs and API are below it)
+
+    # A launched desktop lab's command: its app started with the file (LabManager.spawn's open_command).
+    command: tuple[str, ...] = ()
 
 
 def jupyter_root(meta: DatalabMeta) -> str | None:
@@ -79,10 +90,62 @@ def jupyter_root(meta: DatalabMeta) -> str | None:
     return LabSpec.__dataclass_fields__["workdir"].default
 
 
-def opens_files(meta: DatalabMeta) -> bool:
-    """Whether a lab of this datalab can show a given file: a JupyterLab (it opens the URL we return)
-    or a desktop app (its file dialogs reach the path). Other web apps only get the path to show."""
-    return meta.runtime.kind == "desktop" or jupyter_root(meta) is not None
+def how_it_opens(meta: DatalabMeta, media_type: str) -> AssociatedMedia | None:
+    """How a lab of this datalab opens a file of `media_type` (its definition's `associatedMedia`), None
+    if it does not. A JupyterLab's ways need a Jupyter server: it opens the URL or notebook we make."""
+    how = meta.opener(media_type)
+    if how is not None and how.open != "command" and jupyter_root(meta) is None:
+        return None
+    return how
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A running lab (`lab_id`) or a datalab to launch (`datalab`) that opens the file."""
+
+    title: str
+    how: str  # "notebook" | "file" | "command"
+    preference: int
+    kind: str = "web"
+    lab_id: str = ""
+    lab_name: str = ""
+    mounted: bool = False  # the running lab has the file's volume
+    datalab: str = ""
+
+
+def choices(
+    db: Session, catalogue: Catalogue, principal: Principal, record: AssetRecord
+) -> tuple[list[Choice], list[Choice]]:
+    """(running labs of the principal's, datalabs they may launch) that open the asset's file, best first."""
+    entries = {e.name: e for e in catalogue.visible(db, principal)}
+    running = []
+    for lab in labs.list_for(db, principal, include_ended=False):
+        if lab.state != "running" or lab.owner_id != principal.user.id:
+            continue
+        try:
+            how = how_it_opens(_meta(db, lab), record.media_type)
+        except Conflict:  # its datalab left the catalogue
+            continue
+        if how is not None:
+            title = entries[lab.datalab].meta.title if lab.datalab in entries else lab.datalab
+            running.append(
+                Choice(
+                    title,
+                    how.open,
+                    how.preference,
+                    lab.kind,
+                    lab_id=lab.id,
+                    lab_name=lab.name or title,
+                    mounted=record.collection in lab.volumes,
+                )
+            )
+    launchable = [
+        Choice(e.meta.title, how.open, how.preference, e.kind, datalab=e.name)
+        for e in entries.values()  # as they see it: their default version
+        if e.available and (how := how_it_opens(e.meta, record.media_type)) is not None
+    ]
+    best_first = lambda c: (-c.preference, c.title.lower())  # noqa: E731
+    return sorted(running, key=best_first), sorted(launchable, key=best_first)
 
 
 def open_asset(
@@ -125,16 +188,54 @@ def open_asset(
         request = labs.LaunchRequest(datalab=datalab, version=version, volumes=(volume.name,))
         lab, token = labs.create(db, settings, catalogue, principal, request)
     meta = _meta(db, lab)
+    how = how_it_opens(meta, record.media_type)
+    if how is None:
+        raise Conflict(
+            f"{meta.title} does not open {record.media_type} files; choose a datalab the dialog offers",
+            code="cannot_open",
+        )
     root = jupyter_root(meta)
     mounted = f"{MOUNT_ROOT}/{volume.name}/{record.path}"
-    if volume.name in lab.volumes and (root is None or _below(mounted, root)):
+    # A JupyterLab shows only files below its root; its kernels (notebooks) and desktop apps read any.
+    if volume.name in lab.volumes and (root is None or how.open != "file" or _below(mounted, root)):
         path, placement = mounted, "mounted"
     else:
         copied = _copy(settings, usage, principal, source, parts)
         path, placement = f"{WORKSPACE}/{copied}", "copied"
     lab_url = f"/datalabs/{lab.id}/"
-    url = f"{lab_url}lab/tree/{quote(_relative(path, root))}" if root and _below(path, root) else lab_url
-    return Opened(lab.id, path, url, lab_url, placement, launched=bool(token), token=token)
+    shown = how.open == "file" and root and _below(path, root)
+    url = f"{lab_url}lab/tree/{quote(_relative(path, root))}" if shown else lab_url
+    # A running desktop cannot be told to start its app with the file: the page says where it is.
+    way = "show" if how.open == "command" and not token else how.open
+    # The path is absolute (never taken for an option) and only {path} is filled in: see LabManager.spawn.
+    command = tuple(part.replace("{path}", path) for part in how.command) if way == "command" else ()
+    return Opened(
+        lab.id,
+        path,
+        url,
+        lab_url,
+        placement,
+        launched=bool(token),
+        token=token,
+        how=way,
+        media_type=record.media_type,
+        asset_id=asset_id,
+        root=root or "",
+        command=command,
+    )
+
+
+def notebook_folder(opened: Opened) -> str:
+    """Where a notebook for the opened file goes, below the lab's Jupyter root: the workspace's
+    from-explorer folder when the root holds the workspace, else the root itself."""
+    if _below(f"{WORKSPACE}/{FOLDER}", opened.root):
+        return _relative(f"{WORKSPACE}/{FOLDER}", opened.root)
+    return ""
+
+
+def lab_file_url(opened: Opened, relative: str) -> str:
+    """The URL that opens `relative` (below the lab's Jupyter root) in the lab."""
+    return f"{opened.lab_url}lab/tree/{quote(relative)}"
 
 
 def _volume(db: Session, record: AssetRecord) -> Volume:

@@ -151,6 +151,51 @@ class Distribution(BaseModel):
     license: str = ""
 
 
+_MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*/(\*|[a-z0-9][a-z0-9.+-]*)$")
+OPENERS = ("notebook", "file", "command")
+
+
+class AssociatedMedia(BaseModel):
+    """Files of some media types a datalab opens from the explorer, and how (ESA's "Associated File
+    Types"): `notebook` — a JupyterLab makes a new notebook whose first cell loads the file and shows a
+    preview; `file` — a JupyterLab opens the file itself (text, CSV, images); `command` — a desktop app
+    is started with the file (`{path}` in the command is the file's path inside the lab)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encodingFormat: list[str] = Field(min_length=1, description="Media types, e.g. image/fits or text/*.")
+    open: Literal["notebook", "file", "command"] = "file"
+    command: list[str] = Field(default_factory=list)
+    preference: int = Field(50, ge=0, le=100, description="Higher is offered first.")
+
+    @field_validator("encodingFormat", mode="before")
+    @classmethod
+    def _types(cls, v: Any) -> list[str]:
+        types = [t.lower() for t in _listify(v)]
+        for t in types:
+            if not _MEDIA_TYPE_RE.match(t):
+                raise ValueError(f"'{t}' is not a media type such as image/fits or text/*")
+        return types
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> list[str]:
+        return _command(v)
+
+    @model_validator(mode="after")
+    def _command_has_path(self) -> AssociatedMedia:
+        if self.command and self.open != "command":
+            self.open = "command"
+        if self.open == "command" and not any("{path}" in part for part in self.command):
+            raise ValueError("open: command needs a command with {path} where the file goes")
+        return self
+
+    def matches(self, media_type: str) -> bool:
+        media_type = media_type.lower()
+        major = media_type.split("/", 1)[0]
+        return any(t == media_type or t == f"{major}/*" for t in self.encodingFormat)
+
+
 def _listify(v: Any) -> list[str]:
     if v is None:
         return []
@@ -184,6 +229,7 @@ class DatalabMeta(BaseModel):
     domain: str = ""
     datePublished: str = ""
     allowed_groups: list[str] = Field(default_factory=list)
+    associatedMedia: list[AssociatedMedia] = Field(default_factory=list)
     runtime: RuntimeSpec
 
     @field_validator("version", mode="before")
@@ -197,6 +243,20 @@ class DatalabMeta(BaseModel):
     _lists = field_validator(
         "mission", "instrument", "keywords", "requiredDataset", "allowed_groups", mode="before"
     )(classmethod(lambda cls, v: _listify(v)))
+
+    @model_validator(mode="after")
+    def _openers_fit_the_runtime(self) -> DatalabMeta:
+        for media in self.associatedMedia:
+            if media.open == "command" and self.runtime.kind != "desktop":
+                raise ValueError("associatedMedia: only a desktop datalab starts a command with the file")
+            if media.open != "command" and self.runtime.kind != "web":
+                raise ValueError(f"associatedMedia: open: {media.open} needs a web datalab (a JupyterLab)")
+        return self
+
+    def opener(self, media_type: str) -> AssociatedMedia | None:
+        """How this datalab opens files of `media_type` (its most preferred way), None if it does not."""
+        fitting = [m for m in self.associatedMedia if m.matches(media_type)]
+        return max(fitting, key=lambda m: m.preference, default=None)
 
     @property
     def groups(self) -> list[str]:

@@ -63,20 +63,22 @@ class LabManager:
 
     # ---- launching ----------------------------------------------------------------------------------
 
-    def spawn(self, lab_id: str, token: str) -> None:
-        """Start the lab in the background (called right after its record was committed)."""
+    def spawn(self, lab_id: str, token: str, *, open_command: list[str] | None = None) -> None:
+        """Start the lab in the background (called right after its record was committed); a desktop lab
+        launched to open a file starts with `open_command` (assets/opening: its app with the file)
+        instead of its usual command, used as it is: no placeholder is filled in it."""
         self.events[lab_id] = EventLog()
         self.events[lab_id].add(0, "Queued")
-        self._keep(asyncio.create_task(self._start(lab_id, token)))
+        self._keep(asyncio.create_task(self._start(lab_id, token, open_command)))
 
     def _keep(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _start(self, lab_id: str, token: str) -> None:
+    async def _start(self, lab_id: str, token: str, open_command: list[str] | None = None) -> None:
         events = self.events[lab_id]
         try:
-            spec, owner = await to_thread.run_sync(self._spec, lab_id, token)
+            spec, owner = await to_thread.run_sync(self._spec, lab_id, token, open_command)
             await self._set(lab_id, "starting")
             backend = self.backend_class()()
             self.backends[lab_id] = backend
@@ -116,7 +118,7 @@ class LabManager:
             if not (event.ready or event.failed):  # the manager announces the outcome itself
                 events.add(event.progress, event.message)
 
-    def _spec(self, lab_id: str, token: str) -> tuple[LabSpec, str]:
+    def _spec(self, lab_id: str, token: str, open_command: list[str] | None = None) -> tuple[LabSpec, str]:
         with self.sessions() as db:
             lab = db.get(Lab, lab_id)
             version = db.scalar(
@@ -170,7 +172,11 @@ class LabManager:
         fill = {"socket": SOCKET, "base_url": base_url, "secret": secret}
         header_name, _, header_value = rt.secret_header.format(**fill).partition(":")
         lab_dir = self.settings.home / "labs" / lab_id
-        command = rt.desktop.command if rt.kind == "desktop" and rt.desktop else rt.command
+        command = [
+            part.format(**fill) for part in (rt.desktop.command if rt.kind == "desktop" else rt.command)
+        ]
+        if open_command and rt.kind == "desktop" and rt.desktop.command:
+            command = list(open_command)
         env = {
             "DATALAB_ID": lab_id,
             "DATALABS_API_URL": self.api_url() if api is None else f"http://127.0.0.1:{api.port}",
@@ -187,7 +193,7 @@ class LabManager:
             lab_id=lab_id,
             owner=owner,
             kind=rt.kind,
-            command=[part.format(**fill) for part in command],
+            command=command,
             runtime_dir=self.runtime_dir(lab_id),
             log_path=lab_dir / "lab.log",
             env=env,

@@ -2,7 +2,8 @@
 platform process. For fast tests of the services above the runtime; it passes the same contract suite.
 
 Behaviour is chosen by the command: `["fake-lab"]` serves, `["fake-crash"]` fails at start,
-`["fake-hang"]` never answers (start timeout)."""
+`["fake-hang"]` never answers (start timeout), `["jupyter-fake"]` serves like `fake-lab` under a name
+the platform takes for a Jupyter server (whose API it then does not speak)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class FakeRuntime(RuntimeBackend):
             self._code = 3
             self._events.add(100, "the lab exited with code 3 while starting", failed=True)
             raise StartError("the lab exited with code 3 while starting: fake lab crashed on purpose")
-        if command not in ("fake-lab", "fake-hang"):
+        if command not in ("fake-lab", "fake-hang", "jupyter-fake"):
             self._events.add(100, f"command not found: {command}", failed=True)
             raise StartError(f"command not found: {command}")
         if command == "fake-hang":
@@ -53,6 +54,7 @@ class FakeRuntime(RuntimeBackend):
         Path(self._socket).unlink(missing_ok=True)
         _SERVERS[self._socket] = await asyncio.start_unix_server(self._serve, path=self._socket)
         self._write_log(f"fake lab {spec.lab_id} serving on {self._socket}\n")
+        self._write_log(f"command: {spec.command!r}\n")  # what it was started with, for tests to see
         self._events.add(100, "Ready", ready=True)
         return self.endpoint()
 

@@ -12,12 +12,11 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db
-from datalabs.assets import opening
+from datalabs.assets import notebooks, opening
 from datalabs.assets import service as assets_service
 from datalabs.assets.base import AssetRecord
 from datalabs.errors import DatalabsError
-from datalabs.labs import service as labs
-from datalabs.web import lab_view
+from datalabs.labs.jupyter import Jupyter, JupyterError
 from datalabs.web.lab_launch import LAUNCHED
 from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
@@ -26,22 +25,7 @@ router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 
 
 def _choices(request: Request, db: Session, principal: Principal, record: AssetRecord) -> dict:
-    titles = lab_view.datalab_titles(request, db, principal)
-    running = [
-        {
-            "id": lab.id,
-            "name": lab.name or titles.get(lab.datalab, lab.datalab),
-            "datalab": titles.get(lab.datalab, lab.datalab),
-            "mounted": record.collection in lab.volumes,
-        }
-        for lab in labs.list_for(db, principal, include_ended=False)
-        if lab.state == "running" and lab.owner_id == principal.user.id
-    ]
-    launchable = [
-        {"name": e.name, "title": e.meta.title, "kind": e.kind}
-        for e in request.app.state.catalogue.visible(db, principal)  # as they see it: their default version
-        if e.available and opening.opens_files(e.meta)
-    ]
+    running, launchable = opening.choices(db, request.app.state.catalogue, principal, record)
     return {"asset": record, "running": running, "launchable": launchable}
 
 
@@ -107,19 +91,84 @@ async def open_in_lab(
             error, status = exc.message, exc.status
         else:
             if opened.launched:
-                state.labs.spawn(opened.lab_id, opened.token)
+                state.labs.spawn(opened.lab_id, opened.token, open_command=list(opened.command) or None)
+            elif opened.how == "notebook":
+                return await _notebook(request, opened)
             return _after_open(request, opened)
     record = state.assets.get(asset_id, assets_service.visible_collections(db, principal))
     return _dialog(request, _choices(request, db, principal, record), error=error, status=status)
 
 
+@router.get("/explorer/open/continue")
+def continue_open(
+    request: Request,
+    asset_id: str = Query(..., alias="id", max_length=5000),
+    lab_id: str = Query(..., max_length=32),
+    principal: Principal = Depends(require_user),
+    db: Session = Depends(get_db),
+):
+    """Where a lab launched to open a file as a notebook goes once it runs: a page that posts the open
+    (with JavaScript at once, else with a click), since making the notebook is not for a GET."""
+    record = request.app.state.assets.get(asset_id, assets_service.visible_collections(db, principal))
+    return page(
+        request, "explorer_open.html", title="Open in Datalab", active="explorer", resume=lab_id, asset=record
+    )
+
+
+async def _notebook(request: Request, opened: opening.Opened):
+    """Make the notebook that loads the file in the running lab, run its first cell, and go there; if
+    its cell could not run, the notebook is still there: go there with the reason said first."""
+    route = await request.app.state.routes.get_route(opened.lab_id)
+    if route is None:
+        return page(
+            request,
+            "explorer_open.html",
+            title="Open in Datalab",
+            active="explorer",
+            status=409,
+            opened=opened,
+            error="The lab is not reachable yet; try again in a moment.",
+        )
+    try:
+        prepared = await notebooks.open_as_notebook(
+            Jupyter(route, opened.lab_url), opened.media_type, opened.path, opening.notebook_folder(opened)
+        )
+    except JupyterError as exc:
+        return page(
+            request,
+            "explorer_open.html",
+            title="Open in Datalab",
+            active="explorer",
+            status=502,
+            opened=opened,
+            error=f"The notebook could not be made in the lab: {exc}",
+        )
+    url = opening.lab_file_url(opened, prepared.path)
+    if prepared.error:  # said here, not in the lab: the notebook with its traceback is one click away
+        return page(
+            request,
+            "explorer_open.html",
+            title="Open in Datalab",
+            active="explorer",
+            opened=opened,
+            notebook_url=url,
+            error=f"The notebook was made, but {prepared.error}.",
+        )
+    return redirect(request, url)
+
+
 def _after_open(request: Request, opened: opening.Opened):
     """A JupyterLab opens the file from its URL: go there (a launched one through its start page, which
     goes on to the file; the one-shot "launched" message makes it do so even if the lab is already up).
-    Other labs cannot be told to open a file: say where it is in the lab, with the way to the lab."""
-    if opened.url == opened.lab_url:
+    A launched JupyterLab that makes a notebook goes on to `continue_open` instead. Other labs cannot be
+    told to open a file: say where it is in the lab, with the way to the lab."""
+    if opened.how == "notebook":  # launched: once it runs, make the notebook there
+        target = "/explorer/open/continue?" + urlencode({"lab_id": opened.lab_id, "id": opened.asset_id})
+    elif opened.how == "file" and opened.url != opened.lab_url:
+        target = opened.url
+    else:
         return page(request, "explorer_open.html", title="Open in Datalab", active="explorer", opened=opened)
     if not opened.launched:
-        return redirect(request, opened.url)
-    start = f"/labs/{opened.lab_id}?" + urlencode({"open": opened.url})
+        return redirect(request, target)
+    start = f"/labs/{opened.lab_id}?" + urlencode({"open": target})
     return redirect(request, start, f"You launched a lab to open '{opened.path}'.", kind=LAUNCHED)

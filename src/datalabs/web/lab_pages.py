@@ -3,6 +3,8 @@ and the stop and destroy forms. Stopping and destroying go through the same code
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlencode
+
 from fastapi import APIRouter, Depends, Form, Query, Request
 from sqlalchemy.orm import Session
 
@@ -50,9 +52,19 @@ def labs_page(
     )
 
 
+CONTINUE_OPEN = "/explorer/open/continue"
+
+
 def _file_url(lab_id: str, url: str) -> str:
-    """`open`: a page inside this lab to go to once it runs (e.g. a file, from the explorer); anything
-    else is dropped, so the parameter cannot send visitors elsewhere."""
+    """`open`: a page inside this lab to go to once it runs (e.g. a file, from the explorer), or the
+    explorer's page that goes on to make a notebook in this lab; anything else is dropped, so the
+    parameter cannot send visitors elsewhere."""
+    if url.startswith(CONTINUE_OPEN + "?"):  # rebuilt from its two parameters: nothing else passes
+        query = parse_qs(url.split("?", 1)[1])
+        asset = query.get("id", [""])[0]
+        if query.get("lab_id") == [lab_id] and asset:
+            return CONTINUE_OPEN + "?" + urlencode({"lab_id": lab_id, "id": asset})
+        return ""
     path = url.split("?", 1)[0]
     inside = path.startswith(f"/datalabs/{lab_id}/") and "\\" not in url
     return url if inside and not {".", ".."} & set(path.split("/")) else ""

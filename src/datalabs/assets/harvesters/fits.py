@@ -82,10 +82,11 @@ class FitsHarvester(Harvester):
         record = file_record(path, collection, relpath)
         headers = read_headers(path)
         found = {key: _first(headers, keys) for key, keys in _KEYS.items()}
+        image = headers[0].get("NAXIS", 0) >= 2
         record.facets = {
             "domain": ("Astronomy",),
             "resource_class": ("data",),
-            "resource_type": ("image" if headers[0].get("NAXIS", 0) >= 2 else "table",),
+            "resource_type": ("image" if image else "table",),
             "file_format": ("FITS",),
             **{k: (str(found[k]).strip(),) for k in ("mission", "instrument", "target") if found[k]},
         }
@@ -96,7 +97,9 @@ class FitsHarvester(Harvester):
         if record.start and isinstance(exposure, int | float):
             record.end = record.start + timedelta(seconds=float(exposure))
         record.bbox = _sky_box(found["ra"], found["dec"])
-        record.media_type = "image/fits"
+        # RFC 4047: image/fits for a primary image, application/fits for any other FITS file (tables):
+        # the explorer offers the apps that open each (DS9 the first, TOPCAT the second).
+        record.media_type = "image/fits" if image else "application/fits"
         record.title = " ".join(str(v) for v in (found["mission"], found["instrument"], found["target"]) if v)
         record.properties = {k: v for k, v in found.items() if v is not None and not isinstance(v, bytes)}
         if record.bbox:

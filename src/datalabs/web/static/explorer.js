@@ -63,7 +63,15 @@
     if (dialog && dialog.id === "open-dialog" && !dialog.open) { dialog.showModal(); }
   }
 
+  // A lab launched to open a file as a notebook comes back here once it runs: make the notebook now
+  // (a POST: the page without JavaScript shows the button instead).
+  function resumeOpen() {
+    var form = document.getElementById("open-resume");
+    if (form) { form.requestSubmit(); }
+  }
+
   document.addEventListener("DOMContentLoaded", init);
+  document.addEventListener("DOMContentLoaded", resumeOpen);
   document.addEventListener("htmx:afterSwap", drawLocations);
   document.addEventListener("htmx:afterSwap", showOpenDialog);
   document.addEventListener("click", function (event) {
