@@ -7,6 +7,7 @@ import re
 import pytest
 
 from datalabs.config import Settings
+from tests.catalogue.test_builds import tiny_datalab
 from tests.catalogue.test_loader import GOOD, write
 
 OK = "ok"  # any 2xx
@@ -86,6 +87,14 @@ ROUTES = [
     ("GET", "/api/v1/datalabs/topcat/thumbnail", None, {"anonymous": 401, "user": OK, "narrow": 403}),
     ("GET", "/api/v1/catalogue/problems", None, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
     ("POST", "/api/v1/catalogue/reload", {}, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
+    ("GET", "/api/v1/catalogue/builds", None, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
+    (
+        "POST",
+        "/api/v1/datalabs/tiny/build",
+        {},
+        {"anonymous": 401, "user": 403, "member": 403, "narrow": 403, "admin": OK},
+    ),
+    ("GET", "/api/v1/datalabs/tiny/build", None, {"anonymous": 401, "user": 403, "member": 403, "admin": OK}),
     ("POST", "/api/v1/labs", {"datalab": "fake"}, {"anonymous": 401, "user": OK, "narrow": 403}),
     ("GET", "/api/v1/labs", None, {"anonymous": 401, "user": OK, "narrow": OK}),
     (
@@ -239,6 +248,7 @@ def settings(tmp_path, db_url):
     root = tmp_path / "defs"
     write(root, "team-lab", GOOD.replace("Good Lab", "Team Lab") + "allowed_groups: [astro]\n")
     write(root, "fake", "title: Fake\nversion: '1'\nruntime: {kind: web, command: [fake-lab]}\n")
+    tiny_datalab(root)  # the platform builds its environment
     return Settings(
         home=tmp_path / "home",
         db={"url": db_url},
@@ -271,6 +281,7 @@ def _template(path: str) -> str:
         "/mia": "/{user}",
         "/topcat": "/{name}",
         "/team-lab": "/{name}",
+        "/tiny/": "/{name}/",
         "/private-pipe": "/{name}",
         "/tess-app": "/{name}",
         "/0.1.0-0": "/{version}",

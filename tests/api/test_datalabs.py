@@ -1,6 +1,9 @@
+import time
+
 import pytest
 
 from datalabs.config import Settings
+from tests.catalogue.test_builds import tiny_datalab
 from tests.catalogue.test_loader import GOOD, write
 
 
@@ -9,6 +12,7 @@ def settings(tmp_path, db_url):
     root = tmp_path / "defs"
     write(root, "team-lab", GOOD.replace("Good Lab", "Team Lab") + "allowed_groups: [astro]\n")
     write(root, "broken", "title: [")
+    tiny_datalab(root)  # an environment of its own, built from a wheel in its folder
     return Settings(
         home=tmp_path / "home", db={"url": db_url}, auth={"secret_key": "k"}, catalogue={"dirs": [root]}
     )
@@ -68,3 +72,38 @@ def test_problems_visible_to_admins_only(people):
     assert len(problems) == 1 and problems[0]["path"].endswith("broken/datalab-meta.yml")
     assert "not valid YAML" in problems[0]["reason"]
     assert people.login("root").post("/api/v1/catalogue/reload", json={}).json() == problems
+
+
+def test_admins_build_a_datalabs_environment_and_follow_it(people):
+    people.user("root", role="admin")
+    people.user("ada")
+    root, ada = people.login("root"), people.login("ada")
+    assert not ada.get("/api/v1/datalabs/tiny").json()["available"]
+    pending = {b["name"]: b for b in root.get("/api/v1/catalogue/builds").json()}
+    assert {"tiny", "jupyterlab-gnss", "jupyterlab-astro"} <= set(pending) and "jupyterlab" not in pending
+    assert pending["tiny"]["state"] == "never"
+
+    started = root.post("/api/v1/datalabs/tiny/build")
+    assert started.status_code == 202 and started.json()["state"] == "queued", started.text
+    deadline = time.monotonic() + 120
+    while (build := root.get("/api/v1/datalabs/tiny/build").json())["active"]:
+        assert time.monotonic() < deadline, build
+        time.sleep(0.1)
+    assert build["state"] == "built" and not build["error"], build
+    assert build["log"][-1].startswith("BUILD SUCCEEDED") and build["requested_by"] == "root"
+    detail = ada.get("/api/v1/datalabs/tiny").json()
+    assert detail["available"], detail["unavailable_reason"]
+    assert "_build" not in detail["meta"] and "envs" not in str(detail)  # server paths stay private
+
+
+def test_build_refusals(people):
+    people.user("root", role="admin")
+    people.user("ada")
+    root, ada = people.login("root"), people.login("ada")
+    assert ada.post("/api/v1/datalabs/tiny/build").status_code == 403
+    assert ada.get("/api/v1/datalabs/tiny/build").status_code == 403
+    nothing = root.post("/api/v1/datalabs/jupyterlab/build")
+    assert nothing.status_code == 409 and nothing.json()["error"]["code"] == "nothing_to_build"
+    assert root.post("/api/v1/datalabs/no-such-lab/build").status_code == 404
+    assert root.get("/api/v1/datalabs/tiny/build", params={"version": "9"}).status_code == 404
+    assert root.get("/api/v1/datalabs/tiny/build", params={"version": "../../x"}).status_code == 404

@@ -89,13 +89,23 @@ def test_wrong_password_and_unreachable_server(platform, tmp_path):
 
 
 def test_seed_demo_is_idempotent(tmp_path):
-    first = run(tmp_path, "admin", "seed-demo").stdout
+    # Datalabs with requirements get their environments built (issue 15, Build 3); here a site datalab
+    # installing a wheel from its folder stands in for the built-in ones, which download from PyPI.
+    from tests.catalogue.test_builds import tiny_datalab
+
+    tiny_datalab(tmp_path / "site")
+    env = {"DATALABS_CATALOGUE__BUILTIN": "false", "DATALABS_CATALOGUE__DIRS": f'["{tmp_path / "site"}"]'}
+    first = run(tmp_path / "home", "admin", "seed-demo", env=env).stdout
     assert "admin /" in first and "scientist /" in first
     # The explorer is full out of the box (issue 15): the demo volumes harvested, the synthetic archive
     # ingested once; a second seed reads nothing again and adds nothing.
     assert "explorer: 12 demo files and 1,000,000 synthetic GNSS files indexed" in first
-    assert run(tmp_path, "admin", "seed-demo").stdout == first
-    stats = json.loads(run(tmp_path, "assets", "stats").stdout)
+    assert "Building the environment of tiny 1.0" in first and "datalab tiny 1.0: environment built" in first
+    second = run(tmp_path / "home", "admin", "seed-demo", env=env).stdout
+    assert "datalab tiny 1.0: environment reused (requirements unchanged)" in second
+    same = [line for line in first.splitlines() if "tiny" not in line]
+    assert [line for line in second.splitlines() if "tiny" not in line] == same
+    stats = json.loads(run(tmp_path / "home", "assets", "stats").stdout)
     assert stats["assets"] == 1_000_012
     assert stats["collections"] == [
         "ClimateSample",

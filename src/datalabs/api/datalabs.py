@@ -1,17 +1,18 @@
-"""The datalab catalogue: search, details, versions, thumbnails; problems and reload for admins."""
+"""The datalab catalogue: search, details, versions, thumbnails; problems, reload and environment
+builds (catalogue/build_service.py) for admins."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import admin, get_db, get_settings, scope
-from datalabs.catalogue import service
+from datalabs.catalogue import build_service, service
 from datalabs.catalogue.service import Catalogue, Entry
 from datalabs.config import Settings
 from datalabs.errors import NotFound
@@ -191,3 +192,65 @@ def reload_catalogue(
     problems = service.reload(db, settings)
     db.commit()
     return [Problem(path=p.path, key=p.key, reason=p.reason) for p in problems]
+
+
+class BuildState(BaseModel):
+    """A catalogue datalab version's environment build: its state and, when asked for one, its log."""
+
+    name: str
+    version: str
+    state: str  # never | queued | building | built | failed | interrupted
+    active: bool
+    error: str
+    cached: bool
+    requested_by: str
+    queued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    log: list[str] = []
+
+    @classmethod
+    def of(cls, view: build_service.BuildView) -> BuildState:
+        return cls(**{k: v for k, v in view.as_dict().items() if k in cls.model_fields})
+
+
+@router.get("/catalogue/builds", response_model=list[BuildState])
+def catalogue_builds(
+    principal: Principal = Depends(admin),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    """The newest version of every catalogue datalab whose environment the platform builds."""
+    return [BuildState.of(v) for v in build_service.pending(db, settings, principal)]
+
+
+@router.post(
+    "/datalabs/{name}/build",
+    response_model=BuildState,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={404: {}, 409: {}},
+)
+def start_build(
+    name: str,
+    request: Request,
+    version: str | None = Query(None, max_length=64, description="Default: the newest version."),
+    principal: Principal = Depends(admin),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    """Build the datalab's environment in the background (409 while one build of it runs, or when it
+    runs on the platform's environment); follow it with GET."""
+    sessions = request.app.state.sessions
+    return BuildState.of(build_service.start(db, settings, sessions, principal, name, version))
+
+
+@router.get("/datalabs/{name}/build", response_model=BuildState, responses={404: {}, 409: {}})
+def get_build(
+    name: str,
+    version: str | None = Query(None, max_length=64, description="Default: the newest version."),
+    principal: Principal = Depends(admin),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    """The last or current build of the datalab's environment, with its log (the last lines)."""
+    return BuildState.of(build_service.view(db, settings, principal, name, version))

@@ -2,7 +2,8 @@
 
 Environments are content-addressed and shared between versions (and apps), so deleting an app keeps
 them. An environment is collected when all of these hold:
-- no app version records its key (its apps or versions were deleted, or it was replaced by a rebuild);
+- no app version records its key (its apps or versions were deleted, or it was replaced by a rebuild),
+  nor any catalogue datalab's build (catalogue/builds.py);
 - it is older than a grace period (a build records its key only when it ends);
 - no build of that key is running (the builder holds `.<key>.lock` while building; we try it too);
 - no process has it mounted: a lab of a deleted app may still run on it (labs bind it read-only at its
@@ -26,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from datalabs.builder.service import envs_dir
+from datalabs.catalogue import builds as catalogue_builds
 from datalabs.config import Settings
 from datalabs.db.models import AppVersion
 
@@ -72,6 +74,7 @@ def collect(
         if not dry_run:
             shutil.rmtree(leftover, ignore_errors=True)
     referenced = set(db.scalars(select(AppVersion.env_key).where(AppVersion.env_key != "")))
+    referenced |= catalogue_builds.keys_in_use(settings)  # built-in and site datalabs' environments
     cutoff = time.time() - grace
     candidates = [
         d

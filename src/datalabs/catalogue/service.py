@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from datalabs import plugins
 from datalabs.accounts.principal import Principal
+from datalabs.catalogue import builds
 from datalabs.catalogue.loader import BUILTIN_DIR, Loaded, Problem, load_directories
 from datalabs.catalogue.schema import DatalabMeta
 from datalabs.config import Settings
@@ -37,12 +38,15 @@ def sources(settings: Settings) -> list[tuple[Path, str]]:
 def reload(db: Session, settings: Settings) -> list[Problem]:
     """Load every configured directory into the DB; returns (and stores) the problems found."""
     loaded, problems = load_directories(sources(settings))
-    sync(db, loaded, problems)
+    sync(db, loaded, problems, settings)
     return problems
 
 
-def sync(db: Session, loaded: list[Loaded], problems: list[Problem]) -> None:
-    """Make the file-sourced definitions in the DB match `loaded`; DB-sourced ones are left alone."""
+def sync(
+    db: Session, loaded: list[Loaded], problems: list[Problem], settings: Settings | None = None
+) -> None:
+    """Make the file-sourced definitions in the DB match `loaded`; DB-sourced ones are left alone.
+    With `settings`, versions built by the platform carry their build's state (`builds.mirror`)."""
     existing = {d.name: d for d in db.scalars(select(Datalab).options(selectinload(Datalab.versions)))}
     wanted: dict[str, dict[str, Loaded]] = {}
     for item in loaded:
@@ -63,7 +67,7 @@ def sync(db: Session, loaded: list[Loaded], problems: list[Problem]) -> None:
             continue
         current = {v.version: v for v in datalab.versions}
         for version, item in versions.items():
-            meta = _stored_meta(item)
+            meta = _stored_meta(item, settings)
             row = current.get(version)
             if row is None:
                 datalab.versions.append(
@@ -83,10 +87,13 @@ def sync(db: Session, loaded: list[Loaded], problems: list[Problem]) -> None:
     bump(db)
 
 
-def _stored_meta(item: Loaded) -> dict:
+def _stored_meta(item: Loaded, settings: Settings | None = None) -> dict:
     meta = item.meta.model_dump(mode="json", by_alias=True)
     thumb = item.thumbnail_path
     meta["_thumbnail_path"] = str(thumb) if thumb else ""
+    meta.pop("_build", None)  # only the platform says what was built, never a definition file
+    if settings is not None and (build := builds.mirror(settings, item.meta, item.path.parent)):
+        meta["_build"] = build
     return meta
 
 
@@ -188,7 +195,16 @@ def availability(meta: DatalabMeta) -> tuple[bool, str]:
         missing = [cmd for cmd in meta.runtime.requires if shutil.which(cmd, path=sandbox_path()) is None]
     if missing:
         return False, f"not installed on this host: {', '.join(missing)}"
-    packages = [p for p in meta.runtime.python_packages if importlib.util.find_spec(p) is None]
+    build = (meta.model_extra or {}).get("_build")
+    env = build.get("env") if isinstance(build, dict) else None
+    if isinstance(build, dict) and build.get("key") and not env:
+        return False, builds.unbuilt_reason(build)
+    if env:  # the packages a kernel of its built environment imports
+        packages = builds.missing_in(Path(env), meta.runtime.python_packages)
+    else:
+        packages = [p for p in meta.runtime.python_packages if importlib.util.find_spec(p) is None]
+    if packages and env:
+        return False, f"its built environment lacks {', '.join(packages)}"
     if packages:
         return False, f"its Python environment is not built yet (missing {', '.join(packages)})"
     return True, ""

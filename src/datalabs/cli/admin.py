@@ -97,6 +97,53 @@ def gc_environments(
     typer.echo(f"{len(collected)} environment(s), {freed:.1f} MiB {'to free' if dry_run else 'freed'}")
 
 
+@app.command("build-datalabs")
+def build_datalabs(
+    names: list[str] = typer.Argument(None, help="Datalabs to build (default: every one that needs it)."),
+) -> None:
+    """Build the Python environments of catalogue datalabs that declare requirements, here and now
+    (unchanged requirements reuse the environment built before). Exit code 1 if one failed."""
+    from datalabs.config import Settings
+
+    settings = Settings()
+    settings.ensure_home()
+    statuses = _build_environments(settings, tuple(names or ()), verbose=True)
+    raise typer.Exit(1 if any(s.state != "built" for s in statuses) else 0)
+
+
+def _build_environments(settings, names: tuple[str, ...], *, verbose: bool) -> list:
+    """Build catalogue datalabs' environments, printing a line as each starts and ends (and every log
+    line when `verbose`). Never raises: a datalab whose build failed stays unavailable with the reason."""
+    from datalabs.catalogue import build_service
+    from datalabs.db.engine import open_database
+
+    def say(line: str) -> None:
+        if verbose:
+            typer.echo(line)
+        elif line.startswith("[") and "] Building the environment of" in line:
+            typer.echo(f"  {line.split('] ', 1)[1]} ...")
+
+    engine, sessions = open_database(settings.database_url)
+    try:
+        by = "datalabs admin" if verbose else "seed-demo"
+        statuses = build_service.build_all(settings, sessions, names, say=say, by=by)
+    except Exception as exc:  # e.g. a datalab named that does not exist: the demo still starts
+        typer.secho(f"  datalab environments not built: {getattr(exc, 'message', exc)}", fg="yellow")
+        return []
+    finally:
+        engine.dispose()
+    for s in statuses:
+        took = (s.finished_at or 0) - (s.started_at or 0)
+        if s.state == "built":
+            how = "reused (requirements unchanged)" if s.cached else f"built in {took:.0f} s"
+            typer.echo(f"  datalab {s.name} {s.version}: environment {how}")
+        else:
+            typer.secho(
+                f"  datalab {s.name} {s.version}: NOT AVAILABLE, its build failed: {s.error}", fg="yellow"
+            )
+    return statuses
+
+
 DEMO_TEAMS = {"astro-team": "Astronomers sharing FITS work", "gnss-team": "GNSS station analysis"}
 
 
@@ -129,6 +176,7 @@ def seed_demo() -> None:
         os.replace(tmp, path)
     for name in ("admin", "scientist"):
         typer.echo(f"  demo login: {name} / {creds[name]}")
+    _build_environments(settings, (), verbose=False)  # after the DB session: builds take minutes
     real = sum(n for c, n in counts.items() if c != "GsscArchive")
     typer.echo(
         f"  explorer: {real} demo files and {counts.get('GsscArchive', 0):,} synthetic GNSS files indexed"

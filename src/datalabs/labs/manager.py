@@ -348,10 +348,15 @@ def _route(lab_id: str, owner: str, endpoint) -> Route:
 
 
 def _built_environment(settings: Settings, meta: dict):
-    """Mounts and variables of the environment an app version was built into (none for other datalabs)."""
+    """Mounts and variables of the environment an app version or a catalogue datalab was built into
+    (none for datalabs on the platform's environment)."""
     from datalabs.builder.base import LabEnvironment, get_builder
 
     build = meta.get("_build") or {}
+    if build.get("key") and not build.get("env"):  # a catalogue datalab whose environment is not built
+        from datalabs.catalogue.builds import unbuilt_reason
+
+        raise StartError(f"this version cannot start: {unbuilt_reason(build)}")
     if not build.get("env"):
         return LabEnvironment()
     env = Path(build["env"])

@@ -1,6 +1,9 @@
-"""Administration: users (create, role, activate, delete) and the catalogue (rejected files, reload)."""
+"""Administration: users (create, role, activate, delete) and the catalogue (rejected files, reload,
+datalabs that cannot be used and why, building their environments with the log followed live)."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
@@ -9,12 +12,14 @@ from sqlalchemy.orm import Session
 from datalabs.accounts import service as accounts
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import forget_after_changes, get_db
+from datalabs.catalogue import build_service
 from datalabs.catalogue import service as catalogue_service
 from datalabs.errors import Conflict, DatalabsError
 from datalabs.labs import origins as lab_origins
 from datalabs.sandbox import quota
-from datalabs.web.render import page, place_errors, redirect
+from datalabs.web.render import fragment, page, place_errors, redirect
 from datalabs.web.security import HtmlRoute, posting_admin, require_admin
+from datalabs.web.volume_pages import ago
 
 # Role, activation and deletion change who may do what: cached principals are dropped after every POST.
 router = APIRouter(
@@ -168,7 +173,10 @@ def delete_user(
 
 
 @router.get("/catalogue")
-def catalogue_admin(request: Request, _: Principal = Depends(require_admin), db: Session = Depends(get_db)):
+def catalogue_admin(
+    request: Request, principal: Principal = Depends(require_admin), db: Session = Depends(get_db)
+):
+    settings = request.app.state.settings
     entries = request.app.state.catalogue.entries(db)
     return page(
         request,
@@ -178,7 +186,9 @@ def catalogue_admin(request: Request, _: Principal = Depends(require_admin), db:
         section="catalogue",
         problems=catalogue_service.problems(db),
         entries=entries,
-        dirs=[str(path) for path, _ in catalogue_service.sources(request.app.state.settings)],
+        unavailable=[e for e in entries if not e.available],
+        builds={b.name: b for b in build_service.pending(db, settings, principal)},
+        dirs=[str(path) for path, _ in catalogue_service.sources(settings)],
     )
 
 
@@ -190,6 +200,51 @@ def reload_catalogue(request: Request, _: Principal = Depends(posting_admin), db
         message = f"Catalogue reloaded; {len(problems)} definition file(s) rejected (see below)."
         return redirect(request, "/admin/catalogue", message, "warning")
     return redirect(request, "/admin/catalogue", "Catalogue reloaded; every definition file is valid.")
+
+
+def _build_url(name: str) -> str:
+    return f"/admin/catalogue/{quote(name)}/build"
+
+
+@router.post("/catalogue/{name}/build")
+def build_datalab(
+    request: Request, name: str, principal: Principal = Depends(posting_admin), db: Session = Depends(get_db)
+):
+    """Build now: the datalab's environment is built in the background; its page follows the log."""
+    state = request.app.state
+    try:
+        view = build_service.start(db, state.settings, state.sessions, principal, name)
+    except Conflict as exc:  # one build of it runs already (follow it), or it has nothing to build
+        where = _build_url(name) if exc.code == "build_running" else "/admin/catalogue"
+        return redirect(request, where, exc.message, "error")
+    return redirect(request, _build_url(name), f"Building the environment of '{name}' {view.version}.")
+
+
+@router.get("/catalogue/{name}/build")
+def datalab_build(
+    request: Request, name: str, principal: Principal = Depends(require_admin), db: Session = Depends(get_db)
+):
+    view = build_service.view(db, request.app.state.settings, principal, name)
+    return page(
+        request,
+        "admin_catalogue_build.html",
+        title=f"Building {name} · Administration",
+        active="admin",
+        section="catalogue",
+        build=view,
+        status_url=_build_url(name) + "/status",
+        ago=ago,
+    )
+
+
+@router.get("/catalogue/{name}/build/status")
+def datalab_build_status(
+    request: Request, name: str, principal: Principal = Depends(require_admin), db: Session = Depends(get_db)
+):
+    """The live part of the build page, polled by htmx while the build is queued or running."""
+    view = build_service.view(db, request.app.state.settings, principal, name)
+    url = _build_url(name) + "/status"
+    return fragment(request, "_catalogue_build_status.html", build=view, status_url=url, ago=ago)
 
 
 # ---- security --------------------------------------------------------------------------------------
