@@ -158,3 +158,16 @@ def _admin(db):
     from datalabs.accounts import service as accounts
 
     return accounts.create_user(db, "root-admin", "long-enough-pw", role="admin")
+
+
+def test_without_network_the_build_fails_with_uvs_reason(db, sessions, site):
+    """No route to the package index (builds.network = none stands in for a machine offline)."""
+    offline = site.model_copy(update={"builder": site.builder.model_copy(update={"network": "none"})})
+    folder = Path(site.catalogue.dirs[0]) / "tiny"
+    (folder / "requirements.txt").unlink()  # the package now comes from the index
+    (folder / "datalab-meta.yml").write_text(TINY.replace('"numpy>=1"', '"dl-no-such-package-here"'))
+    [status] = build_service.build_all(offline, sessions, ("tiny",), say=lambda _: None)
+    assert status.state == "failed" and status.error
+    db.expire_all()
+    reason = entry(db, "tiny").unavailable_reason
+    assert reason == f"its Python environment could not be built: {status.error}"

@@ -6,6 +6,9 @@ its kernel imports the package. A second build, from either CLI command, reuses 
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import httpx
 import pytest
 from websockets.sync.client import connect
@@ -13,7 +16,7 @@ from websockets.sync.client import connect
 from tests.catalogue.test_builds import tiny_datalab
 from tests.cli.test_cli import run
 from tests.labs.test_jupyter import execute, wait_running
-from tests.live import live_server
+from tests.live import DATALABS, live_server
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +93,45 @@ def test_a_catalogue_datalab_is_built_from_pypi_and_its_kernel_imports_it(tmp_pa
         assert "reusing environment" in again.stdout
     direct = run(home, "admin", "build-datalabs", "pypi-lab", env=env)
     assert "reusing environment" in direct.stdout
+
+
+def kernel_says(client: httpx.Client, url: str, token: str, lab_id: str, code: str) -> str:
+    lab = wait_running(client, lab_id)
+    assert lab["state"] == "running", lab["reason"]
+    base = lab["path"]
+    kernel = client.post(f"{base}api/kernels", json={})  # the default kernel: the built environment's
+    assert kernel.status_code == 201, kernel.text
+    ws_url = url.replace("http", "ws") + f"{base}api/kernels/{kernel.json()['id']}/channels?session_id=t"
+    with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=30) as ws:
+        result = execute(ws, code)
+    client.post(f"/api/v1/labs/{lab_id}/stop", json={})
+    return result
+
+
+def test_the_builtin_gnss_and_astro_labs_import_their_packages(tmp_path):
+    """The built-in definitions as shipped, built from PyPI as `make run` does (the seed's own builder
+    command): their kernels import what their descriptions promise."""
+    home = tmp_path / "home"
+    run(home, "admin", "create-user", "ada", "--password", "long-enough-pw")
+    token = run(home, "admin", "create-token", "ada").stdout.strip()
+    built = subprocess.run(
+        [DATALABS, "admin", "build-datalabs", "jupyterlab-gnss", "jupyterlab-astro"],
+        env={**os.environ, "DATALABS_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    with live_server(home) as url:
+        ada = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        for name in ("jupyterlab-gnss", "jupyterlab-astro"):
+            detail = ada.get(f"/api/v1/datalabs/{name}").json()
+            assert detail["available"], detail["unavailable_reason"]
+        gnss = ada.post("/api/v1/labs", json={"datalab": "jupyterlab-gnss"})
+        assert gnss.status_code == 202, gnss.text
+        code = "import georinex, hatanaka, xarray, matplotlib; georinex.load.__name__"
+        assert kernel_says(ada, url, token, gnss.json()["id"], code) == "'load'"
+        astro = ada.post("/api/v1/labs", json={"datalab": "jupyterlab-astro"})
+        assert astro.status_code == 202, astro.text
+        code = "import astropy.units as u, astroquery, matplotlib; str((1 * u.pc).to(u.m).unit)"
+        assert kernel_says(ada, url, token, astro.json()["id"], code) == "'m'"

@@ -94,6 +94,7 @@ def test_seed_demo_is_idempotent(tmp_path):
     from tests.catalogue.test_builds import tiny_datalab
 
     tiny_datalab(tmp_path / "site")
+    tiny_datalab(tmp_path / "site", requirement="dl-tinypkg==9.9", name="broken-env")  # fails, seed goes on
     env = {"DATALABS_CATALOGUE__BUILTIN": "false", "DATALABS_CATALOGUE__DIRS": f'["{tmp_path / "site"}"]'}
     first = run(tmp_path / "home", "admin", "seed-demo", env=env).stdout
     assert "admin /" in first and "scientist /" in first
@@ -101,6 +102,7 @@ def test_seed_demo_is_idempotent(tmp_path):
     # ingested once; a second seed reads nothing again and adds nothing.
     assert "explorer: 12 demo files and 1,000,000 synthetic GNSS files indexed" in first
     assert "Building the environment of tiny 1.0" in first and "datalab tiny 1.0: environment built" in first
+    assert "datalab broken-env 1.0: NOT AVAILABLE, its build failed: " in first  # and seed-demo exits 0
     second = run(tmp_path / "home", "admin", "seed-demo", env=env).stdout
     assert "datalab tiny 1.0: environment reused (requirements unchanged)" in second
     same = [line for line in first.splitlines() if "tiny" not in line]
