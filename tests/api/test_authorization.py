@@ -106,6 +106,13 @@ ROUTES = [
     ("GET", "/api/v1/labs/{lab_id}/events", None, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
     ("GET", "/api/v1/labs/{lab_id}/logs", None, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
     ("POST", "/api/v1/labs/{lab_id}/stop", {}, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
+    # A stopped lab (see test_route_authorisation); admins may stop and destroy it, not run it as its owner.
+    (
+        "POST",
+        "/api/v1/labs/{lab_id}/restart",
+        {},
+        {"anonymous": 401, "user": 404, "member": 404, "owner": OK, "admin": 403, "narrow": 403},
+    ),
     ("DELETE", "/api/v1/labs/{lab_id}", None, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
 ]
 # Workspaces and volumes (issue 4): team `astro` has a workspace owned by tess (owner), mia is a member,
@@ -307,6 +314,8 @@ def test_route_authorisation(people, method, path, body, who, want):
         path = path.replace("{token_id}", tess.post("/api/v1/tokens", json={"name": "x"}).json()["id"])
     if "{lab_id}" in path:
         path = path.replace("{lab_id}", tess.post("/api/v1/labs", json={"datalab": "fake"}).json()["id"])
+        if path.endswith("/restart"):
+            assert tess.post(path.replace("/restart", "/stop"), json={}).json()["state"] == "stopped"
     _team_and_volume(people, path)
     path = _pipeline(people, path, tess)
     _app(people, path)

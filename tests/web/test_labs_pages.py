@@ -96,10 +96,12 @@ def test_launch_follows_the_start_and_opens_the_lab(user):
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     assert "data-auto-open" not in page and "/static/labs.js" not in page and "You launched" not in page
     assert 'data-state="running"' in page and ">Running</span>" in page
-    assert re.search(
-        rf'<a class="btn btn-primary btn-large" href="/datalabs/{lab_id}/">Open Analysis</a>', page
+    # The lab opens in a new tab: the platform's tab stays, to come back to and stop it.
+    assert (
+        f'<a class="btn btn-primary btn-large" href="/datalabs/{lab_id}/" target="_blank" rel="noopener">'
+        "Open Analysis</a>" in page
     )
-    assert "target=" not in page
+    assert "It opens in a new tab" in page
     assert 'http-equiv="refresh"' not in page and "<progress" not in page
     assert "1.5 CPUs · 2.0 GB memory" in page and "Fake Lab" in page
     # The header offers a switch to it from any page.
@@ -108,7 +110,7 @@ def test_launch_follows_the_start_and_opens_the_lab(user):
 
     logs = user.get(f"/labs/{lab_id}/logs")
     assert logs.status_code == 200 and re.search(r'<pre class="log-output"[^>]*>[^<]*serving on', logs.text)
-    assert f'href="/labs/{lab_id}/logs">Refresh</a>' in logs.text
+    assert f'href="/labs/{lab_id}/logs#log-end">Refresh</a>' in logs.text
 
 
 def test_starting_lab_shows_progress_and_refreshes_without_js(user):
@@ -172,7 +174,7 @@ def test_my_datalabs_lists_labs_with_actions_stop_and_destroy(user):
         'href="/catalogue/fake">Fake Lab</a>',
         "v1.0",
         "1 CPU · 1.0 GB memory",
-        f'href="/datalabs/{lab_id}/" aria-label="Open Notebook">Open</a>',
+        f'href="/datalabs/{lab_id}/" target="_blank" rel="noopener" aria-label="Open Notebook (new tab)">',
         f'href="/labs/{lab_id}/logs"',
         f'action="/labs/{lab_id}/stop"',
         f'href="/labs/{lab_id}/destroy?next=/labs"',
@@ -236,8 +238,14 @@ def test_third_launch_shows_the_limit_on_the_form(user):
         'value="One too many"' in r.text and '<p class="form-error" role="alert" id="launch-error">' in r.text
     )
     assert {lab["id"] for lab in user.get("/api/v1/labs").json()} == {first, second}
-    # The form says so up front, too.
-    assert "the most your account may run at once" in text_of(user.get("/catalogue/fake/launch").text)
+    # The form says so up front, too, and its Launch button is disabled (the server refuses anyway).
+    form = user.get("/catalogue/fake/launch").text
+    assert "You have 2 of 2 labs running: stop one to launch another." in text_of(form)
+    assert re.search(
+        r'<button type="submit" class="btn btn-primary btn-large" disabled '
+        r'aria-describedby="launch-blocked">Launch</button>',
+        form,
+    )
 
 
 # ---- who sees what -------------------------------------------------------------------------------
@@ -287,3 +295,210 @@ def test_admin_sees_all_users_labs_and_may_stop_them(client, make_user, login, u
     assert "Stopped by administrator ada." in text_of(user.get("/labs").text)
     # A user asking for everyone's labs just gets their own.
     assert "<h1>My datalabs</h1>" in user.get("/labs?all=1").text
+
+
+# ---- restart -------------------------------------------------------------------------------------
+
+
+def _stop(client, lab_id: str) -> None:
+    page = client.get(f"/labs/{lab_id}").text
+    r = client.post(f"/labs/{lab_id}/stop", data={"csrf_token": csrf_from(page)}, follow_redirects=False)
+    assert r.status_code == 303
+    assert wait_state(client, lab_id, ("stopped",))["state"] == "stopped"
+
+
+def _restart(client, lab_id: str, page: str = "/labs"):
+    token = csrf_from(client.get(page).text)
+    return client.post(
+        f"/labs/{lab_id}/restart", data={"csrf_token": token, "next": page}, follow_redirects=False
+    )
+
+
+def test_restart_a_stopped_lab_from_my_datalabs(user):
+    lab_id = launched(user, name="Notebook", cpu="1.5", memory="2G")
+    wait_state(user, lab_id)
+    _stop(user, lab_id)
+    page = user.get("/labs").text
+    card = page[page.index(f'data-lab="{lab_id}"') :]
+    card = card[: card.index("</li>")]
+    assert f'<form method="post" action="/labs/{lab_id}/restart"' in card
+    assert 'aria-label="Restart Notebook">Restart</button>' in card  # not disabled: 0 of 2 running
+    assert user.post(f"/labs/{lab_id}/restart", data={"next": "/labs"}).status_code == 403  # no CSRF token
+
+    r = _restart(user, lab_id)
+    assert r.status_code == 303 and r.headers["location"] == f"/labs/{lab_id}"
+    assert wait_state(user, lab_id)["state"] == "running"
+    after = user.get(f"/labs/{lab_id}").text
+    assert "Restarting &#39;Notebook&#39;." in after and 'data-state="running"' in after
+    assert "1.5 CPUs · 2.0 GB memory" in after
+    # A double click: the second restart finds it running and says so where the button was.
+    r = _restart(user, lab_id)
+    assert r.status_code == 303 and r.headers["location"] == "/labs"
+    assert (
+        "&#39;Notebook&#39; is running: only a stopped or failed lab can be restarted."
+        in user.get("/labs").text
+    )
+    assert [lab["id"] for lab in user.get("/api/v1/labs", headers={"Accept": "application/json"}).json()] == [
+        lab_id
+    ]
+
+
+def test_restart_from_the_lab_page_of_a_failed_lab(user):
+    lab_id = launched(user, "crashy")
+    assert wait_state(user, lab_id)["state"] == "failed"
+    page = user.get(f"/labs/{lab_id}").text
+    assert f'action="/labs/{lab_id}/restart"' in page and "then restart it below" in text_of(page)
+    r = _restart(user, lab_id, f"/labs/{lab_id}")
+    assert r.status_code == 303 and r.headers["location"] == f"/labs/{lab_id}"
+    assert wait_state(user, lab_id)["state"] == "failed"  # it crashes again, on purpose
+    logs = user.get(f"/labs/{lab_id}/logs").text
+    output = logs[logs.index('<pre class="log-output"') : logs.index("</pre>")]
+    assert output.count("fake lab crashed on purpose") == 2 and "---- restarted at" in output
+
+
+def test_restart_at_the_limit_is_disabled_with_the_reason(user):
+    stopped = launched(user)
+    wait_state(user, stopped)
+    _stop(user, stopped)
+    launched(user), launched(user)  # two running: the limit
+    page = user.get("/labs").text
+    assert re.search(
+        rf'aria-label="Restart Fake Lab" disabled aria-describedby="restart-blocked-{stopped}">Restart<',
+        page,
+    )
+    reason = "You have 2 of 2 labs running: stop one to launch another."
+    assert f'<p class="help lab-blocked" id="restart-blocked-{stopped}">{reason}</p>' in page
+    assert reason in text_of(user.get(f"/labs/{stopped}").text)
+    # The server refuses it anyway (a stale page, a crafted request), and the lab stays as it was.
+    r = _restart(user, stopped)
+    assert r.status_code == 303 and r.headers["location"] == "/labs"
+    assert "You already have 2 datalab(s) running" in text_of(user.get("/labs").text)
+    assert wait_state(user, stopped, ("stopped",))["reason"] == "stopped by its owner"
+
+
+def test_restart_refused_once_the_version_left_the_catalogue(user, client, settings):
+    lab_id = launched(user, version="0.9")
+    wait_state(user, lab_id)
+    _stop(user, lab_id)
+    version = settings.catalogue.dirs[0] / "fake" / "versions" / "0.9"
+    (version / "datalab-meta.yml").unlink()
+    version.rmdir()
+    from datalabs.catalogue import service as catalogue_service
+    from datalabs.db.engine import transaction
+
+    with transaction(client.app.state.sessions) as db:
+        catalogue_service.reload(db, settings)
+    r = _restart(user, lab_id, f"/labs/{lab_id}")
+    assert r.status_code == 303 and r.headers["location"] == f"/labs/{lab_id}"
+    page = text_of(user.get(f"/labs/{lab_id}").text)
+    assert "version 0.9 of datalab 'fake' is no longer in the catalogue; launch a current version" in page
+    assert wait_state(user, lab_id, ("stopped",))["state"] == "stopped"
+
+
+def test_restart_is_for_the_owner_only(client, make_user, login, user):
+    lab_id = launched(user, name="Bob's lab")
+    wait_state(user, lab_id)
+    _stop(user, lab_id)
+    make_user("eve")
+    make_user("ada", role="admin")
+    eve, ada = browser(client), browser(client)
+    assert login(eve, "eve").status_code == 303 and login(ada, "ada").status_code == 303
+    token = csrf_from(eve.get("/labs").text)
+    r = eve.post(f"/labs/{lab_id}/restart", data={"csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 404 and "Not found" in r.text
+    # An administrator sees the lab but no Restart: it would run as bob.
+    everyone = ada.get("/labs?all=1").text
+    assert f'data-lab="{lab_id}"' in everyone and f'action="/labs/{lab_id}/restart"' not in everyone
+    r = _restart(ada, lab_id, "/labs?all=1")
+    assert r.status_code == 303 and r.headers["location"] == "/labs?all=1"
+    said = text_of(ada.get("/labs?all=1").text)
+    assert "Only bob can restart 'Bob's lab': a lab runs as its owner." in said
+    anonymous = browser(client)
+    r = anonymous.post(f"/labs/{lab_id}/restart", data={}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert wait_state(user, lab_id, ("stopped",))["state"] == "stopped"
+
+
+# ---- logs ----------------------------------------------------------------------------------------
+
+
+def test_logs_follow_the_lab_while_it_runs_and_stop_when_it_ended(user):
+    lab_id = launched(user)
+    wait_state(user, lab_id)
+    page = user.get(f"/labs/{lab_id}/logs").text
+    assert re.search(rf'<section id="lab-log"[^>]*hx-get="/labs/{lab_id}/logs" hx-trigger="every 2s"', page)
+    assert "The log follows the lab live." in text_of(page) and "/static/labs.js" in page
+    part = user.get(f"/labs/{lab_id}/logs", headers={"HX-Request": "true"})
+    assert part.status_code == 200 and part.text.lstrip().startswith('<section id="lab-log"')
+    assert "<html" not in part.text
+    assert "serving on" in part.text and part.headers["cache-control"] == "no-store"
+    # New output shows up in the next poll, newest last.
+    log = Path(user.app.state.settings.home / "labs" / lab_id / "lab.log")
+    with log.open("a") as f:
+        f.write("".join(f"line {n}\n" for n in range(2000)))
+    part = user.get(f"/labs/{lab_id}/logs", headers={"HX-Request": "true"}).text
+    assert "line 1999<" in part and "line 1500\n" in part and "line 1499\n" not in part  # the latest 500
+    assert part.index("line 1998") < part.index("line 1999")
+    _stop(user, lab_id)
+    ended = user.get(f"/labs/{lab_id}/logs", headers={"HX-Request": "true"}).text
+    assert "hx-trigger" not in ended and "this is the end of its log" in ended
+    assert "hx-trigger" not in user.get(f"/labs/{lab_id}/logs").text
+
+
+@pytest.mark.parametrize("shape", ["sparse", "one-line"])
+def test_a_huge_log_costs_no_more_than_its_end(user, shape):
+    """Hostile: a lab writes hundreds of MB of log (or one line of 100 MB without a newline); the page
+    reads only the file's end, so it stays small and takes little memory to make."""
+    import tracemalloc
+
+    lab_id = launched(user)
+    wait_state(user, lab_id)
+    _stop(user, lab_id)
+    log = Path(user.app.state.settings.home / "labs" / lab_id / "lab.log")
+    with log.open("r+b") as f:
+        if shape == "sparse":  # 400 MB of holes, then the lab's last words
+            f.truncate(400 * 2**20)
+            f.seek(0, 2)
+            f.write(b"the very last line\n")
+        else:  # 100 MB, not one newline
+            f.seek(0)
+            f.truncate(0)
+            f.write(b"x" * 2**20)
+            f.truncate(100 * 2**20)
+            f.seek(0, 2)
+            f.write(b"END-OF-THE-ONE-LINE")
+    tracemalloc.start()
+    try:
+        r = user.get(f"/labs/{lab_id}/logs")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.status_code == 200
+    assert peak < 16 * 2**20, peak  # a whole-file read would be 100-400 MB
+    assert len(r.content) < 2 * 2**20
+    assert ("the very last line" if shape == "sparse" else "END-OF-THE-ONE-LINE") in r.text
+    assert "\x00" not in r.text
+
+
+# ---- opening labs --------------------------------------------------------------------------------
+
+
+def test_no_open_for_an_admin_on_another_users_lab_and_a_page_from_the_proxy(client, make_user, login, user):
+    lab_id = launched(user, name="Bob's lab")
+    wait_state(user, lab_id)
+    make_user("ada", role="admin")
+    ada = browser(client)
+    assert login(ada, "ada").status_code == 303
+    everyone = ada.get("/labs?all=1").text
+    assert f'href="/datalabs/{lab_id}/"' not in everyone and "Only bob can open this lab." in everyone
+    page = ada.get(f"/labs/{lab_id}").text
+    assert f'href="/datalabs/{lab_id}/"' not in page and "Only bob can open it" in page
+    # Following an old link anyway: an HTML page that says why, not the proxy's JSON.
+    r = ada.get(f"/datalabs/{lab_id}/", follow_redirects=False)
+    assert r.status_code == 403 and r.headers["content-type"].startswith("text/html"), r.text
+    assert "is not yours: only its owner can open it" in r.text and 'href="/labs"' in r.text
+    api = ada.get(f"/datalabs/{lab_id}/", headers={"Accept": "application/json"}, follow_redirects=False)
+    assert api.status_code == 403 and api.json()["error"]["code"] == "lab_forbidden"
+    gone = ada.get("/datalabs/0123456789abcdef/", follow_redirects=False)
+    assert gone.status_code == 404 and gone.headers["content-type"].startswith("text/html")
+    assert "&lt;" not in r.text.split("<p>")[0]  # the page is markup, the message escaped inside it

@@ -32,9 +32,7 @@ def install(app: FastAPI) -> None:
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
-        if request.url.path.startswith(("/api/", "/stac", "/healthz", "/metrics")) or not _wants_html(
-            request
-        ):
+        if not _page_request(request):
             return error_response(exc.status, exc.code, message, headers)
         return await app.state.render_error(request, exc.status, message, headers)
 
@@ -52,18 +50,29 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}.get(
             exc.status_code, "error"
         )
-        if exc.status_code == 404 and _wants_html(request) and not request.url.path.startswith("/api/"):
-            return await app.state.render_error(request, 404, "There is no page here.", None)
         message = limits.too_large_message(request.scope) if exc.status_code == 413 else str(exc.detail)
+        if _page_request(request):  # e.g. a page's address with the wrong method: a page, not JSON
+            text = {
+                404: "There is no page here.",
+                405: "this address does not take that kind of request; go back and use the page's own "
+                "links and buttons",
+            }.get(exc.status_code, message)
+            return await app.state.render_error(request, exc.status_code, text, getattr(exc, "headers", None))
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(
-            500, "internal", "internal error; the operator can find details in the server log"
-        )
+        message = "internal error; the operator can find details in the server log"
+        if _page_request(request):
+            try:
+                return await app.state.render_error(request, 500, message, None)
+            except Exception:  # the error page itself failing (say, the database is down): JSON it is
+                log.exception("the error page failed too")
+        return error_response(500, "internal", message)
 
 
-def _wants_html(request: Request) -> bool:
-    return "text/html" in request.headers.get("accept", "")
+def _page_request(request: Request) -> bool:
+    """A browser asking for a page (not the API, STAC or monitoring): errors are answered as pages."""
+    api = request.url.path.startswith(("/api/", "/stac", "/healthz", "/metrics"))
+    return not api and "text/html" in request.headers.get("accept", "")

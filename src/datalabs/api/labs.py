@@ -1,4 +1,4 @@
-"""Labs: launch, list, follow the start (SSE), logs, stop, destroy."""
+"""Labs: launch, list, follow the start (SSE), logs, stop, restart, destroy."""
 
 from __future__ import annotations
 
@@ -197,6 +197,25 @@ async def stop_lab(
         await labs.stop(lab_id, service.stop_reason(principal, lab))
     db.expire_all()
     return LabRead.of(service.get(db, principal, lab_id), settings)
+
+
+@router.post(
+    "/{lab_id}/restart", status_code=202, response_model=LabRead, responses={404: {}, 409: {}, 429: {}}
+)
+async def restart_lab(
+    lab_id: str,
+    request: Request,
+    principal: Principal = Depends(write),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    labs: LabManager = Depends(manager),
+):
+    """Start a stopped or failed lab again as it was launched, under the same id and URL (owner only).
+    409 when it is not ended, its version left the catalogue or a volume is no longer allowed."""
+    lab, token = service.restart(db, settings, request.app.state.catalogue, principal, lab_id)
+    db.commit()
+    labs.spawn(lab.id, token, restarted=True)
+    return LabRead.of(lab, settings)
 
 
 @router.delete("/{lab_id}", status_code=204, responses={404: {}})

@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import logging
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -63,13 +64,24 @@ class LabManager:
 
     # ---- launching ----------------------------------------------------------------------------------
 
-    def spawn(self, lab_id: str, token: str, *, open_command: list[str] | None = None) -> None:
-        """Start the lab in the background (called right after its record was committed); a desktop lab
-        launched to open a file starts with `open_command` (assets/opening: its app with the file)
-        instead of its usual command, used as it is: no placeholder is filled in it."""
+    def spawn(
+        self, lab_id: str, token: str, *, restarted: bool = False, open_command: list[str] | None = None
+    ) -> None:
+        """Start the lab in the background (called right after its record was committed, pending); a
+        desktop lab launched to open a file starts with `open_command` (assets/opening: its app with the
+        file) instead of its usual command, used as it is: no placeholder is filled in it."""
         self.events[lab_id] = EventLog()
         self.events[lab_id].add(0, "Queued")
+        if restarted:  # the log goes on from the last run's: mark where this one begins
+            now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            self._log_line(lab_id, f"---- restarted at {now} UTC ----")
         self._keep(asyncio.create_task(self._start(lab_id, token, open_command)))
+
+    def _log_line(self, lab_id: str, line: str) -> None:
+        path = self.settings.home / "labs" / lab_id / "lab.log"  # the platform's own folder, 0700
+        if path.is_file():
+            with path.open("a") as f:
+                f.write(f"\n{line}\n")
 
     def _keep(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
@@ -79,7 +91,8 @@ class LabManager:
         events = self.events[lab_id]
         try:
             spec, owner = await to_thread.run_sync(self._spec, lab_id, token, open_command)
-            await self._set(lab_id, "starting")
+            if not await self._advance(lab_id, ("pending",), "starting"):
+                return  # stopped or destroyed before its turn
             backend = self.backend_class()()
             self.backends[lab_id] = backend
             forward = asyncio.create_task(self._forward(backend.progress(), events))
@@ -89,7 +102,15 @@ class LabManager:
                 forward.cancel()
             await self.routes.add_route(_route(lab_id, owner, endpoint))
             self.activity(lab_id)
-            await self._set(lab_id, "running", runtime_state=backend.get_state())
+            if not await self._advance(lab_id, ("starting",), "running", runtime_state=backend.get_state()):
+                # Stopped or destroyed while it started: it must not go on running without a record.
+                await self.routes.delete_route(lab_id)
+                self.on_route_removed(lab_id)
+                self.activity.forget(lab_id)
+                if self.backends.get(lab_id) is backend:
+                    del self.backends[lab_id]
+                await backend.stop(now=True)
+                return
             events.add(100, "Running", ready=True)
         except StartError as exc:
             await self._failed(lab_id, str(exc))
@@ -101,8 +122,10 @@ class LabManager:
         """The start failed: the reason as the owner may read it (runtimes quote their logs, which name
         server paths; see redaction.py), stored and announced."""
         reason = await to_thread.run_sync(self._redact, lab_id, reason)
-        await self._set(lab_id, "failed", reason)
-        self.events[lab_id].add(100, reason, failed=True)
+        # Not over a stop that came while it was starting: that lab stays "stopped by its owner".
+        await self._advance(lab_id, ("pending", "starting"), "failed", reason)
+        if (events := self.events.get(lab_id)) is not None:  # none once the lab was destroyed meanwhile
+            events.add(100, reason, failed=True)
 
     def _redact(self, lab_id: str, reason: str) -> str:
         with self.sessions() as db:
@@ -221,6 +244,15 @@ class LabManager:
         s = self.settings
         return s.labs.api_url or s.server.public_url or f"http://127.0.0.1:{s.server.port}"
 
+    async def _advance(
+        self, lab_id: str, before: tuple[str, ...], state: str, reason: str = "", **fields
+    ) -> bool:
+        def write() -> bool:
+            with self.sessions() as db:
+                return service.advance(db, lab_id, before, state, reason, **fields)
+
+        return await to_thread.run_sync(write)
+
     async def _set(self, lab_id: str, state: str, reason: str = "", **fields) -> None:
         def write() -> None:
             with self.sessions() as db:
@@ -253,16 +285,19 @@ class LabManager:
                 lab = db.get(Lab, lab_id)
                 return lab.state if lab else None
 
-        if await to_thread.run_sync(state) in service.ACTIVE:
-            await self.stop(lab_id, "destroyed")
-
-        def delete() -> None:
+        def delete() -> bool:
             with self.sessions() as db:
-                if lab := db.get(Lab, lab_id):
-                    db.delete(lab)
-                    db.commit()
+                return service.delete_ended(db, lab_id)
 
-        await to_thread.run_sync(delete)
+        # A restart may claim the lab between the stop and the delete: then it is stopped again.
+        for _ in range(3):
+            current = await to_thread.run_sync(state)
+            if current is None:
+                break
+            if current in service.ACTIVE:
+                await self.stop(lab_id, "destroyed")
+            if await to_thread.run_sync(delete):
+                break
         self.events.pop(lab_id, None)
         self.remove_files(lab_id)
 

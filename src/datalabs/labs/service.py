@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from datalabs.accounts import auth
@@ -15,12 +15,13 @@ from datalabs.accounts.principal import Principal
 from datalabs.catalogue.schema import DatalabMeta, Resources
 from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
-from datalabs.db.models import ApiToken, Lab
+from datalabs.db.models import ApiToken, Lab, User
 from datalabs.db.types import utcnow
-from datalabs.errors import Invalid, NotFound, TooManyRequests
+from datalabs.errors import Conflict, DatalabsError, Forbidden, Invalid, NotFound, TooManyRequests
 from datalabs.volumes import service as volume_service
 
 ACTIVE = ("pending", "starting", "running", "stopping")
+ENDED = ("stopped", "failed")
 LAB_TOKEN_SCOPES = [
     "catalogue:read",
     "labs:read",
@@ -66,17 +67,7 @@ def create(
         )
     resources = _resources(meta, req)
     volumes = volume_service.check_choice(db, settings, principal, req.volumes)
-    active = db.scalar(
-        select(func.count(Lab.id)).where(Lab.owner_id == principal.user.id, Lab.state.in_(ACTIVE))
-    )
-    limit = running_limit(settings, principal)
-    if active >= limit:
-        raise TooManyRequests(
-            f"you already have {active} datalab(s) running, the most your account may run at "
-            "once; stop one to launch another",
-            retry_after=60,
-            code="too_many_labs",
-        )
+    _check_limit(db, settings, principal)
     lab = Lab(
         id=secrets.token_hex(8),
         owner_id=principal.user.id,
@@ -90,11 +81,109 @@ def create(
         gpu=resources.gpu,
         volumes=volumes,
     )
-    token, secret = auth.create_token(db, settings, principal.user, f"lab {lab.id}", LAB_TOKEN_SCOPES)
-    lab.token_id = token.id
+    lab.token_id, secret = _lab_token(db, settings, principal, lab.id)
     db.add(lab)
     db.flush()
     return lab, secret
+
+
+def _lab_token(db: Session, settings: Settings, principal: Principal, lab_id: str) -> tuple[str, str]:
+    token, secret = auth.create_token(db, settings, principal.user, f"lab {lab_id}", LAB_TOKEN_SCOPES)
+    return token.id, secret
+
+
+def launch_block(db: Session, settings: Settings, principal: Principal) -> str:
+    """Why the principal cannot launch (or restart) a lab right now, as the pages show it beside a
+    disabled Launch button; "" when they can. The services enforce the same limit (`_check_limit`)."""
+    active = _active_count(db, principal)
+    limit = running_limit(settings, principal)
+    if active < limit:
+        return ""
+    if limit == 0:
+        return "Your account may not run datalabs."
+    return f"You have {active} of {limit} lab{'' if limit == 1 else 's'} running: stop one to launch another."
+
+
+def _active_count(db: Session, principal: Principal, besides: str = "") -> int:
+    return db.scalar(
+        select(func.count(Lab.id)).where(
+            Lab.owner_id == principal.user.id, Lab.state.in_(ACTIVE), Lab.id != besides
+        )
+    )
+
+
+def _check_limit(db: Session, settings: Settings, principal: Principal, besides: str = "") -> None:
+    """TooManyRequests if the principal runs as many labs as they may (not counting lab `besides`)."""
+    # Two launches (or restarts) of one user at once must not both pass the count: on PostgreSQL the
+    # owner's row stays locked until the transaction ends; SQLite lets one writer at a time in.
+    db.execute(select(User.id).where(User.id == principal.user.id).with_for_update())
+    active = _active_count(db, principal, besides)
+    if active >= running_limit(settings, principal):
+        raise TooManyRequests(
+            f"you already have {active} datalab(s) running, the most your account may run at "
+            "once; stop one to launch another",
+            retry_after=60,
+            code="too_many_labs",
+        )
+
+
+def restart(
+    db: Session, settings: Settings, catalogue: Catalogue, principal: Principal, lab_id: str
+) -> tuple[Lab, str]:
+    """Start a stopped or failed lab again, as it was launched (datalab, version, resources, volumes,
+    name), under the same id; returns it, pending, and its new API token. Only its owner may: the lab
+    runs as them and counts against their limit. Every check is made again, as for a launch; any
+    refusal leaves the lab as it was."""
+    lab = get(db, principal, lab_id)
+    if lab.owner_id != principal.user.id:
+        raise Forbidden(
+            f"only {lab.owner.name} can restart '{lab.name}': a lab runs as its owner", code="not_owner"
+        )
+    if lab.state not in ENDED:
+        raise Conflict(
+            f"'{lab.name}' is {lab.state}: only a stopped or failed lab can be restarted", code="lab_active"
+        )
+    meta = _launchable_again(db, catalogue, principal, lab)
+    try:
+        _resources(meta, LaunchRequest(lab.datalab, cpu=lab.cpu, memory=str(lab.memory), gpu=lab.gpu))
+        volume_service.check_choice(db, settings, principal, lab.volumes)
+    except DatalabsError as exc:
+        raise Conflict(
+            f"'{lab.name}' cannot be restarted as it was launched: {exc.message}; launch a new lab instead",
+            code="volume_not_allowed" if exc.code != "over_maximum" else "over_maximum",
+        ) from None
+    # Claimed in one statement, and only if still ended: of two restarts at once (a double click), or a
+    # restart and a destroy, one wins. Claiming first also makes SQLite take its write lock before the
+    # count below, so two users' sessions cannot both count under the limit.
+    claimed = db.execute(
+        update(Lab)
+        .where(Lab.id == lab.id, Lab.state.in_(ENDED))
+        .values(state="pending", reason="", started_at=None, ended_at=None, runtime_state={})
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        raise Conflict(f"'{lab.name}' is already being restarted or destroyed", code="lab_busy")
+    _check_limit(db, settings, principal, besides=lab.id)
+    token_id, secret = _lab_token(db, settings, principal, lab.id)
+    db.execute(update(Lab).where(Lab.id == lab.id).values(token_id=token_id))
+    db.refresh(lab)
+    return lab, secret
+
+
+def _launchable_again(db: Session, catalogue: Catalogue, principal: Principal, lab: Lab) -> DatalabMeta:
+    """The lab's datalab version's metadata, if the principal may still launch it."""
+    try:
+        entry = catalogue.get(db, principal, lab.datalab)
+        meta = DatalabMeta.model_validate(catalogue.version(db, principal, lab.datalab, lab.version))
+    except NotFound:
+        raise Conflict(
+            f"'{lab.name}' cannot be restarted: version {lab.version} of datalab '{lab.datalab}' is no "
+            "longer in the catalogue; launch a current version instead",
+            code="version_removed",
+        ) from None
+    if lab.version == entry.versions[0] and not entry.available:
+        raise Conflict(f"'{lab.name}' cannot be restarted: {entry.unavailable_reason}", code="unavailable")
+    return meta
 
 
 def _resources(meta: DatalabMeta, req: LaunchRequest) -> Resources:
@@ -158,6 +247,33 @@ def set_state(db: Session, lab_id: str, state: str, reason: str = "", **fields) 
         setattr(lab, key, value)
     db.commit()
     return lab
+
+
+def advance(
+    db: Session, lab_id: str, before: tuple[str, ...], state: str, reason: str = "", **fields
+) -> bool:
+    """Move the lab to `state` only if it is still in one of `before` (one statement, so a stop, restart
+    or destroy that came in between wins); whether it moved."""
+    moved = db.execute(
+        update(Lab)
+        .where(Lab.id == lab_id, Lab.state.in_(before))
+        .values(state=state)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not moved:
+        db.rollback()
+        return False
+    set_state(db, lab_id, state, reason, **fields)  # the rest of the change, in the same transaction
+    return True
+
+
+def delete_ended(db: Session, lab_id: str) -> bool:
+    """Delete the lab's record if it is stopped or failed (not if a restart claimed it meanwhile)."""
+    deleted = db.execute(
+        delete(Lab).where(Lab.id == lab_id, Lab.state.in_(ENDED)).execution_options(synchronize_session=False)
+    ).rowcount
+    db.commit()
+    return bool(deleted)
 
 
 def memory_text(n: int) -> str:

@@ -291,6 +291,12 @@ class LabProxy:
             location = f"{self.login_url}?next={quote(next_url, safe='/')}"
             await _send_simple(send, 303, b"", [(b"location", location.encode("latin-1"))])
             return
+        if scope["method"] in ("GET", "HEAD") and b"text/html" in accept:
+            # A page load (say, an administrator opening another user's lab): a page, not JSON.
+            back = (self.gate.platform_url if on_lab_origin else "") + "/labs"
+            headers = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
+            await _send_simple(send, refusal.status, refusal.page(back), headers)
+            return
         await _send_error(send, refusal)
 
     async def _lifespan(self, receive: Callable, send: Callable) -> None:

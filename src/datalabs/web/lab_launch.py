@@ -105,6 +105,7 @@ def _launch_page(
         advanced_open=changed or any(k != "page" for k in errors),
         running=active,
         limit=service.running_limit(request.app.state.settings, principal),
+        launch_blocked=service.launch_block(db, request.app.state.settings, principal),
         volumes=volume_service.list_visible(db, principal),
         chosen=[c for c in chosen if not c.startswith(volume_service.CUSTOM)],
         custom=next(

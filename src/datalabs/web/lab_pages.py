@@ -1,5 +1,6 @@
-"""My datalabs: the list of a user's labs (all users' for admins), one lab's start/status page, its logs,
-and the stop and destroy forms. Stopping and destroying go through the same code as the API."""
+"""My datalabs: the list of a user's labs (all users' for admins), one lab's start/status page, its logs
+(followed while the lab lasts), and the stop, restart and destroy forms. These go through the same code
+as the API."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db
+from datalabs.errors import DatalabsError
 from datalabs.labs import origins, service
 from datalabs.web import lab_view
 from datalabs.web.lab_launch import LAUNCHED
-from datalabs.web.render import page, read_flash, redirect
+from datalabs.web.render import fragment, page, read_flash, redirect, sentence
 from datalabs.web.security import HtmlRoute, posting_user, require_user, safe_next
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False, prefix="/labs")
@@ -49,6 +51,7 @@ def labs_page(
         here=here,
         limit=service.running_limit(request.app.state.settings, principal),
         own_active=sum(1 for lab in active if lab["own"]),
+        launch_blocked=service.launch_block(db, request.app.state.settings, principal),
     )
 
 
@@ -78,6 +81,7 @@ def lab_page(
     principal: Principal = Depends(require_user),
     db: Session = Depends(get_db),
 ):
+    settings = request.app.state.settings
     lab = lab_view.describe(
         service.get(db, principal, lab_id), principal, lab_view.datalab_titles(request, db, principal)
     )
@@ -98,7 +102,8 @@ def lab_page(
         open_url=open_url,
         # Links go to the lab's path here, which sends the browser on to the lab's own origin (with a
         # one-time code) whatever address it reached the platform at; the address shown is that origin.
-        address=origins.lab_url(request.app.state.settings, lab_id),
+        address=origins.lab_url(settings, lab_id),
+        launch_blocked=service.launch_block(db, settings, principal) if lab["ended"] else "",
         headers={"Cache-Control": "no-store"},
     )
 
@@ -108,16 +113,25 @@ def lab_logs_page(
     request: Request, lab_id: str, principal: Principal = Depends(require_user), db: Session = Depends(get_db)
 ):
     lab = service.get(db, principal, lab_id)
-    text = request.app.state.labs.logs(lab, LOG_LINES)
+    # Only the end of the file is read (events.tail_lines): a huge log costs no more than a small one.
+    text = request.app.state.labs.logs(lab, LOG_LINES).replace("\x00", "")
+    ctx = {
+        "lab": lab_view.describe(lab, principal, lab_view.datalab_titles(request, db, principal)),
+        "logs": text,
+        "lines": LOG_LINES,
+        "following": lab.state in service.ACTIVE,  # the page polls its log part until the lab ended
+    }
+    if request.headers.get("hx-request") and not request.headers.get("hx-history-restore-request"):
+        response = fragment(request, "_lab_log.html", **ctx)
+        response.headers["Cache-Control"] = "no-store"
+        return response
     return page(
         request,
         "lab_logs.html",
         title=f"Logs of {lab.name}",
         active="labs",
-        lab=lab_view.describe(lab, principal, lab_view.datalab_titles(request, db, principal)),
-        logs=text,
-        lines=LOG_LINES,
         headers={"Cache-Control": "no-store"},
+        **ctx,
     )
 
 
@@ -136,6 +150,28 @@ async def stop_lab(
     lab = service.get(db, principal, lab_id)
     message = f"'{lab.name}' stopped." if lab.state == "stopped" else f"'{lab.name}' is {lab.state}."
     return redirect(request, safe_next(next_url or "/labs"), message)
+
+
+@router.post("/{lab_id}/restart")
+async def restart_lab(
+    request: Request,
+    lab_id: str,
+    next_url: str = Form("", alias="next", max_length=500),
+    principal: Principal = Depends(posting_user),
+    db: Session = Depends(get_db),
+):
+    state = request.app.state
+    try:
+        lab, token = service.restart(db, state.settings, state.catalogue, principal, lab_id)
+        db.commit()
+    except DatalabsError as exc:
+        db.rollback()
+        if exc.status == 404:
+            raise  # not theirs, or gone: the not-found page, as for every other lab action
+        # Said where the button was; the lab is as it was.
+        return redirect(request, safe_next(next_url or f"/labs/{lab_id}"), sentence(exc.message), "error")
+    state.labs.spawn(lab.id, token, restarted=True)
+    return redirect(request, f"/labs/{lab.id}", f"Restarting '{lab.name}'.")
 
 
 @router.get("/{lab_id}/destroy")

@@ -1,6 +1,8 @@
 /* Datalabs: follows a lab's start on its page (/labs/{id}) through the SSE stream of the API
    (/api/v1/labs/{id}/events) and opens the lab when it is ready. Without JavaScript the page refreshes
-   itself instead (<noscript> meta refresh), so this file only makes it live. */
+   itself instead (<noscript> meta refresh), so this file only makes it live.
+   On a lab's logs page (/labs/{id}/logs), where htmx swaps the log part in every 2 s while the lab lasts,
+   it keeps the newest lines in view, unless the reader scrolled up to read older ones. */
 (function () {
   "use strict";
 
@@ -60,7 +62,30 @@
     };
   }
 
+  function logAtEnd(pre) {
+    return pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;
+  }
+
+  function followLog() {
+    var pre = document.querySelector("#lab-log pre");
+    if (pre) { pre.scrollTop = pre.scrollHeight; }
+    var stick = true;
+    var kept = 0;
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      var target = event.detail.target;
+      if (!target || target.id !== "lab-log") { return; }
+      var old = target.querySelector("pre");
+      stick = !old || logAtEnd(old);
+      kept = old ? old.scrollTop : 0;
+    });
+    document.body.addEventListener("htmx:afterSettle", function () {
+      var now = document.querySelector("#lab-log pre");
+      if (now) { now.scrollTop = stick ? now.scrollHeight : kept; }
+    });
+  }
+
   function setUp() {
+    if (document.getElementById("lab-log")) { followLog(); }
     var ready = document.getElementById("lab-ready");
     if (ready && ready.hasAttribute("data-auto-open")) {  // just launched, and already up
       window.location.assign(ready.getAttribute("data-auto-open"));
