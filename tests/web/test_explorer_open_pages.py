@@ -217,3 +217,16 @@ def test_continuing_an_open_is_for_the_labs_owner_only(explorer, make_user):
         r = other.post("/explorer/open", data={**resume, "csrf_token": token})
         assert r.status_code == 404 and f"No lab '{lab}'" in text_of(r.text)
     assert not (explorer.app.state.settings.home / "workspaces" / "users" / "eve" / "from-explorer").exists()
+
+
+def test_launch_buttons_are_disabled_at_the_running_limit(explorer):
+    """Issue 15, Build 6: at the limit the dialog says why instead of offering a launch that fails."""
+    assert 'name="datalab" value="viewer">Launch Viewer' in dialog(explorer).text
+    first, second = launched(explorer, "fake"), launched(explorer, "fake")  # the limit is 2
+    assert wait_state(explorer, first)["state"] == wait_state(explorer, second)["state"] == "running"
+    page = dialog(explorer, **{"HX-Request": "true"}).text
+    reason = "You have 2 of 2 labs running: stop one to launch another."
+    assert f'<p class="help" id="open-launch-blocked">{reason}</p>' in page
+    assert 'value="viewer" disabled aria-describedby="open-launch-blocked">Launch Viewer' in page
+    r = submit(explorer, datalab="viewer")  # a stale dialog: the server refuses it all the same
+    assert r.status_code == 429 and "stop one to launch another" in text_of(r.text)

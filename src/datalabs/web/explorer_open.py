@@ -16,6 +16,7 @@ from datalabs.assets import notebooks, opening
 from datalabs.assets import service as assets_service
 from datalabs.assets.base import AssetRecord
 from datalabs.errors import DatalabsError
+from datalabs.labs import service as labs_service
 from datalabs.labs.jupyter import Jupyter, JupyterError
 from datalabs.web.lab_launch import LAUNCHED
 from datalabs.web.render import fragment, page, redirect
@@ -26,7 +27,9 @@ router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 
 def _choices(request: Request, db: Session, principal: Principal, record: AssetRecord) -> dict:
     running, launchable = opening.choices(db, request.app.state.catalogue, principal, record)
-    return {"asset": record, "running": running, "launchable": launchable}
+    # At the running limit the Launch buttons are disabled with the reason (the server refuses anyway).
+    blocked = labs_service.launch_block(db, request.app.state.settings, principal)
+    return {"asset": record, "running": running, "launchable": launchable, "launch_blocked": blocked}
 
 
 def _dialog(request: Request, ctx: dict, *, error: str = "", status: int = 200):
