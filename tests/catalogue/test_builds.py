@@ -118,7 +118,23 @@ def test_a_failed_build_says_why(db, sessions, site, tmp_path):
     assert not broken.available
     assert broken.unavailable_reason == f"its Python environment could not be built: {failed.error}"
     log = builds.read_log(site, "broken", "1.0")
-    assert log[-1] == f"BUILD FAILED: {failed.error}"
+    assert log[-1].startswith("BUILD FAILED: ") and "dl-tinypkg==9.9" in log[-1]
+    assert str(root) not in failed.error  # users read the reason: no server paths in it
+
+
+def test_a_definition_file_cannot_name_an_environment(db, site):
+    """Only the platform says what was built: a `_build` in a definition file is dropped."""
+    folder = Path(site.catalogue.dirs[0]) / "tiny"
+    (folder / "datalab-meta.yml").write_text(TINY + "_build: {builder: uv, env: /etc, key: ''}\n")
+    plain = Path(site.catalogue.dirs[0]) / "plain"
+    plain.mkdir()
+    (plain / "datalab-meta.yml").write_text(
+        TINY.replace("requirements.txt", "platform") + "_build: {env: /etc}\n"
+    )
+    service.reload(db, site)
+    db.commit()
+    assert entry(db, "tiny").raw["_build"]["env"] == "" and not entry(db, "tiny").available
+    assert "_build" not in entry(db, "plain").raw
 
 
 def test_a_second_build_of_one_datalab_waits_its_turn(db, sessions, site):

@@ -38,6 +38,7 @@ from typing import IO
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from datalabs import redaction
 from datalabs.builder.base import Builder, BuildError, BuildRequest, get_builder
 from datalabs.builder.meta import REQUIREMENTS_FILE, normalise
 from datalabs.builder.service import envs_dir
@@ -292,8 +293,9 @@ def _run(settings: Settings, p: Plan, status: Status, say: Callable[[str], None]
         result = builder(settings).build(p.request, say)
     except (BuildError, RuntimeError, OSError) as exc:
         reason = exc.line if isinstance(exc, BuildError) else str(exc)
-        say(f"BUILD FAILED: {reason}")
-        status.state, status.error = "failed", reason
+        say(f"BUILD FAILED: {reason}")  # the log is for administrators: the whole line
+        # Everyone reads the reason in the catalogue: uv quotes the server's paths (the datalab's folder).
+        status.state, status.error = "failed", redaction.platform(settings)(reason)
         return
     except Exception as exc:  # a bug must still end the build in a clear state
         log.exception("build of %s %s crashed", p.name, p.version)
