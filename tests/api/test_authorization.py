@@ -246,6 +246,14 @@ ROUTES += [
     ("GET", f"{APP}/export", None, APP_WRITE),
     ("GET", "/api/v1/notices", None, ASSET_READ),
 ]
+# Notifications (issue 15): everyone reads and marks only their own (tests/api/test_notifications.py
+# names other users' notices); a token without the notifications scopes is refused.
+MINE = {"anonymous": 401, "user": OK, "member": OK, "owner": OK, "admin": OK, "narrow": 403}
+ROUTES += [
+    ("GET", "/api/v1/notifications", None, MINE),
+    ("POST", "/api/v1/notifications/read", {}, MINE),
+    ("POST", "/api/v1/notifications/read", {"ids": [1, 2]}, MINE),
+]
 PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
 CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
 

@@ -13,6 +13,7 @@ from datalabs.accounts.principal import Principal
 from datalabs.catalogue.service import Catalogue
 from datalabs.db.engine import MIGRATIONS, make_engine, make_sessionmaker, migrate
 from datalabs.db.models import Base, User
+from datalabs.notifications import service as notifications
 
 _counter = itertools.count()
 
@@ -150,4 +151,53 @@ def test_0006_publishes_only_the_reviewed_version_of_apps_from_0005(empty_db_url
         catalogue = Catalogue()
         assert catalogue.get(db, bob, "pub").versions == ["0.1.0-0"]
         assert [e.name for e in catalogue.visible(db, bob)] == ["plain", "pub"]
+    engine.dispose()
+
+
+def _downgrade(engine, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def test_0009_adds_delivery_records_and_the_unread_index_keeping_notices(empty_db_url):
+    """Notices written under 0008 are still there, unread, after 0009; run_notifications exists with its
+    run index; 0009 goes down and up again."""
+    engine = make_engine(empty_db_url)
+    _upgrade(engine, "0008")
+    now = datetime.now(UTC)
+    old = sa.MetaData()
+    old.reflect(engine)
+    t = old.tables
+    with engine.begin() as conn:
+        conn.execute(
+            t["users"].insert(),
+            [
+                {"id": 1, "name": "ada", "email": "", "full_name": "", "role": "user", "password_hash": "x"}
+                | {"active": True, "created_at": now}
+            ],
+        )
+        conn.execute(
+            t["notices"].insert(),
+            [
+                {"user_id": 1, "text": f"review {i}", "link": "/appstore/x", "created_at": now}
+                for i in range(3)
+            ],
+        )
+
+    migrate(engine)  # 0008 -> newest
+
+    found = inspect(engine)
+    assert {"user_id", "read_at"} == set(
+        next(i["column_names"] for i in found.get_indexes("notices") if i["name"] == "ix_notices_user_unread")
+    )
+    assert any(i["name"] == "ix_run_notifications_run_id" for i in found.get_indexes("run_notifications"))
+    with make_sessionmaker(engine)() as db:
+        assert notifications.unread_count(db, 1) == 3
+    _downgrade(engine, "0008")
+    assert "run_notifications" not in inspect(engine).get_table_names()
+    migrate(engine)
+    assert "run_notifications" in inspect(engine).get_table_names()
     engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-AREAS = ("catalogue", "labs", "files", "volumes", "assets", "pipelines", "apps")
+AREAS = ("catalogue", "labs", "files", "volumes", "assets", "pipelines", "apps", "notifications")
 SCOPES: dict[str, str] = {
     "all": "everything the user may do, including managing tokens",
     **{f"{a}:read": f"read {a}" for a in AREAS},

@@ -12,7 +12,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
@@ -21,7 +20,7 @@ from datalabs.api import limits
 from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.builder import archive, origins, publish, service
 from datalabs.config import Settings
-from datalabs.db.models import App, AppVersion, Notice
+from datalabs.db.models import App, AppVersion
 from datalabs.errors import Invalid
 from datalabs.sandbox import parsing
 
@@ -140,13 +139,6 @@ class EventRead(BaseModel):
     kind: str
     version: str
     detail: str
-
-
-class NoticeRead(BaseModel):
-    id: int
-    text: str
-    link: str
-    created_at: datetime
 
 
 def _queue(request: Request):
@@ -416,10 +408,3 @@ def export_app(
         },
         background=BackgroundTask(zipped.close),
     )
-
-
-@router.get("/notices", response_model=list[NoticeRead])
-def notices(principal: Principal = Depends(read), db: Session = Depends(get_db)):
-    """My notifications (e.g. review outcomes), newest first."""
-    rows = db.scalars(select(Notice).where(Notice.user_id == principal.user.id).order_by(Notice.id.desc()))
-    return [NoticeRead(id=n.id, text=n.text, link=n.link, created_at=n.created_at) for n in rows.all()[:100]]

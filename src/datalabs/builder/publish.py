@@ -19,8 +19,9 @@ from datalabs.accounts.principal import Principal
 from datalabs.builder.service import author, get, record, under_review, version_of
 from datalabs.catalogue import service as catalogue
 from datalabs.config import Settings
-from datalabs.db.models import App, AppVersion, Datalab, DatalabVersion, Group, Notice, User
+from datalabs.db.models import App, AppVersion, Datalab, DatalabVersion, Group, User
 from datalabs.errors import Conflict, Forbidden, Invalid
+from datalabs.notifications import service as notifications
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def _moderator(principal: Principal) -> None:
 
 
 def notify(db: Session, settings: Settings, user: User, text: str, link: str) -> None:
-    db.add(Notice(user_id=user.id, text=text, link=link))
+    notifications.add(db, user.id, text, link)
     if not (settings.pipelines.smtp_host and user.email):
         return
     from datalabs.pipelines.notify import EmailNotifier  # the platform's one mail sender

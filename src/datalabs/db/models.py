@@ -414,9 +414,11 @@ class AppEvent(Base):
 
 
 class Notice(Base):
-    """An in-app notification for one user (e.g. the outcome of a review)."""
+    """An in-app notification for one user (e.g. the outcome of a review). Written and read through
+    `notifications.service`; (user_id, read_at) is indexed for the header's unread count."""
 
     __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_user_unread", "user_id", "read_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -424,3 +426,20 @@ class Notice(Base):
     link: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RunNotification(Base):
+    """One delivery of a run's notification (an e-mail to its recipients, or one webhook call). Written
+    as `sending` in the transaction that marks the run notified, so a crash before the outcome is known
+    leaves the record (never a second send); then `delivered` or `failed` with the reason."""
+
+    __tablename__ = "run_notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # email | webhook
+    target: Mapped[str] = mapped_column(Text)  # the recipients ("a@x, b@y") or the webhook's URL
+    state: Mapped[str] = mapped_column(String(16), default="sending")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -23,9 +23,11 @@ from datalabs.accounts import service as accounts
 from datalabs.accounts.service import user_groups
 from datalabs.catalogue.schema import DatalabMeta, RuntimeSpec
 from datalabs.config import Settings
+from datalabs.db.engine import transaction
 from datalabs.db.models import Datalab, DatalabVersion, Lab
 from datalabs.errors import DatalabsError
 from datalabs.labs import api_socket, quota_check, service
+from datalabs.notifications import service as notifications
 from datalabs.proxy.activity import ActivityRecorder
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.routes import Route
@@ -351,9 +353,25 @@ class LabManager:
                     else f"the lab exited by itself (code {code})"
                 )
                 await self.stop(lab_id, reason, state="failed")
+                await self._tell_owner(lab_id, f"stopped: {reason}")
             elif idle and idle_for > idle:
                 await self.stop(lab_id, f"stopped after {_duration(idle)} without activity")
+                await self._tell_owner(
+                    lab_id, f"was stopped after {_duration(idle)} without activity; your files are kept"
+                )
         await quota_check.check(self)  # workspaces past their quota: read-only in these labs
+
+    async def _tell_owner(self, lab_id: str, what: str) -> None:
+        """A notice for the owner of a lab the culler stopped: they were probably not looking at it.
+        (A lab that ended because its user closed it needs none.)"""
+
+        def write() -> None:
+            with transaction(self.sessions) as db:
+                if lab := db.get(Lab, lab_id):
+                    name = lab.name or lab.datalab
+                    notifications.add(db, lab.owner_id, f"Your lab '{name}' {what}.", "/labs")
+
+        await to_thread.run_sync(write)
 
     async def run_culler(self) -> None:
         while True:

@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
-from datalabs.db.models import Group, Lab, Membership, Notice, TeamWorkspace, User
+from datalabs.db.models import Group, Lab, Membership, TeamWorkspace, User
+from datalabs.notifications import service as notifications
 from datalabs.sandbox import freeze, quota
 from datalabs.workspaces.tree import Tree
 
@@ -157,7 +158,7 @@ class Checker:
             with transaction(self.sessions) as db:
                 for user_id, text in self.notices:
                     if db.get(User, user_id) is not None:
-                        db.add(Notice(user_id=user_id, text=text, link="/workspace"))
+                        notifications.add(db, user_id, text, "/workspace")
 
     def _tell(self, space: Watched, text: str) -> None:
         self.notices += [(user_id, text) for user_id in space.users]

@@ -4,7 +4,7 @@ Webhooks are POSTed as JSON with `X-Datalabs-Timestamp` and `X-Datalabs-Signatur
 HMAC-SHA256 of `<timestamp>.<body>` under `pipelines.webhook_secret` (default: the platform's secret
 key): receivers recompute it and refuse stale timestamps, so a forged or replayed call is detectable.
 Webhooks only go to public addresses (or networks the operator allows): see `webhooks`.
-Each run notifies at most once (the `notified` flag is flipped before sending).
+Who is told what, at most once per run, and the record of each delivery: `deliveries`.
 """
 
 from __future__ import annotations
@@ -95,25 +95,3 @@ def run_event(run, base_url: str = "") -> dict[str, Any]:
 def wanted(run) -> bool:
     on = run.notify.get("on", []) if run.notify else []
     return (run.state == "succeeded" and "success" in on) or (run.state in ("failed",) and "failure" in on)
-
-
-def send_for(settings: Settings, run, base_url: str = "") -> list[str]:
-    """Send the run's notifications; returns what failed (logged, never raised: the run is done)."""
-    event = run_event(run, base_url)
-    email = run.notify.get("email")
-    recipients = (
-        [run.owner.email] if email is True and run.owner.email else email if isinstance(email, list) else []
-    )
-    problems = []
-    for notifier, to in (
-        (EmailNotifier(settings), recipients),
-        (WebhookNotifier(settings), run.notify.get("webhooks", [])),
-    ):
-        if not to:
-            continue
-        try:
-            notifier.send({**event, "to": to})
-        except Exception as exc:  # a broken receiver must not break the worker
-            log.warning("notification for run %s via %s failed: %s", run.id, type(notifier).__name__, exc)
-            problems.append(f"{type(notifier).__name__}: {exc}")
-    return problems

@@ -181,13 +181,13 @@ def request_cancel(db: Session, run: PipelineRun) -> None:
     db.execute(update(PipelineRun).where(PipelineRun.id == run.id).values(cancel_requested=True))
 
 
-def mark_notified(sessions: sessionmaker[Session], run_id: str) -> bool:
-    """True once per run: whoever flips the flag sends the notifications (at most once)."""
-    with transaction(sessions) as db:
-        return bool(
-            db.execute(
-                update(PipelineRun)
-                .where(PipelineRun.id == run_id, PipelineRun.notified.is_(False))
-                .values(notified=True)
-            ).rowcount
-        )
+def mark_notified(db: Session, run_id: str) -> bool:
+    """True once per run: whoever flips the flag sends the notifications (at most once). In the caller's
+    transaction, so what it records about them commits with the flag (pipelines/deliveries.py)."""
+    return bool(
+        db.execute(
+            update(PipelineRun)
+            .where(PipelineRun.id == run_id, PipelineRun.notified.is_(False))
+            .values(notified=True)
+        ).rowcount
+    )

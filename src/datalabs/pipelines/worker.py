@@ -22,7 +22,7 @@ from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import PipelineRun
 from datalabs.errors import DatalabsError
-from datalabs.pipelines import documents, notify, outputs, queue, runs, sandbox, schedules
+from datalabs.pipelines import deliveries, documents, outputs, queue, runs, sandbox, schedules
 from datalabs.pipelines import inputs as run_inputs
 from datalabs.pipelines.engines.base import INFRA, SUCCEEDED, PipelineEngine, Result, RunSpec, get_engine
 from datalabs.redaction import Redactor, for_run
@@ -112,13 +112,19 @@ class Worker:
         last_schedule = 0.0
         while not self._stop.wait(min(self.cfg.lease / 3, 5.0)):
             try:
-                queue.reap(self.sessions)
+                self.reap()
                 if time.monotonic() - last_schedule >= self.cfg.scheduler_interval:
                     last_schedule = time.monotonic()
                     if schedules.tick(self.sessions, self.settings):
                         self.wake()
             except Exception:
                 log.exception("pipelines: maintenance failed")
+
+    def reap(self) -> None:
+        """Runs of dead workers go back to the queue, or end; those that end are told like any other."""
+        for run_id, state in queue.reap(self.sessions):
+            if state in queue.FINAL:
+                self._notify(run_id)
 
     def run_once(self) -> bool:
         """Claim and execute one run in the calling thread (tests, benchmarks); False if none was queued."""
@@ -272,11 +278,9 @@ class Worker:
         return redact(reason)
 
     def _notify(self, run_id: str) -> None:
-        with self.sessions() as db:
-            run = db.get(PipelineRun, run_id)
-            if run is None or not notify.wanted(run) or not queue.mark_notified(self.sessions, run_id):
-                return
-            notify.send_for(self.settings, run, self.settings.server.public_url)
+        """Tell the owner the run ended (a notice; the e-mail and webhooks asked for), at most once."""
+        ids = deliveries.decide(self.sessions, run_id)
+        deliveries.deliver(self.settings, self.sessions, run_id, ids, self.settings.server.public_url)
 
 
 def _append(path, text: str) -> None:

@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db
 from datalabs.builder import publish, service
-from datalabs.db.models import App, Group, Notice, User
+from datalabs.db.models import App, Group, User
 from datalabs.errors import DatalabsError
 from datalabs.labs import service as labs
+from datalabs.notifications import service as notifications
 from datalabs.web import appstore_view as view
 from datalabs.web import appstore_wizard
 from datalabs.web.render import fragment, page, place_errors, redirect
@@ -94,9 +95,7 @@ def store(
         response = fragment(request, "_appstore_results.html", **ctx)
         response.headers.update(headers)
         return response
-    notices = db.scalars(
-        select(Notice).where(Notice.user_id == principal.user.id).order_by(Notice.id.desc()).limit(5)
-    ).all()
+    notices = notifications.page(db, principal.user.id, limit=5).items
     waiting = len(publish.queue(db, principal)) if principal.is_moderator else 0
     return page(
         request,

@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 from starlette.responses import Response
 
 from datalabs import __version__, redaction
+from datalabs.notifications import service as notifications
 from datalabs.web import lab_view, security
 
 HERE = Path(__file__).parent
@@ -205,6 +206,15 @@ def layout_context(request: Request, active: str = "") -> dict[str, Any]:
     }
 
 
+def unread_notices(request: Request) -> int:
+    """The header bell's count: one COUNT on the (user_id, read_at) index per page (0 for visitors)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        return 0
+    with request.app.state.sessions() as db:
+        return notifications.unread_count(db, principal.user.id)
+
+
 def page(
     request: Request,
     template: str,
@@ -218,6 +228,7 @@ def page(
     """Render `template` inside the site layout; consumes the flash message and sets security headers."""
     context = {**layout_context(request, active), "title": title, **ctx}
     context["running_labs"] = lab_view.running_labs(request)
+    context["unread_notices"] = unread_notices(request)
     response = templates.TemplateResponse(
         request, template, context, status_code=status, headers=_headers(request, headers)
     )

@@ -18,6 +18,7 @@ from datalabs.web import (
     explorer_pages,
     lab_launch,
     lab_pages,
+    notification_pages,
     pipeline_pages,
     volume_pages,
     workspace_pages,
@@ -37,6 +38,7 @@ PAGE_ROUTERS = (
     volume_pages,
     pipeline_pages,
     appstore_pages,
+    notification_pages,
 )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db
 from datalabs.errors import NotFound
-from datalabs.pipelines import graph, queue, registry, runs, views
+from datalabs.pipelines import deliveries, graph, queue, registry, runs, views
 from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
 from datalabs.web.workspace_pages import api_url, folder_url
@@ -57,7 +57,7 @@ def runs_page(
     return page(request, "runs.html", title="Pipeline runs", active="pipelines", headers=headers, **ctx)
 
 
-def _run_page(request: Request, principal: Principal, run, tab: str, **ctx):
+def _run_page(request: Request, db: Session, principal: Principal, run, tab: str, **ctx):
     summary = views.run_summary(run)
     return page(
         request,
@@ -68,6 +68,8 @@ def _run_page(request: Request, principal: Principal, run, tab: str, **ctx):
         tabs=TABS,
         tab=tab,
         own=run.owner_id == principal.user.id,
+        notified=deliveries.for_run(db, run.id),  # what was sent where, and how it went
+        unsent=deliveries.unsent(run),
         headers={"Cache-Control": "no-store"},
         **ctx,
     )
@@ -82,7 +84,7 @@ def run_page(
     # While the run lasts, the page's JavaScript follows the log stream from where the page's text ends.
     active = run.state not in queue.FINAL
     events = f"/api/v1/runs/{run.id}/logs?follow=true&offset={len(log)}" if active else ""
-    return _run_page(request, principal, run, "logs", log=log.decode(errors="replace"), events=events)
+    return _run_page(request, db, principal, run, "logs", log=log.decode(errors="replace"), events=events)
 
 
 @router.get("/runs/{run_id}/{tab}", name="run_tab_page")
@@ -104,7 +106,7 @@ def run_tab_page(
         ctx = _outputs(run, run.owner_id == principal.user.id)
     else:
         raise NotFound(f"a run has no '{tab}' tab", code="not_found")
-    return _run_page(request, principal, run, tab, **ctx)
+    return _run_page(request, db, principal, run, tab, **ctx)
 
 
 def _outputs(run, own: bool) -> dict:

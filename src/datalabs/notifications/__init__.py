@@ -1,0 +1,1 @@
+"""In-app notifications ("notices") of one user: the header's bell and the /notifications page."""
