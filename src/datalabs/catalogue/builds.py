@@ -106,9 +106,9 @@ def builder(settings: Settings) -> Builder:
 
 
 def provided_by_platform(line: str) -> str:
-    """Why requirement `line` needs no installing ("jupyterlab 4.6.6 (the platform's)"), or "" when it
-    does: the platform's environment already has a version it accepts, it is the lab server's package,
-    or its marker excludes this platform. Options (`--index-url`) and URLs always go to the builder."""
+    """Why requirement `line` needs no installing ("numpy 2.4.6: already in the platform's environment"),
+    or "" when it does: the platform's environment already has a version it accepts, it is the lab
+    server's package, or its marker excludes this platform. Options and URLs always go to the builder."""
     try:
         req = Requirement(line)
     except InvalidRequirement:
