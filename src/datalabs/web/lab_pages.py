@@ -99,6 +99,7 @@ def lab_page(
         # The page follows the start by itself (SSE with JavaScript, a refresh without) while it lasts.
         follow=lab["starting"] or lab["state"] == "stopping",
         auto_open=just_launched and lab["running"],
+        just_launched=just_launched,
         open_url=open_url,
         # Links go to the lab's path here, which sends the browser on to the lab's own origin (with a
         # one-time code) whatever address it reached the platform at; the address shown is that origin.

@@ -47,9 +47,12 @@
 
     source.addEventListener("progress", function (event) { update(event, "Starting your lab…"); });
     source.addEventListener("ready", function (event) {
-      update(event, "Ready: opening your lab…");
+      // Right after a launch the lab is what the user came for: go there. Otherwise (a restart, a later
+      // visit) this tab stays the platform's: the page shows the running lab with its Open (new tab).
+      var target = box.getAttribute("data-open");
+      update(event, target ? "Ready: opening your lab…" : "Ready");
       finish();
-      window.location.assign(box.getAttribute("data-open"));
+      if (target) { window.location.assign(target); } else { reloadSoon(300); }
     });
     // Failed, stopped, or a state this page does not know: the server renders it (reason, logs link).
     source.addEventListener("failed", function (event) { update(event, "The lab did not start"); finish(); reloadSoon(300); });
