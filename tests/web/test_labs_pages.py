@@ -106,7 +106,8 @@ def test_launch_follows_the_start_and_opens_the_lab(user):
     assert "1.5 CPUs · 2.0 GB memory" in page and "Fake Lab" in page
     # The header offers a switch to it from any page.
     header = user.get("/catalogue").text
-    assert "Running labs" in header and f'<a href="/datalabs/{lab_id}/">Analysis</a>' in header
+    assert "Running labs" in header
+    assert f'<a href="/datalabs/{lab_id}/" target="_blank" rel="noopener">Analysis</a>' in header
 
     logs = user.get(f"/labs/{lab_id}/logs")
     assert logs.status_code == 200 and re.search(r'<pre class="log-output"[^>]*>[^<]*serving on', logs.text)
