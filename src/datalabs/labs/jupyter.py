@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import h11
 from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
 
 from datalabs.proxy.connect import open_lab_socket
 from datalabs.proxy.routes import Route
@@ -46,18 +47,20 @@ class Jupyter:
     """One running Jupyter server, reached through `route` (a unix-socket route with its secret headers);
     `base_url` is the server's base URL (`/datalabs/<id>/`)."""
 
-    def __init__(self, route: Route, base_url: str) -> None:
+    def __init__(self, route: Route, base_url: str, *, timeout: float = TIMEOUT, limit: int = LIMIT) -> None:
         if route.socket is None:
             raise JupyterError("the lab is not reachable through a local socket")
         self.route = route
         self.base_url = base_url
+        self.timeout = timeout
+        self.limit = limit
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """(status, decoded JSON or None) of one API call, `path` below the base URL (quoted here)."""
         try:
-            return await asyncio.wait_for(self._request(method, path, body), TIMEOUT)
+            return await asyncio.wait_for(self._request(method, path, body), self.timeout)
         except TimeoutError:
-            raise JupyterError(f"the lab did not answer {method} {path} within {TIMEOUT:.0f} s") from None
+            raise JupyterError(f"the lab did not answer {method} {path} within {self.timeout:g} s") from None
         except (OSError, h11.ProtocolError, ConnectionError) as exc:
             raise JupyterError(f"the lab could not be reached: {exc}") from None
 
@@ -88,8 +91,8 @@ class Jupyter:
                     status = event.status_code
                 elif isinstance(event, h11.Data):
                     size += len(event.data)
-                    if size > LIMIT:
-                        raise JupyterError(f"the lab answered more than {LIMIT:,} bytes")
+                    if size > self.limit:
+                        raise JupyterError(f"the lab answered more than {self.limit:,} bytes")
                     chunks.append(event.data)
                 elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                     break
@@ -99,15 +102,17 @@ class Jupyter:
         try:
             return status, json.loads(raw) if raw else None
         except ValueError:
+            if status >= 400:  # an error is an error whatever its body says (Jupyter's are HTML at times)
+                return status, None
             raise JupyterError(f"the lab answered {method} {path} with something that is not JSON") from None
 
     async def run_cell(self, kernel_id: str, code: str) -> CellRun:
         """Run `code` in kernel `kernel_id` and collect its outputs, as a notebook front end would."""
         try:
-            return await asyncio.wait_for(self._run_cell(kernel_id, code), TIMEOUT)
+            return await asyncio.wait_for(self._run_cell(kernel_id, code), self.timeout)
         except TimeoutError:
-            raise JupyterError(f"the cell did not finish within {TIMEOUT:.0f} s") from None
-        except (OSError, ConnectionError, ValueError, KeyError, TypeError) as exc:
+            raise JupyterError(f"the cell did not finish within {self.timeout:g} s") from None
+        except (OSError, WebSocketException, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise JupyterError(f"the kernel could not run the cell: {exc}") from None
 
     async def _run_cell(self, kernel_id: str, code: str) -> CellRun:
@@ -119,7 +124,7 @@ class Jupyter:
             sock=sock,
             additional_headers=self.route.headers,
             proxy=None,
-            max_size=LIMIT,
+            max_size=self.limit,
             compression=None,
         ) as ws:
             msg_id = uuid.uuid4().hex
@@ -128,8 +133,8 @@ class Jupyter:
             while not (idle and replied):
                 raw = await ws.recv()
                 size += len(raw)
-                if size > LIMIT:
-                    raise JupyterError(f"the cell's outputs are larger than {LIMIT:,} bytes")
+                if size > self.limit:
+                    raise JupyterError(f"the cell's outputs are larger than {self.limit:,} bytes")
                 msg = json.loads(raw)
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
