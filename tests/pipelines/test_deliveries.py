@@ -178,7 +178,8 @@ def test_decided_once_and_a_crash_before_sending_leaves_the_record_never_a_secon
 
 
 def test_a_webhook_refused_by_the_network_rule_at_sending_time_is_recorded_failed(people, app, webhook):
-    run_id = _finished_run(people, app, {"on": ["failure"], "webhooks": [webhook.url]})
+    secret_url = webhook.url + "?token=s3cret-token"
+    run_id = _finished_run(people, app, {"on": ["failure"], "webhooks": [secret_url]})
     app.state.settings.pipelines.webhook_allow_networks = []  # the operator withdrew the permission
     ids = deliveries.decide(app.state.sessions, run_id)
     deliveries.deliver(app.state.settings, app.state.sessions, run_id, ids)
@@ -186,6 +187,10 @@ def test_a_webhook_refused_by_the_network_rule_at_sending_time_is_recorded_faile
         [shown] = deliveries.for_run(db, run_id)
     assert shown.state == "failed" and "internal address 127.0.0.1" in shown.detail
     assert webhook.calls == []
+    # The refusal names the URL; what is recorded and shown names only its host.
+    assert "s3cret" not in shown.detail and urlsplit_host(secret_url) in shown.detail
+    page = people.login("ada").get(f"/runs/{run_id}").text
+    assert "internal address 127.0.0.1" in page and "s3cret" not in page
 
 
 def test_e_mail_asked_for_an_account_without_an_address_is_recorded_failed(people, app, smtp):

@@ -120,7 +120,8 @@ def deliver(
             senders[channel].send({**event, "to": to})
         except Exception as exc:
             log.warning("notification %s for run %s via %s failed: %s", record_id, run_id, channel, exc)
-            _settle(sessions, record_id, FAILED, reason(exc))
+            why = reason(exc) if channel == "email" else reason(exc).replace(target, host(target))
+            _settle(sessions, record_id, FAILED, why)
         else:
             _settle(sessions, record_id, DELIVERED)
 
@@ -172,8 +173,14 @@ def for_run(db: Session, run_id: str) -> list[Sent]:
     return [_shown(r) for r in rows]
 
 
+def host(url: str) -> str:
+    """A webhook's host[:port], which the page shows instead of its URL: the path, query or user part
+    of a receiver's URL often holds its secret."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
+
+
 def _shown(r: RunNotification) -> Sent:
-    to = r.target if r.channel == "email" else (urlsplit(r.target).netloc.rsplit("@", 1)[-1] or r.target)
+    to = r.target if r.channel == "email" else host(r.target)
     state, detail = r.state, r.detail
     if state == SENDING and utcnow() - r.created_at > STUCK_AFTER:
         state, detail = "unknown", "the platform stopped while sending: it may or may not have arrived"
@@ -187,7 +194,7 @@ def unsent(run: PipelineRun) -> str:
     channels = []
     if notify_.get("email"):
         channels.append("e-mail to " + (", ".join(recipients(run)) or "your address (none on your account)"))
-    channels += [f"webhook to {urlsplit(u).netloc.rsplit('@', 1)[-1]}" for u in notify_.get("webhooks", [])]
+    channels += [f"webhook to {host(u)}" for u in notify_.get("webhooks", [])]
     if not channels or not notify_.get("on"):
         return ""
     asked = f"Asked for: {' and '.join(channels)}, on {' or '.join(notify_['on'])}."
