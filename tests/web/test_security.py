@@ -88,3 +88,13 @@ def test_unknown_addresses_and_the_lab_proxy_answer_browsers_with_pages(bob):
     # The API stays JSON, whatever the browser asks for.
     r = bob.get("/api/v1/labs/nope-0")
     assert r.status_code == 404 and r.json()["error"]["code"] == "lab_not_found"
+
+
+def test_a_form_too_large_gets_a_page_and_the_api_its_json(bob):
+    body = b"csrf_token=x&next=" + b"a" * (9 * 2**20)  # past every form's 8 MiB
+    kind = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = bob.post("/labs/nope-0/stop", content=body, headers=kind, follow_redirects=False)
+    assert r.status_code == 413 and r.headers["content-type"].startswith("text/html"), r.text[:200]
+    assert "larger than this route accepts (8 MiB)" in r.text
+    api = bob.post("/api/v1/labs", content=body, headers={"Content-Type": "application/json"})
+    assert api.status_code == 413 and api.json()["error"]["code"] == "too_large"

@@ -32,7 +32,7 @@ def install(app: FastAPI) -> None:
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
-        if not _page_request(request):
+        if not page_request(request):
             return error_response(exc.status, exc.code, message, headers)
         return await app.state.render_error(request, exc.status, message, headers)
 
@@ -51,7 +51,7 @@ def install(app: FastAPI) -> None:
             exc.status_code, "error"
         )
         message = limits.too_large_message(request.scope) if exc.status_code == 413 else str(exc.detail)
-        if _page_request(request):  # e.g. a page's address with the wrong method: a page, not JSON
+        if page_request(request):  # e.g. a page's address with the wrong method: a page, not JSON
             text = {
                 404: "There is no page here.",
                 405: "this address does not take that kind of request; go back and use the page's own "
@@ -64,7 +64,7 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         message = "internal error; the operator can find details in the server log"
-        if _page_request(request):
+        if page_request(request):
             try:
                 return await app.state.render_error(request, 500, message, None)
             except Exception:  # the error page itself failing (say, the database is down): JSON it is
@@ -72,7 +72,7 @@ def install(app: FastAPI) -> None:
         return error_response(500, "internal", message)
 
 
-def _page_request(request: Request) -> bool:
+def page_request(request: Request) -> bool:
     """A browser asking for a page (not the API, STAC or monitoring): errors are answered as pages."""
     api = request.url.path.startswith(("/api/", "/stac", "/healthz", "/metrics"))
     return not api and "text/html" in request.headers.get("accept", "")

@@ -12,7 +12,8 @@ refused before any of it is read; a chunked one as soon as it passes the limit.
 from __future__ import annotations
 
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datalabs.builder.sources import DEFAULT_LIMITS
@@ -52,7 +53,17 @@ class TooLargeAsJson:
             if replaced is None:
                 return await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
-                response = JSONResponse({"error": {"code": "too_large", "message": replaced}}, 413)
+                response = await _answer(scope, replaced)
                 await response(scope, receive, send)
 
         await self.app(scope, receive, send_json)
+
+
+async def _answer(scope: Scope, message: str) -> Response:
+    """The API's JSON error, or for a browser's page request the site's error page."""
+    from datalabs.api.errors import page_request  # errors imports this module
+
+    request = Request(scope)
+    if page_request(request):
+        return await request.app.state.render_error(request, 413, message, None)
+    return JSONResponse({"error": {"code": "too_large", "message": message}}, 413)
