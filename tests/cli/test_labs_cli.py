@@ -39,6 +39,16 @@ def test_launch_ls_logs_stop_rm(tmp_path):
         too_big = run(home, "labs", "launch", "mini", "--cpu", "64", env=env, check=False)
         assert too_big.returncode == 1 and "maximum" in too_big.stderr
         assert "stopped" in run(home, "labs", "stop", lab["id"], env=env).stdout
+        # Restarted: the same sandboxed lab (same id and address) serves again; its log goes on.
+        restarted = run(home, "labs", "restart", lab["id"], env=env).stdout
+        assert f"ready: http://{lab['id']}.lab.localhost:{port}/datalabs/{lab['id']}/" in restarted
+        (again,) = json.loads(run(home, "labs", "ls", "--json", env=env).stdout)
+        assert again["state"] == "running" and again["resources"]["memory"] == "1.0 GB"
+        log = run(home, "labs", "logs", lab["id"], env=env).stdout
+        assert log.count("labapp serving") == 2 and "---- restarted at" in log
+        refused = run(home, "labs", "restart", lab["id"], env=env, check=False)
+        assert refused.returncode == 1 and "only a stopped or failed lab" in refused.stderr
+        assert "stopped" in run(home, "labs", "stop", lab["id"], env=env).stdout
         assert "destroyed" in run(home, "labs", "rm", lab["id"], env=env).stdout
         missing = run(home, "labs", "logs", lab["id"], env=env, check=False)
         assert missing.returncode == 1 and "no lab" in missing.stderr

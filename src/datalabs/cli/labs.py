@@ -1,4 +1,4 @@
-"""`datalabs labs launch|ls|logs|stop|rm|open`: your running datalabs, through the API."""
+"""`datalabs labs launch|ls|logs|stop|restart|rm|open`: your running datalabs, through the API."""
 
 from __future__ import annotations
 
@@ -103,6 +103,22 @@ def stop(lab_id: str) -> None:
     with _client() as client:
         lab = _call(lambda: client.post(f"/api/v1/labs/{lab_id}/stop"))
     console.print(f"lab {lab_id} is {lab['state']}")
+
+
+@app.command()
+def restart(
+    lab_id: str, wait: bool = typer.Option(True, help="Follow the start until the lab is ready.")
+) -> None:
+    """Start a stopped or failed lab again, as it was launched (same id, address, resources, volumes)."""
+    with _client() as client:
+        lab = _call(lambda: client.post(f"/api/v1/labs/{lab_id}/restart"))
+        console.print(f"lab [bold]{lab['id']}[/] ({lab['name']}) is {lab['state']}")
+        if not wait:
+            return
+        outcome = _follow(client, lab["id"])
+        if outcome["event"] == "failed":
+            fail(f"the lab did not start: {outcome['message']}")
+        console.print(f"ready: {urljoin(client.url, lab['url'])}")
 
 
 @app.command()
