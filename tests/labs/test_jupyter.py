@@ -154,3 +154,14 @@ def test_jupyterlab_end_to_end(platform):
 
     assert ada.post(f"/api/v1/labs/{lab['id']}/stop", json={}).json()["state"] == "stopped"
     assert ada.get(f"{base}api/status").status_code in (404, 502, 503)
+
+    # Restarted (issue 15, Build 6): the same lab, at the same address, with its files, a new secret.
+    restarted = ada.post(f"/api/v1/labs/{lab['id']}/restart", json={})
+    assert restarted.status_code == 202, restarted.text
+    again = wait_running(ada, lab["id"])
+    assert again["state"] == "running" and again["path"] == base, again["reason"]
+    assert ada.get(f"{base}api/status").status_code == 200
+    kept = ada.get(f"{base}api/contents/home/my_workspace/from-kernel.txt", params={"content": 1})
+    assert kept.status_code == 200 and kept.json()["content"] == "hi"
+    assert jupyter_token(home, lab["id"]) != secret
+    assert ada.post(f"/api/v1/labs/{lab['id']}/stop", json={}).json()["state"] == "stopped"
