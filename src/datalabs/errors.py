@@ -40,6 +40,12 @@ class Conflict(DatalabsError):
     status, code = 409, "conflict"
 
 
+class BadGateway(DatalabsError):
+    """A lab (the user's own code) did not do what the platform asked of it."""
+
+    status, code = 502, "bad_gateway"
+
+
 class TooLarge(DatalabsError):
     status, code = 413, "too_large"
 

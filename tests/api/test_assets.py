@@ -12,10 +12,18 @@ from tests.catalogue.test_loader import write
 GNSS = "GsscOpen:obs/2024/001/ABMF00GLP_R_20240010000_01D_30S_GO.crx.gz"
 
 
+FAKE = """\
+title: Fake
+version: "1"
+runtime: {kind: desktop, desktop: {command: [fake-lab]}}
+associatedMedia: [{encodingFormat: application/x-rinex, command: [fake-lab, "{path}"]}]
+"""
+
+
 @pytest.fixture
 def settings(tmp_path, db_url):
-    """A fake web datalab to open files in (the fake runtime), and a small quota for mia."""
-    write(tmp_path / "defs", "fake", 'title: Fake\nversion: "1"\nruntime: {kind: web, command: [fake-lab]}\n')
+    """A fake desktop datalab that opens RINEX files (the fake runtime), and a small quota for mia."""
+    write(tmp_path / "defs", "fake", FAKE)
     return Settings(
         home=tmp_path / "home",
         db={"url": db_url},
@@ -136,6 +144,8 @@ def test_open_in_a_lab_that_mounts_the_volume(archive):
         "lab_url": f"/datalabs/{lab}/",
         "placement": "mounted",
         "launched": False,
+        "how": "show",  # a running desktop: the path to open in it
+        "notice": "",
     }
 
 
@@ -154,7 +164,7 @@ def test_open_launching_a_new_lab_with_the_volume(archive):
     r = ada.post(f"/api/v1/assets/{GNSS}/open", json={"datalab": "fake"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["launched"] and body["placement"] == "mounted"
+    assert body["launched"] and (body["placement"], body["how"]) == ("mounted", "command")
     lab = wait_state(ada, body["lab_id"])
     assert (lab["state"], lab["volumes"]) == ("running", ["GsscOpen"])
 

@@ -180,7 +180,7 @@ ROUTES += [
     (
         "POST",
         "/api/v1/assets/Demo:a.txt/open",
-        {"datalab": "fake"},
+        {"datalab": "viewer"},
         {**ASSET_OF_DEMO, "reader": OK, "owner": OK},
     ),
     ("GET", "/stac", None, ASSET_READ),
@@ -258,11 +258,21 @@ PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
 CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
 
 
+VIEWER = """\
+title: Viewer
+version: '1'
+runtime: {kind: desktop, desktop: {command: [fake-lab]}}
+associatedMedia: [{encodingFormat: application/octet-stream, command: [fake-lab, "{path}"]}]
+"""
+
+
 @pytest.fixture
 def settings(tmp_path, db_url):
     root = tmp_path / "defs"
     write(root, "team-lab", GOOD.replace("Good Lab", "Team Lab") + "allowed_groups: [astro]\n")
     write(root, "fake", "title: Fake\nversion: '1'\nruntime: {kind: web, command: [fake-lab]}\n")
+    # A desktop that opens any file of an unknown type (the asset below has no type): Open in Datalab.
+    write(root, "viewer", VIEWER)
     tiny_datalab(root)  # the platform builds its environment
     return Settings(
         home=tmp_path / "home",

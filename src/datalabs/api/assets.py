@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.orm import Session
@@ -160,6 +159,12 @@ class OpenOut(BaseModel):
     launched: bool = Field(
         description="A new lab was launched: it is starting; follow /api/v1/labs/{id}/events."
     )
+    how: str = Field(
+        description="How the lab opens it: 'file' (url opens it), 'notebook' (url opens a notebook that "
+        "loads it; for a launched lab, open it again once the lab runs to make that notebook), 'command' "
+        "(a launched desktop app starts with it), 'show' (a running desktop: open it at `path` yourself)."
+    )
+    notice: str = Field("", description="Why a notebook made for the file did not run its first cell.")
 
 
 @router.post(
@@ -182,31 +187,15 @@ async def open_asset(
     principal.require("files:write")
     if body.datalab:
         principal.require("labs:write")
-    state = request.app.state
-
-    def run() -> opening.Opened:
-        try:
-            opened = opening.open_asset(
-                db,
-                settings,
-                state.catalogue,
-                state.assets,
-                state.usage,
-                principal,
-                asset_id,
-                lab_id=body.lab_id,
-                datalab=body.datalab,
-                version=body.version,
-            )
-            db.commit()
-        except BaseException:
-            db.rollback()  # a launched lab's record and token go with the failure
-            raise
-        return opened
-
-    opened = await to_thread.run_sync(run)  # a copy may take a while: not on the event loop
-    if opened.launched:
-        state.labs.spawn(opened.lab_id, opened.token)
+    opened = await opening.open_file(
+        request.app.state,
+        db,
+        principal,
+        asset_id,
+        lab_id=body.lab_id,
+        datalab=body.datalab,
+        version=body.version,
+    )
     return OpenOut(
         lab_id=opened.lab_id,
         path=opened.path,
@@ -214,4 +203,6 @@ async def open_asset(
         lab_url=opened.lab_url,
         placement=opened.placement,
         launched=opened.launched,
+        how=opened.how,
+        notice=opened.notice,
     )

@@ -24,22 +24,25 @@ app is started with it. `choices` lists them for a file, best first.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
+from anyio import to_thread
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
+from datalabs.assets import notebooks
 from datalabs.assets.base import AssetRecord
 from datalabs.assets.service import Assets, visible_collections
 from datalabs.catalogue.schema import AssociatedMedia, DatalabMeta
 from datalabs.catalogue.service import Catalogue
 from datalabs.config import Settings
 from datalabs.db.models import Datalab, DatalabVersion, Lab, Volume
-from datalabs.errors import Conflict, NotFound
+from datalabs.errors import BadGateway, Conflict, NotFound
 from datalabs.labs import service as labs
+from datalabs.labs.jupyter import Jupyter, JupyterError
 from datalabs.runtimes.base import LabSpec
 from datalabs.volumes.service import MOUNT_ROOT
 from datalabs.workspaces import service as workspaces
@@ -75,6 +78,7 @@ class Opened:
 
     # A launched desktop lab's command: its app started with the file (LabManager.spawn's open_command).
     command: tuple[str, ...] = ()
+    notice: str = ""  # a notebook was made but its first cell did not run: why
 
 
 def jupyter_root(meta: DatalabMeta) -> str | None:
@@ -223,6 +227,61 @@ def open_asset(
         root=root or "",
         command=command,
     )
+
+
+async def open_file(
+    state,
+    db: Session,
+    principal: Principal,
+    asset_id: str,
+    *,
+    lab_id: str | None = None,
+    datalab: str | None = None,
+    version: str | None = None,
+) -> Opened:
+    """Open in Datalab, the whole user action (`state`: the app's state): place the file; a launched lab
+    is committed, then started (a desktop's app with the file); in a running JupyterLab that opens it
+    as a notebook, the notebook is made and its first cell run. The url returned opens the result."""
+
+    def place() -> Opened:
+        try:
+            opened = open_asset(
+                db,
+                state.settings,
+                state.catalogue,
+                state.assets,
+                state.usage,
+                principal,
+                asset_id,
+                lab_id=lab_id,
+                datalab=datalab,
+                version=version,
+            )
+            db.commit()
+        except BaseException:
+            db.rollback()  # a launched lab's record and token go with the failure
+            raise
+        return opened
+
+    opened = await to_thread.run_sync(place)  # a copy may take a while: not on the event loop
+    if opened.launched:
+        state.labs.spawn(opened.lab_id, opened.token, open_command=list(opened.command) or None)
+    elif opened.how == "notebook":
+        opened = await _notebook(await state.routes.get_route(opened.lab_id), opened)
+    return opened
+
+
+async def _notebook(route, opened: Opened) -> Opened:
+    if route is None:
+        raise Conflict("the lab is not reachable yet; try again in a moment", code="lab_not_ready")
+    try:
+        jupyter = Jupyter(route, opened.lab_url)
+        made = await notebooks.open_as_notebook(
+            jupyter, opened.media_type, opened.path, notebook_folder(opened)
+        )
+    except JupyterError as exc:
+        raise BadGateway(f"the notebook could not be made in the lab: {exc}", code="lab_refused") from None
+    return replace(opened, url=lab_file_url(opened, made.path), notice=made.error)
 
 
 def notebook_folder(opened: Opened) -> str:

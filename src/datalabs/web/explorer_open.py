@@ -6,18 +6,16 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Form, Query, Request
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.api.deps import get_db
-from datalabs.assets import notebooks, opening
+from datalabs.assets import opening
 from datalabs.assets import service as assets_service
 from datalabs.assets.base import AssetRecord
 from datalabs.errors import DatalabsError
 from datalabs.labs import service as labs_service
-from datalabs.labs.jupyter import Jupyter, JupyterError
 from datalabs.web.lab_launch import LAUNCHED
 from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
@@ -69,34 +67,15 @@ async def open_in_lab(
     db: Session = Depends(get_db),
 ):
     state = request.app.state
-
-    def run() -> opening.Opened:
-        opened = opening.open_asset(
-            db,
-            state.settings,
-            state.catalogue,
-            state.assets,
-            state.usage,
-            principal,
-            asset_id,
-            lab_id=lab_id or None,
-            datalab=None if lab_id else (datalab or None),
-        )
-        db.commit()
-        return opened
-
     error, status = "Choose one of your running labs, or a datalab to launch.", 422
     if lab_id or datalab:
         try:
-            opened = await to_thread.run_sync(run)
+            opened = await opening.open_file(
+                state, db, principal, asset_id, lab_id=lab_id or None, datalab=None if lab_id else datalab
+            )
         except DatalabsError as exc:
-            db.rollback()
             error, status = exc.message, exc.status
         else:
-            if opened.launched:
-                state.labs.spawn(opened.lab_id, opened.token, open_command=list(opened.command) or None)
-            elif opened.how == "notebook":
-                return await _notebook(request, opened)
             return _after_open(request, opened)
     record = state.assets.get(asset_id, assets_service.visible_collections(db, principal))
     return _dialog(request, _choices(request, db, principal, record), error=error, status=status)
@@ -118,56 +97,24 @@ def continue_open(
     )
 
 
-async def _notebook(request: Request, opened: opening.Opened):
-    """Make the notebook that loads the file in the running lab, run its first cell, and go there; if
-    its cell could not run, the notebook is still there: go there with the reason said first."""
-    route = await request.app.state.routes.get_route(opened.lab_id)
-    if route is None:
-        return page(
-            request,
-            "explorer_open.html",
-            title="Open in Datalab",
-            active="explorer",
-            status=409,
-            opened=opened,
-            error="The lab is not reachable yet; try again in a moment.",
-        )
-    try:
-        prepared = await notebooks.open_as_notebook(
-            Jupyter(route, opened.lab_url), opened.media_type, opened.path, opening.notebook_folder(opened)
-        )
-    except JupyterError as exc:
-        return page(
-            request,
-            "explorer_open.html",
-            title="Open in Datalab",
-            active="explorer",
-            status=502,
-            opened=opened,
-            error=f"The notebook could not be made in the lab: {exc}",
-        )
-    url = opening.lab_file_url(opened, prepared.path)
-    if prepared.error:  # said here, not in the lab: the notebook with its traceback is one click away
-        return page(
-            request,
-            "explorer_open.html",
-            title="Open in Datalab",
-            active="explorer",
-            opened=opened,
-            notebook_url=url,
-            error=f"The notebook was made, but {prepared.error}.",
-        )
-    return redirect(request, url)
-
-
 def _after_open(request: Request, opened: opening.Opened):
     """A JupyterLab opens the file from its URL: go there (a launched one through its start page, which
     goes on to the file; the one-shot "launched" message makes it do so even if the lab is already up).
     A launched JupyterLab that makes a notebook goes on to `continue_open` instead. Other labs cannot be
     told to open a file: say where it is in the lab, with the way to the lab."""
-    if opened.how == "notebook":  # launched: once it runs, make the notebook there
+    if opened.notice:  # the notebook was made but its cell failed: said here, the notebook one click away
+        return page(
+            request,
+            "explorer_open.html",
+            title="Open in Datalab",
+            active="explorer",
+            opened=opened,
+            notebook_url=opened.url,
+            error=f"The notebook was made, but {opened.notice}.",
+        )
+    if opened.how == "notebook" and opened.launched:  # once it runs, make the notebook there
         target = "/explorer/open/continue?" + urlencode({"lab_id": opened.lab_id, "id": opened.asset_id})
-    elif opened.how == "file" and opened.url != opened.lab_url:
+    elif opened.how in ("file", "notebook") and opened.url != opened.lab_url:
         target = opened.url
     else:
         return page(request, "explorer_open.html", title="Open in Datalab", active="explorer", opened=opened)
