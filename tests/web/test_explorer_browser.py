@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from urllib.parse import quote
 
 import httpx
@@ -28,14 +29,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
-    """The index, and data volume GsscOpen holding a small text file for each of its assets."""
+    """The index, and data volume GsscOpen holding a small text file for each of its assets (indexed as
+    text/plain, which the plain JupyterLab opens as a file; RINEX opens in JupyterLab GNSS as a notebook)."""
     home = tmp_path_factory.mktemp("explorer-home")
     archive = tmp_path_factory.mktemp("archive") / "GsscOpen"
     for record in records():
         if record.collection == "GsscOpen":
             (archive / record.path).parent.mkdir(parents=True, exist_ok=True)
             (archive / record.path).write_text(f"observations of {record.name}\n")
-    BitmapIndex(index_dir(Settings(home=home))).ingest(records())
+    texts = [replace(r, media_type="text/plain") if r.collection == "GsscOpen" else r for r in records()]
+    BitmapIndex(index_dir(Settings(home=home))).ingest(texts)
     engine, sessions = open_database(Settings(home=home).database_url)
     with transaction(sessions) as db:
         db.add(Volume(name="GsscOpen", host_path=str(archive), allowed_groups=[]))
@@ -124,14 +127,17 @@ def test_open_results_in_a_launched_then_a_running_jupyterlab(server):
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
 
-        # No lab yet: launch a JupyterLab from the dialog; its start page goes on to the file.
+        # No lab yet: launch a JupyterLab from the dialog, in a new tab; its start page goes on to the file.
         open_result(page, first)
-        expect(page.locator("#open-dialog")).to_contain_text("You have no running lab.")
-        page.locator("#open-dialog").get_by_role("button", name="Launch JupyterLab", exact=True).click()
-        lab_path = expect_file_in_lab(page, first)
+        expect(page.locator("#open-dialog")).to_contain_text("None of your running labs opens this file.")
+        with page.context.expect_page() as opened:
+            page.locator("#open-dialog").get_by_role("button", name="Launch JupyterLab", exact=True).click()
+        lab_path = expect_file_in_lab(opened.value, first)
+        expect(page.locator("#open-dialog")).to_be_visible()  # the explorer's tab stays as it was
 
         # The lab runs now: open another result in it.
         open_result(page, second)
-        page.locator("#open-dialog").get_by_role("button", name="Open in JupyterLab").click()
-        assert expect_file_in_lab(page, second) == lab_path
+        with page.context.expect_page() as opened:
+            page.locator("#open-dialog").get_by_role("button", name="Open in JupyterLab").click()
+        assert expect_file_in_lab(opened.value, second) == lab_path
         assert [p for p in page.problems if BAD.match(p)] == []
