@@ -107,7 +107,9 @@ def test_fits(tmp_path):
     assert record.facets["tags"] == ("filter:F200W",)
     assert record.start == datetime(2022, 7, 25, 10, 11, 12, tzinfo=UTC)
     assert (record.end - record.start).total_seconds() == pytest.approx(1288, abs=1)
-    assert record.bbox == pytest.approx((14.7704, -72.1756, 14.7704, -72.1756))
+    assert record.bbox is None  # a sky position is not a place on Earth: not on the explorer's map
+    assert (record.properties["ra"], record.properties["dec"]) == pytest.approx((14.7704, -72.1756))
+    assert record.properties["frame"] == "icrs"
     assert record.properties["observation_id"] == "jw01227"
 
 

@@ -68,21 +68,43 @@ def lab_server(tmp_path_factory) -> Iterator[str]:
     yield from _server(home, env)
 
 
+# Issue 15: no page of the platform scrolls sideways. Checked on every page every browser test loads
+# (and after each htmx swap), at the viewport the test uses: reported as a problem of the page.
+OVERFLOW_CHECK = """(origin) => {
+  if (location.origin !== origin) return;  // a lab's own pages (JupyterLab, noVNC) are not ours to lay out
+  const check = () => {
+    const root = document.documentElement;
+    if (root.scrollWidth > window.innerWidth) {
+      const wide = `${root.scrollWidth} px wide in ${window.innerWidth} px`;
+      console.error(`datalabs:overflow ${location.pathname} is ${wide}`);
+    }
+  };
+  window.addEventListener("load", () => setTimeout(check, 50));
+  document.addEventListener("htmx:afterSettle", () => setTimeout(check, 50));
+}"""
+VIEWPORT = {"width": 1280, "height": 800}
+
+
 @contextmanager
-def browser_page(base: str):
+def browser_page(base: str, viewport: dict | None = None):
+    """A page of a fresh browser context on `base`. Everything any of the context's pages (popups too)
+    requests must come from the platform or a lab's own origin, answer without error, log no error and
+    raise none, and no platform page may scroll sideways: what does not is listed in `page.problems`."""
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         if os.environ.get("DATALABS_REQUIRE_BROWSER") == "1":
             pytest.fail("Debian's chromium is required (DATALABS_REQUIRE_BROWSER=1) but not installed")
         pytest.skip("Debian's chromium is not installed")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(base_url=base, viewport={"width": 1360, "height": 900})
+        context = browser.new_context(base_url=base, viewport=viewport or VIEWPORT)
+        origin = f"{urlsplit(base).scheme}://{urlsplit(base).netloc}"
+        context.add_init_script(f"({OVERFLOW_CHECK})({json.dumps(origin)})")
         page = context.new_page()
         problems: list[str] = []
         # Everything must come from the platform itself (vendored static files) or, for a lab's pages,
         # from that lab's own origin (labs.origin_url's default), and run cleanly (CSP).
         lab_origin = re.compile(rf"^http://[0-9a-f]+\.lab\.localhost:{urlsplit(base).port}/")
-        page.on(
+        context.on(
             "request",
             lambda r: (
                 r.url.startswith(base)
@@ -90,15 +112,8 @@ def browser_page(base: str):
                 or problems.append(f"outside request {r.url}")
             ),
         )
-        page.on(
-            "console",
-            lambda m: (
-                m.type == "error"
-                and not m.text.startswith("Failed to load resource")  # reported by the response hook
-                and problems.append(f"console: {m.text}")
-            ),
-        )
-        page.on(
+        context.on("console", lambda m: _console(m, problems))
+        context.on(
             "response",
             lambda r: (
                 r.status >= 400
@@ -106,13 +121,22 @@ def browser_page(base: str):
                 and problems.append(f"HTTP {r.status} {r.url}")
             ),
         )
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        context.on("weberror", lambda e: problems.append(f"page error: {e.error}"))
         page.problems = problems
         try:
             yield page
         finally:
             context.close()
             browser.close()
+
+
+def _console(message, problems: list[str]) -> None:
+    if message.type != "error" or message.text.startswith("Failed to load resource"):  # see "response"
+        return
+    if message.text.startswith("datalabs:overflow "):
+        problems.append("horizontal scroll: " + message.text.removeprefix("datalabs:overflow "))
+    else:
+        problems.append(f"console: {message.text}")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ pytestmark = [
 ]
 # What must never happen on the way: refused or failing requests, or anything fetched from elsewhere.
 # (JupyterLab itself answers 404 to a few optional lookups, e.g. absent workspaces; those are fine.)
-BAD = re.compile(r"^(HTTP (401|403|5\d\d) |outside request|page error)")
+BAD = re.compile(r"^(HTTP (401|403|5\d\d) |outside request|page error|horizontal scroll)")
 
 
 @pytest.fixture(scope="module")

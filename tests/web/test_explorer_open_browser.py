@@ -17,6 +17,7 @@ from playwright.sync_api import expect
 
 from tests.labs.test_jupyter import admin
 from tests.web.test_browser import ADMIN, PASSWORD, _server, browser_page
+from tests.web.test_browser_jupyterlab import BAD
 
 pytestmark = [
     pytest.mark.slow,
@@ -101,6 +102,7 @@ def test_a_fits_table_opens_as_a_notebook_whose_first_cell_ran(platform):
         lab.keyboard.type("round(float(table['vmag'].sum()), 2)")
         lab.keyboard.press("Shift+Enter")
         expect(output.filter(has_text="2.05").first).to_be_visible(timeout=60_000)
+        assert [p for p in page.problems if BAD.match(p)] == [], page.problems
 
     saved = home / "workspaces" / "users" / ADMIN / "from-explorer" / "stars.fits.ipynb"
     notebook = json.loads(saved.read_text())

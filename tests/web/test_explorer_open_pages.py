@@ -123,9 +123,11 @@ def test_a_running_desktop_is_told_where_the_file_is(explorer):
 
 
 def test_a_launched_desktop_starts_with_the_file(explorer):
-    r = submit(explorer, datalab="viewer")
-    lab = re.search(r'href="/labs/([0-9a-f]+)">Follow the lab', r.text).group(1)
-    assert "on the lab's data volume; in the lab it is at /media/data/GsscOpen/obs/" in text_of(r.text)
+    r = submit(explorer, datalab="viewer")  # to its start page, which goes into it once it runs
+    lab = re.fullmatch(r"/labs/([0-9a-f]+)", r.headers["location"]).group(1)
+    assert "You launched a lab to open '/media/data/GsscOpen/obs/" in text_of(
+        explorer.get(f"/labs/{lab}").text
+    )
     assert wait_state(explorer, lab)["state"] == "running"
     path = "/media/data/GsscOpen/" + GNSS.split(":", 1)[1]
     log = explorer.get(f"/api/v1/labs/{lab}/logs", headers={"Accept": "text/plain"}).text

@@ -100,8 +100,9 @@ def continue_open(
 def _after_open(request: Request, opened: opening.Opened):
     """A JupyterLab opens the file from its URL: go there (a launched one through its start page, which
     goes on to the file; the one-shot "launched" message makes it do so even if the lab is already up).
-    A launched JupyterLab that makes a notebook goes on to `continue_open` instead. Other labs cannot be
-    told to open a file: say where it is in the lab, with the way to the lab."""
+    A launched JupyterLab that makes a notebook goes on to `continue_open` instead, and a launched
+    desktop, started with the file, to itself. A running desktop cannot be told to open a file: say
+    where it is in the lab, with the way to the lab."""
     if opened.notice:  # the notebook was made but its cell failed: said here, the notebook one click away
         return page(
             request,
@@ -112,6 +113,9 @@ def _after_open(request: Request, opened: opening.Opened):
             notebook_url=opened.url,
             error=f"The notebook was made, but {opened.notice}.",
         )
+    launched = f"You launched a lab to open '{opened.path}'."
+    if opened.how == "command":  # launched with the file: its start page goes into it once it runs
+        return redirect(request, f"/labs/{opened.lab_id}", launched, kind=LAUNCHED)
     if opened.how == "notebook" and opened.launched:  # once it runs, make the notebook there
         target = "/explorer/open/continue?" + urlencode({"lab_id": opened.lab_id, "id": opened.asset_id})
     elif opened.how in ("file", "notebook") and opened.url != opened.lab_url:
@@ -121,4 +125,4 @@ def _after_open(request: Request, opened: opening.Opened):
     if not opened.launched:
         return redirect(request, target)
     start = f"/labs/{opened.lab_id}?" + urlencode({"open": target})
-    return redirect(request, start, f"You launched a lab to open '{opened.path}'.", kind=LAUNCHED)
+    return redirect(request, start, launched, kind=LAUNCHED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -69,13 +70,14 @@ def _row(record) -> dict:
 
 
 def _bars(histogram) -> list[dict]:
-    top = max((c for *_, c in histogram), default=0) or 1
+    """Bars on a logarithmic scale: a few files beside a million must still show (at least 6% high)."""
+    top = math.log1p(max((c for *_, c in histogram), default=0)) or 1
     width = 100 / max(1, len(histogram))
     return [
         {
             "x": i * width,
             "w": width * 0.9,
-            "h": 100 * c / top,
+            "h": max(6.0, 100 * math.log1p(c) / top) if c else 0.0,
             "count": c,
             "label": f"{lo:%Y-%m-%d} – {hi:%Y-%m-%d}: {c:,}",
         }

@@ -96,19 +96,17 @@ class FitsHarvester(Harvester):
         exposure = found["exposure"]
         if record.start and isinstance(exposure, int | float):
             record.end = record.start + timedelta(seconds=float(exposure))
-        record.bbox = _sky_box(found["ra"], found["dec"])
         # RFC 4047: image/fits for a primary image, application/fits for any other FITS file (tables):
         # the explorer offers the apps that open each (DS9 the first, TOPCAT the second).
         record.media_type = "image/fits" if image else "application/fits"
         record.title = " ".join(str(v) for v in (found["mission"], found["instrument"], found["target"]) if v)
         record.properties = {k: v for k, v in found.items() if v is not None and not isinstance(v, bytes)}
-        if record.bbox:
+        # Where on the sky, not on Earth: `bbox` is geographic (the explorer's map, STAC's WGS84 bbox), so
+        # a pointing is kept as properties only, never drawn on the Earth map.
+        if _on_the_sky(found["ra"], found["dec"]):
             record.properties["frame"] = "icrs"
         return record
 
 
-def _sky_box(ra, dec):
-    if not isinstance(ra, int | float) or not isinstance(dec, int | float) or not -90 <= dec <= 90:
-        return None
-    lon = ((float(ra) + 180) % 360) - 180
-    return (lon, float(dec), lon, float(dec))
+def _on_the_sky(ra, dec) -> bool:
+    return isinstance(ra, int | float) and isinstance(dec, int | float) and -90 <= dec <= 90
