@@ -258,10 +258,13 @@ def test_jupyter_root_comes_from_the_definition():
         )
         return DatalabMeta.model_validate({"name": "x", "title": "X", "version": "1", "runtime": runtime})
 
-    assert opening.jupyter_root(meta(["jupyter-lab", "--ServerApp.root_dir=/media/"])) == "/media"
-    assert opening.jupyter_root(meta(["/usr/bin/jupyter-lab"])) == "/media/home/my_workspace"  # its cwd
-    assert opening.jupyter_root(meta(["fake-lab", "--ServerApp.root_dir=/media"])) is None
-    assert opening.jupyter_root(meta(["topcat"], kind="desktop")) is None
+    def root(command, kind="web"):
+        return meta(command, kind).runtime.jupyter_root()
+
+    assert root(["jupyter-lab", "--ServerApp.root_dir=/media/"]) == "/media"
+    assert root(["/usr/bin/jupyter-lab"]) == "/media/home/my_workspace"  # its cwd
+    assert root(["fake-lab", "--ServerApp.root_dir=/media"]) is None
+    assert root(["topcat"], kind="desktop") is None
 
 
 def test_only_a_jupyter_server_opens_files_or_notebooks_and_the_preferred_way_wins():

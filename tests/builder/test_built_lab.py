@@ -1,7 +1,7 @@
 """Acceptance, end to end with real parts (`datalabs serve`, uv in bubblewrap, bubblewrap labs, real
 JupyterLab behind the proxy): a folder with a notebook and a requirements.txt naming a small package
 (from a local wheel, no network) builds; a lab of that version starts with the notebook at
-/media/notebooks; its default kernel runs in the built environment and imports the package."""
+/media/notebooks and opens on it; its default kernel runs in the built environment and imports the package."""
 
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ def test_built_datalab_runs_its_environment_in_a_real_lab(tmp_path):
         lab = wait_running(ada, lab.json()["id"])
         assert lab["state"] == "running", lab["reason"]
         base = lab["path"]
+        # It opens on the app's own notebook (its first, at /media/notebooks), not anybody's last layout.
+        first = ada.get(base, follow_redirects=False)
+        assert first.status_code == 302 and first.headers["location"].endswith(
+            "lab/tree/notebooks/analysis.ipynb"
+        )
         kernel = ada.post(f"{base}api/kernels", json={})  # the default kernel
         assert kernel.status_code == 201, kernel.text
         ws_url = url.replace("http", "ws") + f"{base}api/kernels/{kernel.json()['id']}/channels?session_id=t"

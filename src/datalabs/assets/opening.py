@@ -43,7 +43,6 @@ from datalabs.db.models import Datalab, DatalabVersion, Lab, Volume
 from datalabs.errors import BadGateway, Conflict, NotFound
 from datalabs.labs import service as labs
 from datalabs.labs.jupyter import Jupyter, JupyterError
-from datalabs.runtimes.base import LabSpec
 from datalabs.volumes.service import MOUNT_ROOT
 from datalabs.workspaces import service as workspaces
 from datalabs.workspaces.paths import Entry, in_dir, parts_of
@@ -53,12 +52,6 @@ from datalabs.workspaces.upload import too_large
 
 FOLDER = "from-explorer"  # where copies land in the personal workspace
 WORKSPACE = "/media/home/my_workspace"  # the personal workspace inside a lab
-ROOT_OPTIONS = (
-    "--ServerApp.root_dir",
-    "--ServerApp.notebook_dir",
-    "--NotebookApp.notebook_dir",
-    "--notebook-dir",
-)
 MAX_SUFFIX = 1000
 
 
@@ -81,24 +74,11 @@ class Opened:
     notice: str = ""  # a notebook was made but its first cell did not run: why
 
 
-def jupyter_root(meta: DatalabMeta) -> str | None:
-    """The directory a Jupyter web lab serves files from (None: not a Jupyter server). Without a root
-    option Jupyter serves its working directory, which labs start in (`LabSpec.workdir`)."""
-    command = meta.runtime.command
-    if meta.runtime.kind != "web" or not command or not Path(command[0]).name.startswith("jupyter"):
-        return None
-    for arg in command[1:]:
-        option, sep, value = arg.partition("=")
-        if sep and option in ROOT_OPTIONS and value.startswith("/"):
-            return value.rstrip("/") or "/"
-    return LabSpec.__dataclass_fields__["workdir"].default
-
-
 def how_it_opens(meta: DatalabMeta, media_type: str) -> AssociatedMedia | None:
     """How a lab of this datalab opens a file of `media_type` (its definition's `associatedMedia`), None
     if it does not. A JupyterLab's ways need a Jupyter server: it opens the URL or notebook we make."""
     how = meta.opener(media_type)
-    if how is not None and how.open != "command" and jupyter_root(meta) is None:
+    if how is not None and how.open != "command" and meta.runtime.jupyter_root() is None:
         return None
     return how
 
@@ -198,7 +178,7 @@ def open_asset(
             f"{meta.title} does not open {record.media_type} files; choose a datalab the dialog offers",
             code="cannot_open",
         )
-    root = jupyter_root(meta)
+    root = meta.runtime.jupyter_root()
     mounted = f"{MOUNT_ROOT}/{volume.name}/{record.path}"
     # A JupyterLab shows only files below its root; its kernels (notebooks) and desktop apps read any.
     if volume.name in lab.volumes and (root is None or how.open != "file" or _below(mounted, root)):

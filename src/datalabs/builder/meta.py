@@ -9,6 +9,7 @@ by default) with its own environment's kernel. Its version is set by the builder
 from __future__ import annotations
 
 import copy
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from datalabs.catalogue.loader import META_FILE, LoadError, Problem, _problem, parse_meta
-from datalabs.catalogue.schema import DatalabMeta, undot
+from datalabs.catalogue.schema import NOTEBOOKS_MOUNT, DatalabMeta, undot
 from datalabs.sandbox import budget
 
 REQUIREMENTS_FILE = "requirements.txt"
@@ -82,6 +83,9 @@ def _validate(
         data["runtime"] = copy.deepcopy(base.model_dump(mode="json", by_alias=True)["runtime"])
     elif isinstance(data["runtime"], dict):  # partial runtime sections fill in from the base
         data["runtime"] = {**base.model_dump(mode="json", by_alias=True)["runtime"], **data["runtime"]}
+    runtime = data["runtime"]
+    if isinstance(runtime, dict) and not runtime.get("start") and (first := _first_notebook(sources)):
+        runtime["start"] = f"{NOTEBOOKS_MOUNT}/{first}"  # its labs open the app's own notebook first
     try:
         return DatalabMeta.model_validate(data)
     except ValidationError as exc:
@@ -109,6 +113,13 @@ def _declared_requirements(sources: Path) -> list[str]:
         return []
     reqs = runtime.get("requirements", []) if isinstance(runtime, dict) else []
     return [str(r) for r in reqs] if isinstance(reqs, list) else []
+
+
+def _first_notebook(sources: Path) -> str | None:
+    """The first notebook (by name) at the top of the sources, not following links."""
+    with os.scandir(sources) as entries:
+        names = [e.name for e in entries if e.name.endswith(".ipynb") and e.is_file(follow_symlinks=False)]
+    return min(names, default=None)
 
 
 def normalise(lines: list[str]) -> list[str]:

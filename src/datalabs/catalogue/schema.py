@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+LAB_WORKDIR = "/media/home/my_workspace"  # where every lab's processes start (runtimes.base.LabSpec.workdir)
+NOTEBOOKS_MOUNT = "/media/notebooks"  # a datalab's own folder (its notebooks), read-only in its labs
+JUPYTER_ROOT_OPTIONS = (
+    "--ServerApp.root_dir",
+    "--ServerApp.notebook_dir",
+    "--NotebookApp.notebook_dir",
+    "--notebook-dir",
+)
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
 _UNITS = {
     "": 1,
@@ -123,8 +132,37 @@ class RuntimeSpec(BaseModel):
     )
     secret_header: str = Field("X-Datalab-Secret: {secret}", description="Header the proxy injects upstream.")
     ready_path: str = Field("{base_url}", description="Path that answers HTTP once the lab serves.")
+    start: str = Field(
+        "",
+        description="What a lab shows first, a notebook or folder inside the lab (a JupyterLab below its "
+        "root), e.g. /media/notebooks/welcome.ipynb. An app store datalab that names none starts in "
+        "its first notebook.",
+    )
 
     _split = field_validator("command", mode="before")(classmethod(lambda cls, v: _command(v)))
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, v: str) -> str:
+        path = PurePosixPath(v)
+        if v and (not path.is_absolute() or ".." in path.parts):
+            raise ValueError("start is a path inside the lab, such as /media/notebooks/welcome.ipynb")
+        return v
+
+    def jupyter_root(self) -> str | None:
+        """The folder a Jupyter web lab serves files from (None: not a Jupyter server). Without a root
+        option Jupyter serves its working directory, which labs start in: the personal workspace."""
+        if (
+            self.kind != "web"
+            or not self.command
+            or not PurePosixPath(self.command[0]).name.startswith("jupyter")
+        ):
+            return None
+        for arg in self.command[1:]:
+            option, sep, value = arg.partition("=")
+            if sep and option in JUPYTER_ROOT_OPTIONS and value.startswith("/"):
+                return value.rstrip("/") or "/"
+        return LAB_WORKDIR
 
     @model_validator(mode="after")
     def _has_command(self) -> RuntimeSpec:

@@ -13,7 +13,8 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 from anyio import to_thread
 from sqlalchemy import select
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from datalabs import plugins, redaction
 from datalabs.accounts import service as accounts
 from datalabs.accounts.service import user_groups
-from datalabs.catalogue.schema import DatalabMeta, RuntimeSpec
+from datalabs.catalogue.schema import NOTEBOOKS_MOUNT, DatalabMeta, RuntimeSpec
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import Datalab, DatalabVersion, Lab
@@ -181,7 +182,7 @@ class LabManager:
             except DatalabsError as exc:
                 raise StartError(f"cannot mount the chosen data volumes: {exc.message}") from None
             if version.source_path:
-                mounts.append(Mount(Path(version.source_path).parent, "/media/notebooks", readonly=True))
+                mounts.append(Mount(Path(version.source_path).parent, NOTEBOOKS_MOUNT, readonly=True))
             built = _built_environment(self.settings, version.meta)
             mounts += built.mounts
         rt = meta.runtime
@@ -202,6 +203,8 @@ class LabManager:
         ]
         if open_command and rt.kind == "desktop" and rt.desktop.command:
             command = list(open_command)
+        if start := _start_page(rt):
+            command.append(f"--LabApp.default_url={start}")
         env = {
             "DATALAB_ID": lab_id,
             "DATALABS_API_URL": self.api_url() if api is None else f"http://127.0.0.1:{api.port}",
@@ -416,6 +419,15 @@ def _built_environment(settings: Settings, meta: dict):
     if not (env / ".complete").is_file():
         raise StartError("this version's environment is missing; build the datalab again")
     return get_builder(build.get("builder", "uv"), env.parent).lab_environment(env)
+
+
+def _start_page(rt: RuntimeSpec) -> str | None:
+    """Where a JupyterLab goes first (from its base URL): the datalab's `start`, a notebook or folder
+    below the lab's root, opened by JupyterLab's /lab/tree/ route. None for other labs."""
+    root = rt.jupyter_root()
+    if not rt.start or root is None or not PurePosixPath(rt.start).is_relative_to(root):
+        return None
+    return "/lab/tree/" + quote(str(PurePosixPath(rt.start).relative_to(root)))
 
 
 def _desktop_apps(rt: RuntimeSpec) -> dict:
