@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from datalabs import __version__, recovery
+from datalabs import __version__, limits, recovery
 from datalabs.api import apps as apps_api
 from datalabs.api import assets as assets_api
-from datalabs.api import auth, datalabs, errors, groups, health, limits, tokens, users
+from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
 from datalabs.api import labs as labs_api
 from datalabs.api import notifications as notifications_api
 from datalabs.api import pipelines as pipelines_api
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Public API v1 of the Datalabs platform. Authenticate with the session cookie "
         "(POST /api/v1/login) or `Authorization: Bearer <token>`.",
     )
-    # Every route's default body limit (routes taking uploads set their own: api/limits.py). Set on the
+    # Every route's default body limit (routes taking uploads set their own: limits.py). Set on the
     # router, not FastAPI(max_body_size=...): the app-level limiter answers outside the API's error format.
     app.router.max_body_size = limits.BODY
     app.state.settings = settings

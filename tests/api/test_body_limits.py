@@ -1,4 +1,4 @@
-"""Request bodies (api/limits.py): past its route's limit a body is refused with 413 `too_large` in the API's
+"""Request bodies (limits.py): past its route's limit a body is refused with 413 `too_large` in the API's
 error format, whether its size was announced or not; upload routes take more; the streamed workspace
 upload is bounded by the quota alone."""
 
@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from datalabs.api import limits
+from datalabs import limits
 
 MiB = 2**20
 

@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
+from datalabs import limits
 from datalabs.accounts.principal import Principal
-from datalabs.api import limits
-from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.builder import archive, origins, publish, service
 from datalabs.config import Settings
 from datalabs.db.models import App, AppVersion
+from datalabs.deps import get_db, get_settings, scope
 from datalabs.errors import Invalid
 from datalabs.sandbox import parsing
 

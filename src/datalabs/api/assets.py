@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.api.schemas import Strict
 from datalabs.assets import opening, params
 from datalabs.assets import service as assets_service
 from datalabs.assets.base import FACETS, AssetRecord
 from datalabs.assets.base import Query as AssetQuery
 from datalabs.config import Settings
+from datalabs.deps import get_db, get_settings, scope
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"], responses={401: {}, 403: {}})
 read = scope("assets:read")
@@ -60,7 +59,7 @@ class AssetOut(BaseModel):
             media_type=r.media_type,
             title=r.title,
             properties=r.properties,
-            href=download_href(r),
+            href=assets_service.download_href(r),
         )
 
 
@@ -69,11 +68,6 @@ class SearchOut(BaseModel):
     items: list[AssetOut]
     facets: dict[str, list[FacetCount]]
     took_ms: float
-
-
-def download_href(record: AssetRecord) -> str:
-    """Files are served by the volume API (the collection is the volume)."""
-    return f"/api/v1/volumes/{quote(record.collection)}/files/{quote(record.path)}"
 
 
 def facet_filters(request: Request) -> dict[str, list[str]]:

@@ -9,16 +9,17 @@ from sqlalchemy.orm import Session
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.accounts.service import user_groups
-from datalabs.api.deps import (
+from datalabs.api.schemas import Strict, UserRead
+from datalabs.config import Settings
+from datalabs.deps import (
     SESSION_COOKIE,
     auth_changed,
     client_address,
     current_principal,
     get_db,
     get_settings,
+    set_session_cookie,
 )
-from datalabs.api.schemas import Strict, UserRead
-from datalabs.config import Settings
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -37,18 +38,6 @@ class Me(UserRead):
 class LoginResult(BaseModel):
     user: UserRead
     csrf_token: str
-
-
-def set_session_cookie(response: Response, settings: Settings, value: str) -> None:
-    response.set_cookie(
-        SESSION_COOKIE,
-        value,
-        max_age=settings.auth.session_ttl,
-        httponly=True,
-        samesite="lax",
-        secure=settings.auth.cookie_secure,
-        path="/",
-    )
 
 
 @router.post("/login", response_model=LoginResult, responses={401: {}, 429: {}})

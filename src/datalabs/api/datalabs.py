@@ -11,10 +11,10 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import admin, get_db, get_settings, scope
 from datalabs.catalogue import build_service, service
 from datalabs.catalogue.service import Catalogue, Entry
 from datalabs.config import Settings
+from datalabs.deps import admin, get_db, get_settings, scope
 from datalabs.errors import NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["datalabs"], responses={401: {}, 403: {}})
@@ -56,7 +56,7 @@ class DatalabCard(BaseModel):
             instrument=m.instrument,
             keywords=m.keywords,
             domain=m.domain,
-            thumbnail_url=thumbnail_url(e.name, e.raw),
+            thumbnail_url=service.thumbnail_url(e.name, e.raw),
             available=e.available,
             unavailable_reason=e.unavailable_reason,
             allowed_groups=e.groups,
@@ -77,17 +77,6 @@ class Problem(BaseModel):
     path: str
     key: str
     reason: str
-
-
-def thumbnail_url(name: str, raw: dict, version: str | None = None) -> str:
-    if raw.get("_thumbnail_path"):
-        return f"/api/v1/datalabs/{name}/thumbnail" + (f"?version={version}" if version else "")
-    url = raw.get("thumbnailUrl", "")
-    return url if url.startswith(("http://", "https://")) else ""
-
-
-def public_meta(raw: dict) -> dict:
-    return {k: v for k, v in raw.items() if not k.startswith("_")}
 
 
 def catalogue(request: Request) -> Catalogue:
@@ -137,7 +126,7 @@ def get_datalab(
     cat: Catalogue = Depends(catalogue),
 ):
     entry = cat.get(db, principal, name)
-    return DatalabDetail(**DatalabCard.of(entry).model_dump(), meta=public_meta(entry.raw))
+    return DatalabDetail(**DatalabCard.of(entry).model_dump(), meta=service.public_meta(entry.raw))
 
 
 @router.get("/datalabs/{name}/versions", response_model=list[dict[str, Any]], responses={404: {}})
@@ -149,7 +138,7 @@ def list_versions(
 ):
     """Every version, newest first, with its full metadata."""
     entry = cat.get(db, principal, name)
-    return [public_meta(cat.version(db, principal, name, v)) for v in entry.versions]
+    return [service.public_meta(cat.version(db, principal, name, v)) for v in entry.versions]
 
 
 @router.get("/datalabs/{name}/versions/{version}", response_model=dict[str, Any], responses={404: {}})
@@ -160,7 +149,7 @@ def get_version(
     db: Session = Depends(get_db),
     cat: Catalogue = Depends(catalogue),
 ):
-    return public_meta(cat.version(db, principal, name, version))
+    return service.public_meta(cat.version(db, principal, name, version))
 
 
 @router.get("/datalabs/{name}/thumbnail", response_class=FileResponse, responses={404: {}})

@@ -9,8 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from datalabs import redaction
-from datalabs.api import limits
+from datalabs import limits, redaction
+from datalabs.deps import page_request
 from datalabs.errors import DatalabsError, TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,3 @@ def install(app: FastAPI) -> None:
             except Exception:  # the error page itself failing (say, the database is down): JSON it is
                 log.exception("the error page failed too")
         return error_response(500, "internal", message)
-
-
-def page_request(request: Request) -> bool:
-    """A browser asking for a page (not the API, STAC or monitoring): errors are answered as pages."""
-    api = request.url.path.startswith(("/api/", "/stac", "/healthz", "/metrics"))
-    return not api and "text/html" in request.headers.get("accept", "")

@@ -11,11 +11,11 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.api.schemas import Strict
 from datalabs.catalogue.schema import parse_memory
 from datalabs.config import Settings
 from datalabs.db.models import Lab
+from datalabs.deps import get_db, get_settings, scope
 from datalabs.errors import Invalid
 from datalabs.labs import origins, service
 from datalabs.labs.manager import LabManager

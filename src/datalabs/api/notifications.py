@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db, scope
+from datalabs.deps import get_db, scope
 from datalabs.notifications import service
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"], responses={401: {}, 403: {}})

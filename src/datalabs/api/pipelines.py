@@ -12,11 +12,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.api.runs import RunRead
 from datalabs.api.schemas import Strict
 from datalabs.config import Settings
 from datalabs.db.models import Pipeline, PipelineSchedule, PipelineVersion
+from datalabs.deps import get_db, get_settings, scope
 from datalabs.errors import Invalid
 from datalabs.pipelines import documents, graph, registry, runs, schedules
 from datalabs.pipelines.inputs import place_of

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.config import Settings
 from datalabs.db.models import PipelineRun
+from datalabs.deps import get_db, get_settings, scope
 from datalabs.pipelines import finished, queue, runs
 
 router = APIRouter(prefix="/api/v1/runs", tags=["pipelines"], responses={401: {}, 403: {}})

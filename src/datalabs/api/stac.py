@@ -16,11 +16,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.assets import download_href
-from datalabs.api.deps import get_db, scope
 from datalabs.assets import service as assets_service
 from datalabs.assets import stac, stac_search
 from datalabs.assets.base import Query
+from datalabs.deps import get_db, scope
 from datalabs.errors import BadRequest, NotFound
 
 router = APIRouter(prefix="/stac", tags=["stac"], responses={401: {}, 403: {}})
@@ -143,7 +142,7 @@ def get_item(
     record = request.app.state.assets.get(item_id, allowed)
     if record.collection != collection_id:
         raise NotFound(f"no item '{item_id}' in collection '{collection_id}'", code="asset_not_found")
-    return _json(stac.item(record, download_href(record), _base(request)), stac.GEOJSON)
+    return _json(stac.item(record, assets_service.download_href(record), _base(request)), stac.GEOJSON)
 
 
 @router.get("/search", summary="Item search (GET)")
@@ -193,5 +192,6 @@ def _search(request: Request, db: Session, principal: Principal, body: dict, her
     search = stac_search.parse(body, from_query_string=here.method == "GET")
     allowed = assets_service.visible_collections(db, principal)
     found = request.app.state.assets.search(search.query, allowed)
-    page = stac_search.page(search, found.items, found.total, _base(request), download_href, here)
+    href = assets_service.download_href
+    page = stac_search.page(search, found.items, found.total, _base(request), href, here)
     return _json(page, stac.GEOJSON)

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.accounts.scopes import SCOPES
-from datalabs.api.deps import auth_changed, current_principal, get_db, get_settings
 from datalabs.api.schemas import Strict, TokenRead
 from datalabs.config import Settings
+from datalabs.deps import auth_changed, current_principal, get_db, get_settings
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import service
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import admin, forget_after_changes, get_db
 from datalabs.api.schemas import Strict, UserRead
+from datalabs.deps import admin, forget_after_changes, get_db
 
 router = APIRouter(
     prefix="/api/v1/users",

@@ -11,11 +11,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.api.schemas import Strict
 from datalabs.api.workspaces import FolderRead, browse
 from datalabs.config import Settings
 from datalabs.db.models import Volume
+from datalabs.deps import get_db, get_settings, scope
 from datalabs.volumes import service
 from datalabs.workspaces.paths import parts_of
 

@@ -15,17 +15,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ByteSize, Field
 from sqlalchemy.orm import Session
 
+from datalabs import limits
 from datalabs.accounts.principal import Principal
-from datalabs.api import limits
-from datalabs.api.deps import get_db, get_settings, scope
 from datalabs.api.schemas import Strict
 from datalabs.config import Settings
+from datalabs.deps import get_db, get_settings, scope
 from datalabs.errors import Invalid
-from datalabs.workspaces import service
+from datalabs.workspaces import operations, service
 from datalabs.workspaces.download import file_response, zip_response
 from datalabs.workspaces.paths import Entry, parts_of
 from datalabs.workspaces.service import Space, UsageCache
-from datalabs.workspaces.upload import too_large, upload
+from datalabs.workspaces.upload import upload
 
 router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"], responses={401: {}, 403: {}})
 read, write = scope("files:read"), scope("files:write")
@@ -245,34 +245,11 @@ async def file_op(
     space = service.resolve(db, settings, principal, ws, write=True)
     target = service.resolve(db, settings, principal, body.to_ws, write=True) if body.to_ws else space
     db.close()
-    entry = await to_thread.run_sync(operate, space, target, parts_of(path), body, cache)
+    parts = parts_of(path)
+    entry = await to_thread.run_sync(
+        lambda: operations.operate(space, target, parts, body.op, body.to, cache, parents=body.parents)
+    )
     return EntryRead.of(entry)
-
-
-def operate(space: Space, target: Space, parts: tuple[str, ...], body: FileOp, cache: UsageCache) -> Entry:
-    if body.op == "mkdir":
-        return space.tree.mkdir(parts, parents=body.parents)
-    if body.to is None:
-        raise Invalid(f"'{body.op}' needs a target path 'to'", code="missing_target")
-    dest = parts_of(body.to)
-    if body.op == "move" and target.key == space.key:
-        return space.tree.move(parts, target.tree, dest)
-    size = space.tree.size_of(parts)
-    if size > cache.free(target):
-        raise too_large(f"'{parts[-1] if parts else space.name}'", cache.free(target))
-    if body.op == "copy":
-        entry = space.tree.copy(parts, target.tree, dest)
-    else:  # a move between workspaces: rename when they share a disk, else copy then delete
-        try:
-            entry = space.tree.move(parts, target.tree, dest)
-        except Invalid as exc:
-            if exc.code != "cross_device":
-                raise
-            entry = space.tree.copy(parts, target.tree, dest)
-            space.tree.remove(parts)
-        cache.add(space, -size)
-    cache.add(target, size)
-    return entry
 
 
 @router.delete(FILES, status_code=204, responses={404: {}})
@@ -287,7 +264,4 @@ async def delete_path(
     """Delete a file, or a folder with everything in it."""
     space = service.resolve(db, settings, principal, ws, write=True)
     db.close()
-    parts = parts_of(path)
-    size = await to_thread.run_sync(space.tree.size_of, parts)
-    await to_thread.run_sync(space.tree.remove, parts)
-    cache.add(space, -size)
+    await to_thread.run_sync(operations.remove, space, parts_of(path), cache)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
@@ -28,6 +29,11 @@ def index_dir(settings: Settings) -> Path:
 
 def harvest_state_dir(settings: Settings) -> Path:
     return settings.home / "assets" / "harvest"
+
+
+def download_href(record: AssetRecord) -> str:
+    """Files are served by the volume API (the collection is the volume)."""
+    return f"/api/v1/volumes/{quote(record.collection)}/files/{quote(record.path)}"
 
 
 def visible_collections(db: Session, principal: Principal) -> frozenset[str] | None:

@@ -363,6 +363,19 @@ class Catalogue:
         return dict(row.meta) if row else {}
 
 
+def thumbnail_url(name: str, raw: dict, version: str | None = None) -> str:
+    """Where a browser gets the datalab's thumbnail: ours when its files bring one, else its http(s) URL."""
+    if raw.get("_thumbnail_path"):
+        return f"/api/v1/datalabs/{name}/thumbnail" + (f"?version={version}" if version else "")
+    url = raw.get("thumbnailUrl", "")
+    return url if url.startswith(("http://", "https://")) else ""
+
+
+def public_meta(raw: dict) -> dict:
+    """The metadata as written, without the keys the platform adds for itself (`_...`)."""
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
+
+
 def visible_to(entry: Entry, principal: Principal) -> bool:
     """Whether the principal may see the datalab at all: group rules for definitions from files; for one
     built on the platform, whether they may see any of its versions (see `VersionAccess`)."""

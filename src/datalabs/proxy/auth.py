@@ -23,7 +23,7 @@ from datalabs.accounts.scopes import grants
 from datalabs.proxy.headers import get_header
 from datalabs.proxy.routes import Route
 
-SESSION_COOKIE = "datalabs_session"  # same names as datalabs.api.deps (not imported: keeps FastAPI out)
+SESSION_COOKIE = "datalabs_session"  # same names as datalabs.deps (not imported: keeps FastAPI out)
 LAB_SCOPE = "labs:write"  # using a lab runs code as its owner, so a token needs the write scope
 
 

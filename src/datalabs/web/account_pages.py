@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.accounts.scopes import SCOPES
-from datalabs.api.deps import auth_changed, get_db
+from datalabs.deps import auth_changed, get_db
 from datalabs.errors import DatalabsError, Invalid
 from datalabs.web.render import page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user

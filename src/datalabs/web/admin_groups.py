@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import service as accounts
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import forget_after_changes, get_db
+from datalabs.deps import forget_after_changes, get_db
 from datalabs.errors import DatalabsError
 from datalabs.web.render import page, place_errors, redirect
 from datalabs.web.security import HtmlRoute, posting_admin, require_admin

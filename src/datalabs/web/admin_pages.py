@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import service as accounts
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import forget_after_changes, get_db
 from datalabs.catalogue import build_service
 from datalabs.catalogue import service as catalogue_service
+from datalabs.deps import forget_after_changes, get_db
 from datalabs.errors import Conflict, DatalabsError
 from datalabs.labs import origins as lab_origins
 from datalabs.sandbox import quota

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db
 from datalabs.builder import publish, service
 from datalabs.db.models import App, Group, User
+from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
 from datalabs.labs import service as labs
 from datalabs.notifications import service as notifications

@@ -15,13 +15,13 @@ from fastapi import APIRouter, Depends, Form, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from datalabs import limits
 from datalabs.accounts.principal import Principal
-from datalabs.api import limits
-from datalabs.api.deps import get_db
 from datalabs.builder import drafts, origins, service
 from datalabs.builder.service import MetaInvalid
 from datalabs.catalogue.service import visible_to
 from datalabs.db.models import Datalab
+from datalabs.deps import get_db
 from datalabs.errors import DatalabsError, Invalid
 from datalabs.labs import service as labs
 from datalabs.web import appstore_view as view

@@ -8,8 +8,14 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
-from datalabs.api.auth import set_session_cookie
-from datalabs.api.deps import ANON_COOKIE, SESSION_COOKIE, auth_changed, client_address, get_db
+from datalabs.deps import (
+    ANON_COOKIE,
+    SESSION_COOKIE,
+    auth_changed,
+    client_address,
+    get_db,
+    set_session_cookie,
+)
 from datalabs.errors import TooManyRequests, Unauthorized
 from datalabs.web.render import page, redirect
 from datalabs.web.security import (

@@ -10,9 +10,8 @@ from sqlalchemy.orm import Session
 from starlette.routing import NoMatchFound
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.datalabs import thumbnail_url
-from datalabs.api.deps import get_db
-from datalabs.catalogue.service import FACETS, Catalogue, Entry
+from datalabs.catalogue.service import FACETS, Catalogue, Entry, thumbnail_url
+from datalabs.deps import get_db
 from datalabs.web import datalab_view
 from datalabs.web.render import fragment, page
 from datalabs.web.security import HtmlRoute, require_user

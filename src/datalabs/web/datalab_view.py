@@ -8,9 +8,8 @@ from typing import Any
 
 import yaml
 
-from datalabs.api.datalabs import thumbnail_url
 from datalabs.catalogue.schema import DatalabMeta
-from datalabs.catalogue.service import Entry, availability
+from datalabs.catalogue.service import Entry, availability, thumbnail_url
 
 # Keys shown in their own place on the page; everything else (and unknown sub-keys) goes to "Other".
 _SHOWN = {

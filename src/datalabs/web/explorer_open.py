@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db
 from datalabs.assets import opening
 from datalabs.assets import service as assets_service
 from datalabs.assets.base import AssetRecord
+from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
 from datalabs.labs import service as labs_service
 from datalabs.web.lab_launch import LAUNCHED

@@ -12,12 +12,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.assets import download_href
-from datalabs.api.deps import get_db
 from datalabs.assets import params
 from datalabs.assets import service as assets_service
 from datalabs.assets.base import FACETS
 from datalabs.assets.base import Query as AssetQuery
+from datalabs.assets.service import download_href
+from datalabs.deps import get_db
 from datalabs.errors import Invalid
 from datalabs.web import explorer_open
 from datalabs.web.render import fragment, page

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db
 from datalabs.catalogue.schema import DatalabMeta, parse_memory
 from datalabs.catalogue.service import Catalogue, Entry
+from datalabs.deps import get_db
 from datalabs.errors import DatalabsError, TooManyRequests
 from datalabs.labs import service
 from datalabs.volumes import service as volume_service

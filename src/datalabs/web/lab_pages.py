@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db
+from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
 from datalabs.labs import origins, service
 from datalabs.web import lab_view

@@ -11,7 +11,7 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db
+from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
 from datalabs.pipelines import documents, editor, form, graph, registry, runs
 from datalabs.pipelines.documents import Document

@@ -12,8 +12,8 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db
 from datalabs.db.models import Pipeline, PipelineVersion
+from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
 from datalabs.pipelines import form, graph, picker, registry, runs, schedules, views
 from datalabs.pipelines.documents import describe

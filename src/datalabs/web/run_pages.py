@@ -9,7 +9,7 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db
+from datalabs.deps import get_db
 from datalabs.errors import NotFound
 from datalabs.pipelines import deliveries, graph, queue, registry, runs, views
 from datalabs.web.render import fragment, page, redirect

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import ANON_COOKIE, SESSION_COOKIE, get_db
+from datalabs.deps import ANON_COOKIE, SESSION_COOKIE, get_db
 from datalabs.errors import DatalabsError, Forbidden, TooManyRequests
 
 HOME = "/catalogue"

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api.deps import get_db
+from datalabs.deps import get_db
 from datalabs.errors import Conflict, DatalabsError
 from datalabs.volumes import service
 from datalabs.web.render import fragment, page, redirect

@@ -12,14 +12,13 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from sqlalchemy.orm import Session
 
+from datalabs import limits
 from datalabs.accounts.principal import Principal
-from datalabs.api import limits
-from datalabs.api.deps import get_db
-from datalabs.api.workspaces import FileOp, operate
+from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
 from datalabs.web.render import datetime_text, page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
-from datalabs.workspaces import service
+from datalabs.workspaces import operations, service
 from datalabs.workspaces.paths import parts_of, shown
 from datalabs.workspaces.service import Space
 from datalabs.workspaces.upload import upload
@@ -152,12 +151,10 @@ async def _do(request: Request, space: Space, action: str, folder: str, name: st
     if action in ("move", "copy", "delete"):
         target = parts_of(name)
         if action == "delete":
-            size = await to_thread.run_sync(space.tree.size_of, target)
-            await to_thread.run_sync(space.tree.remove, target)
-            cache.add(space, -size)
+            await to_thread.run_sync(operations.remove, space, target, cache)
             return f"Deleted '{shown(target)}'."
-        op = FileOp(op=action, to=to.strip("/"))
-        entry = await to_thread.run_sync(operate, space, space, target, op, cache)
+        dest = to.strip("/")
+        entry = await to_thread.run_sync(operations.operate, space, space, target, action, dest, cache)
         return f"{'Moved' if action == 'move' else 'Copied'} '{shown(target)}' to '{entry.path}'."
     raise DatalabsError(f"unknown action '{action}'", code="unknown_action")
 

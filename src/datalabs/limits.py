@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datalabs.builder.sources import DEFAULT_LIMITS
+from datalabs.deps import page_request
 
 MiB = 2**20
 BODY = 8 * MiB
@@ -61,8 +62,6 @@ class TooLargeAsJson:
 
 async def _answer(scope: Scope, message: str) -> Response:
     """The API's JSON error, or for a browser's page request the site's error page."""
-    from datalabs.api.errors import page_request  # errors imports this module
-
     request = Request(scope)
     if page_request(request):
         return await request.app.state.render_error(request, 413, message, None)

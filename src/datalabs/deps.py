@@ -1,10 +1,12 @@
-"""Request dependencies: DB session, settings, the authenticated principal, scope and role checks."""
+"""Request dependencies shared by the API and the pages: DB session, settings, the authenticated principal,
+scope and role checks, the session cookie, and what kind of request this is. Neutral ground: `api/` and
+`web/` both import it and neither imports the other."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from datalabs.accounts import auth
@@ -102,3 +104,21 @@ def admin(principal: Principal = Depends(current_principal)) -> Principal:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def set_session_cookie(response: Response, settings: Settings, value: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=settings.auth.session_ttl,
+        httponly=True,
+        samesite="lax",
+        secure=settings.auth.cookie_secure,
+        path="/",
+    )
+
+
+def page_request(request: Request) -> bool:
+    """A browser asking for a page (not the API, STAC or monitoring): errors are answered as pages."""
+    api = request.url.path.startswith(("/api/", "/stac", "/healthz", "/metrics"))
+    return not api and "text/html" in request.headers.get("accept", "")
