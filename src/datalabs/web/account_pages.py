@@ -11,6 +11,7 @@ from datalabs.accounts.principal import Principal
 from datalabs.accounts.scopes import SCOPES
 from datalabs.deps import auth_changed, get_db
 from datalabs.errors import DatalabsError, Invalid
+from datalabs.web import forms
 from datalabs.web.render import page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
 
@@ -69,26 +70,25 @@ def create_token(
     db: Session = Depends(get_db),
 ):
     form = {"name": name, "scopes": scopes, "expires_in": expires_in}
-    try:
+
+    def action():
         if not scopes:
             raise Invalid("choose at least one scope", code="invalid_scope")
         if expires_in and not expires_in.isdigit():
             raise Invalid("choose an expiry from the list", code="invalid_expiry")
-        token, secret = auth.create_token(
-            db,
-            request.app.state.settings,
-            principal.user,
-            name,
-            scopes,
-            int(expires_in) if expires_in else None,
-        )
-        db.commit()
-    except DatalabsError as exc:
-        db.rollback()
+        ttl = int(expires_in) if expires_in else None
+        return auth.create_token(db, request.app.state.settings, principal.user, name, scopes, ttl)
+
+    def shown_once(made):
+        # Shown in this response only (not after a redirect): the secret is never stored anywhere.
+        token, secret = made
+        created = {"id": token.id, "name": token.name, "secret": secret}
+        return _tokens_page(request, db, principal, status=201, created=created)
+
+    def again(exc: DatalabsError):
         return _tokens_page(request, db, principal, status=exc.status, error=exc.message, form=form)
-    # Shown in this response only (not after a redirect): the secret is never stored anywhere.
-    created = {"id": token.id, "name": token.name, "secret": secret}
-    return _tokens_page(request, db, principal, status=201, created=created)
+
+    return forms.submit(request, db, action, refused=again, then=shown_once)
 
 
 @router.post("/account/tokens/{token_id}/revoke")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Depends, Form, Request
 from sqlalchemy.orm import Session
 
 from datalabs.accounts import service as accounts
 from datalabs.accounts.principal import Principal
 from datalabs.deps import forget_after_changes, get_db
-from datalabs.errors import DatalabsError
-from datalabs.web.render import page, place_errors, redirect
+from datalabs.web import forms
+from datalabs.web.render import page, place_errors
 from datalabs.web.security import HtmlRoute, posting_admin, require_admin
 
 # Memberships decide what a principal may see: cached principals are dropped after every POST.
@@ -48,9 +50,9 @@ def groups_page(
     )
 
 
-def _failed(request: Request, db: Session, exc: DatalabsError, where: str, form: dict | None = None):
-    db.rollback()
-    return groups_page(request, db, status=exc.status, errors={where: exc.message}, form=form)
+def _again(request: Request, db: Session, where: str, form: dict | None = None):
+    """On a refusal: the groups page again, the message at `where` (the create form or a group's row)."""
+    return forms.shown_again(partial(groups_page, request, db), where, form=form)
 
 
 @router.get("")
@@ -66,12 +68,14 @@ def create_group(
     _: Principal = Depends(posting_admin),
     db: Session = Depends(get_db),
 ):
-    try:
-        accounts.create_group(db, name.strip(), description.strip())
-        db.commit()
-    except DatalabsError as exc:
-        return _failed(request, db, exc, "create", {"name": name, "description": description})
-    return redirect(request, GROUPS, f"Group '{name.strip()}' created.")
+    return forms.submit(
+        request,
+        db,
+        lambda: accounts.create_group(db, name.strip(), description.strip()),
+        refused=_again(request, db, "create", {"name": name, "description": description}),
+        to=GROUPS,
+        done=f"Group '{name.strip()}' created.",
+    )
 
 
 @router.post("/{group}/members")
@@ -83,12 +87,14 @@ def add_member(
     _: Principal = Depends(posting_admin),
     db: Session = Depends(get_db),
 ):
-    try:
-        accounts.set_member(db, group, user.strip(), role)
-        db.commit()
-    except DatalabsError as exc:
-        return _failed(request, db, exc, f"group:{group}")
-    return redirect(request, GROUPS, f"'{user.strip()}' is now {role} of '{group}'.")
+    return forms.submit(
+        request,
+        db,
+        lambda: accounts.set_member(db, group, user.strip(), role),
+        refused=_again(request, db, f"group:{group}"),
+        to=GROUPS,
+        done=f"'{user.strip()}' is now {role} of '{group}'.",
+    )
 
 
 @router.post("/{group}/members/{user}/remove")
@@ -99,12 +105,14 @@ def remove_member(
     _: Principal = Depends(posting_admin),
     db: Session = Depends(get_db),
 ):
-    try:
-        accounts.remove_member(db, group, user)
-        db.commit()
-    except DatalabsError as exc:
-        return _failed(request, db, exc, f"group:{group}")
-    return redirect(request, GROUPS, f"'{user}' removed from '{group}'.")
+    return forms.submit(
+        request,
+        db,
+        lambda: accounts.remove_member(db, group, user),
+        refused=_again(request, db, f"group:{group}"),
+        to=GROUPS,
+        done=f"'{user}' removed from '{group}'.",
+    )
 
 
 @router.get("/{group}/delete")
@@ -134,9 +142,11 @@ def delete_group(
     _: Principal = Depends(posting_admin),
     db: Session = Depends(get_db),
 ):
-    try:
-        accounts.delete_group(db, group)
-        db.commit()
-    except DatalabsError as exc:
-        return _failed(request, db, exc, f"group:{group}")
-    return redirect(request, GROUPS, f"Group '{group}' deleted.")
+    return forms.submit(
+        request,
+        db,
+        lambda: accounts.delete_group(db, group),
+        refused=_again(request, db, f"group:{group}"),
+        to=GROUPS,
+        done=f"Group '{group}' deleted.",
+    )

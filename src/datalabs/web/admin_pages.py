@@ -3,6 +3,7 @@ datalabs that cannot be used and why, building their environments with the log f
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -14,9 +15,10 @@ from datalabs.accounts.principal import Principal
 from datalabs.catalogue import build_service
 from datalabs.catalogue import service as catalogue_service
 from datalabs.deps import forget_after_changes, get_db
-from datalabs.errors import Conflict, DatalabsError
+from datalabs.errors import Conflict
 from datalabs.labs import origins as lab_origins
 from datalabs.sandbox import quota
+from datalabs.web import forms
 from datalabs.web.render import fragment, page, place_errors, redirect
 from datalabs.web.security import HtmlRoute, posting_admin, require_admin
 from datalabs.web.volume_pages import ago
@@ -61,9 +63,9 @@ def users_page(
     )
 
 
-def _failed(request: Request, db: Session, exc: DatalabsError, where: str, form: dict | None = None):
-    db.rollback()
-    return users_page(request, db, status=exc.status, errors={where: exc.message}, form=form)
+def _again(request: Request, db: Session, where: str, form: dict | None = None):
+    """On a refusal: the users page again, the message at `where` (the create form or a user's row)."""
+    return forms.shown_again(partial(users_page, request, db), where, form=form)
 
 
 @router.get("/users")
@@ -83,12 +85,16 @@ def create_user(
     db: Session = Depends(get_db),
 ):
     form = {"name": name, "email": email, "full_name": full_name, "role": role}
-    try:
-        accounts.create_user(db, name.strip(), password, role=role, email=email.strip(), full_name=full_name)
-        db.commit()
-    except DatalabsError as exc:
-        return _failed(request, db, exc, "create", form)
-    return redirect(request, USERS, f"User '{name.strip()}' created.")
+    return forms.submit(
+        request,
+        db,
+        lambda: accounts.create_user(
+            db, name.strip(), password, role=role, email=email.strip(), full_name=full_name
+        ),
+        refused=_again(request, db, "create", form),
+        to=USERS,
+        done=f"User '{name.strip()}' created.",
+    )
 
 
 def _not_self(principal: Principal, name: str, what: str) -> None:
@@ -105,14 +111,14 @@ def change_role(
     principal: Principal = Depends(posting_admin),
     db: Session = Depends(get_db),
 ):
-    try:
+
+    def action():
         if role != "admin":
             _not_self(principal, name, "remove the admin role from")
         accounts.update_user(db, name, role=role)
-        db.commit()
-    except DatalabsError as exc:
-        return _failed(request, db, exc, f"user:{name}")
-    return redirect(request, USERS, f"'{name}' is now {role}.")
+
+    refused = _again(request, db, f"user:{name}")
+    return forms.submit(request, db, action, refused=refused, to=USERS, done=f"'{name}' is now {role}.")
 
 
 @router.post("/users/{name}/active")
@@ -124,14 +130,14 @@ def set_active(
     db: Session = Depends(get_db),
 ):
     on = active == "1"
-    try:
+
+    def action():
         if not on:
             _not_self(principal, name, "deactivate")
         accounts.update_user(db, name, active=on)
-        db.commit()
-    except DatalabsError as exc:
-        return _failed(request, db, exc, f"user:{name}")
-    return redirect(request, USERS, f"'{name}' {'activated' if on else 'deactivated'}.")
+
+    done = f"'{name}' {'activated' if on else 'deactivated'}."
+    return forms.submit(request, db, action, refused=_again(request, db, f"user:{name}"), to=USERS, done=done)
 
 
 @router.get("/users/{name}/delete")
@@ -161,12 +167,14 @@ def delete_user(
     principal: Principal = Depends(posting_admin),
     db: Session = Depends(get_db),
 ):
-    try:
-        accounts.delete_user(db, name, acting=principal.user)
-        db.commit()
-    except DatalabsError as exc:
-        return _failed(request, db, exc, f"user:{name}")
-    return redirect(request, USERS, f"User '{name}' deleted.")
+    return forms.submit(
+        request,
+        db,
+        lambda: accounts.delete_user(db, name, acting=principal.user),
+        refused=_again(request, db, f"user:{name}"),
+        to=USERS,
+        done=f"User '{name}' deleted.",
+    )
 
 
 # ---- catalogue -------------------------------------------------------------------------------------

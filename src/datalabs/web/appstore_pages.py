@@ -8,6 +8,7 @@ and unpublishes, exactly as for `/api/v1/apps`; refusals are shown next to the f
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -22,8 +23,8 @@ from datalabs.errors import DatalabsError
 from datalabs.labs import service as labs
 from datalabs.notifications import service as notifications
 from datalabs.web import appstore_view as view
-from datalabs.web import appstore_wizard
-from datalabs.web.render import fragment, page, place_errors, redirect
+from datalabs.web import appstore_wizard, forms
+from datalabs.web.render import fragment, page, place_errors
 from datalabs.web.security import HtmlRoute, posting_user, require_user
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
@@ -149,17 +150,17 @@ def review(
     principal: Principal = Depends(posting_user),
     db: Session = Depends(get_db),
 ):
-    try:
+
+    def action():
         if decision not in ("approve", "reject"):
             raise DatalabsError("choose Approve or Reject")
-        settings = request.app.state.settings
-        publish.review(db, settings, principal, name, decision == "approve", comment)
-        db.commit()
-    except DatalabsError as exc:
-        db.rollback()
-        return _review_page(request, db, principal, {name: comment}, {name: exc.message}, exc.status)
+        publish.review(db, request.app.state.settings, principal, name, decision == "approve", comment)
+
+    again = forms.shown_again(partial(_review_page, request, db, principal), name, form={name: comment})
     verdict = "approved and published" if decision == "approve" else "rejected; the author is told why"
-    return redirect(request, "/appstore/review", f"'{name}' {verdict}.")
+    return forms.submit(
+        request, db, action, refused=again, to="/appstore/review", done=f"'{name}' {verdict}."
+    )
 
 
 # ---- one app ------------------------------------------------------------------------------------
@@ -225,14 +226,12 @@ def _names(text: str) -> list[str]:
 
 def _act(request, db, principal, name: str, where: str, form: dict[str, str], action, done: str):
     """Run a publishing action; on refusal show the app page again with the message at `where`."""
-    try:
-        action()
-        db.commit()
-    except DatalabsError as exc:
-        db.rollback()
+
+    def again(exc: DatalabsError):
         app = service.get(db, principal, name)
         return _app_page(request, db, principal, app, form, {where: exc.message}, exc.status)
-    return redirect(request, f"/appstore/{name}", done)
+
+    return forms.submit(request, db, action, refused=again, to=f"/appstore/{name}", done=done)
 
 
 @router.post("/appstore/{name}/share")

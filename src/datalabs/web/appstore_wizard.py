@@ -9,6 +9,7 @@ Each step calls the builder services the API calls (`builder.service`, `builder.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -25,6 +26,7 @@ from datalabs.deps import get_db
 from datalabs.errors import DatalabsError, Invalid
 from datalabs.labs import service as labs
 from datalabs.web import appstore_view as view
+from datalabs.web import forms
 from datalabs.web.lab_launch import LAUNCHED
 from datalabs.web.render import page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
@@ -81,15 +83,20 @@ def create(
     db: Session = Depends(get_db),
 ):
     name = name.strip()
-    try:
-        service.create(db, principal, name, base)
-        db.commit()
-    except DatalabsError as exc:
-        db.rollback()
+
+    def again(exc: DatalabsError):
         where = "base" if exc.code == "bad_base" else "name"
         form = {"name": name, "base": base}
         return _type_page(request, db, principal, form, {where: exc.message}, exc.status)
-    return redirect(request, f"/appstore/{name}/sources", f"Created '{name}'. Now bring its files.")
+
+    return forms.submit(
+        request,
+        db,
+        lambda: service.create(db, principal, name, base),
+        refused=again,
+        to=f"/appstore/{name}/sources",
+        done=f"Created '{name}'. Now bring its files.",
+    )
 
 
 # ---- 2. sources ---------------------------------------------------------------------------------
@@ -317,15 +324,16 @@ async def test_launch(
     """Launch this version as a lab with its defaults (the catalogue's launch form has the options).
     Async like the catalogue's launch: the lab's start runs as a task on the server's event loop."""
     app = service.get(db, principal, name)
-    try:
+    settings, cat = request.app.state.settings, request.app.state.catalogue
+
+    def action():
         service.version_of(app, version, principal)
-        settings, cat = request.app.state.settings, request.app.state.catalogue
-        lab, token = labs.create(
-            db, settings, cat, principal, labs.LaunchRequest(datalab=name, version=version)
-        )
-        db.commit()
-    except DatalabsError as exc:
-        db.rollback()
-        return version_page(request, db, principal, app, version, {"launch": exc.message}, exc.status)
-    request.app.state.labs.spawn(lab.id, token)
-    return redirect(request, f"/labs/{lab.id}", f"You launched '{lab.name}' to test it.", kind=LAUNCHED)
+        return labs.create(db, settings, cat, principal, labs.LaunchRequest(datalab=name, version=version))
+
+    def started(made):
+        lab, token = made
+        request.app.state.labs.spawn(lab.id, token)
+        return redirect(request, f"/labs/{lab.id}", f"You launched '{lab.name}' to test it.", kind=LAUNCHED)
+
+    again = forms.shown_again(partial(version_page, request, db, principal, app, version), "launch")
+    return forms.submit(request, db, action, refused=again, then=started)

@@ -4,6 +4,7 @@ which records the lab through `labs.service.create` exactly as the API does, the
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -16,6 +17,7 @@ from datalabs.deps import get_db
 from datalabs.errors import DatalabsError, TooManyRequests
 from datalabs.labs import service
 from datalabs.volumes import service as volume_service
+from datalabs.web import forms
 from datalabs.web.lab_view import number
 from datalabs.web.render import page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
@@ -214,29 +216,30 @@ async def launch(
     )
     if errors:
         return _launch_page(request, db, principal, entry, version, form=form, errors=errors, status=422)
-    try:
-        lab, token = service.create(db, request.app.state.settings, cat, principal, req)
-        db.commit()
-    except DatalabsError as exc:
-        db.rollback()
+
+    def started(made):
+        lab, token = made
+        request.app.state.labs.spawn(lab.id, token)
+        # The "launched" message also tells the start page to open the lab once ready, even when it
+        # already is by the time the page loads; being one-shot, Back to that page later does not bounce.
+        return redirect(request, f"/labs/{lab.id}", f"You launched '{lab.name}'.", kind=LAUNCHED)
+
+    def again(exc: DatalabsError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
-        # "cpu request exceeds ..." belongs next to the CPU field; anything else above the form.
-        field = exc.message.split(" ", 1)[0] if exc.code == "over_maximum" else ""
-        errors = {field if field in ("cpu", "memory", "gpu") else "page": _readable(exc.message)}
-        if exc.code in VOLUME_ERRORS:
-            errors = {"volumes": exc.message}
-        return _launch_page(
-            request,
-            db,
-            principal,
-            entry,
-            version,
-            form=form,
-            errors=errors,
-            status=exc.status,
-            headers=headers,
-        )
-    request.app.state.labs.spawn(lab.id, token)
-    # The "launched" message also tells the start page to open the lab once ready, even when it already
-    # is by the time the page loads; being one-shot, going Back to that page later does not bounce again.
-    return redirect(request, f"/labs/{lab.id}", f"You launched '{lab.name}'.", kind=LAUNCHED)
+        errors = _placed(exc)
+        page = partial(_launch_page, request, db, principal, entry, version, form=form)
+        return page(errors=errors, status=exc.status, headers=headers)
+
+    def action():
+        return service.create(db, request.app.state.settings, cat, principal, req)
+
+    return forms.submit(request, db, action, refused=again, then=started)
+
+
+def _placed(exc: DatalabsError) -> dict[str, str]:
+    """Where the launch form shows a refusal: "cpu request exceeds ..." next to the CPU field, a volume's
+    problem next to the volumes, anything else above the form."""
+    if exc.code in VOLUME_ERRORS:
+        return {"volumes": exc.message}
+    field = exc.message.split(" ", 1)[0] if exc.code == "over_maximum" else ""
+    return {field if field in ("cpu", "memory", "gpu") else "page": _readable(exc.message)}

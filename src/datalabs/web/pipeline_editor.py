@@ -15,6 +15,7 @@ from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
 from datalabs.pipelines import documents, editor, form, graph, registry, runs
 from datalabs.pipelines.documents import Document
+from datalabs.web import forms
 from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
 
@@ -163,12 +164,14 @@ def push(
     db: Session = Depends(get_db),
 ):
     draft = editor.Draft.from_form(posted)
-    try:
-        pipeline, created = editor.push(db, principal, draft)
-    except DatalabsError as exc:
-        db.rollback()
+
+    def pushed(made):
+        pipeline, created = made
+        what = "registered" if created else f"version {draft.version} pushed"
+        return redirect(request, f"/pipelines/{pipeline.name}", f"Pipeline '{pipeline.name}' {what}.")
+
+    def again(exc: DatalabsError):
         errors = {editor.error_place(exc.code): exc.message}
         return _editor_page(request, db, principal, draft, errors=errors, status=exc.status)
-    db.commit()
-    what = "registered" if created else f"version {draft.version} pushed"
-    return redirect(request, f"/pipelines/{pipeline.name}", f"Pipeline '{pipeline.name}' {what}.")
+
+    return forms.submit(request, db, lambda: editor.push(db, principal, draft), refused=again, then=pushed)

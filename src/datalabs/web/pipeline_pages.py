@@ -17,7 +17,7 @@ from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
 from datalabs.pipelines import form, graph, picker, registry, runs, schedules, views
 from datalabs.pipelines.documents import describe
-from datalabs.web import pipeline_editor, run_pages
+from datalabs.web import forms, pipeline_editor, run_pages
 from datalabs.web.pipeline_editor import posted_form
 from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
@@ -204,9 +204,11 @@ def launch(
         return _launch_page(request, db, principal, pipeline, row, typed=posted, errors=errors, status=422)
     settings = request.app.state.settings
     output = posted.get("output", "me")
-    try:
-        if posted.get("when") == "schedule":
-            made = schedules.create(
+    scheduled = posted.get("when") == "schedule"
+
+    def action():
+        if scheduled:
+            return schedules.create(
                 db,
                 settings,
                 principal,
@@ -217,40 +219,36 @@ def launch(
                 output_space=output,
                 notify=notify,
             )
-        else:
-            run = runs.submit(
-                db,
-                settings,
-                principal,
-                pipeline,
-                inputs=inputs,
-                version=row.version,
-                output_space=output,
-                notify=notify,
-                engine=posted.get("engine") or None,
-            )
-    except DatalabsError as exc:
-        db.rollback()
-        place = form.error_place(exc.message, {p.id for p in params})
-        return _launch_page(
-            request,
+        return runs.submit(
             db,
+            settings,
             principal,
             pipeline,
-            row,
-            typed=posted,
-            errors={place: exc.message},
-            status=exc.status,
+            inputs=inputs,
+            version=row.version,
+            output_space=output,
+            notify=notify,
+            engine=posted.get("engine") or None,
         )
-    db.commit()
-    if posted.get("when") == "schedule":
-        due = made.next_due.strftime("%Y-%m-%d %H:%M UTC")
-        return redirect(
-            request, f"/pipelines/{name}/launch", f"Schedule '{made.cron}' created: first run {due}."
+
+    def made(done):
+        if scheduled:
+            due = done.next_due.strftime("%Y-%m-%d %H:%M UTC")
+            return redirect(
+                request, f"/pipelines/{name}/launch", f"Schedule '{done.cron}' created: first run {due}."
+            )
+        if (worker := getattr(request.app.state, "pipeline_worker", None)) is not None:
+            worker.wake()
+        return redirect(request, f"/runs/{done.id}", f"Run {done.id} of {pipeline.name} queued.")
+
+    def again(exc: DatalabsError):
+        place = form.error_place(exc.message, {p.id for p in params})
+        errors = {place: exc.message}
+        return _launch_page(
+            request, db, principal, pipeline, row, typed=posted, errors=errors, status=exc.status
         )
-    if (worker := getattr(request.app.state, "pipeline_worker", None)) is not None:
-        worker.wake()
-    return redirect(request, f"/runs/{run.id}", f"Run {run.id} of {pipeline.name} queued.")
+
+    return forms.submit(request, db, action, refused=again, then=made)
 
 
 @router.post("/pipelines/{name}/schedules/{schedule_id}/delete", name="pipeline_schedule_delete")

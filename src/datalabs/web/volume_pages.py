@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.deps import get_db
-from datalabs.errors import Conflict, DatalabsError
+from datalabs.errors import Conflict
 from datalabs.volumes import service
+from datalabs.web import forms
 from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_admin, require_admin, require_user
 from datalabs.web.workspace_pages import PAGE, crumbs, size_text, when
@@ -139,8 +140,10 @@ def admin_volumes_create(
 ):
     form = dict(name=name, host_path=host_path, description=description, groups=groups, mission=mission)
     form |= dict(domain=domain, tags=tags)
-    try:
-        service.create(
+    return forms.submit(
+        request,
+        db,
+        lambda: service.create(
             db,
             request.app.state.settings,
             principal,
@@ -151,12 +154,11 @@ def admin_volumes_create(
             mission=_words(mission),
             domain=domain.strip(),
             tags=_words(tags),
-        )
-        db.commit()
-    except DatalabsError as exc:
-        db.rollback()
-        return _admin_page(request, db, principal, form, exc.message, exc.status)
-    return redirect(request, "/admin/volumes", f"Data volume '{name.strip()}' registered.")
+        ),
+        refused=lambda exc: _admin_page(request, db, principal, form, exc.message, exc.status),
+        to="/admin/volumes",
+        done=f"Data volume '{name.strip()}' registered.",
+    )
 
 
 @router.post("/admin/volumes/{name}/delete", name="admin_volumes_delete")
