@@ -70,8 +70,9 @@ def test_open_an_asset_in_a_new_then_a_running_lab(tmp_path):
     )
     (tmp_path / "defs" / "fake").mkdir(parents=True)
     (tmp_path / "defs" / "fake" / "datalab-meta.yml").write_text(
-        'title: Fake\nversion: "1"\nruntime: {kind: web, command: [fake-lab]}\n'
-    )
+        'title: Fake\nversion: "1"\nruntime: {kind: desktop, desktop: {command: [fake-lab]}}\n'
+        'associatedMedia: [{encodingFormat: application/octet-stream, command: [fake-lab, "{path}"]}]\n'
+    )  # a desktop app that opens files of an unknown type (the asset has none)
     server_env = {
         "DATALABS_LABS__BACKEND": "datalabs.runtimes.testing:FakeRuntime",
         "DATALABS_CATALOGUE__DIRS": json.dumps([str(tmp_path / "defs")]),
