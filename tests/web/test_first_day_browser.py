@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
+from datalabs.assets import notebooks
 from datalabs.runtimes import desktop
 from tests.live import DATALABS, live_server
 from tests.web.test_browser import browser_page
@@ -57,7 +58,7 @@ def demo(tmp_path_factory):
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     creds = json.loads((home / "demo-credentials.json").read_text())
     with live_server(home) as base:
-        yield base, creds, seeded.stdout
+        yield base, creds, seeded.stdout, home
 
 
 def log_in(page, creds: dict, who: str = "scientist") -> None:
@@ -73,7 +74,7 @@ def choices(page) -> list[str]:
 
 
 def test_a_scientists_first_day(demo):
-    base, creds, seeded = demo
+    base, creds, seeded, _ = demo
     assert "built" in seeded or "reused" in seeded, seeded  # the domain datalabs' environments
     with browser_page(base) as page:
         log_in(page, creds)
@@ -142,7 +143,7 @@ def _key(path: str) -> str:
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)], ids=["1280x800", "1920x1080"])
 def test_no_page_scrolls_sideways(demo, size):
-    base, creds, _ = demo
+    base, creds, _, _ = demo
     with browser_page(base, viewport={"width": size[0], "height": size[1]}) as page:
         log_in(page, creds, "admin")  # an administrator reaches every page
         todo, seen, visited = ["/catalogue", "/explorer/open?id=" + FITS], set(), []
@@ -163,3 +164,40 @@ def test_no_page_scrolls_sideways(demo, size):
         assert len(visited) > 25, visited  # the crawl really went round the platform
         sideways = [p for p in page.problems if p.startswith("horizontal scroll")]
         assert sideways == [], sideways
+
+
+FIRST_CELLS = [
+    ("jupyterlab-astro", "image/fits", "PlanckPublic/maps/LFI_SkyMap_070-cutout_demo.fits"),
+    (
+        "jupyterlab-gnss",
+        "application/x-rinex",
+        "GsscDataProducts/rinex/2010/064/ESA100DEU_R_20100640000_01D_30S_MO.crx.gz",
+    ),
+    (
+        "jupyterlab-gnss",
+        "application/x-rinex",
+        "GsscDataProducts/rinex/2010/064/BRDC00WRD_R_20100640000_01D_GN.rnx",
+    ),
+    ("jupyterlab-gnss", "application/x-netcdf", "ClimateSample/sst/sst_anomaly_2020Q1_demo.nc"),
+]
+
+
+@pytest.mark.parametrize(
+    ("datalab", "media_type", "demo_file"), FIRST_CELLS, ids=[c[2].rsplit("/", 1)[1] for c in FIRST_CELLS]
+)
+def test_every_first_cell_loads_its_demo_file_and_draws_it(demo, datalab, media_type, demo_file):
+    """The notebook Open in Datalab makes for each kind of demo file: its first cell runs in the datalab's
+    built environment and draws a figure (here without a lab: the same interpreter, a headless backend)."""
+    home = demo[3]
+    status = json.loads(next((home / "catalogue" / "builds" / datalab).glob("*/status.json")).read_text())
+    assert status["state"] == "built", status
+    code = notebooks.first_cell(media_type, str(home / "volumes" / demo_file))
+    check = code + "\nassert plt.get_fignums(), 'no figure drawn'\n"
+    ran = subprocess.run(
+        [f"{status['env']}/bin/python", "-c", check],
+        env={"MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin", "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]

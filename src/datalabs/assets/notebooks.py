@@ -59,9 +59,12 @@ print(gr.rinexinfo(path))
 data = gr.load(path)
 if "sv" in data.dims and data.data_vars:  # observations or navigation: the first quantity per satellite
     name = next(iter(data.data_vars))
-    series = data[name].dropna("time", how="all")
-    series.isel(sv=slice(0, 8)).plot.line(x="time", hue="sv", figsize=(9, 4))
-    plt.title(f"{{name}}: first satellites")
+    values = data[name].isel(sv=slice(0, 12))
+    if data.sizes.get("time", 0) > 1:
+        values.plot.line(x="time", hue="sv", figsize=(9, 4))
+    else:  # a single epoch: one value per satellite
+        values.isel(time=0).to_series().plot.bar(figsize=(9, 4), ylabel=name)
+    plt.title(f"{{name}}, first satellites")
     plt.show()
 data
 """
