@@ -16,9 +16,11 @@ desktop=(tigervnc-standalone-server novnc matchbox-window-manager jwm xdotool fo
          topcat aladin saods9 qfitsview ftools-fv filezilla octave)
 # xclip: the desktop tests read and set a lab's X clipboard. e2fsprogs, xfsprogs: loop-mounted ext4 (prjquota)
 # and XFS images for the quota tests; qemu-system-x86, busybox-static: the VM those tests run in when this
-# kernel has no ext4 quotas (see test_kernel below).
+# kernel has no ext4 quotas (see test_kernel below). slurm-wlm (slurmctld, slurmd, slurm-client: sbatch, squeue,
+# sacct, scancel, scontrol) and munge: the single-node Slurm cluster the tests start on loopback under a temp
+# dir (tests/runtimes/slurm_cluster.py); the packages' own services are not used.
 test=(postgresql chromium chromium-driver wrk nginx websockify xclip e2fsprogs xfsprogs qemu-system-x86
-      busybox-static)
+      busybox-static slurm-wlm slurmctld slurmd slurm-client munge)
 
 case "${1:-base}" in
   base) wanted=("${base[@]}" "${desktop[@]}") ;;
