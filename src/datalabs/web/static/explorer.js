@@ -23,11 +23,16 @@
     return "explorer-loc loc-" + part(b[0]) + "_" + part(b[1]);
   }
 
+  var drawn = null;  // the locations on the map now: a facet click that leaves them as they are redraws nothing
+
   function drawLocations() {
     var data = document.getElementById("explorer-locations");
     if (!map || !data) { return; }
+    var json = data.dataset.json || "[]";
+    if (json === drawn) { return; }
+    drawn = json;
     cluster.clearLayers();
-    JSON.parse(data.dataset.json || "[]").forEach(function (loc) {
+    var layers = JSON.parse(json).map(function (loc) {
       var b = loc.bbox, layer;
       if (b[0] === b[2] && b[1] === b[3]) {
         layer = L.circleMarker([b[1], b[0]], { radius: 6, color: "#f28c28", weight: 2, className: locClass(b) });
@@ -36,8 +41,9 @@
       }
       layer.bindTooltip(loc.count.toLocaleString() + " file(s)");
       layer.on("click", function () { pick(b); });
-      cluster.addLayer(layer);
+      return layer;
     });
+    cluster.addLayers(layers);  // in one go: the cluster is computed once, not per marker
   }
 
   function init() {
