@@ -19,6 +19,7 @@ from datalabs.accounts import auth, passwords, service
 from datalabs.config import Settings
 from datalabs.db.engine import make_engine, migrate, open_database, transaction
 from tests.pg import PostgresServer, find_bin
+from tests.runtimes import slurm_cluster as slurm_support
 
 PASSWORD = "correct-horse-battery"
 _counter = itertools.count()
@@ -38,6 +39,19 @@ def pg_server() -> Iterator[PostgresServer]:
     engine.dispose()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[slurm_support.SlurmCluster]:
+    """A real single-node Slurm cluster on loopback (tests/runtimes/slurm_cluster.py); mark its users
+    `pytest.mark.xdist_group("slurm")` so one worker starts one. Missing Slurm fails under `make test`."""
+    reason = slurm_support.unavailable_reason()
+    if reason:
+        if os.environ.get("DATALABS_REQUIRE_SLURM") == "1":
+            pytest.fail(f"Slurm is required (DATALABS_REQUIRE_SLURM=1): {reason}")
+        pytest.skip(reason)
+    with slurm_support.slurm_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
