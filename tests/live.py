@@ -72,3 +72,13 @@ def live_process(home: Path, env: dict[str, str] | None = None) -> Iterator[tupl
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def destroy_labs(base: str, admin: str, password: str) -> None:
+    """Labs outlive the platform by design (re-attached at its next start): end every lab a test made,
+    as the administrator `admin`, so none goes on running after the test."""
+    with httpx.Client(base_url=base, timeout=60) as client:
+        login = client.post("/api/v1/login", json={"username": admin, "password": password})
+        client.headers["X-CSRF-Token"] = login.json()["csrf_token"]  # cookie-authenticated changes
+        for lab in client.get("/api/v1/labs", params={"active": True, "all": True}).json():
+            client.delete(f"/api/v1/labs/{lab['id']}")

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from urllib.parse import quote
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -21,6 +20,7 @@ from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
 from datalabs.db.models import Volume
 from tests.assets.seed import records
+from tests.live import destroy_labs
 from tests.web.test_browser import ADMIN, PASSWORD, _server, browser_page
 from tests.web.test_browser_jupyterlab import BAD
 
@@ -47,16 +47,7 @@ def server(tmp_path_factory) -> Iterator[str]:
         try:
             yield base
         finally:
-            _destroy_labs(base)
-
-
-def _destroy_labs(base: str) -> None:
-    """Labs outlive the platform by design (re-attached at its next start): end the ones made here."""
-    with httpx.Client(base_url=base, timeout=60) as client:
-        login = client.post("/api/v1/login", json={"username": ADMIN, "password": PASSWORD})
-        client.headers["X-CSRF-Token"] = login.json()["csrf_token"]  # cookie-authenticated changes
-        for lab in client.get("/api/v1/labs", params={"active": True}).json():
-            client.delete(f"/api/v1/labs/{lab['id']}")
+            destroy_labs(base, ADMIN, PASSWORD)
 
 
 def count_of(page, facet: str, value: str):

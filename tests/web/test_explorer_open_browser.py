@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.labs.test_jupyter import admin
+from tests.live import destroy_labs
 from tests.web.test_browser import ADMIN, PASSWORD, _server, browser_page
 from tests.web.test_browser_jupyterlab import BAD
 
@@ -69,7 +70,10 @@ def platform(tmp_path_factory):
                 assert time.monotonic() < deadline, "the harvest did not finish"
                 time.sleep(0.2)
             assert state == "done"
-        yield home, base
+        try:
+            yield home, base
+        finally:
+            destroy_labs(base, ADMIN, PASSWORD)
 
 
 def test_a_fits_table_opens_as_a_notebook_whose_first_cell_ran(platform):

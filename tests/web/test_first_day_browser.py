@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 
 from datalabs.assets import notebooks
 from datalabs.runtimes import desktop
-from tests.live import DATALABS, live_server
+from tests.live import DATALABS, destroy_labs, live_server
 from tests.web.test_browser import browser_page
 from tests.web.test_browser_jupyterlab import BAD
 
@@ -58,7 +58,10 @@ def demo(tmp_path_factory):
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     creds = json.loads((home / "demo-credentials.json").read_text())
     with live_server(home) as base:
-        yield base, creds, seeded.stdout, home
+        try:
+            yield base, creds, seeded.stdout, home
+        finally:
+            destroy_labs(base, "admin", creds["admin"])
 
 
 def log_in(page, creds: dict, who: str = "scientist") -> None:
