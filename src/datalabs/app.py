@@ -13,6 +13,7 @@ from datalabs import __version__, limits, recovery
 from datalabs.api import apps as apps_api
 from datalabs.api import assets as assets_api
 from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
+from datalabs.api import clusters as clusters_api
 from datalabs.api import labs as labs_api
 from datalabs.api import notifications as notifications_api
 from datalabs.api import pipelines as pipelines_api
@@ -106,7 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.assets = assets = Assets(settings)
     app.state.indexer = indexer = VolumeIndexer(settings, sessions, assets.writer, written=assets.changed)
     modules = (health, auth, tokens, users, groups, datalabs, labs_api, workspaces_api, volumes_api)
-    for module in (*modules, assets_api, stac_api, pipelines_api, runs_api, apps_api, notifications_api):
+    more = (assets_api, stac_api, pipelines_api, runs_api, apps_api, notifications_api, clusters_api)
+    for module in (*modules, *more):
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)

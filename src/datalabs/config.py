@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from datalabs.clusters.settings import ClusterSettings, check_clusters, default_clusters
 from datalabs.pipelines.settings import PipelineSettings
 
 
@@ -263,6 +264,11 @@ class Settings(BaseSettings):
     pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
     builder: BuilderSettings = Field(default_factory=BuilderSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    clusters: list[ClusterSettings] = Field(
+        default_factory=default_clusters,
+        description="Where labs and runs may be placed ([[clusters]] tables, see "
+        "datalabs/clusters/settings.py). None configured: one cluster 'local', this server.",
+    )
 
     @field_validator("home", mode="before")
     @classmethod
@@ -271,6 +277,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             raise ValueError("DATALABS_HOME is set but empty: name a folder (default ./var)")
         return value
+
+    @field_validator("clusters")
+    @classmethod
+    def _clusters(cls, value: list[ClusterSettings]) -> list[ClusterSettings]:
+        return check_clusters(value)
 
     @classmethod
     def settings_customise_sources(

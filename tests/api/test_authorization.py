@@ -254,6 +254,9 @@ ROUTES += [
     ("POST", "/api/v1/notifications/read", {}, MINE),
     ("POST", "/api/v1/notifications/read", {"ids": [1, 2]}, MINE),
 ]
+# Clusters (issue 16): the list is filtered to what the caller may use (tests/api/test_clusters.py); reading
+# it takes the labs:read scope, which the narrow token holds.
+ROUTES += [("GET", "/api/v1/clusters", None, {**MINE, "narrow": OK})]
 PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
 CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
 

@@ -1,0 +1,1 @@
+"""Compute clusters a lab or run can be placed on (DESIGN §1): configured in `[[clusters]]`."""

@@ -1,0 +1,124 @@
+"""`[[clusters]]` in datalabs.toml: where labs and runs may be placed, who may use each, and the limits.
+
+Backend options (partition, account, QoS, time limit, GPU type) are written into Slurm job scripts and
+command lines, so each is held to a strict form here, once, whatever later renders them: names of
+letters, digits, `_`, `.` and `-` (no whitespace, newline, option dash or shell metacharacter).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from datalabs.catalogue.schema import NAME_RE, ResourceLimits
+
+# A Slurm name (partition, account, QoS, GRES type): starts with a letter or digit, so never an option.
+SLURM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# sbatch --time forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or no limit.
+TIME_LIMIT = re.compile(r"\d{1,7}(:\d{1,2}){0,2}|\d{1,4}-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE")
+GROUP_NAME = re.compile(r"[a-z][a-z0-9_.-]{1,31}")  # as accounts.service.NAME_RE
+
+
+def _refuse(field: str, value: str, rule: str) -> ValueError:
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    return ValueError(f"{field} {shown!r} refused: {rule}")
+
+
+class ClusterOptions(BaseModel):
+    """Backend options; empty means the backend's own default (Slurm: the default partition, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str = Field("", description="Slurm partition(s) jobs go to, e.g. 'debug' or 'gpu,gpu2'.")
+    account: str = Field("", description="Slurm account jobs are charged to (sbatch --account).")
+    qos: str = Field("", description="Slurm quality of service (sbatch --qos).")
+    time_limit: str = Field(
+        "", description="Walltime of each job in sbatch --time form, e.g. '8:00:00' or '1-00:00:00'."
+    )
+    gpu_type: str = Field("", description="GRES type of the GPUs asked for, e.g. 'a100' (--gres=gpu:a100:N).")
+
+    @field_validator("account", "qos", "gpu_type")
+    @classmethod
+    def _slurm_name(cls, value: str, info) -> str:
+        if value and not SLURM_NAME.fullmatch(value):
+            raise _refuse(info.field_name, value, _NAME_RULE)
+        return value
+
+    @field_validator("partition")
+    @classmethod
+    def _partitions(cls, value: str) -> str:
+        if value and not all(SLURM_NAME.fullmatch(part) for part in value.split(",")):
+            raise _refuse("partition", value, "a comma-separated list of names; each " + _NAME_RULE)
+        return value
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time_limit(cls, value: str) -> str:
+        if value and not TIME_LIMIT.fullmatch(value):
+            rule = "use minutes, H:M:S or D-H:M:S (sbatch --time), or UNLIMITED"
+            raise _refuse("time_limit", value, rule)
+        return value
+
+
+_NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+
+
+class ClusterSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Short name used by the API and CLI (--cluster), e.g. 'hpc'.")
+    title: str = Field("", max_length=200, description="Shown in the launch dialog; default: the name.")
+    description: str = Field("", max_length=4000, description="What the cluster offers, for users.")
+    backend: Literal["local", "slurm"] = Field(
+        "local", description="'local': this server's sandboxes; 'slurm': jobs on a Slurm cluster."
+    )
+    options: ClusterOptions = Field(default_factory=ClusterOptions, description="Backend options.")
+    allowed_groups: list[str] = Field(
+        default_factory=list, max_length=100, description="Groups whose members may use it; empty: everyone."
+    )
+    resources: ResourceLimits = Field(
+        default_factory=ResourceLimits,
+        description="Default and maximum resources (cpu, memory, gpu) of one lab or run on this cluster.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(NAME_RE, value):
+            raise _refuse("name", value, "1 to 64 lowercase letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("allowed_groups")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        for group in value:
+            if not GROUP_NAME.fullmatch(group):
+                raise _refuse("allowed_groups", group, "not a group name")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _options_fit_the_backend(self) -> ClusterSettings:
+        if self.backend == "local":
+            given = [name for name, value in self.options.model_dump().items() if value]
+            if given:
+                raise ValueError(f"options {', '.join(given)} apply to Slurm clusters, not backend 'local'")
+        self.title = self.title or self.name
+        return self
+
+
+def default_clusters() -> list[ClusterSettings]:
+    return [
+        ClusterSettings(name="local", title="This server", description="Labs run on the platform's host.")
+    ]
+
+
+def check_clusters(clusters: list[ClusterSettings]) -> list[ClusterSettings]:
+    """Unique names; none configured (or an empty list) means the single default `local` cluster."""
+    if not clusters:
+        return default_clusters()
+    names = [cluster.name for cluster in clusters]
+    if duplicates := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"clusters: name {', '.join(duplicates)} is configured more than once")
+    return clusters

@@ -1,0 +1,134 @@
+"""`[[clusters]]` settings: read from datalabs.toml, a default `local` cluster, and backend options held
+to forms that are safe to write into Slurm job scripts (hostile values refused, naming the field)."""
+
+import pytest
+from pydantic import ValidationError
+
+from datalabs.clusters.settings import ClusterSettings
+from datalabs.config import Settings
+
+TOML = """
+[[clusters]]
+name = "local"
+
+[[clusters]]
+name = "hpc"
+title = "HPC cluster"
+backend = "slurm"
+allowed_groups = ["astro", "optics"]
+[clusters.options]
+partition = "debug,long"
+account = "esa-sci"
+qos = "normal"
+time_limit = "1-00:00:00"
+gpu_type = "a100"
+[clusters.resources.default]
+cpu = 2
+memory = "4G"
+[clusters.resources.maximum]
+cpu = 32
+memory = "128G"
+gpu = 4
+"""
+
+
+def slurm(**options) -> ClusterSettings:
+    return ClusterSettings(name="hpc", backend="slurm", options=options)
+
+
+def test_clusters_are_read_from_datalabs_toml(tmp_path, monkeypatch):
+    (tmp_path / "datalabs.toml").write_text(TOML)
+    monkeypatch.setenv("DATALABS_CONFIG", str(tmp_path / "datalabs.toml"))
+
+    local, hpc = Settings(home=tmp_path).clusters
+
+    assert (local.name, local.title, local.backend) == ("local", "local", "local")
+    assert (hpc.title, hpc.backend, hpc.allowed_groups) == ("HPC cluster", "slurm", ["astro", "optics"])
+    assert hpc.options.model_dump() == {
+        "partition": "debug,long",
+        "account": "esa-sci",
+        "qos": "normal",
+        "time_limit": "1-00:00:00",
+        "gpu_type": "a100",
+    }
+    assert hpc.resources.default.cpu == 2
+    assert (hpc.resources.maximum.memory, hpc.resources.maximum.gpu) == ("128G", 4)
+
+
+@pytest.mark.parametrize("configured", [None, []])
+def test_without_clusters_there_is_one_local_cluster(tmp_path, configured):
+    extra = {} if configured is None else {"clusters": configured}
+    (cluster,) = Settings(home=tmp_path, **extra).clusters
+    assert (cluster.name, cluster.backend, cluster.allowed_groups) == ("local", "local", [])
+
+
+@pytest.mark.parametrize(
+    "time_limit", ["30", "30:00", "8:00:00", "2-12", "2-12:30", "1-00:00:00", "UNLIMITED", "INFINITE"]
+)
+def test_sbatch_time_forms_are_accepted(time_limit):
+    assert slurm(time_limit=time_limit).options.time_limit == time_limit
+
+
+HOSTILE = [
+    "gpu\n#SBATCH --uid=0",
+    "--wrap=id",
+    "-pdebug",
+    "$(reboot)",
+    "`id`",
+    "debug; rm -rf /",
+    "debug long",
+    "debug\tlong",
+    "a" * 65,
+    "gpu|sh",
+    "../etc",
+]
+
+
+@pytest.mark.parametrize("field", ["partition", "account", "qos", "gpu_type", "time_limit"])
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_backend_options_are_refused_naming_the_field(field, value):
+    with pytest.raises(ValidationError) as refused:
+        slurm(**{field: value})
+    message = str(refused.value)
+    assert f"{field} " in message and "refused" in message
+    assert "\n#SBATCH" not in message  # the value is shown escaped, never as a line of its own
+
+
+@pytest.mark.parametrize("partition", ["debug,", ",debug", "debug,,long", "debug,--wrap=id"])
+def test_a_partition_list_of_anything_but_names_is_refused(partition):
+    with pytest.raises(ValidationError, match="partition .* refused: a comma-separated list of names"):
+        slurm(partition=partition)
+
+
+@pytest.mark.parametrize("name", ["HPC", "hpc cluster", "-hpc", "hpc\n", "$(id)", "h" * 65, ""])
+def test_cluster_names_follow_the_datalab_name_pattern(name):
+    with pytest.raises(ValidationError, match="name .* refused"):
+        ClusterSettings(name=name)
+
+
+def test_allowed_groups_must_be_group_names():
+    with pytest.raises(ValidationError, match="allowed_groups 'astro team' refused"):
+        ClusterSettings(name="hpc", allowed_groups=["astro team"])
+
+
+def test_slurm_options_on_a_local_cluster_are_refused():
+    with pytest.raises(ValidationError, match="options partition apply to Slurm clusters"):
+        ClusterSettings(name="here", options={"partition": "debug"})
+
+
+def test_unknown_keys_are_refused_not_ignored():
+    with pytest.raises(ValidationError, match="sbatch_args"):
+        ClusterSettings(name="hpc", backend="slurm", options={"sbatch_args": "--uid=0"})
+    with pytest.raises(ValidationError, match="backend"):
+        ClusterSettings(name="k8s", backend="kubernetes")
+
+
+def test_a_name_configured_twice_is_refused(tmp_path):
+    with pytest.raises(ValidationError, match="name hpc is configured more than once"):
+        Settings(home=tmp_path, clusters=[{"name": "hpc"}, {"name": "hpc", "backend": "slurm"}])
+
+
+def test_default_resources_above_the_maximum_are_refused():
+    resources = {"default": {"cpu": 8}, "maximum": {"cpu": 4}}
+    with pytest.raises(ValidationError, match="default resources exceed the maximum"):
+        ClusterSettings(name="hpc", resources=resources)
