@@ -11,6 +11,7 @@ from bench import (
     cwl_conformance,
     desktop,
     files_transfer,
+    first_day,
     lab_start,
     pipelines,
     proxy,
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "cwl-conformance": cwl_conformance.run,
     "desktop": desktop.run,
     "app-build": app_build.run,
+    "first-day": first_day.run,
 }
 
 
