@@ -23,12 +23,12 @@ def test_of_two_restarts_at_once_one_gets_the_lab(people, app):
     with state.sessions() as first, state.sessions() as second:
         seen = service.get(first, _ada(first), lab_id)  # the first request has read it...
         assert seen.state == "stopped"
-        won, _ = service.restart(second, state.settings, state.catalogue, _ada(second), lab_id)
+        won, _ = service.reopen(second, state.settings, state.catalogue, _ada(second), lab_id)
         second.commit()
         assert won.state == "pending"
         # ...and goes on from what it read (stopped): the claim, not the read, decides.
         with pytest.raises(Conflict) as lost:
-            service.restart(first, state.settings, state.catalogue, _ada(first), lab_id)
+            service.reopen(first, state.settings, state.catalogue, _ada(first), lab_id)
         assert lost.value.code == "lab_busy" and "already being restarted or destroyed" in lost.value.message
         first.rollback()
     with state.sessions() as db:

@@ -80,3 +80,24 @@ def test_neutral_imports_are_not_taken_for_the_api():
         "datalabs.web",
         "datalabs.web.render",
     }
+
+
+def spawns(package: str) -> list[str]:
+    """`file:line` of every call of a `.spawn(...)` method in the modules of `package`."""
+    out = []
+    for path in sorted((SRC / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "spawn"
+            ):
+                out.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    return out
+
+
+def test_routers_and_pages_launch_labs_through_the_service_only():
+    """Commit, then start: labs.service.launch / restart do both (issue 16, Build 6), so no router or page
+    can start a lab whose record was not committed, or forget to start one it recorded."""
+    assert spawns("labs") != [], "the service's own spawn calls are not found: the test would prove nothing"
+    assert spawns("api") == [] and spawns("web") == []

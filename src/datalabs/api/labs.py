@@ -112,9 +112,7 @@ async def launch(
         gpu=body.resources.gpu,
         volumes=tuple(body.volumes),
     )
-    lab, token = service.create(db, settings, request.app.state.catalogue, principal, req)
-    db.commit()
-    labs.spawn(lab.id, token)
+    lab = service.launch(db, settings, request.app.state.catalogue, labs, principal, req)
     return LabRead.of(lab, settings)
 
 
@@ -212,9 +210,7 @@ async def restart_lab(
 ):
     """Start a stopped or failed lab again as it was launched, under the same id and URL (owner only).
     409 when it is not ended, its version left the catalogue or a volume is no longer allowed."""
-    lab, token = service.restart(db, settings, request.app.state.catalogue, principal, lab_id)
-    db.commit()
-    labs.spawn(lab.id, token, restarted=True)
+    lab = service.restart(db, settings, request.app.state.catalogue, labs, principal, lab_id)
     return LabRead.of(lab, settings)
 
 

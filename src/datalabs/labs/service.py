@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -127,10 +128,45 @@ def _check_limit(db: Session, settings: Settings, principal: Principal, besides:
         )
 
 
+class Starter(Protocol):
+    """What starts a committed lab in the background (labs.manager.LabManager)."""
+
+    def spawn(
+        self, lab_id: str, token: str, *, restarted: bool = False, open_command: list[str] | None = None
+    ) -> None: ...
+
+
+def launch(
+    db: Session,
+    settings: Settings,
+    catalogue: Catalogue,
+    starter: Starter,
+    principal: Principal,
+    req: LaunchRequest,
+) -> Lab:
+    """Launch a lab, the whole user action: check and record it, commit, then start it — a start never
+    runs for a record that was not committed. The API, the pages and the CLI launch through here
+    (Open in Datalab too, through assets/opening, which places a file between the two)."""
+    lab, token = create(db, settings, catalogue, principal, req)
+    db.commit()
+    starter.spawn(lab.id, token)
+    return lab
+
+
 def restart(
+    db: Session, settings: Settings, catalogue: Catalogue, starter: Starter, principal: Principal, lab_id: str
+) -> Lab:
+    """Restart a stopped or failed lab, the whole user action: `reopen` it, commit, start it again."""
+    lab, token = reopen(db, settings, catalogue, principal, lab_id)
+    db.commit()
+    starter.spawn(lab.id, token, restarted=True)
+    return lab
+
+
+def reopen(
     db: Session, settings: Settings, catalogue: Catalogue, principal: Principal, lab_id: str
 ) -> tuple[Lab, str]:
-    """Start a stopped or failed lab again, as it was launched (datalab, version, resources, volumes,
+    """Make a stopped or failed lab pending again, as it was launched (datalab, version, resources, volumes,
     name), under the same id; returns it, pending, and its new API token. Only its owner may: the lab
     runs as them and counts against their limit. Every check is made again, as for a launch; any
     refusal leaves the lab as it was."""

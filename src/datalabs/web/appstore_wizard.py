@@ -328,11 +328,10 @@ async def test_launch(
 
     def action():
         service.version_of(app, version, principal)
-        return labs.create(db, settings, cat, principal, labs.LaunchRequest(datalab=name, version=version))
+        req = labs.LaunchRequest(datalab=name, version=version)
+        return labs.launch(db, settings, cat, request.app.state.labs, principal, req)
 
-    def started(made):
-        lab, token = made
-        request.app.state.labs.spawn(lab.id, token)
+    def started(lab):
         return redirect(request, f"/labs/{lab.id}", f"You launched '{lab.name}' to test it.", kind=LAUNCHED)
 
     again = forms.shown_again(partial(version_page, request, db, principal, app, version), "launch")

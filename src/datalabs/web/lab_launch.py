@@ -217,9 +217,7 @@ async def launch(
     if errors:
         return _launch_page(request, db, principal, entry, version, form=form, errors=errors, status=422)
 
-    def started(made):
-        lab, token = made
-        request.app.state.labs.spawn(lab.id, token)
+    def started(lab):
         # The "launched" message also tells the start page to open the lab once ready, even when it
         # already is by the time the page loads; being one-shot, Back to that page later does not bounce.
         return redirect(request, f"/labs/{lab.id}", f"You launched '{lab.name}'.", kind=LAUNCHED)
@@ -231,7 +229,7 @@ async def launch(
         return page(errors=errors, status=exc.status, headers=headers)
 
     def action():
-        return service.create(db, request.app.state.settings, cat, principal, req)
+        return service.launch(db, request.app.state.settings, cat, request.app.state.labs, principal, req)
 
     return forms.submit(request, db, action, refused=again, then=started)
 

@@ -163,15 +163,13 @@ async def restart_lab(
 ):
     state = request.app.state
     try:
-        lab, token = service.restart(db, state.settings, state.catalogue, principal, lab_id)
-        db.commit()
+        lab = service.restart(db, state.settings, state.catalogue, state.labs, principal, lab_id)
     except DatalabsError as exc:
         db.rollback()
         if exc.status == 404:
             raise  # not theirs, or gone: the not-found page, as for every other lab action
         # Said where the button was; the lab is as it was.
         return redirect(request, safe_next(next_url or f"/labs/{lab_id}"), sentence(exc.message), "error")
-    state.labs.spawn(lab.id, token, restarted=True)
     return redirect(request, f"/labs/{lab.id}", f"Restarting '{lab.name}'.")
 
 
