@@ -22,6 +22,7 @@ account = "esa-sci"
 qos = "normal"
 time_limit = "1-00:00:00"
 gpu_type = "a100"
+slurm_conf = "/etc/slurm/hpc.conf"
 [clusters.resources.default]
 cpu = 2
 memory = "4G"
@@ -51,6 +52,7 @@ def test_clusters_are_read_from_datalabs_toml(tmp_path, monkeypatch):
         "time_limit": "1-00:00:00",
         "gpu_type": "a100",
     }
+    assert hpc.options.slurm_conf == "/etc/slurm/hpc.conf"  # kept, but never dumped (a server path)
     assert hpc.resources.default.cpu == 2
     assert (hpc.resources.maximum.memory, hpc.resources.maximum.gpu) == ("128G", 4)
 
@@ -132,3 +134,19 @@ def test_default_resources_above_the_maximum_are_refused():
     resources = {"default": {"cpu": 8}, "maximum": {"cpu": 4}}
     with pytest.raises(ValidationError, match="default resources exceed the maximum"):
         ClusterSettings(name="hpc", resources=resources)
+
+
+def test_the_slurm_config_file_is_an_absolute_path_kept_out_of_dumps():
+    options = slurm(slurm_conf="/etc/slurm/hpc.conf").options
+    assert options.slurm_conf == "/etc/slurm/hpc.conf" and "slurm_conf" not in options.model_dump()
+
+
+def test_a_slurm_config_on_a_local_cluster_is_refused():
+    with pytest.raises(ValidationError, match="options slurm_conf apply to Slurm clusters"):
+        ClusterSettings(name="here", options={"slurm_conf": "/etc/slurm/slurm.conf"})
+
+
+@pytest.mark.parametrize("path", ["slurm.conf", "/etc/slurm/../x", "/etc/slurm.conf\n#SBATCH", "/a\x00b"])
+def test_a_slurm_config_that_is_not_a_plain_absolute_path_is_refused(path):
+    with pytest.raises(ValidationError, match="slurm_conf .* refused: an absolute path"):
+        slurm(slurm_conf=path)

@@ -38,6 +38,12 @@ class ClusterOptions(BaseModel):
         "", description="Walltime of each job in sbatch --time form, e.g. '8:00:00' or '1-00:00:00'."
     )
     gpu_type: str = Field("", description="GRES type of the GPUs asked for, e.g. 'a100' (--gres=gpu:a100:N).")
+    slurm_conf: str = Field(
+        "",
+        exclude=True,  # a server path: never shown to users (GET /api/v1/clusters dumps the options)
+        description="The cluster's slurm.conf (absolute path; set as SLURM_CONF for sbatch, squeue and "
+        "scancel). Empty: Slurm's own default (the SLURM_CONF environment, or /etc/slurm/slurm.conf).",
+    )
 
     @field_validator("account", "qos", "gpu_type")
     @classmethod
@@ -59,6 +65,19 @@ class ClusterOptions(BaseModel):
         if value and not TIME_LIMIT.fullmatch(value):
             rule = "use minutes, H:M:S or D-H:M:S (sbatch --time), or UNLIMITED"
             raise _refuse("time_limit", value, rule)
+        return value
+
+    @field_validator("slurm_conf")
+    @classmethod
+    def _slurm_conf(cls, value: str) -> str:
+        # Only ever an environment value for Slurm's clients, but a path: absolute, printable, no '..'.
+        if value and (
+            not value.startswith("/")
+            or len(value) > 4096
+            or not value.isprintable()
+            or ".." in value.split("/")
+        ):
+            raise _refuse("slurm_conf", value, "an absolute path of printable characters, without '..'")
         return value
 
 
@@ -101,7 +120,7 @@ class ClusterSettings(BaseModel):
     @model_validator(mode="after")
     def _options_fit_the_backend(self) -> ClusterSettings:
         if self.backend == "local":
-            given = [name for name, value in self.options.model_dump().items() if value]
+            given = [name for name in type(self.options).model_fields if getattr(self.options, name)]
             if given:
                 raise ValueError(f"options {', '.join(given)} apply to Slurm clusters, not backend 'local'")
         self.title = self.title or self.name

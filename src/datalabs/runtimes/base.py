@@ -53,6 +53,7 @@ class LabSpec:
     workdir: str = "/media/home/my_workspace"
     cpu: float = 1.0
     memory_bytes: int = 2 * 10**9
+    gpu: int = 0  # GPUs asked for (Slurm: --gres=gpu[:type]:N); the local runtime does not place GPUs yet
     secret: str = ""  # the lab's own secret (e.g. Jupyter token); never leaves the platform
     secret_headers: dict[str, str] = field(default_factory=dict)  # what the proxy injects upstream
     ready_path: str = "/"  # HTTP path (under the lab's base URL) that answers once it serves

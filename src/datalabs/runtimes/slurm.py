@@ -1,0 +1,349 @@
+"""`SlurmRuntime`: a lab is a Slurm batch job that runs the same sandboxed lab `LocalRuntime` runs.
+
+Configuration. A backend instance drives one lab on one cluster (`ClusterSettings`, backend "slurm").
+The lab manager creates backends as `backend_class()()`, so `SlurmRuntime.for_cluster(cluster)` returns
+a subclass bound to that cluster; `SlurmRuntime()` alone uses the cluster set there or, with none, a
+default cluster reached through Slurm's own default config (SLURM_CONF in the environment). The
+cluster's `options.slurm_conf` becomes SLURM_CONF for `sbatch`, `squeue` and `scancel`.
+
+Start. `start(spec)` writes two files beside the lab's log (the platform's folder, 0700): the spec as
+JSON (`slurm-spec.json`, 0600: it holds the lab's secret) and the job script rendered from
+`JOB_SCRIPT` (`slurm-job.sh`). The script's only variable parts are `#SBATCH` lines built from
+values that must match `DIRECTIVE_VALUE` (letters, digits and `_ . , : -`, starting with a letter or
+digit: no whitespace, newline, quote, `$` or option dash), checked here again although `ClusterOptions`
+already refuses anything else, so a value that bypassed the settings (model_construct, a future
+field) still cannot add a line or a shell word. The interpreter and the spec file reach the script as
+its arguments ("$1" "$2", never parsed by a shell) and the paths Slurm needs (`--output`, `--chdir`)
+go on sbatch's argv (no shell either); `%` (Slurm's filename patterns) and control characters in
+them are refused. `--export=NIL`: the platform's environment (its secrets) never reaches the job.
+The lab's command, env and mounts exist only in the JSON spec.
+
+On the node, `python -m datalabs.runtimes.slurm_job SPEC` (slurm_job.py) starts the lab with
+LocalRuntime, so the bubblewrap sandbox, cgroup, network namespace and uid are the local ones, and
+Slurm's allocation (`--cpus-per-task`, `--mem`, `--gres=gpu[:type]:N`) sits around it.
+
+Endpoint. Implemented: the lab's unix socket in `spec.runtime_dir`, which the platform reaches when
+the node shares that directory with it (the single-node cluster of the tests, or a runtime dir on a
+shared filesystem). Not implemented yet: `Endpoint.host_port` for nodes without a shared directory
+(the design: the job binds a port, the platform learns the host from squeue's BatchHost, never from
+the job, and the port through a job-scoped, port-only callback; see notes/federation-peers.md).
+
+States. `squeue` through `slurm_queue.JobQueue`: one query per poll interval for all jobs of the
+cluster. PENDING/CONFIGURING: starting, progress "waiting for resources: <reason>"; RUNNING: running;
+terminal states (and COMPLETING): ended with the job's exit code. A failed squeue (controller down)
+changes nothing: the lab keeps its last known state. `spec.start_timeout` counts from when the job
+runs, not from submission: time in the queue is the cluster's, and the user sees why it waits. The
+node enforces it (LocalRuntime there) and prints its reason; the platform gives up `NODE_SLACK` later.
+
+Stop. Pending: `scancel`. Running: `scancel --batch --signal=TERM` (or INT when `now`), which the job's
+entry turns into LocalRuntime's stop (graceful or at once, releasing cgroup and network namespace),
+then after a grace period `scancel --full --signal=KILL`. Idempotent; waits until Slurm says the job
+has finished.
+
+Restart. `get_state()` holds the job id, the cluster (name and config file), the endpoint (socket,
+secret headers, uid), the log and whether the lab was ready; `load_state()` re-attaches to pending and
+running jobs, and `wait_started()` follows a job that was still starting (the manager must call it for
+labs restored in state "starting"; today it fails them, see labs/manager.py `restore`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+
+from datalabs.clusters.settings import ClusterSettings
+from datalabs.runtimes.base import Endpoint, LabSpec, Limits, ProgressEvent, RuntimeBackend, StartError
+from datalabs.runtimes.events import EventLog, tail_lines
+from datalabs.runtimes.local import SOCKET_NAME, LocalRuntime
+from datalabs.runtimes.slurm_job import REASON_PREFIX, spec_to_json
+from datalabs.runtimes.slurm_queue import JobQueue, JobStatus, SlurmUnavailable, run_slurm
+from datalabs.sandbox.bwrap import NOBODY
+
+JOB_SCRIPT = """#!/bin/sh
+# A Datalabs lab as a Slurm job: the sandboxed lab starts on this node (datalabs/runtimes/slurm_job.py).
+{directives}
+exec "$1" -m datalabs.runtimes.slurm_job "$2"
+"""
+DIRECTIVE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,:-]{0,199}")
+LAB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# The node enforces `spec.start_timeout` itself (LocalRuntime there) and says why it failed; the platform
+# gives up this much later, covering the job's Python start on the node, so the node's reason wins.
+NODE_SLACK = 5.0
+STOP_GRACE = 15.0  # seconds the lab gets to stop after SIGTERM (LocalRuntime's own grace is 10 s)
+STOP_NOW_GRACE = 5.0
+SPEC_FILE, SCRIPT_FILE = "slurm-spec.json", "slurm-job.sh"
+
+
+def directive(option: str, value: str) -> str:
+    """One `#SBATCH --option=value` line; a value of any other form is refused."""
+    if not DIRECTIVE_VALUE.fullmatch(value):
+        raise StartError(f"refused to submit the job: {option} {value[:40]!r} is not a plain Slurm value")
+    return f"#SBATCH --{option}={value}"
+
+
+def render_script(spec: LabSpec, cluster: ClusterSettings) -> str:
+    """The job script of `spec` on `cluster`: only validated values, one `#SBATCH` line each."""
+    if not LAB_ID.fullmatch(spec.lab_id):
+        raise StartError(f"refused to submit the job: lab id {spec.lab_id[:40]!r} is not a plain name")
+    o = cluster.options
+    lines = [
+        directive("job-name", f"datalabs-{spec.lab_id}"),
+        directive("cpus-per-task", str(max(1, math.ceil(spec.cpu)))),
+        directive("mem", f"{max(1, math.ceil(spec.memory_bytes / 2**20))}M"),
+    ]
+    for option, value in (
+        ("partition", o.partition),
+        ("account", o.account),
+        ("qos", o.qos),
+        ("time", o.time_limit),
+    ):
+        if value:
+            lines.append(directive(option, value))
+    if spec.gpu:
+        lines.append(
+            directive("gres", ":".join(["gpu", *([o.gpu_type] if o.gpu_type else []), str(int(spec.gpu))]))
+        )
+    return JOB_SCRIPT.format(directives="\n".join(lines))
+
+
+def _plain_path(path: Path, what: str) -> str:
+    text = str(path)
+    if not text.startswith("/") or "%" in text or not text.isprintable():
+        raise StartError(
+            f"refused to submit the job: the {what} path {text[:80]!r} is not a plain absolute path"
+        )
+    return text
+
+
+class SlurmRuntime(RuntimeBackend):
+    kinds: ClassVar[tuple[str, ...]] = ("web",)  # desktop labs: LocalRuntime's on the node, not wired yet
+    configured: ClassVar[ClusterSettings | None] = None  # set by for_cluster()
+
+    def __init__(self, cluster: ClusterSettings | None = None) -> None:
+        self.cluster = cluster or self.configured or ClusterSettings(name="slurm", backend="slurm")
+        self._job: str | None = None
+        self._ended: int | None = None
+        self._ready = False
+        self._endpoint: Endpoint | None = None
+        self._log_path: Path | None = None
+        self._ready_path, self._start_timeout = "/", 120.0
+        self._events = EventLog()
+
+    @classmethod
+    def for_cluster(cls, cluster: ClusterSettings) -> type[SlurmRuntime]:
+        """A SlurmRuntime class bound to `cluster`, for callers that create backends as `cls()`."""
+        if cluster.backend != "slurm":
+            raise ValueError(f"cluster {cluster.name} has backend {cluster.backend!r}, not 'slurm'")
+        return type(f"SlurmRuntime[{cluster.name}]", (cls,), {"configured": cluster})
+
+    @property
+    def job_id(self) -> str | None:
+        return self._job
+
+    @property
+    def _queue(self) -> JobQueue:
+        return JobQueue.of(self.cluster.options.slurm_conf)
+
+    async def _slurm(self, *argv: str) -> str:
+        rc, out, err = await run_slurm(self.cluster.options.slurm_conf, *argv)
+        if rc != 0:
+            raise SlurmUnavailable(f"{argv[0]} on cluster {self.cluster.name} failed: {err.strip() or rc}")
+        return out
+
+    # ---- start --------------------------------------------------------------------------------------
+
+    async def start(self, spec: LabSpec) -> Endpoint:
+        if spec.kind not in self.kinds:
+            self._fail(f"{spec.kind} labs cannot run on a Slurm cluster yet")
+        self._log_path = spec.log_path
+        self._ready_path, self._start_timeout = spec.ready_path, spec.start_timeout
+        script = render_script(spec, self.cluster)
+        folder = spec.log_path.parent
+        argv = [f"--output={_plain_path(spec.log_path, 'log')}", f"--chdir={_plain_path(folder, 'lab')}"]
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(folder, 0o700)
+        spec.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (spec.runtime_dir / SOCKET_NAME).unlink(missing_ok=True)
+        spec_file, script_file = folder / SPEC_FILE, folder / SCRIPT_FILE
+        for path, text in ((spec_file, spec_to_json(spec)), (script_file, script)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        uid = (spec.policy.identity or NOBODY).uid if os.geteuid() == 0 else None
+        socket = str(spec.runtime_dir / SOCKET_NAME)
+        self._endpoint = Endpoint(socket=socket, headers=dict(spec.secret_headers), uid=uid)
+        try:
+            out = await self._slurm(
+                "sbatch", "--parsable", "--open-mode=append", "--export=NIL", *argv,
+                str(script_file), sys.executable, str(spec_file),
+            )  # fmt: skip
+        except SlurmUnavailable as exc:
+            self._fail(f"could not submit the lab to cluster {self.cluster.name}: {exc}")
+        job = out.strip().split(";")[0]
+        if not job.isdigit():
+            self._fail(f"sbatch answered no job id: {out.strip()[:200]!r}")
+        self._job = job
+        self._events.add(10, f"Submitted to {self.cluster.title} as Slurm job {job}")
+        return await self.wait_started()
+
+    async def wait_started(self) -> Endpoint:
+        """Follow the submitted (or re-attached) job until its lab answers; StartError if it cannot."""
+        assert self._job is not None and self._endpoint is not None
+        deadline, reason = None, None
+        transport = httpx.AsyncHTTPTransport(uds=self._endpoint.socket)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lab", timeout=5) as client:
+            while True:
+                status = await self._queue.status(self._job)
+                if status is not None and status.ended:
+                    self._ended = status.exit_code()
+                    self._fail(self._ended_while_starting(status))
+                if status is not None and status.pending and status.reason != reason:
+                    reason = status.reason
+                    self._events.add(15, f"waiting for resources: {reason or 'queued'}")
+                if status is not None and not status.pending and deadline is None:
+                    deadline = time.monotonic() + self._start_timeout + NODE_SLACK
+                    self._events.add(30, f"Running on {status.host or 'a node'} (Slurm job {self._job})")
+                if deadline is not None and await self._answers(client):
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    await self.stop(now=True)
+                    why = self._last_log_line()
+                    self._fail(f"the lab did not answer within {self._start_timeout:.0f} s: {why}")
+                await asyncio.sleep(0.05)  # the queue itself is asked at most once per JobQueue.interval
+        self._ready = True
+        self._events.add(100, "Ready", ready=True)
+        return self._endpoint
+
+    async def _answers(self, client: httpx.AsyncClient) -> bool:
+        if not os.path.exists(self._endpoint.socket):
+            return False
+        try:
+            response = await client.get(self._ready_path, headers=self._endpoint.headers)
+        except httpx.TransportError:
+            return False
+        # 401/403: the lab refused its own secret; keep waiting (the timeout says so), as LocalRuntime.
+        return response.status_code < 500 and response.status_code not in (401, 403)
+
+    def _ended_while_starting(self, status: JobStatus) -> str:
+        where = f"Slurm job {self._job} {status.state}" + (f", {status.reason}" if status.reason else "")
+        line = self._last_log_line()
+        if line.startswith(REASON_PREFIX):  # the node's own words (slurm_job.py)
+            return f"{line.removeprefix(REASON_PREFIX)} ({where})"
+        if status.state == "CANCELLED":
+            return f"the job was cancelled before the lab was ready ({where})"
+        return f"the lab exited with code {status.exit_code()} while starting ({where}): {line}"
+
+    def _fail(self, reason: str):
+        self._events.add(100, reason, failed=True)
+        raise StartError(reason)
+
+    def _last_log_line(self) -> str:
+        lines = [line for line in self.logs(20).splitlines() if line.strip()]
+        return lines[-1][:300] if lines else "no output"
+
+    # ---- watch and stop -----------------------------------------------------------------------------
+
+    async def poll(self) -> int | None:
+        if self._ended is not None:
+            return self._ended
+        if self._job is None:
+            return 0
+        status = await self._queue.status(self._job)
+        if status is not None and status.ended:
+            self._ended = status.exit_code()
+        return self._ended
+
+    async def stop(self, now: bool = False) -> None:
+        if self._job is None:
+            return
+        status = await self._queue.status(self._job, fresh=True)
+        if status is None or not status.finished:
+            if status is None or status.pending:
+                await self._cancel()
+            elif not status.ended:
+                await self._cancel("--batch", f"--signal={'INT' if now else 'TERM'}")
+            status = await self._until_finished(STOP_NOW_GRACE if now else STOP_GRACE)
+            if not status.finished:
+                await self._cancel("--full", "--signal=KILL")
+                status = await self._until_finished(STOP_GRACE)
+        if self._ended is None:
+            self._ended = status.exit_code()
+        self._queue.forget(self._job)
+
+    async def _cancel(self, *options: str) -> None:
+        rc, _, err = await run_slurm(self.cluster.options.slurm_conf, "scancel", *options, self._job)
+        if rc != 0 and "already completing or completed" not in err and "Invalid job id" not in err:
+            raise SlurmUnavailable(f"scancel of Slurm job {self._job} failed: {err.strip() or rc}")
+
+    async def _until_finished(self, seconds: float) -> JobStatus:
+        deadline = time.monotonic() + seconds
+        while True:
+            status = await self._queue.status(self._job, fresh=True)
+            if status is None:
+                raise SlurmUnavailable(f"Slurm job {self._job} is unknown: {self._queue.last_error}")
+            if status.finished or time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.1)
+
+    # ---- state --------------------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        e = self._endpoint
+        return {
+            "job_id": self._job,
+            "cluster": self.cluster.name,
+            "slurm_conf": self.cluster.options.slurm_conf,
+            "socket": e.socket if e else None,
+            "headers": e.headers if e else {},
+            "uid": e.uid if e else None,
+            "log": str(self._log_path or ""),
+            "ready": self._ready,
+            "ready_path": self._ready_path,
+            "start_timeout": self._start_timeout,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if state.get("slurm_conf") and not self.cluster.options.slurm_conf:
+            # Created without a cluster (a restarted platform's default): the job's own cluster.
+            options = self.cluster.options.model_copy(update={"slurm_conf": state["slurm_conf"]})
+            self.cluster = self.cluster.model_copy(
+                update={"name": state.get("cluster") or "slurm", "options": options}
+            )
+        self._job = state.get("job_id")
+        if state.get("socket"):
+            self._endpoint = Endpoint(
+                socket=state["socket"], headers=state.get("headers") or {}, uid=state.get("uid")
+            )
+        self._log_path = Path(state["log"]) if state.get("log") else None
+        self._ready = bool(state.get("ready"))
+        self._ready_path = state.get("ready_path") or "/"
+        self._start_timeout = float(state.get("start_timeout") or 120)
+        message = f"Re-attached to Slurm job {self._job}"
+        self._events.add(100 if self._ready else 10, message, ready=self._ready)
+
+    def endpoint(self) -> Endpoint | None:
+        return self._endpoint
+
+    def progress(self) -> AsyncIterator[ProgressEvent]:
+        return self._events.follow()
+
+    def logs(self, tail: int = 200) -> str:
+        return tail_lines(self._log_path, tail)
+
+    def limits(self) -> Limits:
+        local = LocalRuntime().limits()  # the node runs the lab as this host would (see the docstring)
+        return Limits(
+            sandboxed=local.sandboxed,
+            cpu_enforced=local.cpu_enforced,
+            memory_enforced=local.memory_enforced,
+            notes=f"On the Slurm node, as on this host: {local.notes}; Slurm allocates CPUs, memory and GPUs",
+        )

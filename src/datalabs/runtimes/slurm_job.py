@@ -1,0 +1,117 @@
+"""What a lab's Slurm job runs on its compute node: `python -m datalabs.runtimes.slurm_job SPEC.json`.
+
+The job starts the SAME sandboxed lab `LocalRuntime` starts on the platform's host (bubblewrap, cgroup,
+network namespace, the lab's own uid), from the `LabSpec` the platform wrote as JSON beside the lab's
+log, then waits for it to end. Slurm's signals reach it because the job script `exec`s this module:
+SIGTERM (`scancel --batch --signal=TERM`) stops the lab gracefully, SIGINT at once; either way its
+cgroup and network namespace are released before the job ends. The job's exit status is the lab's
+(a lab killed by signal N exits 128+N, as a shell would say it), so Slurm records it.
+
+The spec travels as JSON, never pickle: the file is the platform's (root's, 0600), but a format that
+can only describe data keeps it so. A start failure is printed as one line `datalabs: <reason>` (the
+job's output is the lab's log), which the platform quotes as the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from datalabs.runtimes.base import DesktopApp, LabSpec, Mount, StartError
+from datalabs.sandbox.bwrap import ApiAccess
+from datalabs.sandbox.identity import Identity
+from datalabs.sandbox.policy import Policy
+
+REASON_PREFIX = "datalabs: "
+
+
+def spec_to_json(spec: LabSpec) -> str:
+    return json.dumps(asdict(spec), default=str)
+
+
+def spec_from_json(text: str) -> LabSpec:
+    data: dict[str, Any] = json.loads(text)
+    policy = data.pop("policy")
+    identity, api = policy.pop("identity"), policy.pop("api")
+    return LabSpec(
+        **{
+            **data,
+            "runtime_dir": Path(data["runtime_dir"]),
+            "log_path": Path(data["log_path"]),
+            "mounts": [_mount(m) for m in data["mounts"]],
+            "apps": tuple(DesktopApp(a["name"], tuple(a["command"]), a["autostart"]) for a in data["apps"]),
+            "policy": Policy(
+                **{
+                    **policy,
+                    "identity": _identity(identity) if identity else None,
+                    "api": ApiAccess(Path(api["socket_dir"]), int(api["port"])) if api else None,
+                    "blocked_networks": tuple(policy["blocked_networks"]),
+                    "allowed_networks": tuple(policy["allowed_networks"]),
+                }
+            ),
+        }
+    )
+
+
+def _mount(m: dict[str, Any]) -> Mount:
+    beneath = Path(m["beneath"]) if m.get("beneath") else None
+    return Mount(Path(m["source"]), m["target"], bool(m["readonly"]), beneath)
+
+
+def _identity(i: dict[str, Any]) -> Identity:
+    return Identity(**{**i, "groups": tuple(i["groups"]), "team_names": tuple(i["team_names"])})
+
+
+def exit_status(code: int | None) -> int:
+    """A lab's poll() code as a process exit status: -N (killed by signal N) becomes 128+N."""
+    if code is None:
+        return 1
+    return 128 + (-code & 0x7F) if code < 0 else min(code, 255)
+
+
+async def run(spec: LabSpec) -> int:
+    from datalabs.runtimes.local import LocalRuntime  # the node's sandbox: the platform's own code
+
+    lab = LocalRuntime()
+    stop_now: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    for sig, now in ((signal.SIGTERM, False), (signal.SIGINT, True)):
+        loop.add_signal_handler(sig, lambda now=now: stop_now.done() or stop_now.set_result(now))
+    starting = asyncio.ensure_future(lab.start(spec))
+    await asyncio.wait([starting, stop_now], return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # cancelled while starting: end what was started
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        await lab.stop(now=True)
+        return exit_status(-signal.SIGTERM)
+    try:
+        starting.result()
+    except StartError as exc:
+        print(f"{REASON_PREFIX}{exc}", file=sys.stderr, flush=True)
+        return exit_status(await lab.poll()) or 1
+    print(f"{REASON_PREFIX}the lab is ready", file=sys.stderr, flush=True)
+    while not stop_now.done() and await lab.poll() is None:
+        await asyncio.wait([stop_now], timeout=0.5)
+    await lab.stop(now=stop_now.result() if stop_now.done() else True)  # also releases cgroup and netns
+    return exit_status(await lab.poll())
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m datalabs.runtimes.slurm_job SPEC.json", file=sys.stderr)
+        return 2
+    try:
+        spec = spec_from_json(Path(argv[0]).read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"{REASON_PREFIX}cannot read the lab's spec {argv[0]}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return asyncio.run(run(spec))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
