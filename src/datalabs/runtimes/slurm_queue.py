@@ -154,7 +154,9 @@ class JobQueue:
         self.known.pop(job_id, None)
 
     async def refresh(self) -> None:
-        """One squeue for all tracked jobs; callers that come while one runs share it."""
+        """One squeue for all tracked jobs that starts after this call (a query already in flight may
+        predate what the caller knows, e.g. a job it just cancelled); callers at once share it."""
+        await self.settled()
         await asyncio.shield(self._start_query())
 
     async def settled(self) -> None:
