@@ -1,4 +1,5 @@
-"""The RuntimeBackend contract, run against every implementation (LocalRuntime for real, and the fake)."""
+"""The RuntimeBackend contract, run against every implementation: LocalRuntime and SlurmRuntime for real
+(SlurmRuntime on the suite's single-node Slurm cluster, tests/runtimes/slurm_cluster.py), and the fake."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import time
 import httpx
 import pytest
 
+from datalabs.clusters.settings import ClusterSettings
 from datalabs.runtimes.base import RuntimeBackend, StartError
 from datalabs.runtimes.local import LocalRuntime
+from datalabs.runtimes.slurm import SlurmRuntime
 from datalabs.runtimes.testing import FakeRuntime
 from tests.contracts.runtime_support import web_spec
 
-BACKENDS = {"local": LocalRuntime, "fake": FakeRuntime}
+BACKENDS = {"local": LocalRuntime, "fake": FakeRuntime, "slurm": SlurmRuntime}
 COMMANDS = {  # what makes each backend serve, crash, or hang
     "local": {
         "serve": None,
@@ -23,10 +26,16 @@ COMMANDS = {  # what makes each backend serve, crash, or hang
     },
     "fake": {"serve": ["fake-lab"], "crash": ["fake-crash"], "hang": ["fake-hang"], "missing": ["nope"]},
 }
+COMMANDS["slurm"] = COMMANDS["local"]  # the job runs LocalRuntime's sandbox on the node
+MARKS = {"slurm": [pytest.mark.slow, pytest.mark.xdist_group("slurm")]}
 
 
-@pytest.fixture(params=list(BACKENDS))
-def kind(request) -> str:
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, ())) for name in BACKENDS])
+def kind(request, monkeypatch) -> str:
+    if request.param == "slurm":  # SlurmRuntime() places labs on the test cluster
+        cluster = request.getfixturevalue("slurm_cluster")
+        hpc = ClusterSettings(name="hpc", backend="slurm", options={"slurm_conf": str(cluster.conf)})
+        monkeypatch.setattr(SlurmRuntime, "configured", hpc)
     return request.param
 
 
