@@ -29,3 +29,28 @@ def test_users_see_open_clusters_and_those_of_their_groups_admins_all(tmp_path):
     assert names(principal(groups=["hpc-users", "astro"])) == ["local", "gpu", "hpc"]
     assert names(principal(role="admin")) == ["local", "gpu", "hpc"]
     assert names(principal(role="moderator")) == ["local"]
+
+
+def test_a_launch_names_a_usable_local_cluster_or_gets_the_first_and_others_are_refused(tmp_path):
+    import pytest
+
+    from datalabs.errors import Conflict, Invalid
+
+    settings = Settings(
+        home=tmp_path,
+        clusters=[
+            {"name": "local"},
+            {"name": "secret", "allowed_groups": ["astro"]},
+            {"name": "hpc", "backend": "slurm"},
+        ],
+    )
+    ada = principal()
+    assert clusters.for_launch(settings, ada, None).name == "local"
+    assert clusters.for_launch(settings, principal(groups=["astro"]), "secret").name == "secret"
+    for name in ("mars", "secret"):  # unknown, and another group's: the same answer, nothing revealed
+        with pytest.raises(Invalid) as refused:
+            clusters.for_launch(settings, ada, name)
+        assert refused.value.code == "unknown_cluster" and "(yours: local, hpc)" in refused.value.message
+    with pytest.raises(Conflict) as refused:  # Slurm: configured and listed, not yet able to run labs
+        clusters.for_launch(settings, ada, "hpc")
+    assert refused.value.code == "cluster_unavailable" and "choose one of: local" in refused.value.message

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.principal import Principal
 from datalabs.api.schemas import Strict
 from datalabs.catalogue.schema import parse_memory
+from datalabs.clusters import service as clusters
 from datalabs.config import Settings
 from datalabs.db.models import Lab
 from datalabs.deps import get_db, get_settings, scope
-from datalabs.errors import Invalid
 from datalabs.labs import origins, service
 from datalabs.labs.manager import LabManager
 
@@ -43,7 +43,9 @@ class LaunchBody(Strict):
     name: str = Field("", max_length=100)
     resources: ResourceRequest = Field(default_factory=ResourceRequest)
     volumes: list[str] = Field(default_factory=list, max_length=50)
-    cluster: str | None = Field(None, max_length=64, description="Only 'local' exists so far.")
+    cluster: str | None = Field(
+        None, max_length=64, description="A cluster of GET /api/v1/clusters (default: the first open to you)."
+    )
 
 
 class LabRead(BaseModel):
@@ -101,8 +103,7 @@ async def launch(
     labs: LabManager = Depends(manager),
 ):
     """Launch a datalab; follow its start at `/api/v1/labs/{id}/events`, then open its `url`."""
-    if body.cluster not in (None, "local"):
-        raise Invalid(f"no cluster named '{body.cluster}'", code="unknown_cluster")
+    clusters.for_launch(settings, principal, body.cluster)  # validated; every usable one is local so far
     req = service.LaunchRequest(
         datalab=body.datalab,
         version=body.version,

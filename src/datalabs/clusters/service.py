@@ -5,8 +5,35 @@ from __future__ import annotations
 from datalabs.accounts.principal import Principal
 from datalabs.clusters.settings import ClusterSettings
 from datalabs.config import Settings
+from datalabs.errors import Conflict, Invalid
+
+# The backends labs can be placed on today. Slurm clusters are configured and listed, and their runtime
+# is being built (issue 16); until it is wired into the lab manager a launch there is refused, not faked.
+LAB_BACKENDS = ("local",)
 
 
 def visible(settings: Settings, principal: Principal) -> list[ClusterSettings]:
     """Clusters open to everyone or to one of the principal's groups; administrators see all."""
     return [cluster for cluster in settings.clusters if principal.in_any(cluster.allowed_groups)]
+
+
+def for_launch(settings: Settings, principal: Principal, name: str | None) -> ClusterSettings:
+    """The cluster a lab is to run on: `name`, or the first the principal may use. Unknown clusters and
+    those of other groups are refused alike (their names are not revealed by a different answer)."""
+    usable = visible(settings, principal)
+    if name is None:
+        if not usable:
+            raise Invalid("no cluster is open to you: ask an administrator", code="unknown_cluster")
+        name = usable[0].name
+    cluster = next((c for c in usable if c.name == name), None)
+    if cluster is None:
+        names = ", ".join(c.name for c in usable) or "none"
+        raise Invalid(f"no cluster named '{name}' (yours: {names})", code="unknown_cluster")
+    if cluster.backend not in LAB_BACKENDS:
+        here = ", ".join(c.name for c in usable if c.backend in LAB_BACKENDS) or "none"
+        raise Conflict(
+            f"cluster '{cluster.name}' runs on {cluster.backend}, which cannot run labs on this platform "
+            f"yet; choose one of: {here}",
+            code="cluster_unavailable",
+        )
+    return cluster
