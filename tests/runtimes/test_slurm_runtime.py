@@ -231,6 +231,15 @@ def test_a_lab_id_that_is_not_a_plain_name_is_refused(lab_id, tmp_path):
         render_script(spec, ClusterSettings(name="hpc", backend="slurm"))
 
 
+@pytest.mark.parametrize(
+    "resources", [{"cpu": float("nan")}, {"cpu": float("inf")}, {"cpu": 0}, {"memory_bytes": -1}, {"gpu": -1}]
+)
+def test_resources_out_of_range_are_refused(resources, tmp_path):
+    spec = dataclasses.replace(web_spec(tmp_path), **resources)
+    with pytest.raises(StartError, match="resources out of range"):
+        render_script(spec, ClusterSettings(name="hpc", backend="slurm"))
+
+
 @pytest.mark.parametrize("log", ["labs/x/lab.log", "/srv/labs/%j/lab.log", "/srv/labs/x\n/lab.log"])
 def test_a_log_path_slurm_would_rewrite_is_refused_before_submitting(log, tmp_path):
     spec = dataclasses.replace(web_spec(tmp_path), log_path=Path(log))

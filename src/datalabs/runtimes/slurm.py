@@ -94,6 +94,10 @@ def render_script(spec: LabSpec, cluster: ClusterSettings) -> str:
     """The job script of `spec` on `cluster`: only validated values, one `#SBATCH` line each."""
     if not LAB_ID.fullmatch(spec.lab_id):
         raise StartError(f"refused to submit the job: lab id {spec.lab_id[:40]!r} is not a plain name")
+    if not (0 < spec.cpu <= 10_000 and 0 < spec.memory_bytes <= 2**60 and 0 <= spec.gpu <= 1_000):
+        raise StartError(
+            f"refused to submit the job: resources out of range ({spec.cpu}, {spec.memory_bytes}, {spec.gpu})"
+        )
     o = cluster.options
     lines = [
         directive("job-name", f"datalabs-{spec.lab_id}"),
