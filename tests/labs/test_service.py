@@ -48,3 +48,51 @@ def test_launch_block_says_why_at_the_limit(people, app):
     with state.sessions() as db:
         text = service.launch_block(db, state.settings, _ada(db))
     assert text == "You have 2 of 2 labs running: stop one to launch another."
+
+
+class _NoStart:
+    """Records what would be started: these launches test the limit, not the runtime."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def spawn(self, lab_id: str, token: str, **_) -> None:
+        self.started.append(lab_id)
+
+
+def test_twenty_launches_at_once_never_exceed_the_limit(people, app):
+    """Issue 16's quota acceptance: one user's 20 concurrent launches, each in its own session and thread
+    (as 20 requests are), end with at most their limit of labs; the others are refused, none fails."""
+    import threading
+
+    from datalabs.errors import TooManyRequests
+
+    people.user("ada")
+    state, starter, outcomes = app.state, _NoStart(), []
+    gate = threading.Barrier(20)
+
+    def launch() -> None:
+        with state.sessions() as db:
+            who = _ada(db)
+            gate.wait()  # all at once
+            try:
+                service.launch(
+                    db, state.settings, state.catalogue, starter, who, service.LaunchRequest("fake")
+                )
+                outcomes.append("launched")
+            except TooManyRequests:
+                db.rollback()
+                outcomes.append("refused")
+            except Exception as exc:  # noqa: BLE001 (what a request would answer 500 for)
+                db.rollback()
+                outcomes.append(f"error: {exc!r}")
+
+    threads = [threading.Thread(target=launch) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(set(outcomes)) == ["launched", "refused"] and outcomes.count("launched") == 2, outcomes
+    with state.sessions() as db:
+        assert db.query(service.Lab).filter(service.Lab.state.in_(service.ACTIVE)).count() == 2
+    assert len(starter.started) == 2  # only committed labs were started
