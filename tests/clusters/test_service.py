@@ -31,10 +31,10 @@ def test_users_see_open_clusters_and_those_of_their_groups_admins_all(tmp_path):
     assert names(principal(role="moderator")) == ["local"]
 
 
-def test_a_launch_names_a_usable_local_cluster_or_gets_the_first_and_others_are_refused(tmp_path):
+def test_a_launch_names_a_usable_cluster_or_gets_the_first_and_others_are_refused(tmp_path):
     import pytest
 
-    from datalabs.errors import Conflict, Invalid
+    from datalabs.errors import Invalid
 
     settings = Settings(
         home=tmp_path,
@@ -51,6 +51,4 @@ def test_a_launch_names_a_usable_local_cluster_or_gets_the_first_and_others_are_
         with pytest.raises(Invalid) as refused:
             clusters.for_launch(settings, ada, name)
         assert refused.value.code == "unknown_cluster" and "(yours: local, hpc)" in refused.value.message
-    with pytest.raises(Conflict) as refused:  # Slurm: configured and listed, not yet able to run labs
-        clusters.for_launch(settings, ada, "hpc")
-    assert refused.value.code == "cluster_unavailable" and "choose one of: local" in refused.value.message
+    assert clusters.for_launch(settings, ada, "hpc").backend == "slurm"

@@ -18,6 +18,7 @@ from datalabs.runtimes.slurm import SCRIPT_FILE, SlurmRuntime, render_script
 from datalabs.runtimes.slurm_queue import JobQueue
 from tests.contracts.runtime_support import web_spec
 from tests.contracts.test_runtime_contract import get
+from tests.desktop_support import screenshot, x_windows
 
 
 @pytest.fixture
@@ -62,6 +63,32 @@ def test_a_waiting_lab_shows_its_queue_reason_and_starts_when_the_node_is_free(h
         messages = [event.message async for event in backend.progress()]
         assert messages[-2:] == [f"Running on localhost (Slurm job {backend.job_id})", "Ready"]
         await backend.stop()
+        assert await backend.poll() is not None
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("slurm")
+def test_a_desktop_lab_runs_as_a_job_and_its_screen_is_served_over_vnc(hpc, slurm_cluster, tmp_path):
+    async def scenario():
+        backend = SlurmRuntime(hpc)
+        spec = dataclasses.replace(
+            web_spec(tmp_path), kind="desktop", command=["xmessage", "from a Slurm node"], start_timeout=90
+        )
+        endpoint = await asyncio.wait_for(backend.start(spec), 120)
+        try:
+            assert endpoint.protocol == "vnc" and endpoint.socket == str(spec.runtime_dir / "vnc.sock")
+            assert endpoint.secret and endpoint.secret in spec.secret
+            assert slurm_cluster.job_info(backend.job_id)["JobState"] == "RUNNING"
+            assert await asyncio.to_thread(x_windows, spec.runtime_dir, "xmessage")
+            frame = await asyncio.to_thread(screenshot, endpoint.socket, endpoint.secret)
+            assert frame.colours() > 2, "the screen is blank"
+            again = SlurmRuntime(hpc)  # a restarted platform knows it as a desktop
+            again.load_state(backend.get_state())
+            assert again.endpoint() == endpoint
+        finally:
+            await backend.stop()
         assert await backend.poll() is not None
 
     asyncio.run(scenario())

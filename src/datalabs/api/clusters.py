@@ -22,7 +22,7 @@ class ClusterRead(BaseModel):
     backend: str
     options: ClusterOptions
     allowed_groups: list[str]
-    resources: ResourceLimits
+    resources: ResourceLimits | None
 
 
 @router.get("", response_model=list[ClusterRead])

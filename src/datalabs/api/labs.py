@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.principal import Principal
 from datalabs.api.schemas import Strict
 from datalabs.catalogue.schema import parse_memory
-from datalabs.clusters import service as clusters
 from datalabs.config import Settings
 from datalabs.db.models import Lab
 from datalabs.deps import get_db, get_settings, scope
@@ -64,6 +63,7 @@ class LabRead(BaseModel):
     )
     resources: dict
     volumes: list[str]
+    cluster: str = Field(description="The cluster it runs on (GET /api/v1/clusters).")
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
@@ -83,6 +83,7 @@ class LabRead(BaseModel):
             path=f"/datalabs/{lab.id}/",
             resources={"cpu": lab.cpu, "memory": service.memory_text(lab.memory), "gpu": lab.gpu},
             volumes=lab.volumes,
+            cluster=lab.cluster,
             created_at=lab.created_at,
             started_at=lab.started_at,
             ended_at=lab.ended_at,
@@ -103,7 +104,6 @@ async def launch(
     labs: LabManager = Depends(manager),
 ):
     """Launch a datalab; follow its start at `/api/v1/labs/{id}/events`, then open its `url`."""
-    clusters.for_launch(settings, principal, body.cluster)  # validated; every usable one is local so far
     req = service.LaunchRequest(
         datalab=body.datalab,
         version=body.version,
@@ -112,6 +112,7 @@ async def launch(
         memory=body.resources.memory,
         gpu=body.resources.gpu,
         volumes=tuple(body.volumes),
+        cluster=body.cluster,
     )
     lab = service.launch(db, settings, request.app.state.catalogue, labs, principal, req)
     return LabRead.of(lab, settings)

@@ -5,11 +5,7 @@ from __future__ import annotations
 from datalabs.accounts.principal import Principal
 from datalabs.clusters.settings import ClusterSettings
 from datalabs.config import Settings
-from datalabs.errors import Conflict, Invalid
-
-# The backends labs can be placed on today. Slurm clusters are configured and listed, and their runtime
-# is being built (issue 16); until it is wired into the lab manager a launch there is refused, not faked.
-LAB_BACKENDS = ("local",)
+from datalabs.errors import Invalid
 
 
 def visible(settings: Settings, principal: Principal) -> list[ClusterSettings]:
@@ -29,11 +25,4 @@ def for_launch(settings: Settings, principal: Principal, name: str | None) -> Cl
     if cluster is None:
         names = ", ".join(c.name for c in usable) or "none"
         raise Invalid(f"no cluster named '{name}' (yours: {names})", code="unknown_cluster")
-    if cluster.backend not in LAB_BACKENDS:
-        here = ", ".join(c.name for c in usable if c.backend in LAB_BACKENDS) or "none"
-        raise Conflict(
-            f"cluster '{cluster.name}' runs on {cluster.backend}, which cannot run labs on this platform "
-            f"yet; choose one of: {here}",
-            code="cluster_unavailable",
-        )
     return cluster

@@ -97,9 +97,10 @@ class ClusterSettings(BaseModel):
     allowed_groups: list[str] = Field(
         default_factory=list, max_length=100, description="Groups whose members may use it; empty: everyone."
     )
-    resources: ResourceLimits = Field(
-        default_factory=ResourceLimits,
-        description="Default and maximum resources (cpu, memory, gpu) of one lab or run on this cluster.",
+    resources: ResourceLimits | None = Field(
+        None,
+        description="Default and maximum resources (cpu, memory, gpu) of one lab or run on this cluster; "
+        "unset: each datalab's own.",
     )
 
     @field_validator("name")

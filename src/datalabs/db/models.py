@@ -176,7 +176,8 @@ class Lab(Base):
     memory: Mapped[int] = mapped_column(BigInteger, default=2 * 10**9)  # bytes
     gpu: Mapped[int] = mapped_column(default=0)
     volumes: Mapped[list[str]] = mapped_column(default=list)
-    backend: Mapped[str] = mapped_column(String(32), default="local")
+    backend: Mapped[str] = mapped_column(String(32), default="local")  # the cluster's: local | slurm
+    cluster: Mapped[str] = mapped_column(String(64), default="local", server_default="local")
     runtime_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     token_id: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

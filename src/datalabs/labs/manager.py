@@ -53,7 +53,14 @@ class LabManager:
         self._tasks: set[asyncio.Task] = set()
         self.on_route_removed: Callable[[str], None] = lambda lab_id: None  # e.g. close the proxy's pool
 
-    def backend_class(self) -> type[RuntimeBackend]:
+    def backend_class(self, cluster: str = "local") -> type[RuntimeBackend]:
+        """The runtime of a lab on `cluster`: a Slurm cluster's SlurmRuntime, else `labs.backend` (the host's
+        own; a cluster no longer configured keeps its labs on the backend their saved state names)."""
+        configured = next((c for c in self.settings.clusters if c.name == cluster), None)
+        if configured is not None and configured.backend == "slurm":
+            from datalabs.runtimes.slurm import SlurmRuntime
+
+            return SlurmRuntime.for_cluster(configured)
         name = self.settings.labs.backend
         if ":" in name:  # "package.module:Class", e.g. the test fake
             module, _, attr = name.partition(":")
@@ -91,35 +98,52 @@ class LabManager:
         task.add_done_callback(self._tasks.discard)
 
     async def _start(self, lab_id: str, token: str, open_command: list[str] | None = None) -> None:
-        events = self.events[lab_id]
         try:
-            spec, owner = await to_thread.run_sync(self._spec, lab_id, token, open_command)
+            spec, owner, cluster = await to_thread.run_sync(self._spec, lab_id, token, open_command)
             if not await self._advance(lab_id, ("pending",), "starting"):
                 return  # stopped or destroyed before its turn
-            backend = self.backend_class()()
-            self.backends[lab_id] = backend
-            forward = asyncio.create_task(self._forward(backend.progress(), events))
-            try:
-                endpoint = await backend.start(spec)
-            finally:
-                forward.cancel()
-            await self.routes.add_route(_route(lab_id, owner, endpoint))
-            self.activity(lab_id)
-            if not await self._advance(lab_id, ("starting",), "running", runtime_state=backend.get_state()):
-                # Stopped or destroyed while it started: it must not go on running without a record.
-                await self.routes.delete_route(lab_id)
-                self.on_route_removed(lab_id)
-                self.activity.forget(lab_id)
-                if self.backends.get(lab_id) is backend:
-                    del self.backends[lab_id]
-                await backend.stop(now=True)
-                return
-            events.add(100, "Running", ready=True)
+            backend = self.backend_class(cluster)()
+            await self._started(lab_id, owner, backend, backend.start(spec))
         except StartError as exc:
             await self._failed(lab_id, str(exc))
         except Exception as exc:  # a bug or a broken host must still end in a clear state
             log.exception("lab %s failed to start", lab_id)
             await self._failed(lab_id, f"internal error while starting: {exc}")
+
+    async def _resume(self, lab_id: str, owner: str, backend: RuntimeBackend) -> None:
+        """Follow the start of a lab the platform was starting when it stopped (a Slurm job, pending or
+        starting), to the end, as `_start` would have."""
+        try:
+            await self._started(lab_id, owner, backend, backend.wait_started())
+        except StartError as exc:
+            await self._failed(lab_id, str(exc))
+        except Exception as exc:
+            log.exception("lab %s failed to start", lab_id)
+            await self._failed(lab_id, f"internal error while starting: {exc}")
+
+    async def _started(self, lab_id: str, owner: str, backend: RuntimeBackend, starting) -> None:
+        """Await `starting` (the backend's start), route the lab and record it running. Its runtime state is
+        saved whenever it changes meanwhile (a Slurm job id as soon as it exists), so a platform restart
+        in the middle finds the job again instead of leaving it running unrecorded."""
+        events = self.events.setdefault(lab_id, EventLog())
+        self.backends[lab_id] = backend
+        forward = asyncio.create_task(self._forward(backend.progress(), events, lab_id, backend))
+        try:
+            endpoint = await starting
+        finally:
+            forward.cancel()
+        await self.routes.add_route(_route(lab_id, owner, endpoint))
+        self.activity(lab_id)
+        if not await self._advance(lab_id, ("starting",), "running", runtime_state=backend.get_state()):
+            # Stopped or destroyed while it started: it must not go on running without a record.
+            await self.routes.delete_route(lab_id)
+            self.on_route_removed(lab_id)
+            self.activity.forget(lab_id)
+            if self.backends.get(lab_id) is backend:
+                del self.backends[lab_id]
+            await backend.stop(now=True)
+            return
+        events.add(100, "Running", ready=True)
 
     async def _failed(self, lab_id: str, reason: str) -> None:
         """The start failed: the reason as the owner may read it (runtimes quote their logs, which name
@@ -138,13 +162,20 @@ class LabManager:
             teams = user_groups(db, lab.owner_id)
             return redaction.for_user(self.settings, lab.owner.name, teams)(reason)
 
-    @staticmethod
-    async def _forward(source: AsyncIterator[ProgressEvent], events: EventLog) -> None:
+    async def _forward(
+        self, source: AsyncIterator[ProgressEvent], events: EventLog, lab_id: str, backend: RuntimeBackend
+    ) -> None:
+        saved: dict = {}
         async for event in source:
             if not (event.ready or event.failed):  # the manager announces the outcome itself
                 events.add(event.progress, event.message)
+            if (state := backend.get_state()) != saved and state.get("job_id"):
+                await self._advance(lab_id, ("starting",), "starting", runtime_state=state)
+                saved = state
 
-    def _spec(self, lab_id: str, token: str, open_command: list[str] | None = None) -> tuple[LabSpec, str]:
+    def _spec(
+        self, lab_id: str, token: str, open_command: list[str] | None = None
+    ) -> tuple[LabSpec, str, str]:
         with self.sessions() as db:
             lab = db.get(Lab, lab_id)
             version = db.scalar(
@@ -153,7 +184,7 @@ class LabManager:
                 .where(Datalab.name == lab.datalab, DatalabVersion.version == lab.version)
             )
             meta = DatalabMeta.model_validate(version.meta)
-            owner = lab.owner.name
+            owner, cluster = lab.owner.name, lab.cluster
             identity = accounts.sandbox_identity(db, self.settings, lab.owner)
             mounts = [
                 Mount(
@@ -228,6 +259,7 @@ class LabManager:
             mounts=mounts,
             cpu=lab.cpu,
             memory_bytes=lab.memory,
+            gpu=lab.gpu,
             secret=secret,
             secret_headers={header_name.strip(): header_value.strip()},
             ready_path=rt.ready_path.format(**fill),
@@ -235,7 +267,7 @@ class LabManager:
             policy=policy,
             **_desktop_apps(rt),
         )
-        return spec, owner
+        return spec, owner, cluster
 
     def runtime_dir(self, lab_id: str) -> Path:
         return api_socket.runtime_root(self.settings) / lab_id
@@ -317,12 +349,22 @@ class LabManager:
     async def restore(self) -> None:
         """Re-attach to labs that were running when the platform stopped; close the books on the rest."""
         labs = await to_thread.run_sync(self._active_labs)
-        for lab_id, owner, state, runtime_state in labs:
-            if not runtime_state or state in ("pending", "starting"):
+        for lab_id, owner, state, runtime_state, cluster in labs:
+            if not runtime_state:
                 await self._set(lab_id, "failed", "the platform restarted while this lab was starting")
                 continue
-            backend = self.backend_class()()
+            backend = self.backend_class(cluster)()
             backend.load_state(runtime_state)
+            if state in ("pending", "starting"):
+                if hasattr(backend, "wait_started"):  # a queued job goes on: follow it to its start
+                    self.events[lab_id] = EventLog()
+                    self.events[lab_id].add(10, "The platform restarted: following the lab's start")
+                    self._keep(asyncio.create_task(self._resume(lab_id, owner, backend)))
+                    log.info("following the start of lab %s of %s again", lab_id, owner)
+                else:  # nothing to follow a half-made start with: end what exists of it
+                    await backend.stop(now=True)
+                    await self._set(lab_id, "failed", "the platform restarted while this lab was starting")
+                continue
             if await backend.poll() is not None:
                 await backend.stop(now=True)
                 await self._set(lab_id, "failed", "the lab ended while the platform was down")
@@ -336,7 +378,7 @@ class LabManager:
     def _active_labs(self) -> list[tuple[str, str, str, dict]]:
         with self.sessions() as db:
             rows = db.scalars(select(Lab).where(Lab.state.in_(service.ACTIVE))).all()
-            return [(lab.id, lab.owner.name, lab.state, lab.runtime_state) for lab in rows]
+            return [(lab.id, lab.owner.name, lab.state, lab.runtime_state, lab.cluster) for lab in rows]
 
     async def cull_once(self) -> None:
         """Stop labs idle past the timeout; record labs that ended by themselves (crash, OOM kill)."""

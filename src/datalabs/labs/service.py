@@ -15,6 +15,8 @@ from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.catalogue.schema import DatalabMeta, Resources
 from datalabs.catalogue.service import Catalogue
+from datalabs.clusters import service as clusters
+from datalabs.clusters.settings import ClusterSettings
 from datalabs.config import Settings
 from datalabs.db.models import ApiToken, Lab, User
 from datalabs.db.types import utcnow
@@ -44,6 +46,7 @@ class LaunchRequest:
     memory: str | None = None
     gpu: int | None = None
     volumes: tuple[str, ...] = ()
+    cluster: str | None = None  # a configured cluster's name; None: the first the principal may use
 
 
 def new_secret() -> str:
@@ -66,7 +69,8 @@ def create(
         raise Invalid(
             f"'{entry.meta.title}' cannot be launched: {entry.unavailable_reason}", code="unavailable"
         )
-    resources = _resources(meta, req)
+    cluster = clusters.for_launch(settings, principal, req.cluster)
+    resources = _resources(meta, req, cluster)
     volumes = volume_service.check_choice(db, settings, principal, req.volumes)
     _check_limit(db, settings, principal)
     lab = Lab(
@@ -81,6 +85,8 @@ def create(
         memory=resources.memory_bytes,
         gpu=resources.gpu,
         volumes=volumes,
+        cluster=cluster.name,
+        backend=cluster.backend,
     )
     lab.token_id, secret = _lab_token(db, settings, principal, lab.id)
     db.add(lab)
@@ -188,7 +194,10 @@ def reopen(
         )
     meta = _launchable_again(db, catalogue, principal, lab)
     try:
-        _resources(meta, LaunchRequest(lab.datalab, cpu=lab.cpu, memory=str(lab.memory), gpu=lab.gpu))
+        cluster = clusters.for_launch(settings, principal, lab.cluster)
+        _resources(
+            meta, LaunchRequest(lab.datalab, cpu=lab.cpu, memory=str(lab.memory), gpu=lab.gpu), cluster
+        )
         volume_service.check_choice(db, settings, principal, lab.volumes)
     except DatalabsError as exc:
         raise Conflict(
@@ -229,22 +238,27 @@ def _launchable_again(db: Session, catalogue: Catalogue, principal: Principal, l
     return meta
 
 
-def _resources(meta: DatalabMeta, req: LaunchRequest) -> Resources:
-    limits = meta.runtime.resources
+def _resources(meta: DatalabMeta, req: LaunchRequest, cluster: ClusterSettings) -> Resources:
+    """What the lab gets: what was asked, else the cluster's default where the cluster sets one, else the
+    datalab's; within both the datalab's and the cluster's maximum."""
+    default = (cluster.resources or meta.runtime.resources).default
     wanted = Resources(
-        cpu=req.cpu if req.cpu is not None else limits.default.cpu,
-        memory=req.memory if req.memory is not None else limits.default.memory,
-        gpu=req.gpu if req.gpu is not None else limits.default.gpu,
+        cpu=req.cpu if req.cpu is not None else default.cpu,
+        memory=req.memory if req.memory is not None else default.memory,
+        gpu=req.gpu if req.gpu is not None else default.gpu,
     )
-    most = limits.maximum
-    for what, asked, allowed in (
-        ("cpu", wanted.cpu, most.cpu),
-        ("memory", wanted.memory_bytes, most.memory_bytes),
-        ("gpu", wanted.gpu, most.gpu),
-    ):
-        if asked > allowed:
-            shown = most.memory if what == "memory" else allowed
-            raise Invalid(f"{what} request exceeds this datalab's maximum of {shown}", code="over_maximum")
+    bounds = [("this datalab's", meta.runtime.resources.maximum)]
+    if cluster.resources is not None:
+        bounds.append((f"cluster '{cluster.name}''s", cluster.resources.maximum))
+    for whose, most in bounds:
+        for what, asked, allowed in (
+            ("cpu", wanted.cpu, most.cpu),
+            ("memory", wanted.memory_bytes, most.memory_bytes),
+            ("gpu", wanted.gpu, most.gpu),
+        ):
+            if asked > allowed:
+                shown = most.memory if what == "memory" else allowed
+                raise Invalid(f"{what} request exceeds {whose} maximum of {shown}", code="over_maximum")
     return wanted
 
 

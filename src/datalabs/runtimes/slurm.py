@@ -61,10 +61,11 @@ from typing import Any, ClassVar
 import httpx
 
 from datalabs.clusters.settings import ClusterSettings
+from datalabs.runtimes import desktop
 from datalabs.runtimes.base import Endpoint, LabSpec, Limits, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.runtimes.local import SOCKET_NAME, LocalRuntime
-from datalabs.runtimes.slurm_job import REASON_PREFIX, spec_to_json
+from datalabs.runtimes.slurm_job import READY_LINE, REASON_PREFIX, spec_to_json
 from datalabs.runtimes.slurm_queue import JobQueue, JobStatus, SlurmUnavailable, run_slurm
 from datalabs.sandbox.bwrap import NOBODY
 
@@ -129,7 +130,7 @@ def _plain_path(path: Path, what: str) -> str:
 
 
 class SlurmRuntime(RuntimeBackend):
-    kinds: ClassVar[tuple[str, ...]] = ("web",)  # desktop labs: LocalRuntime's on the node, not wired yet
+    kinds: ClassVar[tuple[str, ...]] = ("web", "desktop")
     configured: ClassVar[ClusterSettings | None] = None  # set by for_cluster()
 
     def __init__(self, cluster: ClusterSettings | None = None) -> None:
@@ -140,6 +141,8 @@ class SlurmRuntime(RuntimeBackend):
         self._endpoint: Endpoint | None = None
         self._log_path: Path | None = None
         self._ready_path, self._start_timeout = "/", 120.0
+        self._kind = "web"
+        self._log_offset = 0  # where this start's output begins in the lab's log (kept across restarts)
         self._events = EventLog()
 
     @classmethod
@@ -168,7 +171,7 @@ class SlurmRuntime(RuntimeBackend):
     async def start(self, spec: LabSpec) -> Endpoint:
         if spec.kind not in self.kinds:
             self._fail(f"{spec.kind} labs cannot run on a Slurm cluster yet")
-        self._log_path = spec.log_path
+        self._log_path, self._kind = spec.log_path, spec.kind
         self._ready_path, self._start_timeout = spec.ready_path, spec.start_timeout
         script = render_script(spec, self.cluster)
         folder = spec.log_path.parent
@@ -183,8 +186,14 @@ class SlurmRuntime(RuntimeBackend):
             with os.fdopen(fd, "w") as f:
                 f.write(text)
         uid = (spec.policy.identity or NOBODY).uid if os.geteuid() == 0 else None
-        socket = str(spec.runtime_dir / SOCKET_NAME)
-        self._endpoint = Endpoint(socket=socket, headers=dict(spec.secret_headers), uid=uid)
+        if spec.kind == "desktop":
+            socket = str(spec.runtime_dir / desktop.VNC_SOCKET)
+            secret = desktop.vnc_password(spec)
+            self._endpoint = Endpoint(socket=socket, protocol="vnc", secret=secret, uid=uid)
+        else:
+            socket = str(spec.runtime_dir / SOCKET_NAME)
+            self._endpoint = Endpoint(socket=socket, headers=dict(spec.secret_headers), uid=uid)
+        self._log_offset = spec.log_path.stat().st_size if spec.log_path.is_file() else 0
         try:
             out = await self._slurm(
                 "sbatch", "--parsable", "--open-mode=append", "--export=NIL", *argv,
@@ -230,12 +239,25 @@ class SlurmRuntime(RuntimeBackend):
     async def _answers(self, client: httpx.AsyncClient) -> bool:
         if not os.path.exists(self._endpoint.socket):
             return False
+        if self._endpoint.protocol == "vnc":  # the node probed Xvnc and the app's window (LocalRuntime)
+            return self._node_said_ready()
         try:
             response = await client.get(self._ready_path, headers=self._endpoint.headers)
         except httpx.TransportError:
             return False
         # 401/403: the lab refused its own secret; keep waiting (the timeout says so), as LocalRuntime.
         return response.status_code < 500 and response.status_code not in (401, 403)
+
+    def _node_said_ready(self) -> bool:
+        if self._log_path is None:
+            return False
+        try:
+            with self._log_path.open("rb") as f:
+                f.seek(self._log_offset)
+                output = f.read(4 * 2**20)  # a start's output; the marker comes right after it
+        except OSError:
+            return False
+        return f"{READY_LINE}\n".encode() in output
 
     def _ended_while_starting(self, status: JobStatus) -> str:
         where = f"Slurm job {self._job} {status.state}" + (f", {status.reason}" if status.reason else "")
@@ -309,6 +331,10 @@ class SlurmRuntime(RuntimeBackend):
             "socket": e.socket if e else None,
             "headers": e.headers if e else {},
             "uid": e.uid if e else None,
+            "protocol": e.protocol if e else "http",
+            "secret": e.secret if e else "",  # a desktop's VNC password (LocalRuntime keeps it too)
+            "kind": self._kind,
+            "log_offset": self._log_offset,
             "log": str(self._log_path or ""),
             "ready": self._ready,
             "ready_path": self._ready_path,
@@ -325,8 +351,14 @@ class SlurmRuntime(RuntimeBackend):
         self._job = state.get("job_id")
         if state.get("socket"):
             self._endpoint = Endpoint(
-                socket=state["socket"], headers=state.get("headers") or {}, uid=state.get("uid")
+                socket=state["socket"],
+                headers=state.get("headers") or {},
+                uid=state.get("uid"),
+                protocol=state.get("protocol") or "http",
+                secret=state.get("secret") or "",
             )
+        self._kind = state.get("kind") or "web"
+        self._log_offset = int(state.get("log_offset") or 0)
         self._log_path = Path(state["log"]) if state.get("log") else None
         self._ready = bool(state.get("ready"))
         self._ready_path = state.get("ready_path") or "/"

@@ -28,6 +28,7 @@ from datalabs.sandbox.identity import Identity
 from datalabs.sandbox.policy import Policy
 
 REASON_PREFIX = "datalabs: "
+READY_LINE = f"{REASON_PREFIX}the lab is ready"  # what the platform waits for before it opens a desktop lab
 
 
 def spec_to_json(spec: LabSpec) -> str:
@@ -94,7 +95,7 @@ async def run(spec: LabSpec) -> int:
     except StartError as exc:
         print(f"{REASON_PREFIX}{exc}", file=sys.stderr, flush=True)
         return exit_status(await lab.poll()) or 1
-    print(f"{REASON_PREFIX}the lab is ready", file=sys.stderr, flush=True)
+    print(READY_LINE, file=sys.stderr, flush=True)
     while not stop_now.done() and await lab.poll() is None:
         await asyncio.wait([stop_now], timeout=0.5)
     await lab.stop(now=stop_now.result() if stop_now.done() else True)  # also releases cgroup and netns
