@@ -7,6 +7,7 @@ never waits on the database."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import logging
 import shutil
@@ -53,15 +54,25 @@ class LabManager:
         self._tasks: set[asyncio.Task] = set()
         self.on_route_removed: Callable[[str], None] = lambda lab_id: None  # e.g. close the proxy's pool
 
-    def backend_class(self, cluster: str = "local") -> type[RuntimeBackend]:
-        """The runtime of a lab on `cluster`: a Slurm cluster's SlurmRuntime, else `labs.backend` (the host's
-        own; a cluster no longer configured keeps its labs on the backend their saved state names)."""
+    def backend_class(self, cluster: str = "local", backend: str = "local") -> type[RuntimeBackend]:
+        """The runtime of a lab on `cluster`: the cluster's backend bound to it (Slurm), or `labs.backend` on
+        a local cluster. A lab on a cluster no longer configured gets its own `backend` unbound: its saved
+        state says where it runs, so it can still be re-attached to and stopped."""
         configured = next((c for c in self.settings.clusters if c.name == cluster), None)
-        if configured is not None and configured.backend == "slurm":
-            from datalabs.runtimes.slurm import SlurmRuntime
+        if configured is not None and configured.backend != "local":
+            return self._installed(configured.backend).for_cluster(configured, self.platform)
+        if configured is None and backend != "local":
+            return self._installed(backend)
+        return self._installed(self.settings.labs.backend)
 
-            return SlurmRuntime.for_cluster(configured)
-        name = self.settings.labs.backend
+    @property
+    def platform(self) -> str:
+        """This platform's tag in what it leaves on shared clusters (its Slurm jobs' comments)."""
+        digest = hashlib.sha256(f"{self.settings.database.url}\0{self.settings.home}".encode())
+        return digest.hexdigest()[:16]
+
+    @staticmethod
+    def _installed(name: str) -> type[RuntimeBackend]:
         if ":" in name:  # "package.module:Class", e.g. the test fake
             module, _, attr = name.partition(":")
             return getattr(importlib.import_module(module), attr)
@@ -349,11 +360,11 @@ class LabManager:
     async def restore(self) -> None:
         """Re-attach to labs that were running when the platform stopped; close the books on the rest."""
         labs = await to_thread.run_sync(self._active_labs)
-        for lab_id, owner, state, runtime_state, cluster in labs:
+        for lab_id, owner, state, runtime_state, where in labs:
             if not runtime_state:
                 await self._set(lab_id, "failed", "the platform restarted while this lab was starting")
                 continue
-            backend = self.backend_class(cluster)()
+            backend = self.backend_class(*where)()
             backend.load_state(runtime_state)
             if state in ("pending", "starting"):
                 if hasattr(backend, "wait_started"):  # a queued job goes on: follow it to its start
@@ -374,11 +385,33 @@ class LabManager:
             self.activity(lab_id)
             await self.routes.add_route(_route(lab_id, owner, endpoint))
             log.info("re-attached to lab %s of %s", lab_id, owner)
+        await self._cancel_forgotten_jobs()
+
+    async def _cancel_forgotten_jobs(self) -> None:
+        """Jobs of this platform on a cluster with no lab to follow them (submitted just before a crash,
+        before their id was saved): cancelled, so that they hold no node for nobody."""
+        for cluster in self.settings.clusters:
+            if cluster.backend == "local":
+                continue
+            try:
+                cancelled = await self.backend_class(cluster.name).cancel_forgotten(set(self.backends))
+            except RuntimeError as exc:  # unsure what runs: cancel nothing, say so
+                log.warning("cannot look for forgotten jobs on cluster %s: %s", cluster.name, exc)
+                continue
+            if cancelled:
+                log.warning(
+                    "cancelled Slurm jobs %s on cluster %s: no lab of this platform follows them",
+                    ", ".join(cancelled),
+                    cluster.name,
+                )
 
     def _active_labs(self) -> list[tuple[str, str, str, dict]]:
         with self.sessions() as db:
             rows = db.scalars(select(Lab).where(Lab.state.in_(service.ACTIVE))).all()
-            return [(lab.id, lab.owner.name, lab.state, lab.runtime_state, lab.cluster) for lab in rows]
+            return [
+                (lab.id, lab.owner.name, lab.state, lab.runtime_state, (lab.cluster, lab.backend))
+                for lab in rows
+            ]
 
     async def cull_once(self) -> None:
         """Stop labs idle past the timeout; record labs that ended by themselves (crash, OOM kill)."""

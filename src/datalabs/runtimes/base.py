@@ -105,6 +105,19 @@ class StartError(Exception):
 class RuntimeBackend(abc.ABC):
     kinds: ClassVar[tuple[str, ...]] = ()  # lab kinds this backend can start
 
+    @classmethod
+    def for_cluster(cls, cluster: Any, platform: str = "") -> type[RuntimeBackend]:
+        """This backend bound to a configured cluster (`ClusterSettings`), for callers that create backends
+        as `cls()`; `platform` tags what it leaves on a shared cluster. The host's own backend has no
+        cluster to bind."""
+        return cls
+
+    @classmethod
+    async def cancel_forgotten(cls, known: set[str]) -> list[str]:
+        """After a platform restart: end what this backend's cluster runs for the platform that is not a lab
+        in `known` (the ones re-attached); what was ended. RuntimeError if it cannot tell."""
+        return []
+
     @abc.abstractmethod
     async def start(self, spec: LabSpec) -> Endpoint:
         """Start the lab and return once it answers HTTP on its endpoint (or raise StartError with the

@@ -82,6 +82,7 @@ NODE_SLACK = 5.0
 STOP_GRACE = 15.0  # seconds the lab gets to stop after SIGTERM (LocalRuntime's own grace is 10 s)
 STOP_NOW_GRACE = 5.0
 SPEC_FILE, SCRIPT_FILE = "slurm-spec.json", "slurm-job.sh"
+JOB_NAME, JOB_COMMENT = "datalabs-", "datalabs-platform-"  # + lab id; + the platform's tag
 
 
 def directive(option: str, value: str) -> str:
@@ -91,8 +92,9 @@ def directive(option: str, value: str) -> str:
     return f"#SBATCH --{option}={value}"
 
 
-def render_script(spec: LabSpec, cluster: ClusterSettings) -> str:
-    """The job script of `spec` on `cluster`: only validated values, one `#SBATCH` line each."""
+def render_script(spec: LabSpec, cluster: ClusterSettings, platform: str = "") -> str:
+    """The job script of `spec` on `cluster`: only validated values, one `#SBATCH` line each. `platform`
+    (a plain tag) goes into the job's comment: the jobs of this platform, among others on the cluster."""
     if not LAB_ID.fullmatch(spec.lab_id):
         raise StartError(f"refused to submit the job: lab id {spec.lab_id[:40]!r} is not a plain name")
     if not (0 < spec.cpu <= 10_000 and 0 < spec.memory_bytes <= 2**60 and 0 <= spec.gpu <= 1_000):
@@ -101,10 +103,12 @@ def render_script(spec: LabSpec, cluster: ClusterSettings) -> str:
         )
     o = cluster.options
     lines = [
-        directive("job-name", f"datalabs-{spec.lab_id}"),
+        directive("job-name", f"{JOB_NAME}{spec.lab_id}"),
         directive("cpus-per-task", str(max(1, math.ceil(spec.cpu)))),
         directive("mem", f"{max(1, math.ceil(spec.memory_bytes / 2**20))}M"),
     ]
+    if platform:
+        lines.append(directive("comment", f"{JOB_COMMENT}{platform}"))
     for option, value in (
         ("partition", o.partition),
         ("account", o.account),
@@ -132,6 +136,7 @@ def _plain_path(path: Path, what: str) -> str:
 class SlurmRuntime(RuntimeBackend):
     kinds: ClassVar[tuple[str, ...]] = ("web", "desktop")
     configured: ClassVar[ClusterSettings | None] = None  # set by for_cluster()
+    platform: ClassVar[str] = ""  # the platform's tag in its jobs' comments (for_cluster)
 
     def __init__(self, cluster: ClusterSettings | None = None) -> None:
         self.cluster = cluster or self.configured or ClusterSettings(name="slurm", backend="slurm")
@@ -146,11 +151,16 @@ class SlurmRuntime(RuntimeBackend):
         self._events = EventLog()
 
     @classmethod
-    def for_cluster(cls, cluster: ClusterSettings) -> type[SlurmRuntime]:
-        """A SlurmRuntime class bound to `cluster`, for callers that create backends as `cls()`."""
+    def for_cluster(cls, cluster: ClusterSettings, platform: str = "") -> type[SlurmRuntime]:
+        """A SlurmRuntime class bound to `cluster`, for callers that create backends as `cls()`; its jobs
+        carry `platform` (see `platform_tag`) so that a restarted platform finds the ones it forgot."""
         if cluster.backend != "slurm":
             raise ValueError(f"cluster {cluster.name} has backend {cluster.backend!r}, not 'slurm'")
-        return type(f"SlurmRuntime[{cluster.name}]", (cls,), {"configured": cluster})
+        return type(f"SlurmRuntime[{cluster.name}]", (cls,), {"configured": cluster, "platform": platform})
+
+    @classmethod
+    async def cancel_forgotten(cls, known: set[str]) -> list[str]:
+        return await cancel_forgotten(cls.configured, cls.platform, known)
 
     @property
     def job_id(self) -> str | None:
@@ -173,7 +183,7 @@ class SlurmRuntime(RuntimeBackend):
             self._fail(f"{spec.kind} labs cannot run on a Slurm cluster yet")
         self._log_path, self._kind = spec.log_path, spec.kind
         self._ready_path, self._start_timeout = spec.ready_path, spec.start_timeout
-        script = render_script(spec, self.cluster)
+        script = render_script(spec, self.cluster, self.platform)
         folder = spec.log_path.parent
         argv = [f"--output={_plain_path(spec.log_path, 'log')}", f"--chdir={_plain_path(folder, 'lab')}"]
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -383,3 +393,27 @@ class SlurmRuntime(RuntimeBackend):
             memory_enforced=local.memory_enforced,
             notes=f"On the Slurm node, as on this host: {local.notes}; Slurm allocates CPUs, memory and GPUs",
         )
+
+
+async def cancel_forgotten(cluster: ClusterSettings, platform: str, known: set[str]) -> list[str]:
+    """Cancel the jobs of `platform` on `cluster` that are not labs in `known`; their ids. SlurmUnavailable
+    (nothing cancelled) if Slurm cannot say which jobs run."""
+    rc, out, err = await run_slurm(
+        cluster.options.slurm_conf,
+        "squeue", "--me", "-h", "-t", "PENDING,CONFIGURING,RUNNING,SUSPENDED,REQUEUED",
+        "-O", "JobID:24,Name:200,Comment:200",
+    )  # fmt: skip
+    if rc != 0:
+        raise SlurmUnavailable(f"squeue on cluster {cluster.name} failed: {err.strip() or rc}")
+    forgotten = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) != 3 or not parts[0].isdigit() or parts[2] != f"{JOB_COMMENT}{platform}":
+            continue
+        if parts[1].removeprefix(JOB_NAME) not in known:
+            forgotten.append(parts[0])
+    if forgotten:
+        rc, _, err = await run_slurm(cluster.options.slurm_conf, "scancel", *forgotten)
+        if rc != 0 and "already completing or completed" not in err and "Invalid job id" not in err:
+            raise SlurmUnavailable(f"scancel on cluster {cluster.name} failed: {err.strip() or rc}")
+    return forgotten
