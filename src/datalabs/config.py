@@ -125,6 +125,11 @@ class LabSettings(BaseModel):
         description="Where labs' unix sockets live (kept short: socket paths are limited to 107 bytes). "
         "Default /run/datalabs as root, else /tmp/datalabs-<uid>.",
     )
+    gpu_device_root: Path = Field(
+        Path("/dev"),
+        description="Where this host's GPU device nodes (nvidia0, nvidia1, ..., nvidiactl, nvidia-uvm) are "
+        "found for labs that ask for GPUs. Only tests and unusual hosts change it.",
+    )
 
 
 class SandboxSettings(BaseModel):

@@ -3,6 +3,7 @@ import time
 import pytest
 
 from datalabs.config import Settings
+from datalabs.runtimes import gpus
 from tests.catalogue.test_builds import tiny_datalab
 from tests.catalogue.test_loader import GOOD, write
 
@@ -107,3 +108,19 @@ def test_build_refusals(people):
     assert root.post("/api/v1/datalabs/no-such-lab/build").status_code == 404
     assert root.get("/api/v1/datalabs/tiny/build", params={"version": "9"}).status_code == 404
     assert root.get("/api/v1/datalabs/tiny/build", params={"version": "../../x"}).status_code == 404
+
+
+@pytest.mark.skipif(bool(gpus.discover()), reason="this host has GPUs: jupyterlab-gpu is not refused here")
+def test_the_gpu_datalab_is_not_available_without_a_gpu_and_says_why(people):
+    people.user("ada")
+    people.user("root", role="admin")
+    ada = people.login("ada")
+    detail = ada.get("/api/v1/datalabs/jupyterlab-gpu").json()
+    assert (detail["available"], detail["unavailable_reason"]) == (False, "needs a GPU; this server has none")
+    launch = ada.post("/api/v1/labs", json={"datalab": "jupyterlab-gpu"})
+    assert launch.status_code == 422 and launch.json()["error"]["code"] == "unavailable"
+    assert "needs a GPU; this server has none" in launch.json()["error"]["message"]
+    # Its environment (PyTorch with CUDA libraries: gigabytes) is not built on a host that cannot run it.
+    assert "jupyterlab-gpu" not in {
+        b["name"] for b in people.login("root").get("/api/v1/catalogue/builds").json()
+    }

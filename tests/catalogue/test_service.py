@@ -8,10 +8,11 @@ import yaml
 from datalabs.accounts import service as accounts
 from datalabs.accounts.principal import Principal
 from datalabs.catalogue import service
-from datalabs.catalogue.loader import load_directories
+from datalabs.catalogue.loader import BUILTIN_DIR, load_directories
 from datalabs.catalogue.schema import DatalabMeta
 from datalabs.db.models import Datalab, DatalabVersion
 from datalabs.errors import NotFound
+from datalabs.runtimes import gpus
 from tests.catalogue.test_loader import GOOD, write
 
 
@@ -103,6 +104,18 @@ def test_unavailable_definitions_say_why(db, tree):
     entry = service.Catalogue().get(db, principal(db, "ada"), "beta")
     assert not entry.available
     assert "no-such-viewer (Debian package no-such-package)" in entry.unavailable_reason
+
+
+@pytest.mark.skipif(bool(gpus.discover()), reason="this host has GPUs: GPU datalabs are not refused here")
+def test_a_datalab_needing_a_gpu_is_unavailable_on_a_host_without_one():
+    (gpu_lab,) = [
+        i for i in load_directories([(BUILTIN_DIR, "builtin")])[0] if i.meta.name == "jupyterlab-gpu"
+    ]
+    assert service.availability(gpu_lab.meta) == (False, "needs a GPU; this server has none")
+    raw = gpu_lab.meta.model_dump(by_alias=True)
+    raw["runtime"]["resources"]["default"]["gpu"] = 0  # GPUs optional: the GPU is not what stops it
+    reason = service.availability(DatalabMeta.model_validate(raw))[1]
+    assert "GPU" not in reason
 
 
 def test_version_ordering():

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from datalabs.catalogue import service as catalogue_service
 from datalabs.catalogue.service import availability
 from datalabs.db.engine import transaction
+from datalabs.runtimes import gpus
 from datalabs.web.render import prose
 from tests.web.conftest import GOOD_META, card_kinds
 
@@ -179,3 +182,12 @@ def test_prose_escapes_and_keeps_wrapped_list_items():
 def test_bad_query_parameters_get_an_html_422(user):
     r = user.get("/catalogue", params={"page": "abc"})
     assert r.status_code == 422 and "<html" in r.text and "valid integer" in r.text
+
+
+@pytest.mark.skipif(bool(gpus.discover()), reason="this host has GPUs: jupyterlab-gpu is not refused here")
+def test_the_gpu_datalab_says_it_needs_a_gpu(user):
+    card = user.get("/catalogue", params={"q": "gpu"}).text
+    assert "jupyterlab-gpu" in card_kinds(card) and "Needs a GPU; this server has none." in card
+    detail = user.get("/catalogue/jupyterlab-gpu").text
+    assert "Not available yet." in detail and "Needs a GPU; this server has none." in detail
+    assert "Launch JupyterLab GPU" not in detail and "/launch" not in detail  # no launch button

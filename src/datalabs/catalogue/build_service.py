@@ -22,6 +22,7 @@ from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import Datalab, DatalabVersion
 from datalabs.errors import Conflict, NotFound
+from datalabs.runtimes import gpus
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ def _row(db: Session, name: str, version: str | None) -> DatalabVersion:
 def _plan(settings: Settings, row: DatalabVersion) -> builds.Plan | None:
     meta = DatalabMeta.model_validate(row.meta)
     return builds.plan(settings, meta, Path(row.source_path).parent)
+
+
+def _needs_absent_gpus(row: DatalabVersion) -> bool:
+    """A datalab needing more GPUs than this host has (it cannot run here)."""
+    return bool(gpus.shortfall(DatalabMeta.model_validate(row.meta).runtime.resources.default.gpu))
 
 
 def _buildable(db: Session, settings: Settings, name: str, version: str | None) -> builds.Plan:
@@ -161,7 +167,10 @@ def _plans(db: Session, settings: Settings, names: tuple[str, ...] = ()) -> list
     for name in names or db.scalars(
         select(Datalab.name).where(Datalab.source != "db").order_by(Datalab.name)
     ):
-        p = _plan(settings, _row(db, name, None))
+        row = _row(db, name, None)
+        if not names and _needs_absent_gpus(row):
+            continue  # its environment (CUDA libraries: gigabytes) is built here only when named
+        p = _plan(settings, row)
         if p is not None:
             plans.append(p)
         elif names:

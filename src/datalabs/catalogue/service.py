@@ -24,7 +24,7 @@ from datalabs.catalogue.schema import DatalabMeta
 from datalabs.config import Settings
 from datalabs.db.models import CatalogueProblem, Counter, Datalab, DatalabVersion
 from datalabs.errors import NotFound
-from datalabs.runtimes import desktop
+from datalabs.runtimes import desktop, gpus
 from datalabs.sandbox.bwrap import sandbox_path
 
 FACETS = ("kind", "mission", "instrument", "keyword", "domain")
@@ -188,6 +188,8 @@ def availability(meta: DatalabMeta) -> tuple[bool, str]:
     kind = meta.runtime.kind
     if kind not in plugins.runtime_kinds():
         return False, f"no runtime for {kind} datalabs is installed on this platform yet"
+    if why := gpus.shortfall(meta.runtime.resources.default.gpu):  # e.g. "needs a GPU; this server has none"
+        return False, why
     if kind == "desktop":  # the desktop session's own tools (Xvnc, window manager) count too
         several = bool(meta.runtime.desktop and meta.runtime.desktop.apps)
         missing = desktop.missing_tools(meta.runtime.requires, meta.runtime.packages, several_apps=several)

@@ -1,5 +1,7 @@
 """`LocalRuntime`: each lab is a process tree in a bubblewrap sandbox on this host (sandbox/), limited by a
-cgroup (CPU, memory, processes), in a network namespace of its own, as its owner's uid.
+cgroup (CPU, memory, processes), in a network namespace of its own, as its owner's uid. A lab asking for
+GPUs gets GPUs no other lab holds (gpus.py): their device nodes alone in its /dev, and a cgroup device
+rule allowing only those.
 
 Labs outlive the platform process (own session, no parent-death signal) so a platform restart
 re-attaches to them from the persisted state; the (pid, start time) pair guards against pid reuse.
@@ -14,12 +16,13 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 
-from datalabs.runtimes import desktop
+from datalabs.runtimes import desktop, gpus
 from datalabs.runtimes.base import Endpoint, LabSpec, Limits, Mount, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.sandbox import cgroups, launch, network
@@ -55,10 +58,20 @@ class LocalRuntime(RuntimeBackend):
         self._prepared: launch.Prepared | None = None
         self._log_path: Path | None = None
         self._events = EventLog()
+        self._gpus: list[gpus.Gpu] = []
+        self._gpu_holder = ""  # the lab id its GPUs are held under (gpus.ALLOCATOR)
+        self._gpu_root = gpus.DEFAULT_ROOT
 
     # ---- start --------------------------------------------------------------------------------------
 
     async def start(self, spec: LabSpec) -> Endpoint:
+        try:
+            return await self._start(spec)
+        except BaseException:
+            self._release_gpus()  # a lab that did not start holds no GPU
+            raise
+
+    async def _start(self, spec: LabSpec) -> Endpoint:
         bwrap = bwrap_path()
         if bwrap is None:
             self._events.add(100, "bubblewrap is not installed: labs cannot be sandboxed", failed=True)
@@ -73,21 +86,24 @@ class LocalRuntime(RuntimeBackend):
                 self._fail(f"not installed on this host: {', '.join(missing)}")
             desktop.prepare_runtime_dir(spec.runtime_dir, spec)
             spec, extra = desktop.session_spec(spec), desktop.sandbox_binds(spec.runtime_dir)
+        gpu = self._place_gpus(spec)
         box = Box(
             command=spec.command,
             identity=spec.policy.identity,
-            mounts=[*spec.mounts, Mount(spec.runtime_dir, "/run/datalab", readonly=False)],
+            mounts=[*spec.mounts, Mount(spec.runtime_dir, "/run/datalab", readonly=False), *gpu.libraries],
             workdir=spec.workdir,
-            env={"HOME": spec.workdir, "USER": self._user(spec), **spec.env},
+            env={"HOME": spec.workdir, "USER": self._user(spec), **spec.env, **gpu.env},
             hostname=desktop.sandbox_hostname(spec),
             launcher=True,
             extra=extra,
+            device_nodes=gpu.binds(),
         )
+        policy = replace(spec.policy, devices=gpu.device_rules()) if gpu.gpus else spec.policy
         try:
             self._prepared = launch.prepare(
                 spec.lab_id,
                 box,
-                spec.policy,
+                policy,
                 spec.log_path.parent,
                 cpu=spec.cpu,
                 memory_bytes=spec.memory_bytes,
@@ -126,6 +142,29 @@ class LocalRuntime(RuntimeBackend):
             await self._wait_ready(spec, socket)
         self._events.add(100, "Ready", ready=True)
         return self._endpoint
+
+    def _place_gpus(self, spec: LabSpec) -> gpus.GpuPlan:
+        """The GPUs the lab asks for, held for it until it stops; refused with the reason if too few
+        are free. In a Slurm job, the job's own (Slurm placed them)."""
+        if spec.gpu <= 0:
+            return gpus.GpuPlan()
+        self._gpu_root = Path(spec.policy.gpu_root)
+        placed = gpus.slurm_job_gpus(self._gpu_root)
+        if placed is None:
+            try:
+                placed = gpus.ALLOCATOR.claim(spec.lab_id, spec.gpu, self._gpu_root)
+            except gpus.NotEnoughGpus as exc:
+                self._fail(str(exc))
+            self._gpu_holder = spec.lab_id
+        self._gpus = placed
+        names = ", ".join(g.uuid or f"GPU {g.index}" for g in placed)
+        self._events.add(10, f"Given {names}" if placed else "No GPU of the Slurm job is on this node")
+        return gpus.plan_for(placed, self._gpu_root)
+
+    def _release_gpus(self) -> None:
+        if self._gpu_holder:
+            gpus.ALLOCATOR.release(self._gpu_holder)
+            self._gpu_holder = ""
 
     def _prepare_dirs(self, spec: LabSpec) -> None:
         spec.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -231,6 +270,7 @@ class LocalRuntime(RuntimeBackend):
                 await asyncio.sleep(0.02)
         if self._prepared is not None:
             self._prepared.release()
+        self._release_gpus()  # only once its processes are gone: they could still use them
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
@@ -258,6 +298,9 @@ class LocalRuntime(RuntimeBackend):
             "uid": e.uid if e else None,
             "log": str(self._log_path or ""),
             **(self._prepared.state() if self._prepared else {}),
+            "gpus": [g.index for g in self._gpus],
+            "gpu_holder": self._gpu_holder,
+            "gpu_root": str(self._gpu_root),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -272,6 +315,9 @@ class LocalRuntime(RuntimeBackend):
             )
         self._log_path = Path(state["log"]) if state.get("log") else None
         self._prepared = launch.Prepared.from_state(state)
+        if state.get("gpu_holder"):  # hold its GPUs again before any other lab is placed
+            self._gpu_holder, self._gpu_root = state["gpu_holder"], Path(state["gpu_root"])
+            self._gpus = gpus.ALLOCATOR.reclaim(self._gpu_holder, state.get("gpus") or [], self._gpu_root)
         self._events.add(100, "Re-attached", ready=True)
 
     def endpoint(self) -> Endpoint | None:

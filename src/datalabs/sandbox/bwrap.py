@@ -92,6 +92,9 @@ class Box:
     new_session: bool = False
     command_is_pid_1: bool = False
     resolv_conf: str | None = None  # contents of /etc/resolv.conf (outbound namespaces use pasta's DNS)
+    # Device nodes (host path, path under /dev) added to the fresh /dev, e.g. a lab's GPUs: only these
+    # can be opened there besides null, zero, random and the terminals (devices.py enforces the same).
+    device_nodes: Sequence[tuple[str, str]] = ()
     extra: Sequence[
         str
     ] = ()  # more bwrap arguments, applied after the mounts (e.g. a desktop's X socket dir)
@@ -207,6 +210,10 @@ def _namespaces(box: Box) -> list[str]:
 
 def _filesystem(box: Box, state_dir: Path, fds: list[int] | None) -> list[str]:
     argv = ["--proc", "/proc", "--dev", "/dev"]
+    for node, target in box.device_nodes:
+        if not target.startswith("/dev/") or ".." in target.split("/"):
+            raise ValueError(f"device node {target} is not in /dev")
+        argv += ["--dev-bind", node, target]
     # A private /tmp the sandbox's user can write (bwrap as root would make it 0755 root): Java, X and
     # most desktop apps need one.
     argv += [

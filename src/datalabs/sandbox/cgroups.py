@@ -1,4 +1,5 @@
-"""CPU, memory and process-count limits through cgroups, v2 (unified) or v1 (per-controller hierarchies).
+"""CPU, memory and process-count limits through cgroups, v2 (unified) or v1 (per-controller hierarchies),
+and which device nodes a sandbox may open (devices.py: v1's devices controller, v2's BPF program).
 
 A sandbox's processes join its cgroup before `bwrap` is exec'd (bwrap.py), so everything in it is
 counted. The `pids` controller bounds processes and threads: a fork bomb in one lab stops at its own
@@ -12,8 +13,11 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from datalabs.sandbox import devices as device_rules
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "datalabs"
@@ -67,9 +71,15 @@ class LabCgroup:
 
     @classmethod
     def create(
-        cls, name: str, cpu: float | None = None, memory_bytes: int | None = None, pids: int | None = None
+        cls,
+        name: str,
+        cpu: float | None = None,
+        memory_bytes: int | None = None,
+        pids: int | None = None,
+        devices: Sequence[device_rules.DeviceRule] | None = None,
     ) -> LabCgroup:
-        """The cgroup `name` with the limits given (None: not limited here)."""
+        """The cgroup `name` with the limits given (None: not limited here). With `devices`, its
+        processes may open only those device nodes; a host that cannot enforce that raises OSError."""
         v = version()
         if v == 2:
             parent = ROOT / PARENT
@@ -85,7 +95,10 @@ class LabCgroup:
                 _write(lab / "cpu.max", f"{int(cpu * PERIOD_US)} {PERIOD_US}")
             if pids is not None:
                 _write(lab / "pids.max", str(pids))
-            return cls((str(lab),), 2)
+            made = cls((str(lab),), 2)
+            if devices is not None:
+                made._limit_devices(devices)
+            return made
         dirs: list[Path] = []
         if memory_bytes is not None or (cpu is None and pids is None):
             memory = ROOT / "memory" / PARENT / name
@@ -105,7 +118,29 @@ class LabCgroup:
             pids_dir.mkdir(parents=True, exist_ok=True)
             _write(pids_dir / "pids.max", str(pids))
             dirs.append(pids_dir)
-        return cls(tuple(str(d) for d in dirs), 1)
+        devices_dir = ROOT / "devices" / PARENT / name
+        if devices is not None and devices_dir.parent.parent.is_dir():
+            devices_dir.mkdir(parents=True, exist_ok=True)
+            dirs.append(devices_dir)
+        made = cls(tuple(str(d) for d in dirs), 1)
+        if devices is not None:
+            made._limit_devices(devices, devices_dir if devices_dir in dirs else None)
+        return made
+
+    def _limit_devices(self, rules: Sequence[device_rules.DeviceRule], v1_dir: Path | None = None) -> None:
+        """Allow the cgroup's processes only the device nodes of `rules`. If the host cannot, the cgroup
+        is removed and OSError says why: a sandbox meant to open only some devices must not start able to
+        open them all."""
+        try:
+            if self.version == 2:
+                device_rules.attach_v2(Path(self.dirs[0]), rules)
+            elif v1_dir is None:
+                raise OSError("cgroup v1 without a devices hierarchy")
+            else:
+                device_rules.write_v1(v1_dir, rules)
+        except OSError as exc:
+            self.remove()
+            raise OSError(exc.errno, f"device access cannot be limited here: {exc.strerror or exc}") from None
 
     @property
     def procs_files(self) -> list[str]:

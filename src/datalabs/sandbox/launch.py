@@ -80,8 +80,11 @@ def prepare(
     try:
         ok, _ = cgroups.available()
         wanted = cpu is not None or memory_bytes is not None or policy.pids_max is not None
+        wanted = wanted or policy.devices is not None
         if ok and wanted and shared_cgroup is None:
-            prepared.cgroup = cgroups.LabCgroup.create(name, cpu, memory_bytes, policy.pids_max)
+            prepared.cgroup = cgroups.LabCgroup.create(
+                name, cpu, memory_bytes, policy.pids_max, devices=policy.devices
+            )
         cgroup = shared_cgroup or prepared.cgroup
         box = replace(
             box,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from datalabs.sandbox.bwrap import ApiAccess
+from datalabs.sandbox.devices import DeviceRule
 from datalabs.sandbox.identity import Identity
 
 if TYPE_CHECKING:
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 class Policy:
     """`network`: "none" (its own loopback), "outbound" (internet through pasta; the host and private
     ranges unreachable) or "host" (NOT isolated). `pids_max`: its cgroup's process limit; `nproc`: the
-    identity's RLIMIT_NPROC (all of the user's sandboxes together)."""
+    identity's RLIMIT_NPROC (all of the user's sandboxes together). `gpu_root`: where the host's GPU
+    device nodes are (runtimes/gpus.py); `devices`: the only device nodes its cgroup lets it open
+    (devices.py), None for no such rule."""
 
     identity: Identity | None = None
     network: str = "none"
@@ -28,6 +31,8 @@ class Policy:
     seccomp: bool = True
     blocked_networks: tuple[str, ...] = ()
     allowed_networks: tuple[str, ...] = ()
+    gpu_root: str = "/dev"
+    devices: tuple[DeviceRule, ...] | None = None
 
     @classmethod
     def of(
@@ -49,6 +54,7 @@ class Policy:
             seccomp=s.seccomp,
             blocked_networks=tuple(s.blocked_networks),
             allowed_networks=tuple(s.allowed_networks),
+            gpu_root=str(settings.labs.gpu_device_root),
         )
 
     def with_network(self, network: str) -> Policy:
