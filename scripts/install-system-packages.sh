@@ -18,9 +18,10 @@ desktop=(tigervnc-standalone-server novnc matchbox-window-manager jwm xdotool fo
 # and XFS images for the quota tests; qemu-system-x86, busybox-static: the VM those tests run in when this
 # kernel has no ext4 quotas (see test_kernel below). slurm-wlm (slurmctld, slurmd, slurm-client: sbatch, squeue,
 # sacct, scancel, scontrol) and munge: the single-node Slurm cluster the tests start on loopback under a temp
-# dir (tests/runtimes/slurm_cluster.py); the packages' own services are not used.
+# dir (tests/runtimes/slurm_cluster.py); the packages' own services are not used. slurmdbd and mariadb-server:
+# that cluster's accounting (sacct), with a private MariaDB in the same temp dir.
 test=(postgresql chromium chromium-driver wrk nginx websockify xclip e2fsprogs xfsprogs qemu-system-x86
-      busybox-static slurm-wlm slurmctld slurmd slurm-client munge)
+      busybox-static slurm-wlm slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
 
 case "${1:-base}" in
   base) wanted=("${base[@]}" "${desktop[@]}") ;;

@@ -14,9 +14,16 @@ schedules them and sets CUDA_VISIBLE_DEVICES / SLURM_JOB_GPUS, nothing can compu
 Without systemd or cgroup delegation: `proctrack/linuxproc` (a job's processes are found through their
 parents) and `task/none`, so nothing fences a job's CPUs, memory or devices - Slurm only accounts.
 
-`sacct` does NOT work here: since Slurm 20.11 the only accounting storages are `none` and `slurmdbd`,
-and slurmdbd needs MySQL/MariaDB (not started by this module). `sacct` answers "Slurm accounting
-storage is disabled". The fallbacks, both real Slurm output:
+`sacct` works: since Slurm 20.11 the only accounting storages are `none` and `slurmdbd`, and slurmdbd
+needs MySQL/MariaDB, so the cluster starts its own private MariaDB (`mariadb-install-db` into the temp
+dir, `mariadbd` on a unix socket there and a free loopback port, a `slurm` database user with a random
+password, root only through the socket) and its own slurmdbd (slurmdbd.conf beside slurm.conf, 0600 and
+owned by SlurmUser, root) on another free port; the cluster is registered (`sacctmgr -i add cluster`)
+before slurmctld starts with `AccountingStorageType=accounting_storage/slurmdbd`. Job records reach the
+database asynchronously: a finished job shows in `sacct` shortly after it ends (`wait_accounted`).
+`slurm_cluster(accounting=False)` starts without MariaDB and slurmdbd (`accounting_storage/none`, a
+few seconds faster), where `sacct` answers "Slurm accounting storage is disabled". Either way two more
+records, both real Slurm output:
   - `job_info(id)` (`scontrol show job`): live and finished jobs, finished ones for MinJobAge (300 s);
   - `completed_jobs()`: the `jobcomp/filetxt` log, one line per finished job (state, start and end
     times, node list, TRES, exit code) for the cluster's whole life.
@@ -41,8 +48,9 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-DAEMONS = ("munged", "slurmctld", "slurmd")
-CLIENTS = ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo")
+DAEMONS = ("munged", "slurmctld", "slurmd", "slurmdbd", "mariadbd", "mariadb-install-db")
+CLIENTS = ("sbatch", "squeue", "sacct", "sacctmgr", "scancel", "scontrol", "sinfo", "mariadb")
+CLUSTER_NAME = "datalabs-test"
 NODE = "localhost"
 FAKE_GPUS = 2
 # Set in every daemon's and client's environment (and so in every job's): teardown finds whatever this
@@ -69,7 +77,10 @@ def unavailable_reason() -> str | None:
     """Why this machine cannot run the cluster, or None if it can."""
     missing = [name for name in DAEMONS + CLIENTS if shutil.which(name) is None]
     if missing:
-        return f"Slurm/munge binaries missing: {', '.join(missing)} (scripts/install-system-packages.sh test)"
+        return (
+            f"Slurm/munge/MariaDB binaries missing: {', '.join(missing)} "
+            "(scripts/install-system-packages.sh test)"
+        )
     if os.geteuid() != 0:
         return "the test Slurm cluster runs its daemons as root (SlurmUser=root)"
     return None
@@ -94,7 +105,7 @@ def _key_values(text: str) -> dict[str, str]:
 
 
 class SlurmCluster:
-    def __init__(self, root: Path, cpus: int | None = None):
+    def __init__(self, root: Path, cpus: int | None = None, accounting: bool = True):
         self.root = root
         self.conf = root / "slurm.conf"
         self.log_dir = root / "log"
@@ -103,6 +114,8 @@ class SlurmCluster:
         # Leave room for the platform itself: a node that claims more than it has is drained by slurmd.
         self.memory_mib = int(_memory_mib() * 0.8)
         self.ctld_port, self.slurmd_port = _free_port(), _free_port()
+        self.accounting = accounting
+        self.dbd_port, self.mariadb_port = (_free_port(), _free_port()) if accounting else (0, 0)
         self.env = {"SLURM_CONF": str(self.conf), MARKER: str(root)}
         self._procs: dict[str, subprocess.Popen] = {}
 
@@ -126,7 +139,7 @@ class SlurmCluster:
         overrides = "SlurmdParameters=config_overrides\n" if self.cpus != os.cpu_count() else ""
         node = f"NodeName={NODE} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mib}"
         self.conf.write_text(
-            f"""ClusterName=datalabs-test
+            f"""ClusterName={CLUSTER_NAME}
 SlurmctldHost={NODE}(127.0.0.1)
 SlurmctldPort={self.ctld_port}
 SlurmdPort={self.slurmd_port}
@@ -150,7 +163,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=256
 JobAcctGatherType=jobacct_gather/linux
-AccountingStorageType=accounting_storage/none
+{self._accounting_lines()}
 JobCompType=jobcomp/filetxt
 JobCompLoc={self.jobcomp}
 GresTypes=gpu
@@ -164,7 +177,111 @@ PartitionName=gpu Nodes={NODE} Default=NO MaxTime=INFINITE State=UP
             f"AutoDetect=off\nNodeName={NODE} Name=gpu Type=fake File={r}/dev/gpu[0-{FAKE_GPUS - 1}]\n"
         )
 
+    def _accounting_lines(self) -> str:
+        if not self.accounting:
+            return "AccountingStorageType=accounting_storage/none"
+        return (
+            "AccountingStorageType=accounting_storage/slurmdbd\n"
+            f"AccountingStorageHost=127.0.0.1\nAccountingStoragePort={self.dbd_port}\n"
+            # Connections to slurmdbd take their munge socket from here, not from AuthInfo.
+            f"AccountingStoragePass={self.root}/munge/munge.socket\n"
+            "AccountingStorageTRES=gres/gpu\n"  # GPUs in sacct's AllocTRES (gres/gpu=N), as CPUs are
+            "JobAcctGatherFrequency=30"
+        )
+
+    def _write_dbd_config(self, password: str) -> None:
+        r = self.root
+        path = r / "slurmdbd.conf"  # slurmdbd reads it beside SLURM_CONF; refuses it unless 0600, SlurmUser's
+        path.touch(mode=0o600)
+        path.write_text(
+            f"""AuthType=auth/munge
+AuthInfo=socket={r}/munge/munge.socket
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort={self.dbd_port}
+SlurmUser=root
+PidFile={r}/slurmdbd.pid
+LogFile={self.log_dir}/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={self.mariadb_port}
+StorageUser=slurm
+StoragePass={password}
+StorageLoc=slurm_acct_db
+"""
+        )
+        os.chown(path, 0, 0)
+
     # -- daemons -------------------------------------------------------------------------------------
+
+    def _start_mariadb(self) -> str:
+        """A private MariaDB for slurmdbd; returns the password of its `slurm` user. Small InnoDB log and
+        buffer pool: it holds a few job records, and install-db writes the log files in full."""
+        db = self.root / "mariadb"
+        small = ["--innodb-log-file-size=4M", "--innodb-buffer-pool-size=16M"]
+        with open(self.log_dir / "mariadb-install.out", "wb") as log:
+            subprocess.run(
+                [
+                    "mariadb-install-db",
+                    "--no-defaults",
+                    f"--datadir={db}/data",
+                    "--user=root",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                    "--skip-name-resolve",
+                    *small,
+                ],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=120,
+            )
+        self._spawn(
+            "mariadbd",
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={db}/data",
+                f"--socket={db}/mariadb.sock",
+                f"--port={self.mariadb_port}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                f"--pid-file={db}/mariadbd.pid",
+                f"--log-error={self.log_dir}/mariadbd.log",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                *small,
+            ],
+        )
+        answers = lambda: self._sql("SELECT 1").returncode == 0  # noqa: E731
+        self._until(answers, "MariaDB to answer on its socket", "mariadbd")
+        password = os.urandom(12).hex()
+        self._sql(
+            f"CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}'; "
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';",
+            check=True,
+        )
+        return password
+
+    def _sql(self, statements: str, check: bool = False) -> subprocess.CompletedProcess:
+        """Statements as MariaDB's root, through the socket (root has no password, and no network login)."""
+        sock = self.root / "mariadb" / "mariadb.sock"
+        return subprocess.run(
+            ["mariadb", "--no-defaults", f"--socket={sock}", "-u", "root", "-e", statements],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=check,
+        )
+
+    def _start_slurmdbd(self) -> None:
+        self._write_dbd_config(self._start_mariadb())
+        self._spawn("slurmdbd", ["slurmdbd", "-D"])
+        registered = lambda: (  # noqa: E731 - sacctmgr answers once slurmdbd has made its tables
+            self.run("sacctmgr", "-i", "add", "cluster", CLUSTER_NAME, check=False).returncode == 0
+        )
+        self._until(registered, "slurmdbd to register the cluster", "slurmdbd")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.log_dir / f"{name}.out", "ab")  # noqa: SIM115 - the daemon keeps it
@@ -202,6 +319,8 @@ PartitionName=gpu Nodes={NODE} Default=NO MaxTime=INFINITE State=UP
     def start(self) -> SlurmCluster:
         self._write_config()
         self._start_munged()
+        if self.accounting:
+            self._start_slurmdbd()
         self.start_controller()
         self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", NODE])
         self._until(lambda: self.node_state() == "idle", "the node to become idle", "slurmd")
@@ -224,7 +343,7 @@ PartitionName=gpu Nodes={NODE} Default=NO MaxTime=INFINITE State=UP
             if "slurmctld" not in self._procs and "slurmd" in self._procs:
                 self.start_controller()
             self.cancel_all()
-        for name in ("slurmd", "slurmctld", "munged"):
+        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
             self._stop(name)
         for pid in self._marked_pids():
             with contextlib.suppress(ProcessLookupError):
@@ -316,6 +435,24 @@ PartitionName=gpu Nodes={NODE} Default=NO MaxTime=INFINITE State=UP
             for job in jobs:
                 self.wait_job(job, TERMINAL_STATES)
 
+    def accounted(self, *job_ids: str) -> dict[str, dict[str, str]]:
+        """sacct's record of each job (one allocation line, -X): JobID, State, Start, End, Elapsed,
+        ElapsedRaw, AllocTRES; jobs slurmdbd does not know yet are missing."""
+        fields = ("JobID", "State", "Start", "End", "Elapsed", "ElapsedRaw", "AllocTRES")
+        out = self.run("sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), "-o", ",".join(fields)).stdout
+        rows = [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line]
+        return {row["JobID"]: row for row in rows}
+
+    def wait_accounted(self, job_id: str, timeout: float = 60) -> dict[str, str]:
+        """sacct's record of a finished job once slurmdbd has its end (records arrive asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = self.accounted(job_id).get(job_id)
+            if row and row["State"].split()[0] in TERMINAL_STATES and row["End"] not in ("", "Unknown"):
+                return row
+            time.sleep(0.2)
+        raise SlurmError(f"job {job_id} never reached sacct as finished\n{self.log_tail()}")
+
     def completed_jobs(self) -> list[dict[str, str]]:
         """The jobcomp/filetxt log: one dict per finished job (sacct's stand-in, see the module doc)."""
         if not self.jobcomp.exists():
@@ -324,10 +461,10 @@ PartitionName=gpu Nodes={NODE} Default=NO MaxTime=INFINITE State=UP
 
 
 @contextlib.contextmanager
-def slurm_cluster(cpus: int | None = None) -> Iterator[SlurmCluster]:
+def slurm_cluster(cpus: int | None = None, accounting: bool = True) -> Iterator[SlurmCluster]:
     """A started cluster, torn down (jobs, daemons, temp dir) on exit whatever happened."""
     root = Path(tempfile.mkdtemp(prefix="datalabs-slurm-"))
-    cluster = SlurmCluster(root, cpus=cpus)
+    cluster = SlurmCluster(root, cpus=cpus, accounting=accounting)
     try:
         yield cluster.start()
     finally:

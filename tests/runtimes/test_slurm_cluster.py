@@ -46,10 +46,36 @@ def test_a_batch_job_runs_on_the_node_and_completes(slurm, tmp_path):
 
     assert out.read_text().split() == [socket.gethostname(), job]
     assert (info["BatchHost"], info["Partition"], info["ExitCode"]) == ("localhost", "debug", "0:0")
-    # sacct has no storage without slurmdbd; the jobcomp log is the record of finished jobs.
-    assert "accounting storage is disabled" in slurm.run("sacct", check=False).stderr
+    # sacct answers from the cluster's own slurmdbd and MariaDB; the jobcomp log records it as well.
+    accounted = slurm.wait_accounted(job)
+    assert accounted["State"] == "COMPLETED" and "cpu=1" in accounted["AllocTRES"].split(",")
     finished = {entry["JobId"]: entry for entry in slurm.completed_jobs()}
     assert finished[job]["JobState"] == "COMPLETED" and finished[job]["NodeList"] == "localhost"
+
+
+def test_sacct_records_a_walltime_kill_and_allocated_cpus_and_gpus(slurm):
+    """What usage accounting reads: TIMEOUT for a job killed at its limit (Slurm's limits are whole
+    minutes, checked every 30 s: this test takes about a minute), the CPUs and GPUs it held."""
+    job = slurm.sbatch(
+        "#!/bin/sh\nexec sleep 300\n", "-t", "1", "-c", "2", "-p", "gpu", "--gres=gpu:1", "-o", "/dev/null"
+    )
+    slurm.wait_job(job, {"RUNNING"})
+
+    row = slurm.wait_accounted(job, timeout=150)
+
+    assert row["State"] == "TIMEOUT"
+    assert int(row["ElapsedRaw"]) >= 60
+    tres = dict(item.split("=", 1) for item in row["AllocTRES"].split(","))
+    assert (tres["cpu"], tres["gres/gpu"]) == ("2", "1")
+
+
+def test_without_accounting_sacct_says_so_and_jobcomp_still_records(tmp_path):
+    with support.slurm_cluster(accounting=False) as bare:
+        job = bare.sbatch("#!/bin/sh\ntrue\n", "-o", "/dev/null")
+        bare.wait_job(job, {"COMPLETED"})
+        assert "accounting storage is disabled" in bare.run("sacct", check=False).stderr
+        finished = {entry["JobId"]: entry for entry in bare.completed_jobs()}
+        assert finished[job]["JobState"] == "COMPLETED"
 
 
 def test_the_cluster_uses_only_its_own_config_ports_and_munge(slurm):
