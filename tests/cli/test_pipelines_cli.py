@@ -64,6 +64,11 @@ def test_cwl_runner_pipelines_and_client(tmp_path):
         latest = next(r for r in runs if r["pipeline"] == "hello-world")
         follow = run(home, "runs", "logs", "--follow", latest["id"], env=env)
         assert "From the CLI" in follow.stdout and "succeeded" in follow.stderr
+        placed = run(home, "pipelines", "run", "hello-world", "--cluster", "local", "--no-wait", env=env)
+        run_id = placed.stdout.split()[1]
+        assert json.loads(run(home, "runs", "show", run_id, env=env).stdout)["cluster"] == "local"
+        refused = run(home, "pipelines", "run", "hello-world", "--cluster", "mars", env=env, check=False)
+        assert refused.returncode != 0 and "no cluster named 'mars' (yours: local)" in refused.stderr
 
         from datalabs.client import Client
 

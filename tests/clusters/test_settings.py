@@ -22,7 +22,9 @@ account = "esa-sci"
 qos = "normal"
 time_limit = "1-00:00:00"
 gpu_type = "a100"
+gpu_partition = "gpu"
 slurm_conf = "/etc/slurm/hpc.conf"
+shared_dirs = ["/shared"]
 [clusters.resources.default]
 cpu = 2
 memory = "4G"
@@ -51,8 +53,10 @@ def test_clusters_are_read_from_datalabs_toml(tmp_path, monkeypatch):
         "qos": "normal",
         "time_limit": "1-00:00:00",
         "gpu_type": "a100",
+        "gpu_partition": "gpu",
     }
     assert hpc.options.slurm_conf == "/etc/slurm/hpc.conf"  # kept, but never dumped (a server path)
+    assert hpc.options.shared_dirs == ["/shared"]  # likewise
     assert hpc.resources.default.cpu == 2
     assert (hpc.resources.maximum.memory, hpc.resources.maximum.gpu) == ("128G", 4)
 
@@ -150,3 +154,26 @@ def test_a_slurm_config_on_a_local_cluster_is_refused():
 def test_a_slurm_config_that_is_not_a_plain_absolute_path_is_refused(path):
     with pytest.raises(ValidationError, match="slurm_conf .* refused: an absolute path"):
         slurm(slurm_conf=path)
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_hostile_gpu_partition_is_refused(value):
+    with pytest.raises(ValidationError, match="gpu_partition .* refused"):
+        slurm(gpu_partition=value)
+
+
+def test_shared_dirs_are_absolute_plain_paths_kept_out_of_dumps():
+    options = slurm(shared_dirs=["/shared/home/", "/scratch"], gpu_partition="gpu,gpu2").options
+    assert options.shared_dirs == ["/shared/home", "/scratch"]  # compared as prefixes: no trailing '/'
+    assert "shared_dirs" not in options.model_dump() and options.model_dump()["gpu_partition"] == "gpu,gpu2"
+
+
+@pytest.mark.parametrize("path", ["shared", "/", "//", "/a/../etc", "/job%j", "/a\nb", "/a\x00b"])
+def test_a_shared_dir_that_is_not_a_plain_absolute_path_is_refused(path):
+    with pytest.raises(ValidationError, match="shared_dirs .* refused: an absolute path"):
+        slurm(shared_dirs=[path])
+
+
+def test_shared_dirs_on_a_local_cluster_are_refused():
+    with pytest.raises(ValidationError, match="options shared_dirs apply to Slurm clusters"):
+        ClusterSettings(name="here", options={"shared_dirs": ["/shared"]})

@@ -374,3 +374,31 @@ def test_a_failed_run_shows_its_reason_and_the_tools_stderr(user, post_form):
     assert "calibration table missing" in page
     outputs = user.get(f"/runs/{run_id}/outputs").text
     assert "This run has no outputs: it did not succeed." in outputs
+
+
+def test_the_launch_form_offers_the_users_clusters_only_when_there_is_a_choice(user, post_form, settings):
+    from datalabs.clusters.settings import ClusterSettings
+
+    register(user, "quiet", PRIVATE)
+    assert 'id="cluster"' not in user.get("/pipelines/quiet/launch").text  # one cluster: nothing to choose
+    settings.clusters = [
+        ClusterSettings(name="local", title="This server"),
+        ClusterSettings(name="big", title="Big server"),
+        ClusterSettings(name="astro-only", title="Astro's", allowed_groups=["astro"]),
+    ]
+    page = user.get("/pipelines/quiet/launch").text
+    assert '<select id="cluster" name="cluster"' in page
+    assert '<option value="local" selected>This server</option>' in page
+    assert '<option value="big">Big server</option>' in page and "astro-only" not in page
+    r = launch(user, post_form, "quiet", {"cluster": "big"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert [run.cluster for run in runs_in_db(user)] == ["big"]
+    # Another group's cluster (or a forged name): refused next to the field, nothing queued.
+    for name in ("astro-only", "big --partition=gpu"):
+        r = launch(user, post_form, "quiet", {"cluster": name})
+        assert r.status_code == 422
+        assert re.search(
+            r'id="cluster-error">No cluster named &#39;[^<]*&#39; \(yours: local, big\)', r.text
+        ), r.text
+        assert 'aria-describedby="cluster-help cluster-error"' in r.text  # the error is the select's
+    assert len(runs_in_db(user)) == 1

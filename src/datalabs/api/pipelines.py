@@ -72,6 +72,11 @@ class RunCreate(Strict):
     notify: dict[str, Any] | None = None
     timeout: int | None = Field(None, description="Seconds; default pipelines.default_timeout.")
     engine: str | None = Field(None, max_length=32, description="Override the pipeline's default engine.")
+    cluster: str | None = Field(
+        None,
+        max_length=64,
+        description="Configured cluster the run's jobs go to; default: the first of yours.",
+    )
     ignore_unknown_inputs: bool = Field(
         False, description="Leave out input names the pipeline does not take (cwltool's job semantics)."
     )
@@ -348,6 +353,7 @@ def launch_run(
         notify=body.notify,
         timeout=body.timeout,
         engine=body.engine,
+        cluster=body.cluster,
         ignore_unknown_inputs=body.ignore_unknown_inputs,
     )
     db.commit()

@@ -28,6 +28,7 @@ class RunRead(BaseModel):
     version: str
     owner: str
     engine: str
+    cluster: str
     state: str
     reason: str
     inputs: dict[str, Any]
@@ -50,6 +51,7 @@ class RunRead(BaseModel):
             version=run.version.version,
             owner=run.owner.name,
             engine=run.engine,
+            cluster=run.cluster,
             state=run.state,
             reason=run.reason,
             inputs=run.inputs,

@@ -134,13 +134,21 @@ def run_pipeline(
     inputs_file: Path = typer.Option(None, "--inputs", help="YAML/JSON file of inputs."),
     version: str = typer.Option(None),
     output_dir: str = typer.Option("me", help="Workspace for the outputs: me or team:<name>."),
+    cluster: str = typer.Option(
+        None, help="Cluster the run's jobs go to (GET /api/v1/clusters); default: your first."
+    ),
+    engine: str = typer.Option(None, help="cwltool or toil; default: the pipeline's."),
     wait: bool = typer.Option(True, help="Wait and print the outputs."),
 ) -> None:
     """Run a pipeline; prints the run id, then (with --wait) its output object."""
     values = _parse_inputs(inputs or [], inputs_file)
     with _client() as client:
         pipeline = _call(lambda: client.pipelines.get(name))
-        run = _call(lambda: pipeline.submit(values, version=version, output_dir=output_dir))
+        run = _call(
+            lambda: pipeline.submit(
+                values, version=version, output_dir=output_dir, cluster=cluster, engine=engine
+            )
+        )
         console.print(f"run [bold]{run.id}[/] queued", highlight=False)
         if not wait:
             return

@@ -18,6 +18,10 @@ from datalabs.catalogue.schema import NAME_RE, ResourceLimits
 SLURM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # sbatch --time forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or no limit.
 TIME_LIMIT = re.compile(r"\d{1,7}(:\d{1,2}){0,2}|\d{1,4}-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE")
+# The platform's address for jobs (endpoint "port"): scheme, host or [IPv6], port, path; nothing else.
+CALLBACK_URL = re.compile(
+    r"https?://(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(:\d{1,5})?(/[A-Za-z0-9_.~/-]{0,500})?"
+)
 GROUP_NAME = re.compile(r"[a-z][a-z0-9_.-]{1,31}")  # as accounts.service.NAME_RE
 
 
@@ -38,6 +42,28 @@ class ClusterOptions(BaseModel):
         "", description="Walltime of each job in sbatch --time form, e.g. '8:00:00' or '1-00:00:00'."
     )
     gpu_type: str = Field("", description="GRES type of the GPUs asked for, e.g. 'a100' (--gres=gpu:a100:N).")
+    gpu_partition: str = Field(
+        "",
+        description="Partition(s) of jobs asking for GPUs (CWL CUDARequirement); empty: partition.",
+    )
+    shared_dirs: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        exclude=True,  # server paths, as slurm_conf
+        description="Folders the platform host and every node share (absolute paths): a pipeline run's work, "
+        "job store and output folders must lie below one of them before its jobs are submitted.",
+    )
+    endpoint: Literal["socket", "port"] = Field(
+        "socket",
+        description="How the proxy reaches a lab on a node: 'socket', its unix socket in a folder the node "
+        "shares with the platform; 'port', a TCP port the job binds on its node and reports to the platform.",
+    )
+    callback_url: str = Field(
+        "",
+        exclude=True,  # an internal address of the platform: never shown to users
+        description="The platform's address as the nodes reach it (endpoint 'port'), e.g. "
+        "'http://10.0.0.1:8000'; default: the platform's own (labs.api_url, else the server's address).",
+    )
     slurm_conf: str = Field(
         "",
         exclude=True,  # a server path: never shown to users (GET /api/v1/clusters dumps the options)
@@ -52,11 +78,11 @@ class ClusterOptions(BaseModel):
             raise _refuse(info.field_name, value, _NAME_RULE)
         return value
 
-    @field_validator("partition")
+    @field_validator("partition", "gpu_partition")
     @classmethod
-    def _partitions(cls, value: str) -> str:
+    def _partitions(cls, value: str, info) -> str:
         if value and not all(SLURM_NAME.fullmatch(part) for part in value.split(",")):
-            raise _refuse("partition", value, "a comma-separated list of names; each " + _NAME_RULE)
+            raise _refuse(info.field_name, value, "a comma-separated list of names; each " + _NAME_RULE)
         return value
 
     @field_validator("time_limit")
@@ -71,14 +97,33 @@ class ClusterOptions(BaseModel):
     @classmethod
     def _slurm_conf(cls, value: str) -> str:
         # Only ever an environment value for Slurm's clients, but a path: absolute, printable, no '..'.
-        if value and (
-            not value.startswith("/")
-            or len(value) > 4096
-            or not value.isprintable()
-            or ".." in value.split("/")
-        ):
+        if value and not _plain_absolute(value):
             raise _refuse("slurm_conf", value, "an absolute path of printable characters, without '..'")
         return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url(cls, value: str) -> str:
+        # Where jobs send a secret token: a plain http(s) base URL, no credentials, query or fragment.
+        if value and not CALLBACK_URL.fullmatch(value):
+            raise _refuse(
+                "callback_url", value, "an http:// or https:// address (host, optional port and path)"
+            )
+        return value.rstrip("/")
+
+    @field_validator("shared_dirs")
+    @classmethod
+    def _shared_dirs(cls, value: list[str]) -> list[str]:
+        # Compared with a run's folders as plain prefixes: no '..', no trailing '/', no '%' (sbatch patterns).
+        for path in value:
+            if not _plain_absolute(path) or "%" in path or not path.strip("/"):
+                rule = "an absolute path of printable characters, without '..' or '%', not '/' itself"
+                raise _refuse("shared_dirs", path, rule)
+        return [path.rstrip("/") for path in value]
+
+
+def _plain_absolute(path: str) -> bool:
+    return path.startswith("/") and len(path) <= 4096 and path.isprintable() and ".." not in path.split("/")
 
 
 _NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -121,7 +166,10 @@ class ClusterSettings(BaseModel):
     @model_validator(mode="after")
     def _options_fit_the_backend(self) -> ClusterSettings:
         if self.backend == "local":
-            given = [name for name in type(self.options).model_fields if getattr(self.options, name)]
+            unset = type(self.options)()
+            given = [
+                n for n in type(self.options).model_fields if getattr(self.options, n) != getattr(unset, n)
+            ]
             if given:
                 raise ValueError(f"options {', '.join(given)} apply to Slurm clusters, not backend 'local'")
         self.title = self.title or self.name

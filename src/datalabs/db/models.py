@@ -280,6 +280,8 @@ class PipelineRun(Base):
         ForeignKey("pipeline_schedules.id", ondelete="SET NULL"), default=None
     )
     engine: Mapped[str] = mapped_column(String(32), default="cwltool")
+    # The configured cluster (`[[clusters]]`) the run's jobs go to; it chooses the engine's placement.
+    cluster: Mapped[str] = mapped_column(String(64), default="local", server_default="local")
     inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     output_space: Mapped[str] = mapped_column(String(100), default="me")
     output_path: Mapped[str] = mapped_column(Text, default="")
@@ -444,3 +446,31 @@ class RunNotification(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class UsageRecord(Base):
+    """One ended session of a lab (launch or restart to its end), written when the lab ends so that its
+    usage outlives a restart or a destroy of the lab. Times are the platform's until `accounted`: on a
+    Slurm cluster, sacct's start, end and allocation replace them (walltime kills included), once."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        UniqueConstraint("lab_id", "opened_at", name="uq_usage_records_lab_session"),
+        Index("ix_usage_records_owner_ended", "owner_id", "ended_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lab_id: Mapped[str] = mapped_column(String(32), index=True)  # the lab may be destroyed since
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    datalab: Mapped[str] = mapped_column(String(64))
+    cluster: Mapped[str] = mapped_column(String(64))
+    backend: Mapped[str] = mapped_column(String(32), default="local")
+    cpu: Mapped[float] = mapped_column(default=1.0)
+    memory: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes
+    gpu: Mapped[int] = mapped_column(default=0)
+    opened_at: Mapped[datetime]  # the session's start as the platform saw it: its key, never changed
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(32), default="stopped")  # the lab's, then Slurm's (TIMEOUT)
+    job_id: Mapped[str] = mapped_column(String(64), default="")  # a Slurm lab's job
+    accounted: Mapped[bool] = mapped_column(Boolean, default=True)  # False: sacct not read yet

@@ -182,10 +182,15 @@ def notify_of(form: dict[str, str], own_email: str = "") -> dict[str, Any] | Non
 
 def error_place(message: str, names: set[str]) -> str:
     """Where a service's message belongs on the launch page: an input's field ("input 'count': ..."), the
-    notification, output or schedule options, or the top of the form ("page")."""
+    notification, output, cluster or schedule options, or the top of the form ("page")."""
     if m := re.match(r"^input '([^']+)'", message):
         return m.group(1) if m.group(1) in names else "page"
-    for prefix, place in (("notify", "notify"), ("output_dir", "output"), ("timeout", "page")):
+    for prefix, place in (
+        ("notify", "notify"),
+        ("output_dir", "output"),
+        ("timeout", "page"),
+        ("no cluster", "cluster"),
+    ):
         if message.startswith(prefix):
             return place
     if "cron" in message:

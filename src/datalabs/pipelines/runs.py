@@ -16,7 +16,7 @@ from datalabs.config import Settings
 from datalabs.db.models import Pipeline, PipelineRun, User
 from datalabs.errors import Invalid, NotFound
 from datalabs.pipelines import inputs as run_inputs
-from datalabs.pipelines import queue, registry, webhooks
+from datalabs.pipelines import placement, queue, registry, webhooks
 from datalabs.pipelines.documents import describe
 from datalabs.workspaces import service as workspaces
 
@@ -120,6 +120,7 @@ def submit(
     notify: dict[str, Any] | None = None,
     timeout: int | None = None,
     engine: str | None = None,
+    cluster: str | None = None,
     schedule_id: int | None = None,
     ignore_unknown_inputs: bool = False,
 ) -> PipelineRun:
@@ -127,6 +128,7 @@ def submit(
         db, settings, principal, pipeline, version, inputs, ignore_unknown_inputs
     )
     check_output_space(db, settings, principal, output_space)
+    placed = placement.cluster_for_run(settings, principal, cluster)
     engine = engine or pipeline.engine
     if engine not in registry.ENGINES:
         raise Invalid(
@@ -142,6 +144,7 @@ def submit(
         owner_id=principal.user.id,
         schedule_id=schedule_id,
         engine=engine,
+        cluster=placed.name,
         inputs=normalised,
         output_space=output_space,
         notify=check_notify(

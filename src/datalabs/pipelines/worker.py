@@ -22,7 +22,7 @@ from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import PipelineRun
 from datalabs.errors import DatalabsError
-from datalabs.pipelines import deliveries, documents, outputs, queue, runs, sandbox, schedules
+from datalabs.pipelines import deliveries, documents, outputs, placement, queue, runs, sandbox, schedules
 from datalabs.pipelines import inputs as run_inputs
 from datalabs.pipelines.engines.base import INFRA, SUCCEEDED, PipelineEngine, Result, RunSpec, get_engine
 from datalabs.redaction import Redactor, for_run
@@ -168,6 +168,11 @@ class Worker:
                 _append(logfile, f"ERROR {exc.message}\n")
                 return self._final(claim, "failed", f"inputs: {exc.message}")
             pipeline_name, engine_name, timeout = run.pipeline.name, run.engine, run.timeout
+            cluster = placement.configured(self.settings, run.cluster)
+            if cluster is None:
+                reason = f"cluster '{run.cluster}' is no longer configured on this platform"
+                _append(logfile, f"ERROR {reason}\n")
+                return self._final(claim, "failed", reason)
             parallel = documents.main_process(run.version.packed).get("class") == "Workflow"
             identity = accounts.sandbox_identity(db, self.settings, run.owner)
         policy = Policy.of(
@@ -187,7 +192,17 @@ class Worker:
             sandbox=self.sandbox,
             parallel=parallel,
             policy=policy,
+            cluster=cluster if placement.on_slurm(cluster) else None,
         )
+        if spec.cluster is not None:
+            try:  # the nodes must see the run's folders: checked before anything is submitted
+                placement.check_shared(
+                    spec.cluster, {"work folder": spec.workdir, "output folder": spec.outdir}
+                )
+            except placement.NotShared as exc:
+                _append(logfile, f"ERROR {exc}\n")
+                return self._final(claim, "failed", str(exc))
+            _append(logfile, f"=== on cluster {cluster.name} (Slurm) ===\n")
         engine = self.engine(engine_name)
         handle = engine.submit(spec)
         if queue.heartbeat(self.sessions, claim, self.cfg.lease) == "lost":

@@ -12,6 +12,7 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
+from datalabs.clusters import service as clusters
 from datalabs.db.models import Pipeline, PipelineVersion
 from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
@@ -164,6 +165,7 @@ def _launch_page(
         errors=errors or {},
         spaces=spaces,
         engines=registry.ENGINES,
+        clusters=clusters.visible(settings, principal),
         policy=schedules.POLICY,
         own_email=principal.user.email or "",
         mail=bool(request.app.state.settings.pipelines.smtp_host),
@@ -229,6 +231,7 @@ def launch(
             output_space=output,
             notify=notify,
             engine=posted.get("engine") or None,
+            cluster=posted.get("cluster") or None,
         )
 
     def made(done):

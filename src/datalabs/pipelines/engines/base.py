@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datalabs.clusters.settings import ClusterSettings
 from datalabs.sandbox.policy import Policy
 
 SUCCEEDED, FAILED, INFRA = "succeeded", "failed", "infrastructure"
@@ -31,6 +32,8 @@ class RunSpec:
     # Whose run it is (its tools run as that user's identity) and what network a tool that declares
     # NetworkAccess gets (sandbox/policy.py); others always get their own loopback only.
     policy: Policy = field(default_factory=Policy)
+    # A Slurm cluster the run's jobs go to (pipelines/placement.py); None: this host, as always.
+    cluster: ClusterSettings | None = None
 
 
 @dataclass

@@ -9,6 +9,10 @@ private snapshots (the worker's staging), JavaScript expressions are evaluated i
 (`SandboxedNode`), and a tool's output folder is confined (sandbox/fs.py `confine`: links out of it,
 FIFOs, devices and hard links removed, each reported in the log) after its processes are gone and
 before cwltool collects, checksums and moves the outputs — which follows links, as root.
+
+On a Slurm cluster (`spec.cluster`) each tool's command is a Slurm job (cwltool_job.py, slurm_step.py):
+the run's steps wait in Slurm's queue, not in this host's cores, memory and GPUs; a cancel `scancel`s
+the run's jobs; a step Slurm refused or could not be asked for fails the run as infrastructure.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from cwltool.errors import UnsupportedRequirement, WorkflowException
 from cwltool.executors import MultithreadedJobExecutor, SingleJobExecutor
 from cwltool.load_tool import load_tool
 
-from datalabs.pipelines import sandbox
+from datalabs.pipelines import placement, sandbox
 from datalabs.pipelines.documents import quiet_cwltool
 from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
 from datalabs.pipelines.engines.cwltool_job import ConfinedFsAccess, _make_tool, _Run, _threads
@@ -50,6 +54,9 @@ WARM_DOCUMENT = """{"cwlVersion": "v1.2", "$graph": [
 ]}
 """
 SANDBOX_OVERLAP = 3.0  # see _Executor
+# Steps of one run a Slurm cluster gets at once (each is one srun and one thread here): Slurm queues
+# them against the cluster's cores, memory and GPUs, not this host's.
+SLURM_CORES, SLURM_RAM_MIB, SLURM_GPUS = 256.0, float(2**30), 256
 JOB_REQUIREMENTS = "https://w3id.org/cwl/cwl#requirements"  # cwltool's executor adds them to the tool
 _cwl_logger = logging.getLogger("cwltool")
 
@@ -241,7 +248,11 @@ class CwltoolEngine(PipelineEngine):
         ctx.datalabs_run = run
         overlap = SANDBOX_OVERLAP if spec.sandbox else 1.0
         executor = _Executor(ctx.tmp_outdir_prefix, overlap) if spec.parallel else SingleJobExecutor()
+        if spec.cluster is not None and isinstance(executor, _Executor):
+            executor.max_cores, executor.max_ram, executor.max_cuda = SLURM_CORES, SLURM_RAM_MIB, SLURM_GPUS
         outputs, status = executor(tool, spec.job, ctx, logger=_cwl_logger)
+        if run.infra and not run.cancelled:
+            return Result(INFRA, run.infra)
         if status == "success" and not run.cancelled:
             return Result(SUCCEEDED, outputs=outputs or {})
         if run.cancelled:
@@ -263,6 +274,9 @@ class CwltoolEngine(PipelineEngine):
         assert isinstance(handle, _Run)
         with handle.lock:
             handle.cancelled = True
+        if handle.spec.cluster is not None:
+            cancel_slurm_jobs(handle)
+        with handle.lock:
             for proc in list(handle.procs):
                 with contextlib.suppress(OSError):
                     proc.kill()  # bwrap is the sandbox's init: killing it ends everything inside
@@ -271,6 +285,18 @@ class CwltoolEngine(PipelineEngine):
         _cwl_logger.removeHandler(self._handler)
         with self._lock:
             self._tools.clear()
+
+
+def cancel_slurm_jobs(run) -> None:
+    """scancel the run's jobs; a controller that cannot be asked is said in the run's log (the local
+    processes are killed all the same, and Slurm ends a job whose srun is gone)."""
+    try:
+        ids = placement.cancel_jobs(run.spec.cluster, run.spec.run_id)
+    except Exception as exc:
+        run.write(f"WARNING cancelling the run's Slurm jobs failed: {exc}\n")
+    else:
+        if ids:
+            run.write(f"INFO cancelled Slurm job(s) {', '.join(ids)}\n")
 
 
 def _js_context() -> sandbox.JsContext:

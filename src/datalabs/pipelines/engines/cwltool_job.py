@@ -2,6 +2,9 @@
 command runs inside bubblewrap as the run's owner (pipelines/sandbox.py), with the staged inputs bound
 read-only at the paths the command names, and its output folder confined (sandbox/fs.py `confine`) before
 cwltool, as root, collects it. `_Run` is the engine's record of one run, shared with `cwltool.py`.
+
+On a Slurm cluster (`spec.cluster`) the command runs through `srun` instead, and the node builds the same
+sandbox (engines/slurm_step.py); staging, confinement and collection stay here, on shared storage.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import contextlib
 import copy
 import functools
 import os
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import cwltool.job
 from cwltool.command_line_tool import CommandLineTool, ExpressionTool
 from cwltool.context import RuntimeContext
 from cwltool.errors import WorkflowException
@@ -26,8 +31,10 @@ from cwltool.utils import processes_to_kill
 from cwltool.workflow import Workflow, default_make_tool
 from schema_salad.ref_resolver import uri_file_path
 
-from datalabs.pipelines import sandbox
+from datalabs.pipelines import placement, sandbox
+from datalabs.pipelines.engines import slurm_step
 from datalabs.pipelines.engines.base import Handle, Result, RunSpec
+from datalabs.runtimes.base import StartError
 from datalabs.sandbox import cgroups, fs, launch
 from datalabs.sandbox import network as network_mod
 from datalabs.sandbox.bwrap import NOBODY, become_path, sandbox_path
@@ -40,6 +47,7 @@ class _Run(Handle):
     procs: set = field(default_factory=set)
     js: list = field(default_factory=list)  # the run's Node.js processes (SandboxedNode)
     cancelled: bool = False
+    infra: str = ""  # why the cluster, not the pipeline, failed a step (Slurm refused or unreachable)
     result: Result | None = None
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,6 +106,18 @@ class _Run(Handle):
 # Log records of cwltool go to the run whose thread (or whose cwltool job thread) wrote them.
 _threads: dict[int, _Run] = {}
 
+# cwltool checks a CUDARequirement against this host's GPUs (nvidia-smi) before a job starts; a step
+# placed on Slurm gets its GPUs from Slurm on the node (--gres), so on its thread the check is Slurm's.
+_placed_on_slurm = threading.local()
+_host_cuda_check = cwltool.job.cuda_check
+
+
+def _cuda_check(requirement, count: int) -> int:
+    return count if getattr(_placed_on_slurm, "active", False) else _host_cuda_check(requirement, count)
+
+
+cwltool.job.cuda_check = _cuda_check
+
 
 class _SandboxedJob(CommandLineJob):
     """CommandLineJob whose command runs inside bubblewrap, and that the engine can kill."""
@@ -108,6 +128,7 @@ class _SandboxedJob(CommandLineJob):
             raise WorkflowException("the run was cancelled")
         if not self.spec_sandbox(run):
             return super().run(runtimeContext, tmpdir_lock)
+        slurm = run.spec.cluster
         os.makedirs(self.tmpdir, exist_ok=True)
         self._setup(runtimeContext)
         refuse_foreign_entries((self.pathmapper, self.generatemapper), run.roots)
@@ -130,10 +151,13 @@ class _SandboxedJob(CommandLineJob):
         if self.generatemapper is not None:
             readonly += linked_inputs(self.generatemapper, self.pathmapper, self.outdir, run.spec)
         network = policy.network if self.networkaccess else "none"
-        box = sandbox.tool_box(self.outdir, self.tmpdir, readonly, {})
         # One root-only folder of generated files (passwd, group, seccomp program) for all the run's tools:
         # they are the same for each, written once (bwrap._state_file), removed with the run's folder.
         state = Path(run.spec.workdir) / "sandbox"
+        allowed = fs.Allowed.of(src for src, _ in readonly)
+        if slurm is not None:
+            return self._run_on_slurm(run, runtimeContext, readonly, network, state, allowed)
+        box = sandbox.tool_box(self.outdir, self.tmpdir, readonly, {})
         try:
             prepared = launch.prepare(
                 f"tool-{uuid.uuid4().hex[:12]}",
@@ -147,7 +171,6 @@ class _SandboxedJob(CommandLineJob):
             raise WorkflowException(f"the tool's sandbox could not be prepared: {exc}") from None
         # Checked with the run's inputs as the only way out of the output folder, once the tool's processes
         # are all gone (its sandbox's pid namespace ends with it) and before cwltool, as root, reads it.
-        allowed = fs.Allowed.of(src for src, _ in readonly)
         collect = self.collect_outputs
 
         def confined_collect(outdir, rcode):
@@ -160,13 +183,68 @@ class _SandboxedJob(CommandLineJob):
         finally:
             prepared.release()
 
+    def _run_on_slurm(self, run: _Run, runtimeContext, readonly, network: str, state: Path, allowed) -> None:
+        """The tool's command as a Slurm job (srun): the node builds the sandbox from a step file."""
+        sandbox.make_private(state)
+        step_file = state / f"step-{uuid.uuid4().hex[:12]}.json"
+        policy = run.spec.policy
+        started = slurm_step.write_step(
+            step_file, outdir=self.outdir, tmpdir=self.tmpdir, readonly=readonly, network=network,
+            policy=policy, state=state,
+        )  # fmt: skip
+        resources = self.builder.resources
+        srun = shutil.which("srun")
+        try:
+            if srun is None:
+                raise StartError("srun is not installed on the platform's host")
+            runtime = slurm_step.srun_argv(
+                run.spec.cluster,
+                run.spec.run_id,
+                step_file,
+                cores=float(resources.get("cores", 1)),
+                ram_mib=float(resources.get("ram", 256)),
+                gpus=int(resources.get("cudaDeviceCount", 0) or 0),
+            )
+        except (StartError, ValueError) as exc:
+            run.infra = f"step {self.name} was not submitted to Slurm: {exc}"
+            raise WorkflowException(run.infra) from None
+        runtime[0] = srun
+        collect = self.collect_outputs
+
+        def confined_collect(outdir, rcode):
+            if rcode != 0 and not started.exists():  # srun failed before the tool started: Slurm's doing
+                run.infra = (
+                    f"Slurm did not run step {self.name} on cluster {run.spec.cluster.name} "
+                    f"(srun exited with {rcode}; its message is in the run's log)"
+                )
+                raise WorkflowException(run.infra)
+            fs.confine(outdir, allowed, lambda why: run.write(f"WARNING {why}\n"))
+            return collect(outdir, rcode)
+
+        self.collect_outputs = confined_collect
+        env = {**self.environment, **placement.slurm_env(run.spec.cluster)}
+        try:
+            self._execute(runtime, env, runtimeContext, lambda proc: _watch(run, proc))
+        finally:
+            step_file.unlink(missing_ok=True)
+            started.unlink(missing_ok=True)
+
+    def _setup(self, runtimeContext: RuntimeContext) -> None:
+        run: _Run | None = getattr(runtimeContext, "datalabs_run", None)
+        _placed_on_slurm.active = run is not None and run.spec.cluster is not None
+        try:
+            super()._setup(runtimeContext)
+        finally:
+            _placed_on_slurm.active = False
+
     def _required_env(self) -> dict[str, str]:
         # The platform's environment first on PATH (python3 with astropy, hatanaka, ...), as in labs.
         return {**super()._required_env(), "PATH": sandbox_path()}
 
     @staticmethod
     def spec_sandbox(run: _Run | None) -> bool:
-        return run is not None and run.spec.sandbox
+        # On Slurm always: the node builds the sandbox (and says so if it cannot).
+        return run is not None and (run.spec.sandbox or run.spec.cluster is not None)
 
 
 def _watch(run: _Run | None, proc) -> None:

@@ -6,6 +6,10 @@ With `spec.sandbox` (single machine), the whole `toil-cwl-runner` process tree r
 sandbox like cwltool's tools: the document and the input files read-only, the run's work and output folders
 writable, as the labs' uid, nothing else of the host. On a cluster batch system the cluster's own isolation
 applies instead. The run's log gets Toil's output; the output object is its JSON on stdout.
+
+On a Slurm cluster (`spec.cluster`) Toil runs with `--batchSystem slurm` (engines/toil_slurm.py: its
+leader here, its workers as Slurm jobs, every tool still in its sandbox); a cancel also scancels the
+run's jobs.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from datalabs.pipelines import sandbox
+from datalabs.pipelines import placement, sandbox
+from datalabs.pipelines.engines import toil_slurm
 from datalabs.pipelines.engines.base import FAILED, INFRA, SUCCEEDED, Handle, PipelineEngine, Result, RunSpec
 from datalabs.sandbox import fs, launch, network
 from datalabs.sandbox.bwrap import NOBODY, sandbox_path
@@ -60,12 +65,15 @@ class ToilEngine(PipelineEngine):
             document = spec.workdir / "pipeline.cwl"
             shutil.copyfile(spec.document, document)
         stdout = spec.workdir / "outputs.json"
+        if spec.cluster is not None:
+            batch = toil_slurm.batch_options(spec, spec.cluster)
+        else:
+            batch = ["--batchSystem", "single_machine"]
         argv = [
             toil_cwl_runner(),
             "--no-container",
             "--relax-path-checks",
-            "--batchSystem",
-            "single_machine",
+            *batch,
             "--jobStore",
             f"file:{spec.workdir / 'jobstore'}",
             "--workDir",
@@ -81,7 +89,9 @@ class ToilEngine(PipelineEngine):
         env = {**os.environ, "PATH": sandbox_path(), "TMPDIR": str(spec.workdir)}
         prepared = None
         out = open(stdout, "w+b")  # noqa: SIM115 (kept until the run's result is read)
-        if spec.sandbox:
+        if spec.cluster is not None:  # the leader here, the tools sandboxed by toil_slurm
+            argv, env = toil_slurm.leader(spec, argv[1:])
+        elif spec.sandbox:
             try:
                 prepared = self._sandboxed(spec, argv)
             except BaseException:
@@ -153,6 +163,9 @@ class ToilEngine(PipelineEngine):
             return Result(FAILED, "toil-cwl-runner: unsupported requirement")
         if code < 0:  # killed by a signal we did not send: the machine, not the pipeline
             return Result(INFRA, f"toil-cwl-runner was killed by signal {-code}")
+        spec = handle.spec
+        if spec.cluster is not None and (why := toil_slurm.controller_failure(spec.log, spec.cluster)):
+            return Result(INFRA, why)
         return Result(FAILED, _tail(handle.spec.log) or f"toil-cwl-runner exited with {code}")
 
     def wait(self, handle: Handle, timeout: float) -> Result | None:
@@ -169,6 +182,12 @@ class ToilEngine(PipelineEngine):
         if handle.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(handle.proc.pid, signal.SIGKILL)
+        if handle.spec.cluster is not None:  # the leader is gone: its jobs would run on
+            try:
+                placement.cancel_jobs(handle.spec.cluster, handle.spec.run_id)
+            except Exception as exc:
+                with open(handle.spec.log, "a", encoding="utf-8") as log:
+                    log.write(f"WARNING cancelling the run's Slurm jobs failed: {exc}\n")
 
 
 def input_binds(spec: RunSpec) -> list[tuple[str, str]]:
