@@ -46,6 +46,12 @@ class BadGateway(DatalabsError):
     status, code = 502, "bad_gateway"
 
 
+class Unavailable(DatalabsError):
+    """A service the platform depends on (a cluster's controller) did not answer; nothing was changed."""
+
+    status, code = 503, "unavailable"
+
+
 class TooLarge(DatalabsError):
     status, code = 413, "too_large"
 

@@ -27,7 +27,7 @@ from datalabs.catalogue.schema import NOTEBOOKS_MOUNT, DatalabMeta, RuntimeSpec
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import Datalab, DatalabVersion, Lab
-from datalabs.errors import DatalabsError
+from datalabs.errors import DatalabsError, Unavailable
 from datalabs.labs import api_socket, quota_check, service
 from datalabs.notifications import service as notifications
 from datalabs.proxy.activity import ActivityRecorder
@@ -68,7 +68,7 @@ class LabManager:
     @property
     def platform(self) -> str:
         """This platform's tag in what it leaves on shared clusters (its Slurm jobs' comments)."""
-        digest = hashlib.sha256(f"{self.settings.database.url}\0{self.settings.home}".encode())
+        digest = hashlib.sha256(f"{self.settings.database_url}\0{self.settings.home}".encode())
         return digest.hexdigest()[:16]
 
     @staticmethod
@@ -313,25 +313,39 @@ class LabManager:
     async def stop(
         self, lab_id: str, reason: str = "stopped by its owner", *, state: str = "stopped"
     ) -> None:
+        before = await to_thread.run_sync(self._state_of, lab_id)
         await self._set(lab_id, "stopping")
+        route = await self.routes.get_route(lab_id)
         await self.routes.delete_route(lab_id)
         self.on_route_removed(lab_id)
         backend = self.backends.pop(lab_id, None)
         if backend is not None:
-            await backend.stop()
+            try:
+                await backend.stop()
+            except RuntimeError as exc:  # the cluster did not answer (SlurmUnavailable): the lab still runs
+                self.backends[lab_id] = backend
+                if route is not None:
+                    await self.routes.add_route(route)
+                await self._set(lab_id, before or "running")
+                log.warning("could not stop lab %s: %s", lab_id, exc)
+                raise Unavailable(
+                    f"the lab could not be stopped: its cluster did not answer ({exc}); it keeps running, "
+                    "try again in a minute",
+                    code="cluster_unreachable",
+                ) from None
             if getattr(backend, "oom_killed", lambda: False)():
                 state, reason = "failed", "the lab was killed: it used more memory than its limit"
         self.activity.forget(lab_id)
         await self._set(lab_id, state, reason)
         self.events.setdefault(lab_id, EventLog()).add(100, f"Stopped: {reason}", failed=True)
 
+    def _state_of(self, lab_id: str) -> str | None:
+        with self.sessions() as db:
+            lab = db.get(Lab, lab_id)
+            return lab.state if lab else None
+
     async def destroy(self, lab_id: str) -> None:
         """Stop the lab if it runs, then delete its record, runtime directory and logs."""
-
-        def state() -> str | None:
-            with self.sessions() as db:
-                lab = db.get(Lab, lab_id)
-                return lab.state if lab else None
 
         def delete() -> bool:
             with self.sessions() as db:
@@ -339,7 +353,7 @@ class LabManager:
 
         # A restart may claim the lab between the stop and the delete: then it is stopped again.
         for _ in range(3):
-            current = await to_thread.run_sync(state)
+            current = await to_thread.run_sync(self._state_of, lab_id)
             if current is None:
                 break
             if current in service.ACTIVE:
@@ -368,6 +382,7 @@ class LabManager:
             backend.load_state(runtime_state)
             if state in ("pending", "starting"):
                 if hasattr(backend, "wait_started"):  # a queued job goes on: follow it to its start
+                    self.backends[lab_id] = backend  # known from now on (forgotten jobs are not)
                     self.events[lab_id] = EventLog()
                     self.events[lab_id].add(10, "The platform restarted: following the lab's start")
                     self._keep(asyncio.create_task(self._resume(lab_id, owner, backend)))
@@ -417,27 +432,34 @@ class LabManager:
         """Stop labs idle past the timeout; record labs that ended by themselves (crash, OOM kill)."""
         idle = self.settings.labs.idle_timeout
         for lab_id, backend in list(self.backends.items()):
-            idle_for = self.activity.idle_for(lab_id)
-            if idle_for is None:
-                continue  # still starting
-            code = await backend.poll()
-            if code == 0:  # e.g. the user closed a desktop lab's app or ended its session: not a failure
-                await self.stop(lab_id, "the lab ended by itself (its app or session was closed)")
-            elif code is not None:
-                oom = getattr(backend, "oom_killed", lambda: False)()
-                reason = (
-                    "the lab was killed: it used more memory than its limit"
-                    if oom
-                    else f"the lab exited by itself (code {code})"
-                )
-                await self.stop(lab_id, reason, state="failed")
-                await self._tell_owner(lab_id, f"stopped: {reason}")
-            elif idle and idle_for > idle:
-                await self.stop(lab_id, f"stopped after {_duration(idle)} without activity")
-                await self._tell_owner(
-                    lab_id, f"was stopped after {_duration(idle)} without activity; your files are kept"
-                )
+            try:
+                await self._cull(lab_id, backend, idle)
+            except Unavailable as exc:  # a cluster did not answer the stop: the next round tries again
+                log.warning("culling lab %s: %s", lab_id, exc.message)
         await quota_check.check(self)  # workspaces past their quota: read-only in these labs
+
+    async def _cull(self, lab_id: str, backend: RuntimeBackend, idle: int) -> None:
+        idle_for = self.activity.idle_for(lab_id)
+        if idle_for is None:
+            return  # still starting
+        code = await backend.poll()
+        if code == 0:  # e.g. the user closed a desktop lab's app or ended its session: not a failure
+            await self.stop(lab_id, "the lab ended by itself (its app or session was closed)")
+        elif code is not None:
+            oom = getattr(backend, "oom_killed", lambda: False)()
+            if oom:
+                reason = "the lab was killed: it used more memory than its limit"
+            elif why := backend.end_reason():
+                reason = f"the lab ended: {why}"
+            else:
+                reason = f"the lab exited by itself (code {code})"
+            await self.stop(lab_id, reason, state="failed")
+            await self._tell_owner(lab_id, f"stopped: {reason}")
+        elif idle and idle_for > idle:
+            await self.stop(lab_id, f"stopped after {_duration(idle)} without activity")
+            await self._tell_owner(
+                lab_id, f"was stopped after {_duration(idle)} without activity; your files are kept"
+            )
 
     async def _tell_owner(self, lab_id: str, what: str) -> None:
         """A notice for the owner of a lab the culler stopped: they were probably not looking at it.

@@ -154,3 +154,8 @@ class RuntimeBackend(abc.ABC):
     @abc.abstractmethod
     def limits(self) -> Limits:
         """What this backend enforces on this host."""
+
+    def end_reason(self) -> str:
+        """Once `poll()` says the lab ended: why, if not by its own exit (a walltime, a preemption), in
+        words a user understands; "" otherwise."""
+        return ""

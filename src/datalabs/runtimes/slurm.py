@@ -147,6 +147,7 @@ class SlurmRuntime(RuntimeBackend):
         self._log_path: Path | None = None
         self._ready_path, self._start_timeout = "/", 120.0
         self._kind = "web"
+        self._end_state = ""  # Slurm's state once the job ended by itself (TIMEOUT, ...)
         self._log_offset = 0  # where this start's output begins in the lab's log (kept across restarts)
         self._events = EventLog()
 
@@ -295,8 +296,22 @@ class SlurmRuntime(RuntimeBackend):
             return 0
         status = await self._queue.status(self._job)
         if status is not None and status.ended:
-            self._ended = status.exit_code()
+            self._ended, self._end_state = status.exit_code(), status.state
         return self._ended
+
+    def end_reason(self) -> str:
+        """Why the lab ended by itself, in Slurm's terms a user understands ("" if it just exited)."""
+        limit = self.cluster.options.time_limit
+        limit = f" ({limit} minutes)" if limit.isdigit() else f" ({limit})" if limit else ""  # sbatch --time
+        return {
+            "TIMEOUT": f"it reached its time limit on {self.cluster.title}{limit}",
+            "DEADLINE": "it reached its deadline on the cluster",
+            "PREEMPTED": "the cluster preempted it for a job of higher priority",
+            "NODE_FAIL": "its node on the cluster failed",
+            "BOOT_FAIL": "its node on the cluster failed to boot",
+            "OUT_OF_MEMORY": "it used more memory than its limit",
+            "CANCELLED": "it was cancelled on the cluster, outside the platform",
+        }.get(self._end_state, "")
 
     async def stop(self, now: bool = False) -> None:
         if self._job is None:

@@ -99,7 +99,9 @@ async def run(spec: LabSpec) -> int:
     while not stop_now.done() and await lab.poll() is None:
         await asyncio.wait([stop_now], timeout=0.5)
     await lab.stop(now=stop_now.result() if stop_now.done() else True)  # also releases cgroup and netns
-    return exit_status(await lab.poll())
+    # Stopped because the platform asked (scancel): the job did what it was for; Slurm records COMPLETED,
+    # not FAILED for a lab whose server exits non-zero on SIGTERM (a walltime stays TIMEOUT all the same).
+    return 0 if stop_now.done() else exit_status(await lab.poll())
 
 
 def main(argv: list[str]) -> int:
