@@ -15,8 +15,10 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from datalabs.runtimes import gpus
@@ -25,6 +27,9 @@ from datalabs.runtimes.local import LocalRuntime
 from datalabs.sandbox import cgroups
 from datalabs.sandbox.policy import Policy
 from tests.contracts.runtime_support import web_spec
+from tests.labs.test_jupyter import admin
+from tests.labs.test_restart import DEFINITION, LABAPP
+from tests.live import live_process
 from tests.runtimes.test_local import ask
 
 UUIDS = {0: "GPU-00000000-aaaa-4000-8000-000000000000", 1: "GPU-11111111-bbbb-4000-8000-111111111111"}
@@ -295,3 +300,81 @@ def test_a_lab_on_a_real_gpu_sees_exactly_its_gpu_by_uuid(tmp_path, labs):
         assert len(listed.splitlines()) == 1 and uuid in listed
 
     asyncio.run(scenario())
+
+
+# ---- through the platform: launch, refusal, kill -9 and re-attach ------------------------------------
+
+GPU_DEFINITION = DEFINITION + "  resources:\n    maximum: {cpu: 2, memory: 4G, gpu: 2}\n"
+
+
+def wait_started(client: httpx.Client, lab_id: str) -> dict:
+    for _ in range(1200):
+        lab = client.get(f"/api/v1/labs/{lab_id}").json()
+        if lab["state"] in ("running", "failed"):
+            return lab
+        time.sleep(0.05)
+    raise AssertionError(f"lab {lab_id} neither started nor failed")
+
+
+def launch(client: httpx.Client, gpu: int) -> dict:
+    made = client.post("/api/v1/labs", json={"datalab": "mini", "resources": {"gpu": gpu}})
+    assert made.status_code == 202, made.text
+    return wait_started(client, made.json()["id"])
+
+
+def gpu_nodes(client: httpx.Client, lab_id: str) -> list[str]:
+    listed = client.get(f"/datalabs/{lab_id}/sh", params={"cmd": "ls /dev"}).json()["out"].split()
+    return [n for n in listed if n.startswith("nvidia") and n[6:].isdigit()]
+
+
+@pytest.mark.slow
+def test_gpus_through_the_platform_survive_its_kill_and_restart(tmp_path, fake_gpus):
+    home, catalogue = tmp_path / "home", tmp_path / "defs"
+    (catalogue / "mini").mkdir(parents=True)
+    (catalogue / "mini" / "datalab-meta.yml").write_text(GPU_DEFINITION)
+    shutil.copy(LABAPP, catalogue / "mini" / "labapp.py")
+    home.mkdir()
+    admin(home, "create-user", "ada", "--password", "long-enough-pw")
+    token = admin(home, "create-token", "ada")
+    env = {
+        "DATALABS_CATALOGUE__DIRS": json.dumps([str(catalogue)]),
+        "DATALABS_LABS__GPU_DEVICE_ROOT": str(fake_gpus),
+        "DATALABS_LABS__MAX_RUNNING_PER_USER": "5",
+    }
+    made: list[str] = []
+
+    def client(url: str) -> httpx.Client:
+        return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    try:
+        with live_process(home, env) as (url, server):
+            ada = client(url)
+            first, second = launch(ada, 1), launch(ada, 1)
+            made += [first["id"], second["id"]]
+            assert first["state"] == second["state"] == "running", (first, second)
+            nodes = {lab["id"]: gpu_nodes(ada, lab["id"]) for lab in (first, second)}
+            assert sorted(nodes.values()) == [["nvidia0"], ["nvidia1"]]  # one each, never the same
+            third = launch(ada, 1)
+            made.append(third["id"])
+            assert third["state"] == "failed"
+            assert third["reason"] == "this lab asks for 1 GPU; 0 of this server's 2 are free"
+            server.kill()  # kill -9: nothing is released
+            server.wait()
+        with live_process(home, env) as (url, _):
+            ada = client(url)
+            assert {lab["id"]: gpu_nodes(ada, lab["id"]) for lab in (first, second)} == nodes  # re-attached
+            refused = launch(ada, 1)
+            made.append(refused["id"])
+            assert refused["reason"] == "this lab asks for 1 GPU; 0 of this server's 2 are free"
+            assert ada.post(f"/api/v1/labs/{first['id']}/stop").status_code in (200, 202)
+            for _ in range(600):
+                if ada.get(f"/api/v1/labs/{first['id']}").json()["state"] == "stopped":
+                    break
+                time.sleep(0.05)
+            after = launch(ada, 1)
+            made.append(after["id"])
+            assert after["state"] == "running" and gpu_nodes(ada, after["id"]) == nodes[first["id"]]
+    finally:
+        with live_process(home, env) as (url, _), client(url) as ada:
+            for lab_id in made:
+                ada.delete(f"/api/v1/labs/{lab_id}")
