@@ -279,6 +279,23 @@ def test_the_labs_cgroup_refuses_gpus_it_was_not_given(tmp_path, fake_gpus, labs
     asyncio.run(scenario())
 
 
+def test_a_gpu_lab_without_a_cgroup_says_its_device_rule_is_missing(tmp_path, fake_gpus, labs, monkeypatch):
+    """Where no cgroup can be made (an unprivileged platform), the lab still sees only its GPU, and its
+    progress says that no device rule backs this: never a pretended isolation."""
+    monkeypatch.setattr(cgroups, "available", lambda: (False, "cgroup v1 is not writable here (test)"))
+
+    async def scenario():
+        lab, endpoint = await labs(gpu_spec(tmp_path, fake_gpus, 1))
+        (index,) = lab.get_state()["gpus"]
+        assert lab._prepared.cgroup is None
+        listed = (await sh(endpoint, "ls /dev")).split()
+        assert [n for n in listed if n.startswith("nvidia") and n[6:].isdigit()] == [f"nvidia{index}"]
+        said = " | ".join(e.message for e in lab._events.events)
+        assert "NO cgroup device rule backs it: cgroup v1 is not writable here (test)" in said
+
+    asyncio.run(scenario())
+
+
 # ---- with a real GPU ---------------------------------------------------------------------------------
 
 

@@ -133,3 +133,20 @@ def test_device_nodes_go_only_into_dev(tmp_path, nodes):
         hostile = Box(command=["true"], identity=None, device_nodes=[(str(nodes["gpu0"]), target)])
         with pytest.raises(ValueError, match="is not in /dev"):
             command(hostile, tmp_path / "state")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not cgroups.available()[0], reason="needs root and cgroups")
+def test_a_cgroup_whose_device_rule_cannot_be_set_is_not_left_behind(monkeypatch):
+    """A kernel that refuses the rule (e.g. no BPF in it) fails the sandbox instead of leaving it able to
+    open every device; the half-made cgroup goes."""
+
+    def refuse(*_):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(devices, "write_v1", refuse)
+    monkeypatch.setattr(devices, "attach_v2", refuse)
+    name = f"t-refused-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(OSError, match="device access cannot be limited here: Operation not permitted"):
+        cgroups.LabCgroup.create(name, cpu=1, memory_bytes=2**30, devices=list(devices.BASE_RULES))
+    places = ("", "memory", "cpu", "pids", "devices")  # v2's one folder, v1's per controller
+    assert not [p for p in places if (cgroups.ROOT / p / cgroups.PARENT / name).exists()]

@@ -110,6 +110,9 @@ class LocalRuntime(RuntimeBackend):
             )
         except (network.NetworkError, OSError, ValueError) as exc:
             self._fail(f"could not prepare the sandbox: {exc}")
+        if gpu.gpus and self._prepared.cgroup is None:  # said, not pretended (DESIGN §5)
+            why = cgroups.available()[1]
+            self._events.add(15, f"Only its GPUs are in its /dev, but NO cgroup device rule backs it: {why}")
         self._events.add(20, f"Starting {app}")
         with spec.log_path.open("ab") as log:
             try:
