@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ByteSize, Field, field_validator
+from pydantic import BaseModel, ByteSize, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 from datalabs.clusters.settings import ClusterSettings, check_clusters, default_clusters
 from datalabs.pipelines.settings import PipelineSettings
+from datalabs.usage.settings import ClusterQuotas, check_quotas
 
 
 class DatabaseSettings(BaseModel):
@@ -274,6 +275,13 @@ class Settings(BaseSettings):
         description="Where labs and runs may be placed ([[clusters]] tables, see "
         "datalabs/clusters/settings.py). None configured: one cluster 'local', this server.",
     )
+    quotas: dict[str, ClusterQuotas] = Field(
+        default_factory=dict,
+        description="Per cluster ([quotas.<cluster>]): limits of each user ('user') and of each group's "
+        "members together ('groups.<name>') on labs, CPUs, memory and GPUs in use at once and CPU- and "
+        "GPU-hours per calendar month (see datalabs/usage/settings.py). None: no quota beyond "
+        "labs.max_running_per_user.",
+    )
 
     @field_validator("home", mode="before")
     @classmethod
@@ -287,6 +295,11 @@ class Settings(BaseSettings):
     @classmethod
     def _clusters(cls, value: list[ClusterSettings]) -> list[ClusterSettings]:
         return check_clusters(value)
+
+    @model_validator(mode="after")
+    def _quotas_name_clusters(self) -> Settings:
+        check_quotas(self.quotas, [cluster.name for cluster in self.clusters])
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from sqlalchemy import text
 
 from datalabs import __version__
+from datalabs.usage import metrics as cluster_metrics
 
 router = APIRouter(tags=["health"])
 
@@ -42,8 +43,10 @@ def _ping(sessions) -> None:
 
 
 @router.get("/metrics", response_class=Response)
-def metrics():
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def metrics(request: Request):
+    state = request.app.state
+    per_cluster = cluster_metrics.exposition(state.settings, state.sessions)
+    return Response(generate_latest() + per_cluster, media_type=CONTENT_TYPE_LATEST)
 
 
 class MetricsMiddleware:

@@ -21,6 +21,7 @@ from datalabs.config import Settings
 from datalabs.db.models import ApiToken, Lab, User
 from datalabs.db.types import utcnow
 from datalabs.errors import Conflict, DatalabsError, Forbidden, Invalid, NotFound, TooManyRequests
+from datalabs.usage import quota, records
 from datalabs.volumes import service as volume_service
 
 ACTIVE = ("pending", "starting", "running", "stopping")
@@ -73,6 +74,15 @@ def create(
     resources = _resources(meta, req, cluster)
     volumes = volume_service.check_choice(db, settings, principal, req.volumes)
     _check_limit(db, settings, principal)
+    quota.check_quota(
+        db,
+        settings,
+        principal,
+        cluster.name,
+        cpu=resources.cpu,
+        memory=resources.memory_bytes,
+        gpu=resources.gpu,
+    )
     lab = Lab(
         id=secrets.token_hex(8),
         owner_id=principal.user.id,
@@ -216,6 +226,9 @@ def reopen(
     if not claimed:
         raise Conflict(f"'{lab.name}' is already being restarted or destroyed", code="lab_busy")
     _check_limit(db, settings, principal, besides=lab.id)
+    quota.check_quota(
+        db, settings, principal, lab.cluster, cpu=lab.cpu, memory=lab.memory, gpu=lab.gpu, besides=lab.id
+    )
     token_id, secret = _lab_token(db, settings, principal, lab.id)
     db.execute(update(Lab).where(Lab.id == lab.id).values(token_id=token_id))
     db.refresh(lab)
@@ -298,6 +311,7 @@ def set_state(db: Session, lab_id: str, state: str, reason: str = "", **fields) 
         lab.started_at = utcnow()
     if state in ("stopped", "failed"):
         lab.ended_at = utcnow()
+        records.record_end(db, lab)  # its usage outlives a restart or destroy of the lab
         if lab.token_id and (token := db.get(ApiToken, lab.token_id)) and token.revoked_at is None:
             token.revoked_at = utcnow()  # the lab's API token dies with it
     for key, value in fields.items():

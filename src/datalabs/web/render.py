@@ -67,6 +67,7 @@ NAV = (
     NavItem("pipelines", "Pipelines", "/pipelines"),
     NavItem("workspace", "Workspace", "/workspace"),
     NavItem("appstore", "App store", "/appstore"),
+    NavItem("usage", "Usage", "/usage"),
     NavItem("admin", "Admin", "/admin/users", admin=True),
 )
 

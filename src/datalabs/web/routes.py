@@ -20,6 +20,7 @@ from datalabs.web import (
     lab_pages,
     notification_pages,
     pipeline_pages,
+    usage_pages,
     volume_pages,
     workspace_pages,
 )
@@ -39,6 +40,7 @@ PAGE_ROUTERS = (
     pipeline_pages,
     appstore_pages,
     notification_pages,
+    usage_pages,
 )
 
 
