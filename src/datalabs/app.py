@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from datalabs import __version__, limits, recovery
 from datalabs.api import apps as apps_api
 from datalabs.api import assets as assets_api
-from datalabs.api import auth, datalabs, errors, groups, health, tokens, users
+from datalabs.api import auth, datalabs, errors, groups, health, lab_callbacks, tokens, users
 from datalabs.api import clusters as clusters_api
 from datalabs.api import labs as labs_api
 from datalabs.api import notifications as notifications_api
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     more = (assets_api, stac_api, pipelines_api, runs_api, apps_api, notifications_api, clusters_api)
     for module in (*modules, *more):
         app.include_router(module.router)
+    app.include_router(lab_callbacks.router)  # Slurm jobs report their lab's port: no user's route
     web.install(app)
     app.add_middleware(health.MetricsMiddleware)
     app.add_middleware(limits.TooLargeAsJson)

@@ -257,6 +257,10 @@ ROUTES += [
 # Clusters (issue 16): the list is filtered to what the caller may use (tests/api/test_clusters.py); reading
 # it takes the labs:read scope, which the narrow token holds.
 ROUTES += [("GET", "/api/v1/clusters", None, {**MINE, "narrow": OK})]
+# A Slurm lab's job reports its port with its own single-use token (tests/security/test_lab_callback.py):
+# no session or user token opens it, the owner's and an administrator's included.
+NOBODY_BUT_THE_JOB = {"anonymous": 401, "user": 401, "member": 401, "owner": 401, "admin": 401, "narrow": 403}
+ROUTES += [("POST", "/api/v1/labs/{lab_id}/callback", {"port": 5000}, NOBODY_BUT_THE_JOB)]
 PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
 CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
 

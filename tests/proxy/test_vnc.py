@@ -46,6 +46,29 @@ def desk(env, tmp_path_factory) -> Iterator[str]:
     server.close()
 
 
+@pytest.fixture(scope="module")
+def tcp_desk(env) -> Iterator[str]:
+    """The same fake RFB server on a loopback port, routed by host_port (a desktop on a Slurm node's port)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(GREETING)
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+
+    threading.Thread(target=accept, daemon=True).start()
+    host_port = f"127.0.0.1:{server.getsockname()[1]}"
+    env.add_route(Route("tcpdesk", "alice", host_port=host_port, protocol="vnc"))
+    yield "tcpdesk"
+    server.close()
+
+
 def vnc(env, headers, lab="desk1"):
     url = env.url.replace("http://", "ws://") + f"/datalabs/{lab}/vnc"
     return connect(url, additional_headers=headers, subprotocols=["binary"], open_timeout=10, proxy=None)
@@ -61,6 +84,13 @@ def test_rfb_bytes_go_both_ways_through_the_bridge(env, desk):
         while len(got) < len(big):
             got += ws.recv(timeout=10)
         assert got == big
+
+
+def test_a_desktop_on_a_host_port_is_bridged_too(env, tcp_desk):
+    with vnc(env, ALICE, lab=tcp_desk) as ws:
+        assert ws.recv(timeout=10) == GREETING
+        ws.send(b"key event")
+        assert ws.recv(timeout=10) == b"key event"
 
 
 def test_desktop_traffic_counts_as_activity(env, desk):

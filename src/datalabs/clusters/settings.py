@@ -55,6 +55,7 @@ class ClusterOptions(BaseModel):
     )
     endpoint: Literal["socket", "port"] = Field(
         "socket",
+        exclude=True,  # how the proxy reaches labs: the operator's concern, not shown to users
         description="How the proxy reaches a lab on a node: 'socket', its unix socket in a folder the node "
         "shares with the platform; 'port', a TCP port the job binds on its node and reports to the platform.",
     )

@@ -1,4 +1,4 @@
-"""The VNC bridge: noVNC's WebSocket (binary RFB) <-> the desktop lab's RFB unix socket, in the proxy.
+"""The VNC bridge, in the proxy: noVNC's WebSocket (binary RFB) <-> the desktop lab's RFB socket or host:port.
 
 No websockify process and no TCP port: the proxy admits the browser like any lab request (platform
 session or token, owner only), connects to the lab's socket as connect.py checks it, answers Xvnc's
@@ -27,8 +27,11 @@ CONNECT_TIMEOUT = 10.0
 async def _open(route: Route) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """The lab's RFB stream, past the security handshake when the lab has a VNC password (then Xvnc's
     greeting has been answered already and the browser is greeted by us)."""
-    sock = await open_lab_socket(route.socket, route.uid)
-    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=READ_SIZE)
+    if route.socket is None:  # a lab on a node's port (a Slurm cluster without a shared folder)
+        reader, writer = await asyncio.open_connection(*route.tcp_address, limit=READ_SIZE)
+    else:
+        sock = await open_lab_socket(route.socket, route.uid)
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=READ_SIZE)
     if route.secret:
         try:
             await rfb.authenticate(reader, writer, route.secret)

@@ -64,6 +64,11 @@ class LabSpec:
     samp_hub: bool = False
     # Identity, network, process limits (sandbox/policy.py); the default runs as nobody with no network.
     policy: Policy = field(default_factory=Policy)
+    # Labs whose node reports a TCP port (Slurm clusters with endpoint "port"): the platform's address as
+    # the node reaches it (the manager's api_url; a cluster's callback_url wins), and the job's single-use
+    # token for that report, set by the runtime at each start (only ever in the spec file, 0600).
+    platform_url: str = ""
+    callback_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,14 @@ On the node, `python -m datalabs.runtimes.slurm_job SPEC` (slurm_job.py) starts 
 LocalRuntime, so the bubblewrap sandbox, cgroup, network namespace and uid are the local ones, and
 Slurm's allocation (`--cpus-per-task`, `--mem`, `--gres=gpu[:type]:N`) sits around it.
 
-Endpoint. Implemented: the lab's unix socket in `spec.runtime_dir`, which the platform reaches when
-the node shares that directory with it (the single-node cluster of the tests, or a runtime dir on a
-shared filesystem). Not implemented yet: `Endpoint.host_port` for nodes without a shared directory
-(the design: the job binds a port, the platform learns the host from squeue's BatchHost, never from
-the job, and the port through a job-scoped, port-only callback; see notes/federation-peers.md).
+Endpoint, as the cluster's `options.endpoint` says. "socket" (the default): the lab's unix socket in
+`spec.runtime_dir`, which the platform reaches when the node shares that directory with it (the
+single-node cluster of the tests, or a runtime dir on a shared filesystem). "port", for nodes without a
+shared directory: the job forwards a port the kernel picks on its node to the lab's socket and reports
+that port, and nothing else, to the platform's callback with a token made for this start (in the spec
+file only); the host is squeue's BatchHost, resolved by the platform, never the job's word; the lab is
+ready once it answers there as itself, and `Endpoint.host_port` is the address that answered
+(slurm_port.py, slurm_forward.py; the callback route: api/lab_callbacks.py).
 
 States. `squeue` through `slurm_queue.JobQueue`: one query per poll interval for all jobs of the
 cluster. PENDING/CONFIGURING: starting, progress "waiting for resources: <reason>"; RUNNING: running;
@@ -55,13 +58,14 @@ import re
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 
 from datalabs.clusters.settings import ClusterSettings
-from datalabs.runtimes import desktop
+from datalabs.runtimes import desktop, slurm_port
 from datalabs.runtimes.base import Endpoint, LabSpec, Limits, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.runtimes.local import SOCKET_NAME, LocalRuntime
@@ -150,6 +154,9 @@ class SlurmRuntime(RuntimeBackend):
         self._end_state = ""  # Slurm's state once the job ended by itself (TIMEOUT, ...)
         self._log_offset = 0  # where this start's output begins in the lab's log (kept across restarts)
         self._events = EventLog()
+        # Endpoint "port" (slurm_port.py): this start's token digest, the port its job reported, and where
+        # the platform could not reach it (for the reason of a start that times out).
+        self._lab_id, self._callback, self._port, self._unreached = "", "", None, ""
 
     @classmethod
     def for_cluster(cls, cluster: ClusterSettings, platform: str = "") -> type[SlurmRuntime]:
@@ -185,6 +192,9 @@ class SlurmRuntime(RuntimeBackend):
         self._log_path, self._kind = spec.log_path, spec.kind
         self._ready_path, self._start_timeout = spec.ready_path, spec.start_timeout
         script = render_script(spec, self.cluster, self.platform)
+        self._lab_id = spec.lab_id
+        if self.cluster.options.endpoint == "port":
+            spec = self._with_callback(spec)
         folder = spec.log_path.parent
         argv = [f"--output={_plain_path(spec.log_path, 'log')}", f"--chdir={_plain_path(folder, 'lab')}"]
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -204,6 +214,8 @@ class SlurmRuntime(RuntimeBackend):
         else:
             socket = str(spec.runtime_dir / SOCKET_NAME)
             self._endpoint = Endpoint(socket=socket, headers=dict(spec.secret_headers), uid=uid)
+        if self._callback:  # no socket to check: the lab's host_port once its job reported the port
+            self._endpoint = replace(self._endpoint, socket=None, uid=None)
         self._log_offset = spec.log_path.stat().st_size if spec.log_path.is_file() else 0
         try:
             out = await self._slurm(
@@ -216,6 +228,8 @@ class SlurmRuntime(RuntimeBackend):
         if not job.isdigit():
             self._fail(f"sbatch answered no job id: {out.strip()[:200]!r}")
         self._job = job
+        if self._callback:
+            slurm_port.CALLBACKS.bind_job(self._lab_id, self._callback, job)
         self._events.add(10, f"Submitted to {self.cluster.title} as Slurm job {job}")
         return await self.wait_started()
 
@@ -236,18 +250,24 @@ class SlurmRuntime(RuntimeBackend):
                 if status is not None and not status.pending and deadline is None:
                     deadline = time.monotonic() + self._start_timeout + NODE_SLACK
                     self._events.add(30, f"Running on {status.host or 'a node'} (Slurm job {self._job})")
-                if deadline is not None and await self._answers(client):
+                if deadline is not None and await self._answers(client, status):
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     await self.stop(now=True)
                     why = self._last_log_line()
+                    if self._unreached:
+                        why = f"its job serves it at {self._unreached}, where the platform cannot reach it"
                     self._fail(f"the lab did not answer within {self._start_timeout:.0f} s: {why}")
                 await asyncio.sleep(0.05)  # the queue itself is asked at most once per JobQueue.interval
         self._ready = True
+        if self._callback:
+            slurm_port.CALLBACKS.discard(self._lab_id, self._callback)  # the token is spent
         self._events.add(100, "Ready", ready=True)
         return self._endpoint
 
-    async def _answers(self, client: httpx.AsyncClient) -> bool:
+    async def _answers(self, client: httpx.AsyncClient, status: JobStatus | None) -> bool:
+        if self._callback:
+            return await self._reached_port(status)
         if not os.path.exists(self._endpoint.socket):
             return False
         if self._endpoint.protocol == "vnc":  # the node probed Xvnc and the app's window (LocalRuntime)
@@ -258,6 +278,35 @@ class SlurmRuntime(RuntimeBackend):
             return False
         # 401/403: the lab refused its own secret; keep waiting (the timeout says so), as LocalRuntime.
         return response.status_code < 500 and response.status_code not in (401, 403)
+
+    def _with_callback(self, spec: LabSpec) -> LabSpec:
+        """Endpoint "port": the spec with where and how its job reports its port (slurm_port.py)."""
+        url = self.cluster.options.callback_url or spec.platform_url
+        if not url:
+            self._fail(
+                f"cluster {self.cluster.name} serves labs on ports, but the platform's address for its nodes "
+                "is unknown: set the cluster's callback_url"
+            )
+        token, self._callback = slurm_port.new_token()
+        slurm_port.CALLBACKS.expect(spec.lab_id, self._callback)
+        return replace(spec, platform_url=url, callback_token=token)
+
+    async def _reached_port(self, status: JobStatus | None) -> bool:
+        """Endpoint "port": the job reported its port and the lab answers there, on the node Slurm names
+        (never an address the job gave)."""
+        if self._port is None:
+            self._port = slurm_port.CALLBACKS.port(self._lab_id, self._callback, self._job)
+            if self._port is None:
+                return False
+            self._events.add(50, f"The lab's job serves it on port {self._port}")
+        if status is None or not status.host:
+            return False
+        host_port = await slurm_port.reach(status.host, self._port, self._endpoint, self._ready_path)
+        if host_port is None:
+            self._unreached = f"{status.host}:{self._port}"
+            return False
+        self._endpoint = replace(self._endpoint, host_port=host_port)
+        return True
 
     def _node_said_ready(self) -> bool:
         if self._log_path is None:
@@ -280,6 +329,8 @@ class SlurmRuntime(RuntimeBackend):
         return f"the lab exited with code {status.exit_code()} while starting ({where}): {line}"
 
     def _fail(self, reason: str):
+        if self._callback:
+            slurm_port.CALLBACKS.discard(self._lab_id, self._callback)
         self._events.add(100, reason, failed=True)
         raise StartError(reason)
 
@@ -354,6 +405,10 @@ class SlurmRuntime(RuntimeBackend):
             "cluster": self.cluster.name,
             "slurm_conf": self.cluster.options.slurm_conf,
             "socket": e.socket if e else None,
+            "host_port": e.host_port if e else None,
+            "lab_id": self._lab_id,
+            "callback": self._callback,  # the digest of this start's token (endpoint "port"), never the token
+            "port": self._port,
             "headers": e.headers if e else {},
             "uid": e.uid if e else None,
             "protocol": e.protocol if e else "http",
@@ -374,9 +429,12 @@ class SlurmRuntime(RuntimeBackend):
                 update={"name": state.get("cluster") or "slurm", "options": options}
             )
         self._job = state.get("job_id")
-        if state.get("socket"):
+        self._lab_id, self._callback = state.get("lab_id") or "", state.get("callback") or ""
+        self._port = state.get("port")
+        if state.get("socket") or self._callback:
             self._endpoint = Endpoint(
-                socket=state["socket"],
+                socket=state.get("socket"),
+                host_port=state.get("host_port"),
                 headers=state.get("headers") or {},
                 uid=state.get("uid"),
                 protocol=state.get("protocol") or "http",
@@ -388,6 +446,8 @@ class SlurmRuntime(RuntimeBackend):
         self._ready = bool(state.get("ready"))
         self._ready_path = state.get("ready_path") or "/"
         self._start_timeout = float(state.get("start_timeout") or 120)
+        if self._callback and not self._ready:  # still starting: its job may report its port to us now
+            slurm_port.CALLBACKS.expect(self._lab_id, self._callback, self._job, self._port)
         message = f"Re-attached to Slurm job {self._job}"
         self._events.add(100 if self._ready else 10, message, ready=self._ready)
 

@@ -18,6 +18,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ def exit_status(code: int | None) -> int:
 async def run(spec: LabSpec) -> int:
     from datalabs.runtimes.local import LocalRuntime  # the node's sandbox: the platform's own code
 
+    began = time.monotonic()
     lab = LocalRuntime()
     stop_now: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     loop = asyncio.get_running_loop()
@@ -92,16 +94,35 @@ async def run(spec: LabSpec) -> int:
         return exit_status(-signal.SIGTERM)
     try:
         starting.result()
+        forward = await _serve_port(spec, began) if spec.callback_token else None
     except StartError as exc:
         print(f"{REASON_PREFIX}{exc}", file=sys.stderr, flush=True)
+        await lab.stop(now=True)  # no-op when the start failed; ends a lab whose port could not be served
         return exit_status(await lab.poll()) or 1
     print(READY_LINE, file=sys.stderr, flush=True)
     while not stop_now.done() and await lab.poll() is None:
         await asyncio.wait([stop_now], timeout=0.5)
+    if forward is not None:
+        await forward.close()
     await lab.stop(now=stop_now.result() if stop_now.done() else True)  # also releases cgroup and netns
     # Stopped because the platform asked (scancel): the job did what it was for; Slurm records COMPLETED,
     # not FAILED for a lab whose server exits non-zero on SIGTERM (a walltime stays TIMEOUT all the same).
     return 0 if stop_now.done() else exit_status(await lab.poll())
+
+
+async def _serve_port(spec: LabSpec, began: float):
+    """Endpoint "port": forward a TCP port of this node to the lab's socket and report the port to the
+    platform (slurm_forward.py); StartError if either fails."""
+    from datalabs.runtimes import slurm_forward
+
+    forward = slurm_forward.PortForward(*slurm_forward.lab_socket(spec))
+    try:
+        port = await forward.start(slurm_forward.node_address())
+        await slurm_forward.report_port(spec, port, began + spec.start_timeout)
+    except (OSError, slurm_forward.ReportFailed) as exc:
+        await forward.close()
+        raise StartError(f"the lab's port could not be served: {exc}") from None
+    return forward
 
 
 def main(argv: list[str]) -> int:
