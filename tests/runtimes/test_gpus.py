@@ -395,3 +395,27 @@ def test_gpus_through_the_platform_survive_its_kill_and_restart(tmp_path, fake_g
         with live_process(home, env) as (url, _), client(url) as ada:
             for lab_id in made:
                 ada.delete(f"/api/v1/labs/{lab_id}")
+
+
+def _no_torch_gpu() -> str:
+    import importlib.util
+
+    if not Path("/dev/nvidia0").exists():
+        return "no GPU on this host (/dev/nvidia0 is missing): the PyTorch isolation test cannot run"
+    if importlib.util.find_spec("torch") is None:
+        return "this host has a GPU but PyTorch is not installed in the platform's environment"
+    return ""
+
+
+@pytest.mark.skipif(bool(_no_torch_gpu()), reason=_no_torch_gpu() or "-")
+def test_torch_in_a_lab_sees_exactly_its_gpu_by_uuid(tmp_path, labs):
+    async def scenario():
+        lab, endpoint = await labs(gpu_spec(tmp_path, gpus.DEFAULT_ROOT, 1))
+        (index,) = lab.get_state()["gpus"]
+        uuid = {g.index: g.uuid for g in gpus.discover()}[index]
+        code = "import torch; print(torch.cuda.device_count(), torch.cuda.get_device_properties(0).uuid)"
+        out = await sh(endpoint, f"env -u CUDA_VISIBLE_DEVICES -u NVIDIA_VISIBLE_DEVICES python3 -c '{code}'")
+        count, seen = out.split()
+        assert (count, f"GPU-{seen}") == ("1", uuid)
+
+    asyncio.run(scenario())
