@@ -53,6 +53,15 @@ def test_text_and_binary_messages_go_both_ways(env):
         assert ws.recv(timeout=10) == big
 
 
+def test_a_lab_on_a_host_port_carries_websockets_too(env):
+    """A lab served at host:port (a Slurm node's port): the same WebSocket, bridged or piped."""
+    with open_ws(env, ALICE, lab="tcplab") as ws:
+        ws.send("over tcp")
+        assert ws.recv(timeout=10) == "over tcp"
+        ws.send(b"\x00bytes")
+        assert ws.recv(timeout=10) == b"\x00bytes"
+
+
 def test_subprotocol_chosen_by_the_lab_reaches_the_browser(env):
     with open_ws(env, ALICE, subprotocols=["v1.kernel.websocket.jupyter.org", "other"]) as ws:
         assert ws.subprotocol == "v1.kernel.websocket.jupyter.org"
