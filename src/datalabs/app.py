@@ -19,6 +19,7 @@ from datalabs.api import notifications as notifications_api
 from datalabs.api import pipelines as pipelines_api
 from datalabs.api import runs as runs_api
 from datalabs.api import stac as stac_api
+from datalabs.api import usage as usage_api
 from datalabs.api import volumes as volumes_api
 from datalabs.api import workspaces as workspaces_api
 from datalabs.assets.service import Assets
@@ -107,7 +108,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.assets = assets = Assets(settings)
     app.state.indexer = indexer = VolumeIndexer(settings, sessions, assets.writer, written=assets.changed)
     modules = (health, auth, tokens, users, groups, datalabs, labs_api, workspaces_api, volumes_api)
-    more = (assets_api, stac_api, pipelines_api, runs_api, apps_api, notifications_api, clusters_api)
+    more = (
+        assets_api,
+        stac_api,
+        pipelines_api,
+        runs_api,
+        apps_api,
+        notifications_api,
+        clusters_api,
+        usage_api,
+    )
     for module in (*modules, *more):
         app.include_router(module.router)
     app.include_router(lab_callbacks.router)  # Slurm jobs report their lab's port: no user's route

@@ -257,6 +257,15 @@ ROUTES += [
 # Clusters (issue 16): the list is filtered to what the caller may use (tests/api/test_clusters.py); reading
 # it takes the labs:read scope, which the narrow token holds.
 ROUTES += [("GET", "/api/v1/clusters", None, {**MINE, "narrow": OK})]
+# Usage (issue 16): everyone reads their own (tess is the "owner" of user=tess); other users', a group's
+# and everyone's only administrators, not through a token without the admin scope (narrow).
+NOT_ADMIN = {"anonymous": 401, "user": 403, "member": 403, "owner": 403, "narrow": 403}
+ROUTES += [
+    ("GET", "/api/v1/usage", None, {**MINE, "narrow": OK}),
+    ("GET", "/api/v1/usage?user=tess", None, {**NOT_ADMIN, "owner": OK, "admin": OK}),
+    ("GET", "/api/v1/usage?group=astro", None, {**NOT_ADMIN, "admin": OK}),
+    ("GET", "/api/v1/usage?all=true", None, {**NOT_ADMIN, "admin": OK}),
+]
 # A Slurm lab's job reports its port with its own single-use token (tests/security/test_lab_callback.py):
 # no session or user token opens it, the owner's and an administrator's included.
 NOBODY_BUT_THE_JOB = {"anonymous": 401, "user": 401, "member": 401, "owner": 401, "admin": 401, "narrow": 403}
