@@ -88,7 +88,8 @@ BPF_PROG_TYPE_CGROUP_DEVICE, BPF_CGROUP_DEVICE = 15, 6
 BPF_F_ALLOW_MULTI = 2  # the program runs beside those of parent cgroups (e.g. systemd's): all must allow
 DEV_TYPE = {"b": 1, "c": 2}  # BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR
 ACCESS_BITS = {"m": 1, "r": 2, "w": 4}  # BPF_DEVCG_ACC_MKNOD, _READ, _WRITE
-SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
+# bpf(2)'s number on the little-endian machines the instructions below are encoded for.
+SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "riscv64": 280}
 
 # Instruction encodings (linux/bpf_common.h, linux/bpf.h): class | operation | source.
 LDX_MEM_W = 0x61  # dst = *(u32 *)(src + off)
@@ -153,30 +154,45 @@ def _bpf(cmd: int, attr: bytes) -> int:
 
 
 def _load(code: bytes) -> int:
-    """Load `code` as a cgroup device program; an fd of it. The verifier's log is in the error."""
+    """Load `code` as a cgroup device program; an fd of it. If the kernel refuses it, it is loaded once
+    more with the verifier's log on, whose reason goes into the error. Not at first: a successful
+    load's log can outgrow its buffer, which fails the load."""
+    attr, _held = _load_attr(code, None)  # _held: the buffers attr points to, alive until the call ends
+    try:
+        return _bpf(BPF_PROG_LOAD, attr)
+    except OSError as exc:
+        log = ctypes.create_string_buffer(256 * 1024)
+        attr, _held = _load_attr(code, log)
+        try:
+            os.close(_bpf(BPF_PROG_LOAD, attr))
+            why = ""
+        except OSError:
+            lines = log.value.decode(errors="replace").strip().splitlines()
+            why = next((x for x in reversed(lines) if not x.startswith("processed ")), "")  # not the stats
+        raise OSError(exc.errno, f"the kernel refused the device program: {exc.strerror} {why}") from None
+
+
+def _load_attr(code: bytes, log: ctypes.Array | None) -> tuple[bytes, tuple[ctypes.Array, ...]]:
+    """BPF_PROG_LOAD's union bpf_attr up to expected_attach_type (a kernel takes a shorter attr), and
+    the buffers whose addresses it holds (the caller keeps them alive while the kernel reads them)."""
     insns = ctypes.create_string_buffer(code, len(code))
     license_ = ctypes.create_string_buffer(b"GPL")
-    log = ctypes.create_string_buffer(65536)
     attr = struct.pack(
         "<IIQQIIQII16sII",
         BPF_PROG_TYPE_CGROUP_DEVICE,
         len(code) // 8,
         ctypes.addressof(insns),
         ctypes.addressof(license_),
-        1,  # log_level: the verifier says why it refuses
-        len(log),
-        ctypes.addressof(log),
-        0,
-        0,
+        1 if log is not None else 0,  # log_level
+        len(log) if log is not None else 0,
+        ctypes.addressof(log) if log is not None else 0,
+        0,  # kern_version
+        0,  # prog_flags
         b"datalabs_devs",
-        0,
+        0,  # prog_ifindex
         BPF_CGROUP_DEVICE,
     )
-    try:
-        return _bpf(BPF_PROG_LOAD, attr)
-    except OSError as exc:
-        why = log.value.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        raise OSError(exc.errno, f"the kernel refused the device program: {exc.strerror} {why[0]}") from None
+    return attr, (insns, license_)
 
 
 def attach_v2(cgroup_dir: Path, rules: Sequence[DeviceRule]) -> None:
