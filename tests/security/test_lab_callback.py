@@ -115,6 +115,14 @@ def test_anything_but_a_plain_port_is_refused(client, lab, body):
     assert report(client, lab_id, token, {"port": 40000}).status_code == 204
 
 
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("forged", 403)])
+def test_without_the_token_the_body_is_not_even_looked_at(client, lab, token, status):
+    """A forger learns nothing from the answers about which fields the route would take."""
+    lab_id, _ = lab
+    r = report(client, lab_id, token, {"port": 80, "host": "10.6.6.6"})
+    assert r.status_code == status, r.text
+
+
 def test_a_body_too_large_is_refused_before_it_is_read(client, lab):
     lab_id, token = lab
     r = report(client, lab_id, token, {"port": 40000, "pad": "x" * 4096})

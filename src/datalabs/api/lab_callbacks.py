@@ -3,7 +3,7 @@
 Not a user's route: no session and no API token opens it, only the job's single-use token for this start
 of this lab. The body is `{"port": N}` and nothing else; any other field (a "host" above all: the host is
 the one Slurm runs the job on) is refused, as is a port outside 1024-65535. The token is checked before
-the body is even parsed, so a caller without it learns nothing about what the route would accept.
+the body's fields are looked at, so a caller without it learns nothing about what the route would take.
 """
 
 from __future__ import annotations
