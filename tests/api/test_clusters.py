@@ -52,6 +52,17 @@ def test_a_cluster_says_what_it_offers(people):
     assert hpc["title"] == "HPC cluster" and hpc["backend"] == "slurm"
     assert hpc["options"]["partition"] == "debug" and hpc["options"]["time_limit"] == "8:00:00"
     assert hpc["resources"]["maximum"] == {"cpu": 16, "memory": "64G", "gpu": 2}
+    # No controller answers for this one (no slurm.conf here): it says so, without Slurm's words.
+    assert hpc["capacity"]["summary"] == "the cluster did not say what is free right now"
+    assert hpc["capacity"]["cpus_total"] is None
+
+
+def test_the_local_cluster_starts_labs_right_away(people):
+    people.user("ada")
+    local = people.login("ada").get("/api/v1/clusters").json()[0]
+    assert local["capacity"] == {
+        "cpus_idle": None, "cpus_total": None, "gpus_total": 0, "queued": 0, "summary": "starts right away"
+    }  # fmt: skip
 
 
 def test_anonymous_callers_and_tokens_without_the_labs_scope_are_refused(people, client):

@@ -4,7 +4,7 @@ to forms that are safe to write into Slurm job scripts (hostile values refused, 
 import pytest
 from pydantic import ValidationError
 
-from datalabs.clusters.settings import ClusterSettings
+from datalabs.clusters.settings import ClusterOptions, ClusterSettings, time_limit_seconds
 from datalabs.config import Settings
 
 TOML = """
@@ -177,3 +177,21 @@ def test_a_shared_dir_that_is_not_a_plain_absolute_path_is_refused(path):
 def test_shared_dirs_on_a_local_cluster_are_refused():
     with pytest.raises(ValidationError, match="options shared_dirs apply to Slurm clusters"):
         ClusterSettings(name="here", options={"shared_dirs": ["/shared"]})
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("", None),
+        ("UNLIMITED", None),
+        ("90", 90 * 60),
+        ("90:30", 90 * 60 + 30),
+        ("8:00:00", 8 * 3600),
+        ("1-00", 24 * 3600),
+        ("1-2:30", 26 * 3600 + 30 * 60),
+        ("2-01:02:03", 2 * 86400 + 3600 + 2 * 60 + 3),
+    ],
+)
+def test_time_limits_in_sbatch_forms_become_seconds(text, seconds):
+    assert ClusterOptions(time_limit=text).time_limit == text  # every form here is one sbatch takes
+    assert time_limit_seconds(text) == seconds

@@ -1,5 +1,6 @@
-"""Reading squeue: states, reasons, raw wait statuses, and what counts as ended (no cluster needed; the
-batched query against a real controller, up and down, is in test_slurm_runtime.py)."""
+"""Reading squeue and sinfo: states, reasons, raw wait statuses, what counts as ended, and what a cluster
+can give now (its capacity, read from the real cluster too). The batched query against a real
+controller, up and down, is in test_slurm_runtime.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 
 import pytest
 
+from datalabs.runtimes import slurm_queue
 from datalabs.runtimes.slurm_queue import JobQueue, JobStatus, parse_squeue
 
 OUTPUT = """\
@@ -52,3 +54,41 @@ def test_a_missing_squeue_keeps_what_was_known(tmp_path, monkeypatch):
     queue.known["7"] = JobStatus("7", "RUNNING")
     assert asyncio.run(queue.status("7", fresh=True)) == JobStatus("7", "RUNNING")
     assert "squeue" in queue.last_error and queue.queries == 1
+
+
+def test_sinfo_lines_become_a_capacity_counting_each_node_once():
+    sinfo = (
+        "node1 2/6/0/8 gpu:a100:2(S:0-1)\n"
+        "node1 2/6/0/8 gpu:a100:2(S:0-1)\n"  # the same node again, in a second partition
+        "node2 4/0/0/4 (null)\n"
+        "garbage\n"
+    )
+    found = slurm_queue._parse_capacity(sinfo, queued=3)
+    assert (found.cpus_idle, found.cpus_total, found.gpus_total, found.queued) == (6, 12, 2, 3)
+    assert found.summary == "6 of 12 CPUs free · 2 GPUs · 3 jobs queued"
+
+
+def test_a_cluster_that_does_not_answer_has_an_unknown_capacity_without_its_paths(tmp_path):
+    found = slurm_queue.capacity(str(tmp_path / "no-such-slurm.conf"), "debug")
+    assert found.cpus_total is None and found.summary == "the cluster did not say what is free right now"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("slurm")
+def test_the_capacity_of_the_real_cluster_follows_its_jobs(slurm_cluster, monkeypatch):
+    monkeypatch.setattr(slurm_queue, "_capacity", {})
+    conf = str(slurm_cluster.conf)
+    idle = slurm_queue.capacity(conf, "")
+    assert (idle.cpus_idle, idle.cpus_total, idle.gpus_total, idle.queued) == (
+        slurm_cluster.cpus, slurm_cluster.cpus, 2, 0
+    )  # fmt: skip
+    script = "#!/bin/sh\nsleep 300\n"
+    blocker = slurm_cluster.sbatch(script, f"--cpus-per-task={slurm_cluster.cpus}", "--output=/dev/null")
+    slurm_cluster.wait_job(blocker, {"RUNNING"})
+    slurm_cluster.sbatch(script, "--output=/dev/null")
+    assert slurm_queue.capacity(conf, "") is idle  # cached: a page view does not run sinfo
+    monkeypatch.setattr(slurm_queue, "_capacity", {})
+    busy = slurm_queue.capacity(conf, "gpu")
+    assert (busy.cpus_idle, busy.queued) == (0, 0)  # the waiting job is in the default partition
+    assert slurm_queue.capacity(conf, "debug").queued == 1
+    slurm_cluster.cancel_all()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from datalabs.clusters.settings import ClusterSettings
 from datalabs.config import Settings
 from tests.web.conftest import csrf_from
 from tests.web.labs_support import browser, lab_settings, launch, launched, text_of, wait_state
@@ -505,3 +506,34 @@ def test_no_open_for_an_admin_on_another_users_lab_and_a_page_from_the_proxy(cli
     gone = ada.get("/datalabs/0123456789abcdef/", follow_redirects=False)
     assert gone.status_code == 404 and gone.headers["content-type"].startswith("text/html")
     assert "&lt;" not in r.text.split("<p>")[0]  # the page is markup, the message escaped inside it
+
+
+def test_the_launch_form_offers_the_users_clusters_and_refuses_others(user, settings):
+    settings.clusters = [
+        ClusterSettings(name="local", title="This server"),
+        ClusterSettings(
+            name="small", title="Small nodes", description="One CPU each.",
+            resources={"default": {"cpu": 1}, "maximum": {"cpu": 1, "memory": "2G"}},
+        ),
+        ClusterSettings(name="secret", title="Team nodes", allowed_groups=["astro"]),
+    ]  # fmt: skip
+    form = user.get("/catalogue/fake/launch").text
+    assert re.search(r'type="radio" id="cluster-1" name="cluster" value="local" checked', form)
+    assert 'value="small"' in form and "One CPU each." in form and "starts right away" in text_of(form)
+    assert "secret" not in form and "Team nodes" not in form  # another group's: not even named
+
+    r = launch(user, cluster="small", cpu="2")
+    assert r.status_code == 422, r.text
+    assert "CPU request exceeds the Small nodes cluster's maximum of 1." in text_of(r.text)
+    assert re.search(r'value="small" checked', r.text)  # the choice is kept
+    for hostile in ("secret", "small --wrap=id", "../local", "x" * 64):
+        r = launch(user, cluster=hostile)
+        assert r.status_code == 422, hostile
+        assert "No cluster named" in text_of(r.text) and "(yours: local, small)" in text_of(r.text)
+        assert 'id="lab-cluster-error"' in r.text
+    assert user.get("/api/v1/labs").json() == []
+
+    lab_id = launched(user, cluster="small")
+    lab = wait_state(user, lab_id)
+    assert (lab["state"], lab["cluster"], lab["resources"]["cpu"]) == ("running", "small", 1)
+    assert "Small nodes" in text_of(user.get("/labs").text)  # My datalabs says where it runs

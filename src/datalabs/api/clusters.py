@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from datalabs.accounts.principal import Principal
@@ -15,6 +15,14 @@ from datalabs.deps import get_settings, scope
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"], responses={401: {}, 403: {}})
 
 
+class CapacityRead(BaseModel):
+    cpus_idle: int | None
+    cpus_total: int | None
+    gpus_total: int
+    queued: int
+    summary: str  # e.g. "6 of 8 CPUs free · 2 GPUs · no queue", or why it is not known
+
+
 class ClusterRead(BaseModel):
     name: str
     title: str
@@ -23,10 +31,20 @@ class ClusterRead(BaseModel):
     options: ClusterOptions
     allowed_groups: list[str]
     resources: ResourceLimits | None
+    capacity: CapacityRead
 
 
 @router.get("", response_model=list[ClusterRead])
 def list_clusters(
-    principal: Principal = Depends(scope("labs:read")), settings: Settings = Depends(get_settings)
+    request: Request,
+    principal: Principal = Depends(scope("labs:read")),
+    settings: Settings = Depends(get_settings),
 ) -> list[ClusterRead]:
-    return [ClusterRead(**c.model_dump()) for c in clusters.visible(settings, principal)]
+    """The clusters you may launch labs and runs on, with what each can give now."""
+    return [
+        ClusterRead(
+            **offer.cluster.model_dump(),
+            capacity=CapacityRead(**vars(offer.capacity), summary=offer.capacity.summary),
+        )
+        for offer in clusters.offers(settings, principal, request.app.state.labs.backend_class)
+    ]

@@ -25,6 +25,10 @@ def launch(
     name: str = typer.Option("", help="A name for this lab."),
     cpu: float = typer.Option(None, help="CPUs (default: the datalab's default)."),
     memory: str = typer.Option(None, help="Memory, e.g. 4G (default: the datalab's default)."),
+    gpu: int = typer.Option(None, help="GPUs (default: the datalab's default)."),
+    cluster: str = typer.Option(
+        None, help="Cluster to run on (`datalabs labs clusters`); default: the first open to you."
+    ),
     wait: bool = typer.Option(True, help="Follow the start until the lab is ready."),
 ) -> None:
     """Launch DATALAB and show the start's progress; prints the lab's URL when ready."""
@@ -33,7 +37,8 @@ def launch(
             "datalab": datalab,
             "version": version,
             "name": name,
-            "resources": {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None},
+            "cluster": cluster,
+            "resources": {k: v for k, v in (("cpu", cpu), ("memory", memory), ("gpu", gpu)) if v is not None},
         }
         lab = _call(lambda: client.post("/api/v1/labs", body))
         console.print(f"lab [bold]{lab['id']}[/] ({lab['name']}) is {lab['state']}")
@@ -62,6 +67,22 @@ def _follow(client: Client, lab_id: str) -> dict:
     return {"event": "failed", "message": "the event stream ended early"}
 
 
+@app.command()
+def clusters(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The clusters you may launch on, and what each can give now."""
+    with _client() as client:
+        found = _call(lambda: client.get("/api/v1/clusters"))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    table = Table(title=f"{len(found)} cluster(s)")
+    for col in ("name", "title", "backend", "now"):
+        table.add_column(col)
+    for c in found:
+        table.add_row(c["name"], c["title"], c["backend"], c["capacity"]["summary"])
+    console.print(table)
+
+
 @app.command("ls")
 def ls(
     all_users: bool = typer.Option(False, "--all", help="Admins: every user's labs."),
@@ -74,7 +95,7 @@ def ls(
         typer.echo(json.dumps(labs, indent=2))
         return
     table = Table(title=f"{len(labs)} lab(s)")
-    for col in ("id", "name", "datalab", "state", "cpu", "memory", "created"):
+    for col in ("id", "name", "datalab", "state", "cluster", "cpu", "memory", "created"):
         table.add_column(col)
     for lab in labs:
         state = lab["state"] + (f": {lab['reason']}" if lab["reason"] else "")
@@ -83,6 +104,7 @@ def ls(
             lab["name"],
             f"{lab['datalab']} {lab['version']}",
             state,
+            lab["cluster"],
             str(lab["resources"]["cpu"]),
             lab["resources"]["memory"],
             lab["created_at"][:19],

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from datalabs.accounts.principal import Principal
 from datalabs.clusters.settings import ClusterSettings
 from datalabs.config import Settings
 from datalabs.errors import Invalid
+from datalabs.runtimes.base import Capacity, RuntimeBackend
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A cluster as a launch choice: what it is and what it can give now."""
+
+    cluster: ClusterSettings
+    capacity: Capacity
 
 
 def visible(settings: Settings, principal: Principal) -> list[ClusterSettings]:
@@ -26,3 +38,11 @@ def for_launch(settings: Settings, principal: Principal, name: str | None) -> Cl
         names = ", ".join(c.name for c in usable) or "none"
         raise Invalid(f"no cluster named '{name}' (yours: {names})", code="unknown_cluster")
     return cluster
+
+
+def offers(
+    settings: Settings, principal: Principal, backend_class: Callable[[str], type[RuntimeBackend]]
+) -> list[Offer]:
+    """The clusters the principal may use with what each can give now (`backend_class`: the lab manager's,
+    which binds each cluster's runtime; Slurm's answer is cached for seconds, see slurm_queue.capacity)."""
+    return [Offer(c, backend_class(c.name).capacity()) for c in visible(settings, principal)]

@@ -191,3 +191,20 @@ def check_clusters(clusters: list[ClusterSettings]) -> list[ClusterSettings]:
     if duplicates := sorted({name for name in names if names.count(name) > 1}):
         raise ValueError(f"clusters: name {', '.join(duplicates)} is configured more than once")
     return clusters
+
+
+def time_limit_seconds(text: str) -> int | None:
+    """An sbatch --time value (as TIME_LIMIT admits it) in seconds; None for none or unlimited."""
+    if not text or text in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, rest = text.rpartition("-")
+    parts = [int(part) for part in rest.split(":")]
+    if days:  # D-H, D-H:M, D-H:M:S
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+        return ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
+    if len(parts) == 1:  # M
+        return parts[0] * 60
+    if len(parts) == 2:  # M:S
+        return parts[0] * 60 + parts[1]
+    hours, minutes, seconds = parts  # H:M:S
+    return (hours * 60 + minutes) * 60 + seconds

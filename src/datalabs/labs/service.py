@@ -262,7 +262,7 @@ def _resources(meta: DatalabMeta, req: LaunchRequest, cluster: ClusterSettings) 
     )
     bounds = [("this datalab's", meta.runtime.resources.maximum)]
     if cluster.resources is not None:
-        bounds.append((f"cluster '{cluster.name}''s", cluster.resources.maximum))
+        bounds.append((f"the {cluster.title} cluster's", cluster.resources.maximum))
     for whose, most in bounds:
         for what, asked, allowed in (
             ("cpu", wanted.cpu, most.cpu),

@@ -17,6 +17,7 @@ from datalabs.sandbox.bwrap import Mount
 from datalabs.sandbox.policy import Policy
 
 __all__ = [
+    "Capacity",
     "DesktopApp",
     "Endpoint",
     "LabSpec",
@@ -53,7 +54,7 @@ class LabSpec:
     workdir: str = "/media/home/my_workspace"
     cpu: float = 1.0
     memory_bytes: int = 2 * 10**9
-    gpu: int = 0  # GPUs asked for (Slurm: --gres=gpu[:type]:N); the local runtime does not place GPUs yet
+    gpu: int = 0  # GPUs asked for (Slurm: --gres=gpu[:type]:N; locally: runtimes/gpus.py places them)
     secret: str = ""  # the lab's own secret (e.g. Jupyter token); never leaves the platform
     secret_headers: dict[str, str] = field(default_factory=dict)  # what the proxy injects upstream
     ready_path: str = "/"  # HTTP path (under the lab's base URL) that answers once it serves
@@ -83,6 +84,28 @@ class Endpoint:
     # so a lab cannot point its socket path at another lab's. None: not checked (the platform is not root).
     uid: int | None = None
     secret: str = ""  # a desktop lab's VNC password: the proxy answers Xvnc's challenge with it
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What a cluster can give now, as the launch choice shows it (None: not known)."""
+
+    cpus_idle: int | None = None
+    cpus_total: int | None = None
+    gpus_total: int = 0
+    queued: int = 0  # jobs waiting for resources there
+    note: str = ""  # why it is not known
+
+    @property
+    def summary(self) -> str:
+        if self.note or self.cpus_total is None:
+            return self.note or "starts right away"
+        parts = [f"{self.cpus_idle} of {self.cpus_total} CPUs free"]
+        if self.gpus_total:
+            parts.append(f"{self.gpus_total} GPU{'' if self.gpus_total == 1 else 's'}")
+        queued = f"{self.queued} job{'' if self.queued == 1 else 's'} queued"
+        parts.append(queued if self.queued else "no queue")
+        return " · ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -116,6 +139,12 @@ class RuntimeBackend(abc.ABC):
         as `cls()`; `platform` tags what it leaves on a shared cluster. The host's own backend has no
         cluster to bind."""
         return cls
+
+    @classmethod
+    def capacity(cls) -> Capacity:
+        """What the bound cluster can give now (a launch dialog's "free now / queued"); the host's own
+        backend starts labs at once."""
+        return Capacity()
 
     @classmethod
     async def cancel_forgotten(cls, known: set[str]) -> list[str]:

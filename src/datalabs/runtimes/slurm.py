@@ -65,8 +65,16 @@ from typing import Any, ClassVar
 import httpx
 
 from datalabs.clusters.settings import ClusterSettings
-from datalabs.runtimes import desktop, slurm_port
-from datalabs.runtimes.base import Endpoint, LabSpec, Limits, ProgressEvent, RuntimeBackend, StartError
+from datalabs.runtimes import desktop, slurm_port, slurm_queue
+from datalabs.runtimes.base import (
+    Capacity,
+    Endpoint,
+    LabSpec,
+    Limits,
+    ProgressEvent,
+    RuntimeBackend,
+    StartError,
+)
 from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.runtimes.local import SOCKET_NAME, LocalRuntime
 from datalabs.runtimes.slurm_job import READY_LINE, REASON_PREFIX, spec_to_json
@@ -169,6 +177,11 @@ class SlurmRuntime(RuntimeBackend):
     @classmethod
     async def cancel_forgotten(cls, known: set[str]) -> list[str]:
         return await cancel_forgotten(cls.configured, cls.platform, known)
+
+    @classmethod
+    def capacity(cls) -> Capacity:
+        cluster = cls.configured or ClusterSettings(name="slurm", backend="slurm")
+        return slurm_queue.capacity(cluster.options.slurm_conf, cluster.options.partition)
 
     @property
     def job_id(self) -> str | None:

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import ClassVar
 
+from datalabs.runtimes.base import Capacity
+
+log = logging.getLogger(__name__)
 PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
 # The batch script has ended (COMPLETING: Slurm is still cleaning up its processes).
 ENDED = {
@@ -190,3 +195,56 @@ class JobQueue:
         for job_id in ids:
             self.known[job_id] = listed.get(job_id) or JobStatus(job_id, "GONE")
         self.refreshed_at, self.last_error = time.monotonic(), ""
+
+
+CAPACITY_TTL = 15.0  # seconds a cluster's capacity is reused: launch pages must not run sinfo per view
+_capacity: dict[tuple[str, str], tuple[float, Capacity]] = {}
+
+
+def capacity(slurm_conf: str, partition: str, timeout: float = 3.0) -> Capacity:
+    """What the cluster's partition(s) can give now: idle and total CPUs (`sinfo %C`), GPUs (`%G`) and
+    the jobs waiting there. Cached for CAPACITY_TTL; a controller that does not answer within `timeout`
+    gives a Capacity with only the reason, never an error (a page shows "unknown")."""
+    key = (slurm_conf, partition)
+    now = time.monotonic()
+    if key in _capacity and now - _capacity[key][0] < CAPACITY_TTL:
+        return _capacity[key][1]
+    where = ["-p", partition] if partition else []
+    env = {**os.environ, "SLURM_CONF": slurm_conf} if slurm_conf else None
+    try:
+        nodes = subprocess.run(
+            ["sinfo", "-h", "-N", *where, "-o", "%N %C %G"],
+            env=env, capture_output=True, text=True, timeout=timeout, check=True,
+        ).stdout  # fmt: skip
+        pending = subprocess.run(
+            ["squeue", "-h", "-t", "PENDING", *where, "-o", "%i"],
+            env=env, capture_output=True, text=True, timeout=timeout, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        # Users see the note; Slurm's words name server paths (its config), so they go to the log only.
+        log.warning(
+            "capacity of %s: %s", slurm_conf or "the default cluster", getattr(exc, "stderr", "") or exc
+        )
+        found = Capacity(note="the cluster did not say what is free right now")
+    else:
+        found = _parse_capacity(nodes, len(pending.split()))
+    _capacity[key] = (now, found)
+    return found
+
+
+def _parse_capacity(sinfo: str, queued: int) -> Capacity:
+    idle = total = gpus = 0
+    seen: set[str] = set()
+    for line in sinfo.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or parts[0] in seen:  # a node in several partitions is listed once per partition
+            continue
+        seen.add(parts[0])
+        counts = parts[1].split("/")  # allocated/idle/other/total
+        if len(counts) == 4 and all(c.isdigit() for c in counts):
+            idle, total = idle + int(counts[1]), total + int(counts[3])
+        for gres in (parts[2] if len(parts) > 2 else "").split(","):
+            fields = gres.split("(")[0].split(":")
+            if fields[0] == "gpu" and fields[-1].isdigit():
+                gpus += int(fields[-1])
+    return Capacity(cpus_idle=idle, cpus_total=total, gpus_total=gpus, queued=queued)

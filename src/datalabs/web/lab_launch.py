@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.principal import Principal
 from datalabs.catalogue.schema import DatalabMeta, parse_memory
 from datalabs.catalogue.service import Catalogue, Entry
+from datalabs.clusters import service as clusters
 from datalabs.deps import get_db
 from datalabs.errors import DatalabsError, TooManyRequests
 from datalabs.labs import service
@@ -86,11 +87,14 @@ def _launch_page(
         "memory": limits["memory_default"],
         "gpu": str(limits["gpu_default"]),
     }
+    settings = request.app.state.settings
+    offers = clusters.offers(settings, principal, request.app.state.labs.backend_class)
     active = len(service.list_for(db, principal, include_ended=False))
     errors = dict(errors or {})
     if "gpu" in errors and not limits["gpu_max"]:  # no GPU field on the form to show it at
         errors["page"] = errors.pop("gpu")
     chosen = (form or {}).pop("volumes", []) if form else []
+    cluster = (form or {}).pop("cluster", "") if form else ""
     changed = any(v and v != defaults[k] for k, v in (form or {}).items() if k in defaults) or bool(chosen)
     return page(
         request,
@@ -103,8 +107,10 @@ def _launch_page(
         limits=limits,
         form={**defaults, **(form or {})},
         errors=errors,
+        clusters=offers,
+        cluster=cluster or (offers[0].cluster.name if offers else ""),
         # The advanced section opens by itself when something in it needs the user's attention.
-        advanced_open=changed or any(k != "page" for k in errors),
+        advanced_open=changed or any(k not in ("page", "cluster") for k in errors),
         running=active,
         limit=service.running_limit(request.app.state.settings, principal),
         launch_blocked=service.launch_block(db, request.app.state.settings, principal),
@@ -194,6 +200,7 @@ async def launch(
     gpu: str = Form("", max_length=5),
     volumes: list[str] = Form([], max_length=50),
     custom_volume: str = Form("", max_length=4096),
+    cluster: str = Form("", max_length=64),
     principal: Principal = Depends(posting_user),
     db: Session = Depends(get_db),
 ):
@@ -203,7 +210,7 @@ async def launch(
     chosen = [v for v in volumes if v] + (
         [volume_service.CUSTOM + custom_volume.strip()] if custom_volume.strip() else []
     )
-    form["volumes"] = chosen
+    form["volumes"], form["cluster"] = chosen, cluster
     errors: dict[str, str] = {}
     req = service.LaunchRequest(
         datalab=name,
@@ -213,6 +220,7 @@ async def launch(
         memory=_memory(memory, errors),
         gpu=_gpu(gpu, errors),
         volumes=tuple(chosen),
+        cluster=cluster or None,
     )
     if errors:
         return _launch_page(request, db, principal, entry, version, form=form, errors=errors, status=422)
@@ -239,5 +247,7 @@ def _placed(exc: DatalabsError) -> dict[str, str]:
     problem next to the volumes, anything else above the form."""
     if exc.code in VOLUME_ERRORS:
         return {"volumes": exc.message}
+    if exc.code == "unknown_cluster":
+        return {"cluster": exc.message}
     field = exc.message.split(" ", 1)[0] if exc.code == "over_maximum" else ""
     return {field if field in ("cpu", "memory", "gpu") else "page": _readable(exc.message)}

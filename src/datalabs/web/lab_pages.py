@@ -33,7 +33,7 @@ def labs_page(
     everyone = all and principal.is_admin
     titles = lab_view.datalab_titles(request, db, principal)
     labs = [
-        lab_view.describe(lab, principal, titles)
+        lab_view.describe(lab, principal, titles, request.app.state.settings)
         for lab in service.list_for(db, principal, everyone=everyone)
     ]
     active = [lab for lab in labs if lab["active"]]
@@ -83,7 +83,10 @@ def lab_page(
 ):
     settings = request.app.state.settings
     lab = lab_view.describe(
-        service.get(db, principal, lab_id), principal, lab_view.datalab_titles(request, db, principal)
+        service.get(db, principal, lab_id),
+        principal,
+        lab_view.datalab_titles(request, db, principal),
+        settings,
     )
     progress, messages = lab_view.progress(request, lab_id)
     just_launched = any(m["kind"] == LAUNCHED for m in read_flash(request))

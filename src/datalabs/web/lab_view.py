@@ -4,13 +4,15 @@ Pure presentation over `db.models.Lab`; the decisions (who may see or stop a lab
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
+from datalabs.clusters.settings import time_limit_seconds
+from datalabs.config import Settings
 from datalabs.db.models import Lab
 from datalabs.labs import service
 
@@ -65,10 +67,13 @@ def datalab_titles(request: Request, db: Session, principal: Principal) -> dict[
     return {e.name: e.meta.title for e in request.app.state.catalogue.visible(db, principal)}
 
 
-def describe(lab: Lab, principal: Principal, titles: dict[str, str]) -> dict[str, Any]:
-    """One lab as its card and its page show it."""
+def describe(
+    lab: Lab, principal: Principal, titles: dict[str, str], settings: Settings | None = None
+) -> dict[str, Any]:
+    """One lab as its card and its page show it (with `settings`: where it runs, when it must end)."""
     when_text, when = age(lab)
     return {
+        **_placement(lab, settings),
         "id": lab.id,
         "name": lab.name or titles.get(lab.datalab, lab.datalab),
         "datalab": lab.datalab,
@@ -92,6 +97,21 @@ def describe(lab: Lab, principal: Principal, titles: dict[str, str]) -> dict[str
         "resources": resources_text(lab),
         "url": f"/datalabs/{lab.id}/",
         "page": f"/labs/{lab.id}",
+    }
+
+
+def _placement(lab: Lab, settings: Settings | None) -> dict[str, Any]:
+    """The lab's cluster, shown where a site has more than one, and the end its time limit sets."""
+    if settings is None or len(settings.clusters) < 2:
+        return {"cluster": "", "ends_at": None, "time_limit": ""}
+    cluster = next((c for c in settings.clusters if c.name == lab.cluster), None)
+    limit = cluster.options.time_limit if cluster else ""
+    seconds = time_limit_seconds(limit)
+    ends = lab.started_at + timedelta(seconds=seconds) if seconds and lab.started_at else None
+    return {
+        "cluster": cluster.title if cluster else lab.cluster,
+        "time_limit": f"{limit} minutes" if limit.isdigit() else limit,
+        "ends_at": ends if lab.state == "running" else None,
     }
 
 
