@@ -38,26 +38,32 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 MANY = 20  # the issue's "20 labs on one node"
 
 
-@pytest.fixture(scope="module")
-def platform_url(tmp_path_factory) -> Iterator[str]:
-    """The platform (create_app) on a free loopback port, in a thread of this process."""
+@contextlib.contextmanager
+def serve_platform(tmp: Path) -> Iterator[str]:
+    """The platform (create_app) on a free loopback port, in a thread of this process; its base URL."""
     from datalabs.app import create_app
 
-    home = tmp_path_factory.mktemp("platform") / "home"
-    settings = Settings(home=home, auth={"secret_key": "k"}, pipelines={"worker": False})
+    settings = Settings(home=tmp / "platform-home", auth={"secret_key": "k"}, pipelines={"worker": False})
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the platform did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def platform_url(tmp_path_factory) -> Iterator[str]:
+    with serve_platform(tmp_path_factory.mktemp("platform")) as url:
+        yield url
 
 
 def port_cluster(slurm, platform_url: str, name: str = "hpc") -> ClusterSettings:
