@@ -195,3 +195,48 @@ def test_shared_dirs_on_a_local_cluster_are_refused():
 def test_time_limits_in_sbatch_forms_become_seconds(text, seconds):
     assert ClusterOptions(time_limit=text).time_limit == text  # every form here is one sbatch takes
     assert time_limit_seconds(text) == seconds
+
+
+# ---- endpoint "port" (runtimes/slurm_port.py): how jobs reach the platform, and on which ports ------------
+
+
+def test_a_port_endpoint_keeps_its_address_and_ports_out_of_dumps():
+    options = slurm(endpoint="port", callback_url="http://10.0.0.1:8000/", port_range="40000-40999").options
+    assert (options.endpoint, options.callback_url, options.port_range) == (
+        "port",
+        "http://10.0.0.1:8000",  # a base URL: the job adds /api/v1/labs/<id>/callback
+        "40000-40999",
+    )
+    assert not {"endpoint", "callback_url", "port_range"} & options.model_dump().keys()
+    assert slurm().options.endpoint == "socket"  # the default: as before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://platform",
+        "http://user:pw@platform",  # credentials
+        "http://platform/?next=evil",  # a query
+        "http://platform/#x",
+        "http://platform\n",
+        "javascript:alert(1)",
+        "platform:8000",
+        "http://plat form",
+        "http://" + "a" * 300,
+    ],
+)
+def test_a_callback_url_that_is_not_a_plain_http_address_is_refused(url):
+    with pytest.raises(ValidationError, match="callback_url .* refused"):
+        slurm(callback_url=url)
+
+
+@pytest.mark.parametrize("ports", ["80-90", "1023-2000", "5000-4000", "40000-70000", "40000", "4e4-5e4"])
+def test_a_port_range_of_anything_but_unprivileged_ports_low_to_high_is_refused(ports):
+    with pytest.raises(ValidationError, match="port_range .* refused"):
+        slurm(port_range=ports)
+
+
+@pytest.mark.parametrize("option", [{"endpoint": "port"}, {"port_range": "40000-40999"}])
+def test_port_options_on_a_local_cluster_are_refused(option):
+    with pytest.raises(ValidationError, match=f"options {next(iter(option))} apply to Slurm clusters"):
+        ClusterSettings(name="here", options=option)

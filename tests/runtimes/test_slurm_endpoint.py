@@ -175,6 +175,32 @@ def test_twenty_labs_on_one_node_get_twenty_distinct_ports(wide_cluster, platfor
         wide_cluster.cancel_all()
 
 
+def test_labs_on_a_cluster_with_a_port_range_get_ports_inside_it(slurm_cluster, platform_url, tmp_path):
+    """Where a firewall opens only some ports from the platform to the nodes (batchspawner #58, #102)."""
+
+    async def scenario():
+        cluster = port_cluster(slurm_cluster, platform_url)
+        options = cluster.options.model_copy(update={"port_range": "20000-20049"})
+        cluster = cluster.model_copy(update={"options": options})
+        backends = [SlurmRuntime(cluster) for _ in range(2)]
+        specs = [web_spec(tmp_path) for _ in backends]
+        endpoints = await asyncio.gather(*(b.start(s) for b, s in zip(backends, specs, strict=True)))
+        try:
+            ports = {Route("x", "ada", host_port=e.host_port).tcp_address[1] for e in endpoints}
+            assert len(ports) == 2 and all(20000 <= port <= 20049 for port in ports)
+            for spec, endpoint in zip(specs, endpoints, strict=True):
+                assert (await get(endpoint.host_port, endpoint.headers, "/env")).json()[
+                    "DATALAB_ID"
+                ] == spec.lab_id
+        finally:
+            await asyncio.gather(*(b.stop(now=True) for b in backends))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        slurm_cluster.cancel_all()
+
+
 def test_a_job_that_dies_before_calling_back_fails_with_slurms_reason_and_its_log(
     hpc, slurm_cluster, tmp_path
 ):

@@ -105,6 +105,21 @@ def test_connections_past_the_bound_are_closed(tmp_path, monkeypatch):
     asyncio.run(scenario())
 
 
+def test_a_port_range_is_kept_and_a_full_one_says_so(tmp_path):
+    async def scenario():
+        lab = await echo_lab(str(tmp_path / "lab.sock"))
+        low = free_port()  # free now; its neighbours may not be: the range is that one port
+        first = PortForward(str(tmp_path / "lab.sock"), None)
+        assert await first.start("127.0.0.1", (low, low)) == low
+        second = PortForward(str(tmp_path / "lab.sock"), None)
+        with pytest.raises(OSError, match=f"no free port in {low}-{low}"):
+            await second.start("127.0.0.1", (low, low))
+        await first.close()
+        lab.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_port_report_stops_at_once_when_the_platform_refuses(tmp_path):
     """A platform answering 403 (a spent token): no retries until the deadline, the refusal is the reason."""
     from tests.runtimes.test_slurm_endpoint import serve_platform

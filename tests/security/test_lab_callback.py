@@ -123,6 +123,21 @@ def test_without_the_token_the_body_is_not_even_looked_at(client, lab, token, st
     assert r.status_code == status, r.text
 
 
+def test_a_port_outside_the_clusters_range_is_refused(client):
+    """A cluster with port_range: the firewall opens only those; any other port is not the job's."""
+    lab_id = secrets.token_hex(8)
+    token, token_digest = new_token()
+    CALLBACKS.expect(lab_id, token_digest, JOB, ports=(40000, 40099))
+    try:
+        r = report(client, lab_id, token, {"port": 40100})
+        assert r.status_code == 422, r.text
+        assert "outside the cluster's ports 40000-40099" in r.json()["error"]["message"]
+        assert taken(lab_id, token) is None
+        assert report(client, lab_id, token, {"port": 40099}).status_code == 204
+    finally:
+        CALLBACKS.discard(lab_id, token_digest)
+
+
 def test_a_body_too_large_is_refused_before_it_is_read(client, lab):
     lab_id, token = lab
     r = report(client, lab_id, token, {"port": 40000, "pad": "x" * 4096})

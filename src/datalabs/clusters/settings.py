@@ -65,6 +65,12 @@ class ClusterOptions(BaseModel):
         description="The platform's address as the nodes reach it (endpoint 'port'), e.g. "
         "'http://10.0.0.1:8000'; default: the platform's own (labs.api_url, else the server's address).",
     )
+    port_range: str = Field(
+        "",
+        exclude=True,  # the operator's firewall detail
+        description="Ports the jobs may serve labs on (endpoint 'port'), e.g. '40000-40999' where only those "
+        "are open from the platform to the nodes; default: any port the node's kernel picks.",
+    )
     slurm_conf: str = Field(
         "",
         exclude=True,  # a server path: never shown to users (GET /api/v1/clusters dumps the options)
@@ -112,6 +118,13 @@ class ClusterOptions(BaseModel):
             )
         return value.rstrip("/")
 
+    @field_validator("port_range")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        if value and port_bounds(value) is None:
+            raise _refuse("port_range", value, "two ports 'LOW-HIGH', 1024 <= LOW <= HIGH <= 65535")
+        return value
+
     @field_validator("shared_dirs")
     @classmethod
     def _shared_dirs(cls, value: list[str]) -> list[str]:
@@ -121,6 +134,15 @@ class ClusterOptions(BaseModel):
                 rule = "an absolute path of printable characters, without '..' or '%', not '/' itself"
                 raise _refuse("shared_dirs", path, rule)
         return [path.rstrip("/") for path in value]
+
+
+def port_bounds(text: str) -> tuple[int, int] | None:
+    """(low, high) of a port range 'LOW-HIGH' of unprivileged ports; None if `text` is not one."""
+    match = re.fullmatch(r"(\d{4,5})-(\d{4,5})", text)
+    if match is None:
+        return None
+    low, high = int(match[1]), int(match[2])
+    return (low, high) if 1024 <= low <= high <= 65535 else None
 
 
 def _plain_absolute(path: str) -> bool:

@@ -66,10 +66,12 @@ class LabSpec:
     # Identity, network, process limits (sandbox/policy.py); the default runs as nobody with no network.
     policy: Policy = field(default_factory=Policy)
     # Labs whose node reports a TCP port (Slurm clusters with endpoint "port"): the platform's address as
-    # the node reaches it (the manager's api_url; a cluster's callback_url wins), and the job's single-use
-    # token for that report, set by the runtime at each start (only ever in the spec file, 0600).
+    # the node reaches it (the manager's api_url; a cluster's callback_url wins), the job's single-use
+    # token for that report, set by the runtime at each start (only ever in the spec file, 0600), and the
+    # ports it may bind ("LOW-HIGH", the cluster's port_range; "": any the kernel picks).
     platform_url: str = ""
     callback_token: str = field(default="", repr=False)
+    port_range: str = ""
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from datalabs.clusters.settings import ClusterSettings
+from datalabs.clusters.settings import ClusterSettings, port_bounds
 from datalabs.runtimes import desktop, slurm_port, slurm_queue
 from datalabs.runtimes.base import (
     Capacity,
@@ -301,8 +301,13 @@ class SlurmRuntime(RuntimeBackend):
                 "is unknown: set the cluster's callback_url"
             )
         token, self._callback = slurm_port.new_token()
-        slurm_port.CALLBACKS.expect(spec.lab_id, self._callback)
-        return replace(spec, platform_url=url, callback_token=token)
+        slurm_port.CALLBACKS.expect(spec.lab_id, self._callback, ports=self._port_bounds)
+        ports = self.cluster.options.port_range
+        return replace(spec, platform_url=url, callback_token=token, port_range=ports)
+
+    @property
+    def _port_bounds(self) -> tuple[int, int] | None:
+        return port_bounds(self.cluster.options.port_range)
 
     async def _reached_port(self, status: JobStatus | None) -> bool:
         """Endpoint "port": the job reported its port and the lab answers there, on the node Slurm names
@@ -460,7 +465,9 @@ class SlurmRuntime(RuntimeBackend):
         self._ready_path = state.get("ready_path") or "/"
         self._start_timeout = float(state.get("start_timeout") or 120)
         if self._callback and not self._ready:  # still starting: its job may report its port to us now
-            slurm_port.CALLBACKS.expect(self._lab_id, self._callback, self._job, self._port)
+            slurm_port.CALLBACKS.expect(
+                self._lab_id, self._callback, self._job, self._port, self._port_bounds
+            )
         message = f"Re-attached to Slurm job {self._job}"
         self._events.add(100 if self._ready else 10, message, ready=self._ready)
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import random
 import socket
 import time
 
@@ -59,10 +61,23 @@ class PortForward:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
 
-    async def start(self, host: str) -> int:
-        """Listen on `host`, a port the kernel picks; that port."""
-        self._server = await asyncio.start_server(self._serve, host=host, port=0, limit=CHUNK)
-        return int(self._server.sockets[0].getsockname()[1])
+    async def start(self, host: str, ports: tuple[int, int] | None = None) -> int:
+        """Listen on `host`, on a port the kernel picks or the first free one of `ports` (a bind is atomic:
+        two jobs never get the same); that port. OSError if none is free."""
+        if ports is None:
+            candidates = [0]
+        else:
+            candidates = list(range(ports[0], ports[1] + 1))
+            random.shuffle(candidates)  # jobs starting together do not all try the same port first
+        for port in candidates:
+            try:
+                self._server = await asyncio.start_server(self._serve, host=host, port=port, limit=CHUNK)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or port == 0:
+                    raise
+                continue
+            return int(self._server.sockets[0].getsockname()[1])
+        raise OSError(errno.EADDRINUSE, f"no free port in {ports[0]}-{ports[1]} on this node")
 
     async def close(self) -> None:
         if self._server is not None:

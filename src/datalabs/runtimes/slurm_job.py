@@ -113,11 +113,12 @@ async def run(spec: LabSpec) -> int:
 async def _serve_port(spec: LabSpec, began: float):
     """Endpoint "port": forward a TCP port of this node to the lab's socket and report the port to the
     platform (slurm_forward.py); StartError if either fails."""
+    from datalabs.clusters.settings import port_bounds
     from datalabs.runtimes import slurm_forward
 
     forward = slurm_forward.PortForward(*slurm_forward.lab_socket(spec))
     try:
-        port = await forward.start(slurm_forward.node_address())
+        port = await forward.start(slurm_forward.node_address(), port_bounds(spec.port_range))
         await slurm_forward.report_port(spec, port, began + spec.start_timeout)
     except (OSError, slurm_forward.ReportFailed) as exc:
         await forward.close()

@@ -64,6 +64,7 @@ class _Expected:
     digest: bytes
     job_id: str | None = None
     port: int | None = None
+    ports: tuple[int, int] | None = None  # the cluster's port range, if it has one
 
 
 class PortCallbacks:
@@ -75,10 +76,16 @@ class PortCallbacks:
         self._lock = threading.Lock()
 
     def expect(
-        self, lab_id: str, token_digest: str, job_id: str | None = None, port: int | None = None
+        self,
+        lab_id: str,
+        token_digest: str,
+        job_id: str | None = None,
+        port: int | None = None,
+        ports: tuple[int, int] | None = None,
     ) -> None:
+        """Expect a report for `lab_id` with the token of `token_digest` (of a port within `ports`)."""
         with self._lock:
-            self._expected[lab_id] = _Expected(bytes.fromhex(token_digest), job_id, port)
+            self._expected[lab_id] = _Expected(bytes.fromhex(token_digest), job_id, port, ports)
 
     def bind_job(self, lab_id: str, token_digest: str, job_id: str) -> None:
         """The Slurm job that start submitted: only a port reported for it is ever handed out."""
@@ -93,11 +100,16 @@ class PortCallbacks:
 
     def accept(self, lab_id: str, token: str, port: int) -> None:
         """Take `port` for the lab's current start; spends the token. CallbackRefused: wrong token (403),
-        or a port already taken for this start (409)."""
+        a port outside the cluster's range (422), or a port already taken for this start (409)."""
         with self._lock:
             expected = self._matching(lab_id, token)
             if expected.port is not None:
                 raise CallbackRefused(409, "conflict", "this start of the lab has reported its port already")
+            if expected.ports and not expected.ports[0] <= port <= expected.ports[1]:
+                low, high = expected.ports
+                raise CallbackRefused(
+                    422, "invalid", f"port {port} is outside the cluster's ports {low}-{high}"
+                )
             expected.port = port
 
     def port(self, lab_id: str, token_digest: str, job_id: str) -> int | None:
