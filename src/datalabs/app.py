@@ -25,7 +25,7 @@ from datalabs.api import workspaces as workspaces_api
 from datalabs.assets.service import Assets
 from datalabs.builder.runner import BuildQueue
 from datalabs.catalogue import service as catalogue_service
-from datalabs.catalogue.service import Catalogue
+from datalabs.catalogue.service import Catalogue, GpuSources
 from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
 from datalabs.labs import origins as lab_origins
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
-    app.state.catalogue = Catalogue()
+    app.state.catalogue = Catalogue(GpuSources.of(settings))
     app.state.authenticator = make_authenticator(sessions, ttl=settings.auth.cache_ttl)
     app.state.routes = routes = MemoryRouteTable()
     app.state.labs = labs = LabManager(settings, sessions, routes)

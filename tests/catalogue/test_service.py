@@ -118,6 +118,36 @@ def test_a_datalab_needing_a_gpu_is_unavailable_on_a_host_without_one():
     assert "GPU" not in reason
 
 
+def test_gpus_on_the_configured_device_root_or_a_gpu_cluster_make_a_gpu_datalab_available(tmp_path):
+    from datalabs.config import Settings
+    from tests.runtimes.test_gpus import make_node
+
+    (gpu_lab,) = [
+        i for i in load_directories([(BUILTIN_DIR, "builtin")])[0] if i.meta.name == "jupyterlab-gpu"
+    ]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none_here = Settings(home=tmp_path, labs={"gpu_device_root": str(empty)})
+    assert service.availability(gpu_lab.meta, service.GpuSources.of(none_here))[1] == (
+        "needs a GPU; this server has none"
+    )
+    make_node(empty / "nvidia0", 195, 0)  # a GPU at the configured root (a fake one)
+    assert "GPU" not in service.availability(gpu_lab.meta, service.GpuSources.of(none_here))[1]
+    for cluster, offers in (
+        ({"name": "hpc", "backend": "slurm"}, False),  # a Slurm cluster that says nothing of GPUs
+        ({"name": "hpc", "backend": "slurm", "options": {"gpu_partition": "gpu"}}, True),
+        ({"name": "hpc", "backend": "slurm", "options": {"gpu_type": "a100"}}, True),
+        ({"name": "hpc", "backend": "slurm", "resources": {"maximum": {"gpu": 2}}}, True),
+    ):
+        settings = Settings(
+            home=tmp_path,
+            labs={"gpu_device_root": str(tmp_path / "none")},
+            clusters=[{"name": "local"}, cluster],
+        )
+        reason = service.availability(gpu_lab.meta, service.GpuSources.of(settings))[1]
+        assert ("GPU" not in reason) is offers, (cluster, reason)
+
+
 def test_version_ordering():
     versions = ["0.1.0-0", "0.1.0-10", "0.1.0-2", "weird", "1.0"]
     assert sorted(versions, key=service.version_key, reverse=True)[:2] == ["1.0", "0.1.0-10"]

@@ -183,12 +183,34 @@ def version_key(v: str) -> tuple:
         return (0, Version("0"), v)
 
 
-def availability(meta: DatalabMeta) -> tuple[bool, str]:
+@dataclass(frozen=True)
+class GpuSources:
+    """Where GPUs can come from: this server's device nodes (`labs.gpu_device_root`), and whether a
+    configured cluster offers GPUs of its own (its scheduler then judges a request)."""
+
+    root: Path = gpus.DEFAULT_ROOT
+    on_clusters: bool = False
+
+    @classmethod
+    def of(cls, settings) -> GpuSources:
+        return cls(settings.labs.gpu_device_root, any(_offers_gpus(c) for c in settings.clusters))
+
+
+def _offers_gpus(cluster) -> bool:
+    o = cluster.options
+    declared = cluster.resources is not None and cluster.resources.maximum.gpu > 0
+    return cluster.backend != "local" and bool(o.gpu_type or o.gpu_partition or declared)
+
+
+def availability(meta: DatalabMeta, gpu_sources: GpuSources = GpuSources()) -> tuple[bool, str]:
     """Whether this platform can launch the datalab now, and why not."""
     kind = meta.runtime.kind
     if kind not in plugins.runtime_kinds():
         return False, f"no runtime for {kind} datalabs is installed on this platform yet"
-    if why := gpus.shortfall(meta.runtime.resources.default.gpu):  # e.g. "needs a GPU; this server has none"
+    # e.g. "needs a GPU; this server has none", unless a cluster offers GPUs
+    if not gpu_sources.on_clusters and (
+        why := gpus.shortfall(meta.runtime.resources.default.gpu, gpu_sources.root)
+    ):
         return False, why
     if kind == "desktop":  # the desktop session's own tools (Xvnc, window manager) count too
         several = bool(meta.runtime.desktop and meta.runtime.desktop.apps)
@@ -212,11 +234,11 @@ def availability(meta: DatalabMeta) -> tuple[bool, str]:
     return True, ""
 
 
-def _entry(name: str, versions: list[tuple[str, dict]]) -> Entry:
+def _entry(name: str, versions: list[tuple[str, dict]], gpu_sources: GpuSources) -> Entry:
     """The entry for `versions` ((version, stored metadata), newest first, at least one)."""
     newest = versions[0][1]
     meta = DatalabMeta.model_validate(newest)
-    ok, reason = availability(meta)
+    ok, reason = availability(meta, gpu_sources)
     text = " ".join(
         [
             meta.name,
@@ -265,6 +287,7 @@ class _Snapshot:
     entries: list[Entry]
     # Per datalab with per-version access: its versions' metadata, to build principals' views from.
     versions: dict[str, list[tuple[str, dict]]]
+    gpu_sources: GpuSources = GpuSources()  # the catalogue's, for the views' availability
     # Views already built, by datalab and the versions shown: few distinct ones (the public's, the
     # author's, ...), and they belong to this generation only.
     views: dict[tuple[str, tuple[str, ...]], Entry] = field(default_factory=dict)
@@ -273,7 +296,8 @@ class _Snapshot:
 class Catalogue:
     """Per-process snapshot of the catalogue, refreshed when the DB counter moves."""
 
-    def __init__(self) -> None:
+    def __init__(self, gpu_sources: GpuSources = GpuSources()) -> None:
+        self.gpu_sources = gpu_sources
         self._lock = threading.Lock()
         self._snapshot = _Snapshot(-1, [], {})
 
@@ -287,10 +311,10 @@ class Catalogue:
                 if generation != self._snapshot.generation:
                     rows = db.scalars(select(Datalab).options(selectinload(Datalab.versions))).all()
                     versions = {d.name: _newest_first(d) for d in rows if d.versions}
-                    entries = [_entry(name, vs) for name, vs in versions.items()]
+                    entries = [_entry(name, vs, self.gpu_sources) for name, vs in versions.items()]
                     entries.sort(key=lambda e: e.meta.title.lower())
                     gated = {e.name: versions[e.name] for e in entries if e.access}
-                    self._snapshot = _Snapshot(generation, entries, gated)
+                    self._snapshot = _Snapshot(generation, entries, gated, self.gpu_sources)
         return self._snapshot
 
     def entries(self, db: Session) -> list[Entry]:
@@ -407,7 +431,8 @@ def _view(snapshot: _Snapshot, entry: Entry, principal: Principal) -> Entry | No
     view = snapshot.views.get(key)
     if view is None:
         wanted = set(shown)
-        view = _entry(entry.name, [(v, raw) for v, raw in snapshot.versions[entry.name] if v in wanted])
+        shown_versions = [(v, raw) for v, raw in snapshot.versions[entry.name] if v in wanted]
+        view = _entry(entry.name, shown_versions, snapshot.gpu_sources)
         snapshot.views[key] = view  # a plain dict store: a race only builds the same view twice
     return view
 

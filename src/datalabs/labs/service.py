@@ -21,6 +21,7 @@ from datalabs.config import Settings
 from datalabs.db.models import ApiToken, Lab, User
 from datalabs.db.types import utcnow
 from datalabs.errors import Conflict, DatalabsError, Forbidden, Invalid, NotFound, TooManyRequests
+from datalabs.runtimes import gpus
 from datalabs.usage import quota, records
 from datalabs.volumes import service as volume_service
 
@@ -74,6 +75,7 @@ def create(
     resources = _resources(meta, req, cluster)
     volumes = volume_service.check_choice(db, settings, principal, req.volumes)
     _check_limit(db, settings, principal)
+    _check_host_gpus(db, settings, cluster, resources.gpu)
     quota.check_quota(
         db,
         settings,
@@ -151,6 +153,24 @@ def _check_limit(db: Session, settings: Settings, principal: Principal, besides:
         )
 
 
+def _check_host_gpus(
+    db: Session, settings: Settings, cluster: ClusterSettings, asked: int, besides: str = ""
+) -> None:
+    """Conflict, before anything is recorded, if this server has fewer free GPUs than a lab on one of its
+    local clusters asks for (free: not held by an active local lab). The runtime's allocator
+    (runtimes/gpus.py) remains the guard at start; this tells the user at once, in the form, why."""
+    if not asked or cluster.backend != "local":
+        return
+    total = len(gpus.discover(settings.labs.gpu_device_root))
+    held = db.scalar(
+        select(func.coalesce(func.sum(Lab.gpu), 0)).where(
+            Lab.backend == "local", Lab.state.in_(ACTIVE), Lab.id != besides
+        )
+    )
+    if asked > total - held:
+        raise Conflict(gpus.refusal(asked, max(0, total - held), total), code="no_free_gpu")
+
+
 class Starter(Protocol):
     """What starts a committed lab in the background (labs.manager.LabManager)."""
 
@@ -226,6 +246,7 @@ def reopen(
     if not claimed:
         raise Conflict(f"'{lab.name}' is already being restarted or destroyed", code="lab_busy")
     _check_limit(db, settings, principal, besides=lab.id)
+    _check_host_gpus(db, settings, cluster, lab.gpu, besides=lab.id)
     quota.check_quota(
         db, settings, principal, lab.cluster, cpu=lab.cpu, memory=lab.memory, gpu=lab.gpu, besides=lab.id
     )

@@ -152,6 +152,6 @@ def datalab_page(
     entry = cat.get(db, principal, name)
     shown = version or entry.versions[0]
     raw = cat.version(db, principal, name, shown) if version else entry.raw
-    view = datalab_view.describe(entry, raw, shown)
+    view = datalab_view.describe(entry, raw, shown, request.app.state.catalogue.gpu_sources)
     view["launch"] = launch_path(request, name, view["available"])
     return page(request, "datalab.html", title=view["title"], active="catalogue", lab=view)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from datalabs.catalogue.schema import DatalabMeta
-from datalabs.catalogue.service import Entry, availability, thumbnail_url
+from datalabs.catalogue.service import Entry, GpuSources, availability, thumbnail_url
 
 # Keys shown in their own place on the page; everything else (and unknown sub-keys) goes to "Other".
 _SHOWN = {
@@ -79,10 +79,10 @@ def other_fields(raw: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted(rows)
 
 
-def describe(entry: Entry, raw: dict[str, Any], shown: str) -> dict[str, Any]:
+def describe(entry: Entry, raw: dict[str, Any], shown: str, gpu_sources: GpuSources) -> dict[str, Any]:
     meta = DatalabMeta.model_validate(raw)
     rt = meta.runtime
-    available, reason = availability(meta)
+    available, reason = availability(meta, gpu_sources)
     latest = entry.versions[0]
     res = rt.resources
     return {
