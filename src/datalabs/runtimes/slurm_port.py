@@ -6,11 +6,12 @@ job binds a TCP port on its node (port 0: the kernel picks a free one, so labs o
 unlike batchspawner's random ports, batchspawner #58/#102) and POSTs `{"port": N}` to
 `<platform>/api/v1/labs/<lab id>/callback` with `Authorization: Bearer <token>` (slurm_forward.py).
 
-What the platform takes from that request is the port and nothing else: the host is the node Slurm runs
-the job on (squeue's BatchHost), resolved here, so neither the job nor anyone who got its token can send
-the proxy to an address of their choosing (Open OnDemand proxies to any host:port a user names). The lab
-is then called ready only once it answers there as itself: HTTP with its secret headers, or a desktop's
-RFB banner; the address that answered is the one the proxy is given.
+What the platform takes from that request is the port (within the cluster's `port_range`, if it has one)
+and nothing else: the host is the node Slurm runs the job on (squeue's BatchHost), resolved here, so
+neither the job nor anyone who got its token can send the proxy to an address of their choosing (Open
+OnDemand proxies to any host:port a user names). The lab is then called ready only once it answers there
+as itself: HTTP with its secret headers, or a desktop's RFB banner; the address that answered is the one
+the proxy is given.
 
 A token is made for one start of one lab (`new_token`), travels to the job only in the spec file (0600),
 is bound to the lab id and to the Slurm job the platform follows, is compared in constant time, and is
