@@ -17,6 +17,7 @@ from datalabs.db.types import utcnow
 from datalabs.errors import TooManyRequests
 from datalabs.labs import service
 from tests.catalogue.test_loader import write
+from tests.runtimes.test_gpus import make_node
 
 GPU_LAB = """\
 title: GPU Lab
@@ -37,7 +38,18 @@ QUOTAS = {
 
 
 @pytest.fixture
-def settings(tmp_path, db_url):
+def four_gpus(tmp_path):
+    """This server's GPUs for the launch's host check (labs.service): four fake nvidiaN nodes, more than
+    the quota allows, so that the quota is what refuses."""
+    root = tmp_path / "gpu-dev"
+    root.mkdir()
+    for index in range(4):
+        make_node(root / f"nvidia{index}", 195, index)
+    return root
+
+
+@pytest.fixture
+def settings(tmp_path, db_url, four_gpus):
     root = tmp_path / "defs"
     write(root, "gpulab", GPU_LAB)
     return Settings(
@@ -45,7 +57,11 @@ def settings(tmp_path, db_url):
         db={"url": db_url},
         auth={"secret_key": "k"},
         catalogue={"dirs": [root], "builtin": False},
-        labs={"backend": "datalabs.runtimes.testing:FakeRuntime", "max_running_per_user": 50},
+        labs={
+            "backend": "datalabs.runtimes.testing:FakeRuntime",
+            "max_running_per_user": 50,
+            "gpu_device_root": str(four_gpus),
+        },
         quotas=QUOTAS,
     )
 
