@@ -97,6 +97,8 @@ def test_a_bad_month_is_an_html_page_saying_why(people):
     assert "is not a month such as" in r.text
     r = people("root").get("/admin/usage.csv", params={"month": "<script>"})
     assert r.status_code == 422 and "<script>" not in r.text
+    r = people("tess").get("/usage", params={"month": "2025-03" * 50})  # past the parameter's length
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
 
 
 def test_the_admin_page_shows_users_groups_and_clusters(people):
