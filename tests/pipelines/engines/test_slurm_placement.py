@@ -137,28 +137,38 @@ def test_cwltool_runs_each_step_as_a_slurm_job_in_the_node_sandbox(slurm_cluster
     assert {j["Partition"] for j in jobs} == {"debug"}
 
 
-def test_a_cuda_step_goes_to_the_gpu_partition_with_gres(slurm_cluster, tmp_path):
+@pytest.mark.parametrize("engine", [CwltoolEngine, ToilEngine])
+def test_a_cuda_step_goes_to_the_gpu_partition_with_gres(slurm_cluster, tmp_path, engine):
     cluster = cluster_of(slurm_cluster, tmp_path, partition="debug", gpu_partition="gpu")
-    spec = spec_of(tmp_path, GPU_STEP, {}, cluster, "gpu1")
-    result = run_to_end(CwltoolEngine(), spec)
+    run_id = f"gpu-{engine.name}"
+    before = {j["JobId"] for j in slurm_cluster.completed_jobs()}
+    spec = spec_of(tmp_path, GPU_STEP, {}, cluster, run_id)
+    result = run_to_end(engine(), spec, timeout=300)
     assert result.state == SUCCEEDED, spec.log.read_text()
     # Slurm gave the step one of the node's (fake) GPUs: their index is set for the tool.
     assert Path(result.outputs["report"]["location"][7:]).read_text().strip() in ("gpus=0", "gpus=1")
-    (job,) = jobs_of(slurm_cluster, "gpu1")
-    info = slurm_cluster.job_info(job["JobId"])  # scontrol: the jobcomp line has no GRES
-    assert job["Partition"] == "gpu" and info["TresPerNode"] == "gres:gpu:1", info
+    deadline = time.monotonic() + 30
+    while not (ran := [j for j in slurm_cluster.completed_jobs() if j["JobId"] not in before]):
+        assert time.monotonic() < deadline, "no Slurm job of the run finished"
+        time.sleep(0.2)
+    for job in ran:
+        info = slurm_cluster.job_info(job["JobId"])  # scontrol: the jobcomp line has no GRES
+        assert job["Partition"] == "gpu" and info["TresPerNode"].startswith("gres:gpu:1"), info
+        assert info["Comment"] == f"datalabs-run-{run_id}"
 
 
-def test_cancel_scancels_the_runs_jobs(slurm_cluster, tmp_path):
-    spec = spec_of(tmp_path, SLEEP, {}, cluster_of(slurm_cluster, tmp_path), "cancel1")
+@pytest.mark.parametrize("engine_class", [CwltoolEngine, ToilEngine])
+def test_cancel_scancels_the_runs_jobs(slurm_cluster, tmp_path, engine_class):
+    spec = spec_of(tmp_path, SLEEP, {}, cluster_of(slurm_cluster, tmp_path), f"cancel-{engine_class.name}")
     spec.log.parent.mkdir(parents=True, exist_ok=True)
-    engine = CwltoolEngine()
+    engine = engine_class()
     try:
         handle = engine.submit(spec)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while not slurm_cluster.queued() and time.monotonic() < deadline:
             time.sleep(0.1)
         (job,) = slurm_cluster.queued()
+        slurm_cluster.wait_job(job, {"RUNNING"})
         engine.cancel(handle)
         result = engine.wait(handle, 60)
     finally:

@@ -48,6 +48,7 @@ class _Run(Handle):
     js: list = field(default_factory=list)  # the run's Node.js processes (SandboxedNode)
     cancelled: bool = False
     infra: str = ""  # why the cluster, not the pipeline, failed a step (Slurm refused or unreachable)
+    in_slurm_job: bool = False  # this process is a Slurm job (Toil's worker): Slurm allocated its GPUs
     result: Result | None = None
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -117,6 +118,8 @@ def _cuda_check(requirement, count: int) -> int:
 
 
 cwltool.job.cuda_check = _cuda_check
+# What Slurm sets in a job with GPUs for the programs that use them (srun's steps pass it on likewise).
+SLURM_GPU_ENV = ("CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES")
 
 
 class _SandboxedJob(CommandLineJob):
@@ -231,11 +234,17 @@ class _SandboxedJob(CommandLineJob):
 
     def _setup(self, runtimeContext: RuntimeContext) -> None:
         run: _Run | None = getattr(runtimeContext, "datalabs_run", None)
-        _placed_on_slurm.active = run is not None and run.spec.cluster is not None
+        _placed_on_slurm.active = run is not None and (run.spec.cluster is not None or run.in_slurm_job)
         try:
             super()._setup(runtimeContext)
         finally:
             _placed_on_slurm.active = False
+
+    def prepare_environment(self, runtimeContext: RuntimeContext, envVarReq) -> None:
+        super().prepare_environment(runtimeContext, envVarReq)
+        run: _Run | None = getattr(runtimeContext, "datalabs_run", None)
+        if run is not None and run.in_slurm_job:  # the GPUs Slurm gave this job, as Slurm names them
+            self.environment.update({k: os.environ[k] for k in SLURM_GPU_ENV if k in os.environ})
 
     def _required_env(self) -> dict[str, str]:
         # The platform's environment first on PATH (python3 with astropy, hatanaka, ...), as in labs.

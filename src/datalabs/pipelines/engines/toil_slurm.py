@@ -167,6 +167,9 @@ def main(argv: list[str]) -> int:
         return 2
     mode, run_file, rest = argv[0], argv[1], argv[2:]
     run = _run_of(run_file)
+    # A worker is a Slurm job: its GPUs are the ones Slurm allocated (--gres), which cwltool's own check
+    # (nvidia-smi) cannot see as such.
+    run.in_slurm_job = mode == "worker" and "SLURM_JOB_ID" in os.environ
     sandbox_tools(run)
     try:
         if mode == "leader":
