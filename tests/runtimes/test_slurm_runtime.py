@@ -14,8 +14,9 @@ import pytest
 
 from datalabs.clusters.settings import ClusterOptions, ClusterSettings
 from datalabs.runtimes.base import StartError
-from datalabs.runtimes.slurm import SCRIPT_FILE, SlurmRuntime, render_script
+from datalabs.runtimes.slurm import SCRIPT_FILE, SlurmRuntime
 from datalabs.runtimes.slurm_queue import JobQueue
+from datalabs.runtimes.slurm_script import render_script
 from tests.contracts.runtime_support import web_spec
 from tests.contracts.test_runtime_contract import get
 from tests.desktop_support import screenshot, x_windows

@@ -276,6 +276,7 @@ class LabManager:
             ready_path=rt.ready_path.format(**fill),
             start_timeout=self.settings.labs.start_timeout,
             policy=policy,
+            platform_url=self.api_url(),  # where a Slurm node reports its lab's port (endpoint "port")
             **_desktop_apps(rt),
         )
         return spec, owner, cluster

@@ -21,8 +21,8 @@ from datalabs.accounts.principal import Principal
 from datalabs.clusters import service as clusters
 from datalabs.clusters.settings import ClusterSettings
 from datalabs.config import Settings
-from datalabs.runtimes.slurm import directive
 from datalabs.runtimes.slurm_queue import SlurmUnavailable, run_slurm
+from datalabs.runtimes.slurm_script import directive
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 

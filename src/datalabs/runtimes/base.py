@@ -191,6 +191,11 @@ class RuntimeBackend(abc.ABC):
     def limits(self) -> Limits:
         """What this backend enforces on this host."""
 
+    def last_log_line(self) -> str:
+        """The last line the lab wrote (what a failed start's reason quotes), or "no output"."""
+        lines = [line for line in self.logs(20).splitlines() if line.strip()]
+        return lines[-1][:300] if lines else "no output"
+
     def end_reason(self) -> str:
         """Once `poll()` says the lab ended: why, if not by its own exit (a walltime, a preemption), in
         words a user understands; "" otherwise."""

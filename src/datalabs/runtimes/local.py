@@ -192,7 +192,7 @@ class LocalRuntime(RuntimeBackend):
                 code = await self.poll()
                 if code is not None:
                     await self.stop(now=True)
-                    self._fail(f"the lab exited with code {code} while starting: {self._last_error_line()}")
+                    self._fail(f"the lab exited with code {code} while starting: {self.last_log_line()}")
                 if os.path.exists(socket):
                     if not announced:
                         self._events.add(60, "The lab is listening; waiting for it to answer")
@@ -207,7 +207,7 @@ class LocalRuntime(RuntimeBackend):
                 if time.monotonic() > deadline:
                     await self.stop(now=True)
                     self._fail(
-                        f"the lab did not answer within {spec.start_timeout:.0f} s: {self._last_error_line()}"
+                        f"the lab did not answer within {spec.start_timeout:.0f} s: {self.last_log_line()}"
                     )
                 # Noticed within 20 ms: no back-off (spawners that poll with doubling delays lose time).
                 await asyncio.sleep(0.02)
@@ -220,7 +220,7 @@ class LocalRuntime(RuntimeBackend):
             code = await self.poll()
             if code is not None:
                 await self.stop(now=True)
-                self._fail(f"the lab exited with code {code} while starting: {self._last_error_line()}")
+                self._fail(f"the lab exited with code {code} while starting: {self.last_log_line()}")
             state = await desktop.probe(spec.runtime_dir, desktop_up=announced)
             if state == "window":
                 return
@@ -229,17 +229,13 @@ class LocalRuntime(RuntimeBackend):
                 announced = True
             if time.monotonic() > deadline:
                 await self.stop(now=True)
-                why = self._last_error_line()
+                why = self.last_log_line()
                 self._fail(f"{app} showed no window within {spec.start_timeout:.0f} s: {why}")
             await asyncio.sleep(0.05)
 
     def _fail(self, reason: str):
         self._events.add(100, reason, failed=True)
         raise StartError(reason)
-
-    def _last_error_line(self) -> str:
-        lines = [line for line in self.logs(20).splitlines() if line.strip()]
-        return lines[-1][:300] if lines else "no output"
 
     # ---- watch and stop -----------------------------------------------------------------------------
 

@@ -8,11 +8,8 @@ cluster's `options.slurm_conf` becomes SLURM_CONF for `sbatch`, `squeue` and `sc
 
 Start. `start(spec)` writes two files beside the lab's log (the platform's folder, 0700): the spec as
 JSON (`slurm-spec.json`, 0600: it holds the lab's secret) and the job script rendered from
-`JOB_SCRIPT` (`slurm-job.sh`). The script's only variable parts are `#SBATCH` lines built from
-values that must match `DIRECTIVE_VALUE` (letters, digits and `_ . , : -`, starting with a letter or
-digit: no whitespace, newline, quote, `$` or option dash), checked here again although `ClusterOptions`
-already refuses anything else, so a value that bypassed the settings (model_construct, a future
-field) still cannot add a line or a shell word. The interpreter and the spec file reach the script as
+`JOB_SCRIPT` (`slurm-job.sh`), whose only variable parts are `#SBATCH` lines of validated values
+(slurm_script.py says which, and why they are checked again there). The interpreter and the spec file reach the script as
 its arguments ("$1" "$2", never parsed by a shell) and the paths Slurm needs (`--output`, `--chdir`)
 go on sbatch's argv (no shell either); `%` (Slurm's filename patterns) and control characters in
 them are refused. `--export=NIL`: the platform's environment (its secrets) never reaches the job.
@@ -52,9 +49,7 @@ labs restored in state "starting"; today it fails them, see labs/manager.py `res
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -79,70 +74,20 @@ from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.runtimes.local import SOCKET_NAME, LocalRuntime
 from datalabs.runtimes.slurm_job import READY_LINE, REASON_PREFIX, spec_to_json
 from datalabs.runtimes.slurm_queue import JobQueue, JobStatus, SlurmUnavailable, run_slurm
+from datalabs.runtimes.slurm_script import (
+    JOB_COMMENT,
+    JOB_NAME,
+    plain_path,
+    render_script,
+)
 from datalabs.sandbox.bwrap import NOBODY
 
-JOB_SCRIPT = """#!/bin/sh
-# A Datalabs lab as a Slurm job: the sandboxed lab starts on this node (datalabs/runtimes/slurm_job.py).
-{directives}
-exec "$1" -m datalabs.runtimes.slurm_job "$2"
-"""
-DIRECTIVE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,:-]{0,199}")
-LAB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # The node enforces `spec.start_timeout` itself (LocalRuntime there) and says why it failed; the platform
 # gives up this much later, covering the job's Python start on the node, so the node's reason wins.
 NODE_SLACK = 5.0
 STOP_GRACE = 15.0  # seconds the lab gets to stop after SIGTERM (LocalRuntime's own grace is 10 s)
 STOP_NOW_GRACE = 5.0
 SPEC_FILE, SCRIPT_FILE = "slurm-spec.json", "slurm-job.sh"
-JOB_NAME, JOB_COMMENT = "datalabs-", "datalabs-platform-"  # + lab id; + the platform's tag
-
-
-def directive(option: str, value: str) -> str:
-    """One `#SBATCH --option=value` line; a value of any other form is refused."""
-    if not DIRECTIVE_VALUE.fullmatch(value):
-        raise StartError(f"refused to submit the job: {option} {value[:40]!r} is not a plain Slurm value")
-    return f"#SBATCH --{option}={value}"
-
-
-def render_script(spec: LabSpec, cluster: ClusterSettings, platform: str = "") -> str:
-    """The job script of `spec` on `cluster`: only validated values, one `#SBATCH` line each. `platform`
-    (a plain tag) goes into the job's comment: the jobs of this platform, among others on the cluster."""
-    if not LAB_ID.fullmatch(spec.lab_id):
-        raise StartError(f"refused to submit the job: lab id {spec.lab_id[:40]!r} is not a plain name")
-    if not (0 < spec.cpu <= 10_000 and 0 < spec.memory_bytes <= 2**60 and 0 <= spec.gpu <= 1_000):
-        raise StartError(
-            f"refused to submit the job: resources out of range ({spec.cpu}, {spec.memory_bytes}, {spec.gpu})"
-        )
-    o = cluster.options
-    lines = [
-        directive("job-name", f"{JOB_NAME}{spec.lab_id}"),
-        directive("cpus-per-task", str(max(1, math.ceil(spec.cpu)))),
-        directive("mem", f"{max(1, math.ceil(spec.memory_bytes / 2**20))}M"),
-    ]
-    if platform:
-        lines.append(directive("comment", f"{JOB_COMMENT}{platform}"))
-    for option, value in (
-        ("partition", o.partition),
-        ("account", o.account),
-        ("qos", o.qos),
-        ("time", o.time_limit),
-    ):
-        if value:
-            lines.append(directive(option, value))
-    if spec.gpu:
-        lines.append(
-            directive("gres", ":".join(["gpu", *([o.gpu_type] if o.gpu_type else []), str(int(spec.gpu))]))
-        )
-    return JOB_SCRIPT.format(directives="\n".join(lines))
-
-
-def _plain_path(path: Path, what: str) -> str:
-    text = str(path)
-    if not text.startswith("/") or "%" in text or not text.isprintable():
-        raise StartError(
-            f"refused to submit the job: the {what} path {text[:80]!r} is not a plain absolute path"
-        )
-    return text
 
 
 class SlurmRuntime(RuntimeBackend):
@@ -209,7 +154,7 @@ class SlurmRuntime(RuntimeBackend):
         if self.cluster.options.endpoint == "port":
             spec = self._with_callback(spec)
         folder = spec.log_path.parent
-        argv = [f"--output={_plain_path(spec.log_path, 'log')}", f"--chdir={_plain_path(folder, 'lab')}"]
+        argv = [f"--output={plain_path(spec.log_path, 'log')}", f"--chdir={plain_path(folder, 'lab')}"]
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(folder, 0o700)
         spec.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -267,7 +212,7 @@ class SlurmRuntime(RuntimeBackend):
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     await self.stop(now=True)
-                    why = self._last_log_line()
+                    why = self.last_log_line()
                     if self._unreached:
                         why = f"its job serves it at {self._unreached}, where the platform cannot reach it"
                     self._fail(f"the lab did not answer within {self._start_timeout:.0f} s: {why}")
@@ -339,7 +284,7 @@ class SlurmRuntime(RuntimeBackend):
 
     def _ended_while_starting(self, status: JobStatus) -> str:
         where = f"Slurm job {self._job} {status.state}" + (f", {status.reason}" if status.reason else "")
-        line = self._last_log_line()
+        line = self.last_log_line()
         if line.startswith(REASON_PREFIX):  # the node's own words (slurm_job.py)
             return f"{line.removeprefix(REASON_PREFIX)} ({where})"
         if status.state == "CANCELLED":
@@ -351,10 +296,6 @@ class SlurmRuntime(RuntimeBackend):
             slurm_port.CALLBACKS.discard(self._lab_id, self._callback)
         self._events.add(100, reason, failed=True)
         raise StartError(reason)
-
-    def _last_log_line(self) -> str:
-        lines = [line for line in self.logs(20).splitlines() if line.strip()]
-        return lines[-1][:300] if lines else "no output"
 
     # ---- watch and stop -----------------------------------------------------------------------------
 
