@@ -15,6 +15,7 @@ from bench import (
     lab_start,
     pipelines,
     proxy,
+    slurm,
 )
 
 BENCHMARKS = {
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "desktop": desktop.run,
     "app-build": app_build.run,
     "first-day": first_day.run,
+    "slurm": slurm.run,
 }
 
 

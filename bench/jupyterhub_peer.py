@@ -93,6 +93,16 @@ def install(console: Console) -> None:
         _run(["npm", "install", "--silent", "--prefix", str(CACHE / "chp"), "configurable-http-proxy@5"])
 
 
+def install_batchspawner(console: Console) -> None:
+    """Add PyPI `batchspawner` to the peer's environment once (its SlurmSpawner: bench/slurm.py)."""
+    stamp = VENV / ".installed-batchspawner"
+    if not stamp.exists():
+        console.print(f"Installing batchspawner into {VENV} (first run only)")
+        uv = Path(sys.executable).parent / "uv"
+        _run([str(uv), "pip", "install", "-q", "--python", str(VENV / "bin" / "python"), "batchspawner"])
+        stamp.touch()
+
+
 def _run(argv: list[str]) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True)
     if proc.returncode:
@@ -100,9 +110,10 @@ def _run(argv: list[str]) -> None:
 
 
 class JupyterHub:
-    def __init__(self, work: Path, console: Console):
+    def __init__(self, work: Path, console: Console, extra_config: str = ""):
         install(console)
         self.work = work
+        self.extra_config = extra_config  # appended to the hub's config (e.g. another spawner class)
         self.user = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
         self.token = secrets.token_hex(16)
         self.port = free_port()
@@ -132,6 +143,7 @@ class JupyterHub:
                 token=self.token,
                 singleuser=str(VENV / "bin" / "jupyterhub-singleuser"),
             )
+            + self.extra_config
         )
         env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
         with (self.work / "hub.log").open("ab") as log:
