@@ -61,7 +61,8 @@ def test_the_local_cluster_starts_labs_right_away(people):
     people.user("ada")
     local = people.login("ada").get("/api/v1/clusters").json()[0]
     assert local["capacity"] == {
-        "cpus_idle": None, "cpus_total": None, "gpus_total": 0, "queued": 0, "summary": "starts right away"
+        "cpus_idle": None, "cpus_total": None, "memory_free": None, "memory_total": None, "gpus_total": 0,
+        "queued": 0, "summary": "starts right away",
     }  # fmt: skip
 
 

@@ -58,14 +58,15 @@ def test_a_missing_squeue_keeps_what_was_known(tmp_path, monkeypatch):
 
 def test_sinfo_lines_become_a_capacity_counting_each_node_once():
     sinfo = (
-        "node1 2/6/0/8 gpu:a100:2(S:0-1)\n"
-        "node1 2/6/0/8 gpu:a100:2(S:0-1)\n"  # the same node again, in a second partition
-        "node2 4/0/0/4 (null)\n"
+        "node1    2/6/0/8    64000    16000    gpu:a100:2(S:0-1)\n"
+        "node1    2/6/0/8    64000    16000    gpu:a100:2(S:0-1)\n"  # again, in a second partition
+        "node2    4/0/0/4    32000    32000    (null)\n"
         "garbage\n"
     )
     found = slurm_queue._parse_capacity(sinfo, queued=3)
     assert (found.cpus_idle, found.cpus_total, found.gpus_total, found.queued) == (6, 12, 2, 3)
-    assert found.summary == "6 of 12 CPUs free · 2 GPUs · 3 jobs queued"
+    assert (found.memory_free, found.memory_total) == (48000 * 2**20, 96000 * 2**20)
+    assert found.summary == "6 of 12 CPUs free · 50 of 101 GB memory free · 2 GPUs · 3 jobs queued"
 
 
 def test_a_cluster_that_does_not_answer_has_an_unknown_capacity_without_its_paths(tmp_path):
@@ -82,6 +83,7 @@ def test_the_capacity_of_the_real_cluster_follows_its_jobs(slurm_cluster, monkey
     assert (idle.cpus_idle, idle.cpus_total, idle.gpus_total, idle.queued) == (
         slurm_cluster.cpus, slurm_cluster.cpus, 2, 0
     )  # fmt: skip
+    assert idle.memory_total == slurm_cluster.memory_mib * 2**20 == idle.memory_free
     script = "#!/bin/sh\nsleep 300\n"
     blocker = slurm_cluster.sbatch(script, f"--cpus-per-task={slurm_cluster.cpus}", "--output=/dev/null")
     slurm_cluster.wait_job(blocker, {"RUNNING"})

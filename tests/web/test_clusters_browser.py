@@ -1,7 +1,8 @@
 """Choosing where a lab runs, in Chromium (issue 16 acceptance): the launch dialog offers this server and the
 HPC cluster (the suite's real Slurm) with what each can give now; a lab launched on the HPC cluster while
 its node is full shows Slurm's queue reason as its start progress, then opens once the node frees up, and
-My datalabs says where it runs and when its time limit ends it."""
+My datalabs says where it runs and when its time limit ends it. JupyterLab launched there from the dialog
+runs `1 + 1` in the browser, over the proxied kernel WebSocket."""
 
 from __future__ import annotations
 
@@ -32,10 +33,7 @@ def base(tmp_path, slurm_cluster) -> Iterator[str]:
         'description = "The institute\'s batch cluster: labs wait their turn in its queue."\n'
         f'[clusters.options]\nslurm_conf = "{slurm_cluster.conf}"\ntime_limit = "8:00:00"\n'
     )
-    env = {
-        "DATALABS_CATALOGUE__DIRS": json.dumps([str(home / "defs")]),
-        "DATALABS_CATALOGUE__BUILTIN": "false",
-    }
+    env = {"DATALABS_CATALOGUE__DIRS": json.dumps([str(home / "defs")])}  # and the built-in JupyterLab
     for url in _server(home, env):
         try:
             yield url
@@ -44,17 +42,21 @@ def base(tmp_path, slurm_cluster) -> Iterator[str]:
             slurm_cluster.cancel_all()
 
 
+def log_in(page) -> None:
+    page.goto("/login")
+    page.get_by_label("User name").fill(ADMIN)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/catalogue$"))
+
+
 def test_the_launch_dialog_places_a_lab_on_the_hpc_cluster_and_shows_its_queue_reason(base, slurm_cluster):
     blocker = slurm_cluster.sbatch(
         "#!/bin/sh\nsleep 300\n", f"--cpus-per-task={slurm_cluster.cpus}", "--output=/dev/null"
     )
     slurm_cluster.wait_job(blocker, {"RUNNING"})
     with browser_page(base) as page:
-        page.goto("/login")
-        page.get_by_label("User name").fill(ADMIN)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        expect(page).to_have_url(re.compile(r"/catalogue$"))
+        log_in(page)
         page.goto("/catalogue/mini/launch")
         here, hpc = page.get_by_label("This server"), page.get_by_label("HPC cluster")
         expect(here).to_be_checked()
@@ -77,3 +79,31 @@ def test_the_launch_dialog_places_a_lab_on_the_hpc_cluster_and_shows_its_queue_r
         expect(card.locator(".lab-cluster")).to_have_text("HPC cluster")
         expect(card.locator(".lab-walltime")).to_contain_text("8:00:00: ends by")
         assert not page.problems, page.problems
+
+
+def test_jupyterlab_launched_on_the_hpc_cluster_runs_a_cell_in_the_browser(base, slurm_cluster):
+    with browser_page(base) as page:
+        log_in(page)
+        page.goto("/catalogue/jupyterlab/launch")
+        page.get_by_label("HPC cluster").check()
+        page.get_by_role("button", name="Launch", exact=True).click()
+        expect(page.locator("#progress-log")).to_contain_text("as Slurm job", timeout=30_000)
+        page.wait_for_url(re.compile(r"/datalabs/[0-9a-f]+/lab"), timeout=120_000)
+        lab_id = re.search(r"/datalabs/([0-9a-f]+)/", page.url)[1]
+        assert slurm_cluster.queued(), "no Slurm job runs the lab"
+
+        page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=60_000)
+        # Idle in the status bar: the kernel on the node is connected over the proxied WebSocket.
+        expect(page.locator(".jp-StatusBar-TextItem", has_text="| Idle").first).to_be_visible(timeout=60_000)
+        cell = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+        cell.click()
+        page.keyboard.type("1 + 1")
+        expect(cell).to_contain_text("1 + 1")
+        page.keyboard.press("Shift+Enter")
+        output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
+        expect(output).to_have_text("2", timeout=60_000)
+
+        page.goto("/labs")
+        expect(page.locator(f"[data-lab='{lab_id}'] .lab-cluster")).to_have_text("HPC cluster")
+        bad = re.compile(r"^(HTTP (401|403|5\d\d) |outside request|page error|horizontal scroll)")
+        assert [p for p in page.problems if bad.match(p)] == []  # JupyterLab's optional 404s are fine

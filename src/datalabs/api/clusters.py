@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from datalabs.accounts.principal import Principal
 from datalabs.catalogue.schema import ResourceLimits
@@ -18,6 +18,8 @@ router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"], responses={401:
 class CapacityRead(BaseModel):
     cpus_idle: int | None
     cpus_total: int | None
+    memory_free: int | None = Field(description="Bytes of memory not allocated to jobs.")
+    memory_total: int | None
     gpus_total: int
     queued: int
     summary: str  # e.g. "6 of 8 CPUs free · 2 GPUs · no queue", or why it is not known

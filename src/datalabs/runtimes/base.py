@@ -94,6 +94,8 @@ class Capacity:
 
     cpus_idle: int | None = None
     cpus_total: int | None = None
+    memory_free: int | None = None  # bytes not allocated to jobs
+    memory_total: int | None = None
     gpus_total: int = 0
     queued: int = 0  # jobs waiting for resources there
     note: str = ""  # why it is not known
@@ -103,11 +105,17 @@ class Capacity:
         if self.note or self.cpus_total is None:
             return self.note or "starts right away"
         parts = [f"{self.cpus_idle} of {self.cpus_total} CPUs free"]
+        if self.memory_total:
+            parts.append(f"{_gb(self.memory_free)} of {_gb(self.memory_total)} GB memory free")
         if self.gpus_total:
             parts.append(f"{self.gpus_total} GPU{'' if self.gpus_total == 1 else 's'}")
         queued = f"{self.queued} job{'' if self.queued == 1 else 's'} queued"
         parts.append(queued if self.queued else "no queue")
         return " · ".join(parts)
+
+
+def _gb(size: int | None) -> str:
+    return f"{(size or 0) / 10**9:.0f}" if (size or 0) >= 10**10 else f"{(size or 0) / 10**9:.1f}"
 
 
 @dataclass(frozen=True)

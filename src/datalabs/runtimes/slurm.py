@@ -9,11 +9,11 @@ cluster's `options.slurm_conf` becomes SLURM_CONF for `sbatch`, `squeue` and `sc
 Start. `start(spec)` writes two files beside the lab's log (the platform's folder, 0700): the spec as
 JSON (`slurm-spec.json`, 0600: it holds the lab's secret) and the job script rendered from
 `JOB_SCRIPT` (`slurm-job.sh`), whose only variable parts are `#SBATCH` lines of validated values
-(slurm_script.py says which, and why they are checked again there). The interpreter and the spec file reach the script as
-its arguments ("$1" "$2", never parsed by a shell) and the paths Slurm needs (`--output`, `--chdir`)
-go on sbatch's argv (no shell either); `%` (Slurm's filename patterns) and control characters in
-them are refused. `--export=NIL`: the platform's environment (its secrets) never reaches the job.
-The lab's command, env and mounts exist only in the JSON spec.
+(slurm_script.py says which, and why they are checked again there). The interpreter and the spec file
+reach the script as its arguments ("$1" "$2", never parsed by a shell) and the paths Slurm needs
+(`--output`, `--chdir`) go on sbatch's argv (no shell either); `%` (Slurm's filename patterns) and
+control characters in them are refused. `--export=NIL`: the platform's environment (its secrets)
+never reaches the job. The lab's command, env and mounts exist only in the JSON spec.
 
 On the node, `python -m datalabs.runtimes.slurm_job SPEC` (slurm_job.py) starts the lab with
 LocalRuntime, so the bubblewrap sandbox, cgroup, network namespace and uid are the local ones, and

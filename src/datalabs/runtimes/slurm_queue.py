@@ -197,6 +197,8 @@ class JobQueue:
         self.refreshed_at, self.last_error = time.monotonic(), ""
 
 
+# Node, CPUs allocated/idle/other/total, memory and memory allocated (MB), GRES (last: may be long).
+SINFO_FORMAT = "NodeList:100,CPUsState:40,Memory:20,AllocMem:20,Gres:500"
 CAPACITY_TTL = 15.0  # seconds a cluster's capacity is reused: launch pages must not run sinfo per view
 _capacity: dict[tuple[str, str], tuple[float, Capacity]] = {}
 
@@ -213,7 +215,7 @@ def capacity(slurm_conf: str, partition: str, timeout: float = 3.0) -> Capacity:
     env = {**os.environ, "SLURM_CONF": slurm_conf} if slurm_conf else None
     try:
         nodes = subprocess.run(
-            ["sinfo", "-h", "-N", *where, "-o", "%N %C %G"],
+            ["sinfo", "-h", "-N", *where, "-O", SINFO_FORMAT],
             env=env, capture_output=True, text=True, timeout=timeout, check=True,
         ).stdout  # fmt: skip
         pending = subprocess.run(
@@ -233,18 +235,27 @@ def capacity(slurm_conf: str, partition: str, timeout: float = 3.0) -> Capacity:
 
 
 def _parse_capacity(sinfo: str, queued: int) -> Capacity:
-    idle = total = gpus = 0
+    idle = total = gpus = memory = memory_used = 0
     seen: set[str] = set()
     for line in sinfo.splitlines():
         parts = line.split()
-        if len(parts) < 2 or parts[0] in seen:  # a node in several partitions is listed once per partition
+        if len(parts) < 4 or parts[0] in seen:  # a node in several partitions is listed once per partition
             continue
         seen.add(parts[0])
         counts = parts[1].split("/")  # allocated/idle/other/total
         if len(counts) == 4 and all(c.isdigit() for c in counts):
             idle, total = idle + int(counts[1]), total + int(counts[3])
-        for gres in (parts[2] if len(parts) > 2 else "").split(","):
+        if parts[2].isdigit() and parts[3].isdigit():
+            memory, memory_used = memory + int(parts[2]), memory_used + int(parts[3])
+        for gres in (parts[4] if len(parts) > 4 else "").split(","):
             fields = gres.split("(")[0].split(":")
             if fields[0] == "gpu" and fields[-1].isdigit():
                 gpus += int(fields[-1])
-    return Capacity(cpus_idle=idle, cpus_total=total, gpus_total=gpus, queued=queued)
+    return Capacity(
+        cpus_idle=idle,
+        cpus_total=total,
+        memory_free=(memory - memory_used) * 2**20,
+        memory_total=memory * 2**20,
+        gpus_total=gpus,
+        queued=queued,
+    )
