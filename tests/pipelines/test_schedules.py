@@ -102,3 +102,28 @@ def test_schedule_api_states_the_missed_fire_policy(people, app):
     assert bob.get("/api/v1/pipelines/hello/schedules").json() == []
     assert bob.delete(f"/api/v1/schedules/{body['id']}").status_code == 404
     assert ada.delete(f"/api/v1/schedules/{body['id']}").status_code == 204
+
+
+def test_a_schedule_keeps_its_cluster_for_every_run_and_refuses_one_not_yours(app, people, settings):
+    from datalabs.clusters.settings import ClusterSettings
+
+    settings.clusters = [
+        ClusterSettings(name="local"),
+        ClusterSettings(name="astro", allowed_groups=["astro"]),
+    ]
+    app.state.pipeline_worker.stop()
+    people.user("ada", groups=("astro",))
+    people.user("bob")
+    ada, bob = people.login("ada"), people.login("bob")
+    register(ada, "hello", HELLO, allowed_users=["bob"])
+    body = {"cron": "*/5 * * * *", "inputs": {"text": "tick"}}
+    r = ada.post("/api/v1/pipelines/hello/schedules", json={**body, "cluster": "astro"})
+    assert r.status_code == 201 and r.json()["cluster"] == "astro"
+    refused = bob.post("/api/v1/pipelines/hello/schedules", json={**body, "cluster": "astro"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "unknown_cluster"
+    assert "(yours: local)" in refused.json()["error"]["message"]
+    assert bob.get("/api/v1/pipelines/hello/schedules").json() == []
+    later = datetime.now(UTC) + timedelta(minutes=6)
+    (run_id,) = schedules.tick(app.state.sessions, settings, now=later)
+    with app.state.sessions() as db:
+        assert db.get(PipelineRun, run_id).cluster == "astro"

@@ -88,6 +88,9 @@ class ScheduleCreate(Strict):
     version: str | None = Field(None, max_length=64, description="Empty: the newest version at each fire.")
     output_dir: str = Field("me", max_length=100)
     notify: dict[str, Any] | None = None
+    cluster: str | None = Field(
+        None, max_length=64, description="Cluster of the runs it makes; default: your first at each run."
+    )
 
 
 class VersionRead(BaseModel):
@@ -157,6 +160,7 @@ class ScheduleRead(BaseModel):
     inputs: dict[str, Any]
     output_dir: str
     notify: dict[str, Any]
+    cluster: str
     enabled: bool
     next_due: datetime
     missed_policy: str = schedules.POLICY
@@ -172,6 +176,7 @@ class ScheduleRead(BaseModel):
             inputs=s.inputs,
             output_dir=s.output_space,
             notify=s.notify,
+            cluster=s.cluster,
             enabled=s.enabled,
             next_due=s.next_due,
         )
@@ -389,6 +394,7 @@ def create_schedule(
         version=body.version,
         output_space=body.output_dir,
         notify=body.notify,
+        cluster=body.cluster,
     )
     db.commit()
     return ScheduleRead.of(schedule)

@@ -319,6 +319,7 @@ class PipelineSchedule(Base):
     inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     output_space: Mapped[str] = mapped_column(String(100), default="me")
     notify: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    cluster: Mapped[str] = mapped_column(String(64), default="", server_default="")  # "": the owner's first
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     next_due: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -24,7 +24,7 @@ from datalabs.config import Settings
 from datalabs.db.models import Pipeline, PipelineSchedule, ScheduleFire
 from datalabs.db.types import utcnow
 from datalabs.errors import DatalabsError, Invalid, NotFound
-from datalabs.pipelines import registry, runs
+from datalabs.pipelines import placement, registry, runs
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,14 @@ def create(
     version: str | None = None,
     output_space: str = "me",
     notify: dict | None = None,
+    cluster: str | None = None,
     now: datetime | None = None,
 ) -> PipelineSchedule:
     cron = check_cron(cron)
     runs.prepare_inputs(db, settings, principal, pipeline, version, inputs)  # refuse now, not at 3 a.m.
     runs.check_output_space(db, settings, principal, output_space)
+    if cluster is not None:  # checked now; without one, each run goes to the owner's first at its fire
+        cluster = placement.cluster_for_run(settings, principal, cluster).name
     schedule = PipelineSchedule(
         pipeline_id=pipeline.id,
         version=version or "",
@@ -72,6 +75,7 @@ def create(
         cron=cron,
         inputs=inputs or {},
         output_space=output_space,
+        cluster=cluster or "",
         notify=runs.check_notify(
             notify, settings.pipelines.webhook_allow_networks, mail_server=bool(settings.pipelines.smtp_host)
         ),
@@ -173,6 +177,7 @@ def _queue_run(db: Session, settings: Settings, schedule: PipelineSchedule) -> s
             version=schedule.version or None,
             output_space=schedule.output_space,
             notify=schedule.notify,
+            cluster=schedule.cluster or None,
             schedule_id=schedule.id,
         )
     except DatalabsError as exc:  # e.g. an input file was deleted: the fire is recorded, without a run

@@ -220,6 +220,7 @@ def launch(
                 version=row.version if posted.get("pin") else None,
                 output_space=output,
                 notify=notify,
+                cluster=posted.get("cluster") or None,
             )
         return runs.submit(
             db,
