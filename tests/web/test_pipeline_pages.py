@@ -392,7 +392,9 @@ def test_the_launch_form_offers_the_users_clusters_only_when_there_is_a_choice(u
     assert '<option value="big">Big server</option>' in page and "astro-only" not in page
     r = launch(user, post_form, "quiet", {"cluster": "big"}, follow_redirects=False)
     assert r.status_code == 303, r.text
-    assert [run.cluster for run in runs_in_db(user)] == ["big"]
+    (run,) = runs_in_db(user)
+    assert run.cluster == "big"
+    assert "<div><dt>Cluster</dt><dd>big</dd></div>" in user.get(f"/runs/{run.id}/parameters").text
     # Another group's cluster (or a forged name): refused next to the field, nothing queued.
     for name in ("astro-only", "big --partition=gpu"):
         r = launch(user, post_form, "quiet", {"cluster": name})

@@ -86,6 +86,7 @@ def run_summary(run: PipelineRun) -> dict[str, Any]:
         "version": run.version.version,
         "owner": run.owner.name,
         "engine": run.engine,
+        "cluster": run.cluster,
         "state": run.state,
         "state_label": STATE_LABELS.get(run.state, run.state.capitalize()),
         "active": run.state not in queue.FINAL,
