@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -92,7 +93,8 @@ def leader(spec: RunSpec, toil_args: list[str]) -> tuple[list[str], dict[str, st
     bin_dir = spec.workdir / "toil-bin"
     bin_dir.mkdir(exist_ok=True)
     worker = bin_dir / WORKER
-    worker.write_text(f'#!/bin/sh\nexec {sys.executable} -m {__name__} worker "${RUN_ENV}" "$@"\n')
+    python = shlex.quote(sys.executable)
+    worker.write_text(f'#!/bin/sh\nexec {python} -m {__name__} worker "${RUN_ENV}" "$@"\n')
     worker.chmod(0o755)
     env = {
         "PATH": f"{bin_dir}:{sandbox_path()}",
