@@ -5,6 +5,7 @@ lines arrive on the open page while it runs (the EventSource stream, no reload).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -200,3 +201,40 @@ def test_editor_validates_as_you_type_then_pushes_and_the_picker_fills_the_form(
         page.get_by_role("link", name="Outputs").click()
         expect(page.get_by_role("link", name=re.compile(r"lines\.txt$"))).to_be_visible()
         assert not page.problems, page.problems
+
+
+@pytest.fixture(scope="module")
+def slurm_server(tmp_path_factory, slurm_cluster) -> Iterator[str]:
+    """The platform with this host and the test Slurm cluster, whose nodes share the platform's home."""
+    home = tmp_path_factory.mktemp("pipelines-slurm-home")
+    clusters = [
+        {"name": "local", "title": "This server"},
+        {
+            "name": "hpc",
+            "title": "HPC",
+            "backend": "slurm",
+            "options": {"slurm_conf": str(slurm_cluster.conf), "shared_dirs": [str(home)]},
+        },
+    ]
+    yield from _server(home, {"DATALABS_CLUSTERS": json.dumps(clusters)})
+
+
+@pytest.mark.xdist_group("slurm")
+def test_a_pipeline_launched_on_the_slurm_cluster_from_the_form_runs_there(slurm_server, slurm_cluster):
+    with browser_page(slurm_server) as page:
+        log_in(page)
+        page.goto("/pipelines/hello-world/launch")
+        cluster = page.get_by_label("Cluster")
+        expect(cluster).to_have_value("local")  # the first of the user's clusters
+        cluster.select_option(label="HPC (Slurm)")
+        page.get_by_label("Text of the banner").fill("On Slurm")
+        page.get_by_role("button", name="Launch", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/runs/[0-9a-f]+$"))
+        run_id = page.url.rsplit("/", 1)[1]
+        expect(page.locator("#run-log")).to_contain_text("| On Slurm |", timeout=120_000)
+        expect(page.locator("#run-state")).to_have_text("Succeeded", timeout=120_000)
+        page.get_by_role("link", name="Parameters").click()
+        facts = page.locator("dl.props").filter(has_text="Engine")
+        expect(facts).to_contain_text(re.compile(r"Cluster\s*hpc"))
+    ran = [j for j in slurm_cluster.completed_jobs() if j["Name"] == f"datalabs-run-{run_id}"]
+    assert ran and {j["JobState"] for j in ran} == {"COMPLETED"}, ran
