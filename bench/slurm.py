@@ -540,9 +540,10 @@ def run(
             tuned = minimal_rounds(platform, rounds, f"minimal, {TUNED}")
             tuned_marks = phases(platform, cluster, phase_rounds)
         polls = polling(cluster, poll_seconds, exec_prefix()) if poll_seconds > 0 else []
+        version = slurm_version(cluster)
         shutil.copytree(cluster.log_dir, OUT / "slurm-log")  # the cluster's own folder goes with it
     starts, phase_marks = (minimal, tuned, tuned_params), (marks, tuned_marks)
-    report(load, rounds, starts, phase_marks, imports, jupyter, hub_note, polls)
+    report(load, version, rounds, starts, phase_marks, imports, jupyter, hub_note, polls)
     return True
 
 
@@ -598,8 +599,13 @@ PHASES = (
         "slurmd: batch job launched",
     ),
     ("socket → the job prints ready", "node ready", "socket"),
-    ("socket → the platform has seen RUNNING (squeue)", "'Running on' event (squeue: RUNNING)", "socket"),
-    ("node ready → the platform's ready event", "ready event", "node ready"),
+    (
+        "socket exists → the platform saw RUNNING (negative: before it)",
+        "'Running on' event (squeue: RUNNING)",
+        "socket",
+    ),
+    ("socket exists → the platform's ready event (it probes the socket)", "ready event", "socket"),
+    ("node ready → the platform's ready event (negative: before it)", "ready event", "node ready"),
     ("ready event → first proxied 200", "first proxied 200", "ready event"),
 )
 
@@ -621,12 +627,30 @@ def phase_lines(marks: list[dict[str, float]]) -> tuple[str, str]:
     return milestones, "\n".join(steps)
 
 
-def slurm_version() -> str:
-    return subprocess.run(["sinfo", "--version"], capture_output=True, text=True).stdout.strip() or "Slurm"
+def shares(marks: list[dict[str, float]]) -> str:
+    """One sentence: the medians of the platform's own steps, Slurm's, and the job's on the node."""
+
+    def median(end: str, begin: str | None = None) -> float:
+        return p50([m[end] - m.get(begin, 0.0) for m in marks if end in m and (begin is None or begin in m)])
+
+    platform = median("slurmctld: submitted") + median("ready event", "socket")
+    platform += median("first proxied 200", "ready event")
+    slurm = median("slurmd: batch job launched", "slurmctld: submitted")
+    node = median("socket", "slurmd: batch job launched")
+    return (
+        f"Of a median {_ms(median('first proxied 200'))}: the platform's own steps (POST → sbatch accepted, "
+        f"the lab's socket → ready event → first 200) {_ms(platform)}; Slurm's (submitted → batch script "
+        f"launched) {_ms(slurm)}; the job on the node (launched → the lab's socket) {_ms(node)}."
+    )
+
+
+def slurm_version(cluster: SlurmCluster) -> str:
+    return cluster.run("sinfo", "--version", check=False).stdout.strip() or "Slurm (version unknown)"
 
 
 def report(
     load: str,
+    version: str,
     rounds: int,
     starts: tuple[dict[str, list[float]], dict[str, list[float]], str],
     marks: tuple[list[dict[str, float]], list[dict[str, float]]],
@@ -671,10 +695,11 @@ def report(
 Command: `.venv/bin/python -m bench.slurm` (part of `make bench`). Machine: {load}.
 Date: {date.today().isoformat()}. Revision: {revision()}.
 
-The cluster: {slurm_version()}, private and single-node (tests/runtimes/slurm_cluster.py: munged,
+The cluster: {version}, private and single-node (tests/runtimes/slurm_cluster.py: munged,
 slurmctld, slurmd on loopback; no accounting database), idle; the node is this machine, so Slurm's jobs
 and the platform share its cores. The platform: `datalabs serve` (SQLite) with clusters "local" (this
 server) and "hpc" (that cluster, endpoint "socket": the platform reaches the lab's unix socket directly).
+The machine is shared with other work (see the load average above): compare figures within a table.
 
 ### Launch to the first proxied 200: the minimal web datalab
 
@@ -715,6 +740,8 @@ Slurm's default scheduler parameters:
 | --- | --- | --- |
 {steps}
 
+{shares(marks[0])}
+
 `SchedulerParameters={TUNED}`:
 
 | milestone | source | p50 after POST | min–max |
@@ -724,6 +751,9 @@ Slurm's default scheduler parameters:
 | step (median of each start's difference) | p50 | min–max |
 | --- | --- | --- |
 {tuned_steps}
+
+{shares(marks[1])} (The two configurations ran one after the other, not interleaved: the machine's
+load differs between them.)
 
 The job's Python on the node first imports what `python -m datalabs.runtimes.slurm_job` runs: a Python
 that imports `datalabs.runtimes.slurm_job` and `datalabs.runtimes.local` and exits takes
