@@ -24,6 +24,7 @@ from datalabs import plugins, redaction
 from datalabs.accounts import service as accounts
 from datalabs.accounts.service import user_groups
 from datalabs.catalogue.schema import NOTEBOOKS_MOUNT, DatalabMeta, RuntimeSpec
+from datalabs.clusters.settings import ClusterSettings
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import Datalab, DatalabVersion, Lab
@@ -401,25 +402,27 @@ class LabManager:
             self.activity(lab_id)
             await self.routes.add_route(_route(lab_id, owner, endpoint))
             log.info("re-attached to lab %s of %s", lab_id, owner)
-        await self._cancel_forgotten_jobs()
-
-    async def _cancel_forgotten_jobs(self) -> None:
-        """Jobs of this platform on a cluster with no lab to follow them (submitted just before a crash,
-        before their id was saved): cancelled, so that they hold no node for nobody."""
+        # In the background: a cluster that does not answer must not hold up the platform's start.
         for cluster in self.settings.clusters:
-            if cluster.backend == "local":
-                continue
-            try:
-                cancelled = await self.backend_class(cluster.name).cancel_forgotten(set(self.backends))
-            except RuntimeError as exc:  # unsure what runs: cancel nothing, say so
-                log.warning("cannot look for forgotten jobs on cluster %s: %s", cluster.name, exc)
-                continue
-            if cancelled:
-                log.warning(
-                    "cancelled Slurm jobs %s on cluster %s: no lab of this platform follows them",
-                    ", ".join(cancelled),
-                    cluster.name,
-                )
+            if cluster.backend != "local":
+                self._keep(asyncio.create_task(self._cancel_forgotten_jobs(cluster)))
+
+    async def _cancel_forgotten_jobs(self, cluster: ClusterSettings) -> None:
+        """Jobs of this platform on a cluster with no lab to follow them (submitted just before a crash,
+        before their id was saved): cancelled, so that they hold no node for nobody. The labs followed
+        are read once the cluster has answered (`self.backends`' live keys), so a lab launched meanwhile
+        counts as followed."""
+        try:
+            cancelled = await self.backend_class(cluster.name).cancel_forgotten(self.backends.keys())
+        except RuntimeError as exc:  # unsure what runs: cancel nothing, say so
+            log.warning("cannot look for forgotten jobs on cluster %s: %s", cluster.name, exc)
+            return
+        if cancelled:
+            log.warning(
+                "cancelled Slurm jobs %s on cluster %s: no lab of this platform follows them",
+                ", ".join(cancelled),
+                cluster.name,
+            )
 
     def _active_labs(self) -> list[tuple[str, str, str, dict]]:
         with self.sessions() as db:

@@ -8,7 +8,7 @@ lab. Every implementation passes the suite in `tests/contracts/test_runtime_cont
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -157,7 +157,7 @@ class RuntimeBackend(abc.ABC):
         return Capacity()
 
     @classmethod
-    async def cancel_forgotten(cls, known: set[str]) -> list[str]:
+    async def cancel_forgotten(cls, known: Collection[str]) -> list[str]:
         """After a platform restart: end what this backend's cluster runs for the platform that is not a lab
         in `known` (the ones re-attached); what was ended. RuntimeError if it cannot tell."""
         return []

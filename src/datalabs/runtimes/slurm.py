@@ -52,7 +52,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -120,7 +120,7 @@ class SlurmRuntime(RuntimeBackend):
         return type(f"SlurmRuntime[{cluster.name}]", (cls,), {"configured": cluster, "platform": platform})
 
     @classmethod
-    async def cancel_forgotten(cls, known: set[str]) -> list[str]:
+    async def cancel_forgotten(cls, known: Collection[str]) -> list[str]:
         return await cancel_forgotten(cls.configured, cls.platform, known)
 
     @classmethod
@@ -431,7 +431,7 @@ class SlurmRuntime(RuntimeBackend):
         )
 
 
-async def cancel_forgotten(cluster: ClusterSettings, platform: str, known: set[str]) -> list[str]:
+async def cancel_forgotten(cluster: ClusterSettings, platform: str, known: Collection[str]) -> list[str]:
     """Cancel the jobs of `platform` on `cluster` that are not labs in `known`; their ids. SlurmUnavailable
     (nothing cancelled) if Slurm cannot say which jobs run."""
     rc, out, err = await run_slurm(

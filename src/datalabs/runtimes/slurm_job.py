@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from datalabs.runtimes.base import DesktopApp, LabSpec, Mount, StartError
-from datalabs.sandbox.bwrap import ApiAccess
-from datalabs.sandbox.identity import Identity
 from datalabs.sandbox.policy import Policy
 
 REASON_PREFIX = "datalabs: "
@@ -39,7 +37,6 @@ def spec_to_json(spec: LabSpec) -> str:
 def spec_from_json(text: str) -> LabSpec:
     data: dict[str, Any] = json.loads(text)
     policy = data.pop("policy")
-    identity, api = policy.pop("identity"), policy.pop("api")
     return LabSpec(
         **{
             **data,
@@ -47,15 +44,7 @@ def spec_from_json(text: str) -> LabSpec:
             "log_path": Path(data["log_path"]),
             "mounts": [_mount(m) for m in data["mounts"]],
             "apps": tuple(DesktopApp(a["name"], tuple(a["command"]), a["autostart"]) for a in data["apps"]),
-            "policy": Policy(
-                **{
-                    **policy,
-                    "identity": _identity(identity) if identity else None,
-                    "api": ApiAccess(Path(api["socket_dir"]), int(api["port"])) if api else None,
-                    "blocked_networks": tuple(policy["blocked_networks"]),
-                    "allowed_networks": tuple(policy["allowed_networks"]),
-                }
-            ),
+            "policy": Policy.from_dict(policy),
         }
     )
 
@@ -63,10 +52,6 @@ def spec_from_json(text: str) -> LabSpec:
 def _mount(m: dict[str, Any]) -> Mount:
     beneath = Path(m["beneath"]) if m.get("beneath") else None
     return Mount(Path(m["source"]), m["target"], bool(m["readonly"]), beneath)
-
-
-def _identity(i: dict[str, Any]) -> Identity:
-    return Identity(**{**i, "groups": tuple(i["groups"]), "team_names": tuple(i["team_names"])})
 
 
 def exit_status(code: int | None) -> int:

@@ -5,7 +5,8 @@ starts. `Sandboxes` turns one into a running process's pieces (network namespace
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from datalabs.sandbox.bwrap import ApiAccess
 from datalabs.sandbox.devices import DeviceRule
@@ -33,6 +34,29 @@ class Policy:
     allowed_networks: tuple[str, ...] = ()
     gpu_root: str = "/dev"
     devices: tuple[DeviceRule, ...] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        """A policy from its `dataclasses.asdict` form (JSON written for a Slurm node: lab and step specs)."""
+        identity, api, devices = data.get("identity"), data.get("api"), data.get("devices")
+        return cls(
+            **{
+                **data,
+                "identity": Identity(
+                    **{
+                        **identity,
+                        "groups": tuple(identity["groups"]),
+                        "team_names": tuple(identity["team_names"]),
+                    }
+                )
+                if identity
+                else None,
+                "api": ApiAccess(Path(api["socket_dir"]), int(api["port"])) if api else None,
+                "blocked_networks": tuple(data.get("blocked_networks", ())),
+                "allowed_networks": tuple(data.get("allowed_networks", ())),
+                "devices": tuple(DeviceRule(**rule) for rule in devices) if devices is not None else None,
+            }
+        )
 
     @classmethod
     def of(

@@ -23,13 +23,12 @@ import signal
 import subprocess
 import sys
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from datalabs.pipelines import placement, sandbox
 from datalabs.sandbox import launch
-from datalabs.sandbox.identity import Identity
 from datalabs.sandbox.policy import Policy
 
 STEP_FAILED = 125  # the step could not start on the node (its reason is on stderr: the run's log)
@@ -77,24 +76,7 @@ def srun_argv(cluster, run_id: str, step_file: Path, *, cores: float, ram_mib: f
 
 
 def policy_of(data: dict[str, Any]) -> Policy:
-    identity = data.pop("identity")
-    data.pop("api", None)  # tools never get the platform API
-    return Policy(
-        **{
-            **data,
-            "identity": Identity(
-                **{
-                    **identity,
-                    "groups": tuple(identity["groups"]),
-                    "team_names": tuple(identity["team_names"]),
-                }
-            )
-            if identity
-            else None,
-            "blocked_networks": tuple(data["blocked_networks"]),
-            "allowed_networks": tuple(data["allowed_networks"]),
-        }
-    )
+    return replace(Policy.from_dict(data), api=None)  # tools never get the platform API
 
 
 def run(step: dict[str, Any], command: list[str]) -> int:
