@@ -4,7 +4,9 @@ Validators (pystac, stac-validator inside stac-api-validator) fetch schemas by t
 (schemas.stacspec.org, geojson.org, stac-extensions.github.io). These machines reach none of them, so:
 - `schemas(base)` gathers the documents: the STAC 1.1.0 and GeoJSON schemas pystac ships, the File Info
   extension (`stac_schemas/`, an offline stand-in), and the Datalabs extension from the platform itself;
-- `pystac_validator(...)` preloads pystac's own schema cache with them (pystac's supported hook);
+- `pystac_validator(...)` preloads pystac's own schema cache with them (pystac's supported hook), and
+  checks each schema and builds its validator once, not for every document (pystac does both per call:
+  20,000 items took minutes, the test's whole budget on a busy machine); what is checked is the same;
 - `SchemaProxy` is an HTTPS proxy for processes we do not control (the stac-api-validator CLI): it
   answers CONNECT to those hosts with a certificate of a throwaway CA and serves the documents by URL,
   so the tool runs unmodified with HTTPS_PROXY and REQUESTS_CA_BUNDLE / SSL_CERT_FILE set. Any URL it
@@ -22,10 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import jsonschema
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pystac.errors import STACValidationError
 from pystac.validation import JsonSchemaSTACValidator
 from pystac.validation.local_validator import get_local_schema_cache
 
@@ -46,8 +50,31 @@ def schemas(base_url: str, get=httpx.get) -> dict[str, dict]:
     return found
 
 
+class _ReusingValidator(JsonSchemaSTACValidator):
+    """pystac's validator with one jsonschema validator per schema, checked once (the schemas and the
+    registry do not change here); errors are raised as pystac raises them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._validators: dict[str, jsonschema.protocols.Validator] = {}
+
+    def _validate_from_uri(self, stac_dict, stac_object_type, schema_uri, href=None) -> None:
+        if schema_uri not in self._validators:
+            schema = self._get_schema(schema_uri)
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            self._validators[schema_uri] = cls(schema, registry=self.registry)
+        errors = list(self._validators[schema_uri].iter_errors(stac_dict))
+        if errors:
+            best = jsonschema.exceptions.best_match(errors)
+            message = (
+                f"Validation failed for {stac_object_type} with ID {stac_dict.get('id')} against {schema_uri}"
+            )
+            raise STACValidationError(f"{message}\n{best}", source=errors) from best
+
+
 def pystac_validator(documents: dict[str, dict]) -> JsonSchemaSTACValidator:
-    validator = JsonSchemaSTACValidator()
+    validator = _ReusingValidator()
     validator.schema_cache.update(documents)
     return validator
 
