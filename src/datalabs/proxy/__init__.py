@@ -9,24 +9,28 @@ Wiring (done by the platform app):
     # call proxy.close() at shutdown.
 """
 
-from datalabs.proxy.activity import ActivityRecorder
-from datalabs.proxy.app import LabProxy
-from datalabs.proxy.auth import CachedAuthenticator, make_authenticator, owner_only
-from datalabs.proxy.base import RouteChanges, RouteTable
-from datalabs.proxy.pool import PoolOptions
-from datalabs.proxy.routes import MemoryRouteTable, Route
-from datalabs.proxy.websocket import WebSocketOptions
+import importlib
 
-__all__ = [
-    "ActivityRecorder",
-    "CachedAuthenticator",
-    "LabProxy",
-    "MemoryRouteTable",
-    "PoolOptions",
-    "Route",
-    "RouteChanges",
-    "RouteTable",
-    "WebSocketOptions",
-    "make_authenticator",
-    "owner_only",
-]
+# Resolved on first use (PEP 562): importing one module of the package (runtimes/desktop.py needs only
+# `rfb`, and so does the lab's Slurm job on its node) must not import the whole proxy, its auth and the
+# database layer with it: that was 0.4 s of every Slurm lab's start.
+_EXPORTS = {
+    "ActivityRecorder": "datalabs.proxy.activity",
+    "CachedAuthenticator": "datalabs.proxy.auth",
+    "LabProxy": "datalabs.proxy.app",
+    "MemoryRouteTable": "datalabs.proxy.routes",
+    "PoolOptions": "datalabs.proxy.pool",
+    "Route": "datalabs.proxy.routes",
+    "RouteChanges": "datalabs.proxy.base",
+    "RouteTable": "datalabs.proxy.base",
+    "WebSocketOptions": "datalabs.proxy.websocket",
+    "make_authenticator": "datalabs.proxy.auth",
+    "owner_only": "datalabs.proxy.auth",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'datalabs.proxy' has no attribute {name!r}")
