@@ -644,6 +644,15 @@ def shares(marks: list[dict[str, float]]) -> str:
     )
 
 
+def proxy_share(seconds: float) -> str:
+    if seconds < 0.01:
+        return "the `datalabs.proxy` package's app is not among its imports (`-X importtime`)."
+    return (
+        f"{_ms(seconds)} of it (`-X importtime`, cumulative) is the `datalabs.proxy` package (its app, auth "
+        "and SQLAlchemy's ORM), which `runtimes/desktop.py` pulls in for `proxy.rfb` alone."
+    )
+
+
 def slurm_version(cluster: SlurmCluster) -> str:
     return cluster.run("sinfo", "--version", check=False).stdout.strip() or "Slurm (version unknown)"
 
@@ -757,9 +766,7 @@ load differs between them.)
 
 The job's Python on the node first imports what `python -m datalabs.runtimes.slurm_job` runs: a Python
 that imports `datalabs.runtimes.slurm_job` and `datalabs.runtimes.local` and exits takes
-{_ms(imports[0])} (p50 of 5, this machine, the same venv); {_ms(imports[1])} of it (`-X importtime`,
-cumulative) is the `datalabs.proxy` package (its app, auth and SQLAlchemy's ORM), which
-`runtimes/desktop.py` pulls in for `proxy.rfb` alone.
+{_ms(imports[0])} (p50 of 5, this machine, the same venv); {proxy_share(imports[1])}
 
 ### JupyterLab: ours and JupyterHub, each on this server and on the Slurm cluster
 
