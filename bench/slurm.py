@@ -345,7 +345,7 @@ async def ours(job_ids: list[str], slurm_conf: str, ctld_pid: int, seconds: floa
         await queue.settled()
     results.append(PollCost("ours", "first pass after re-attaching", m.wall, 1, queue.queries, m.cpu, m.ctld))
     for cadence, interval in ((f"culler, every {cull} s (labs.cull_interval)", cull), ("every 0.5 s", 0.5)):
-        await asyncio.sleep(JobQueue.interval)  # what the queue knows is older than its interval
+        await asyncio.sleep(queue.interval)  # what the queue knows is older than its interval
         before, cycles = queue.queries, 0
         with Meter(ctld_pid) as m:
             began = time.perf_counter()
@@ -514,7 +514,7 @@ def run(
     OUT.mkdir(parents=True)  # kept after the run (gitignored): the servers' and Slurm's logs
     jupyter: dict[str, list[float]] = {}
     hub_note = "not run (--no-hub)"
-    with slurm_cluster(accounting=False) as cluster:
+    with slurm_cluster(accounting=False, scheduler="") as cluster:  # Slurm's defaults first, then TUNED
         home = OUT / "home"
         home.mkdir()
         (home / "datalabs.toml").write_text(

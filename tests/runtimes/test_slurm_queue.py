@@ -5,6 +5,7 @@ controller, up and down, is in test_slurm_runtime.py."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,48 @@ def test_a_missing_squeue_keeps_what_was_known(tmp_path, monkeypatch):
     queue.known["7"] = JobStatus("7", "RUNNING")
     assert asyncio.run(queue.status("7", fresh=True)) == JobStatus("7", "RUNNING")
     assert "squeue" in queue.last_error and queue.queries == 1
+
+
+def fake_squeue(tmp_path, monkeypatch, state: str = "RUNNING") -> Path:
+    """A `squeue` on PATH that lists every job it is asked about as `state` and logs each call."""
+    calls = tmp_path / "calls"
+    script = tmp_path / "squeue"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"echo x >> {calls}\n"
+        'while [ "$1" != "-j" ]; do shift; done\n'
+        f'for id in $(echo "$2" | tr , " "); do echo "$id {state} 0 node1 None"; done\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    return calls
+
+
+def test_a_restarted_platforms_labs_are_asked_for_in_one_squeue(tmp_path, monkeypatch):
+    from datalabs.runtimes.slurm import SlurmRuntime
+
+    calls = fake_squeue(tmp_path, monkeypatch)
+    conf = str(tmp_path / "slurm.conf")
+    monkeypatch.setattr(JobQueue, "_queues", {})
+    backends = []
+    for job in range(100, 300):
+        backend = SlurmRuntime()
+        backend.load_state({"job_id": str(job), "slurm_conf": conf, "ready": True, "socket": "/x"})
+        backends.append(backend)
+
+    async def poll_in_turn():  # as the culler does: one lab after the other
+        return [await backend.poll() for backend in backends]
+
+    assert asyncio.run(poll_in_turn()) == [None] * 200
+    assert len(calls.read_text().split()) == 1 and JobQueue.of(conf).queries == 1
+
+
+def test_a_status_older_than_stale_waits_for_a_squeue(tmp_path, monkeypatch):
+    calls = fake_squeue(tmp_path, monkeypatch, state="CANCELLED")
+    queue = JobQueue(str(tmp_path / "slurm.conf"))
+    queue.known["7"], queue.tried_at = JobStatus("7", "RUNNING"), 0.0  # long ago: the culler's last pass
+    assert asyncio.run(queue.status("7")).state == "CANCELLED"  # today's answer, not the last pass's
+    assert len(calls.read_text().split()) == 1
 
 
 def test_sinfo_lines_become_a_capacity_counting_each_node_once():

@@ -208,7 +208,10 @@ class SlurmRuntime(RuntimeBackend):
                 if status is not None and not status.pending and deadline is None:
                     deadline = time.monotonic() + self._start_timeout + NODE_SLACK
                     self._events.add(30, f"Running on {status.host or 'a node'} (Slurm job {self._job})")
-                if deadline is not None and await self._answers(client, status):
+                # A lab on a shared socket is asked as soon as its socket exists (start() removed any old
+                # one), without waiting for a squeue to say RUNNING.
+                early = not self._callback and os.path.exists(self._endpoint.socket or "")
+                if (deadline is not None or early) and await self._answers(client, status):
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     await self.stop(now=True)
@@ -216,7 +219,7 @@ class SlurmRuntime(RuntimeBackend):
                     if self._unreached:
                         why = f"its job serves it at {self._unreached}, where the platform cannot reach it"
                     self._fail(f"the lab did not answer within {self._start_timeout:.0f} s: {why}")
-                await asyncio.sleep(0.05)  # the queue itself is asked at most once per JobQueue.interval
+                await asyncio.sleep(0.05)  # the queue itself is asked at most once per its interval
         self._ready = True
         if self._callback:
             slurm_port.CALLBACKS.discard(self._lab_id, self._callback)  # the token is spent
@@ -388,6 +391,8 @@ class SlurmRuntime(RuntimeBackend):
                 update={"name": state.get("cluster") or "slurm", "options": options}
             )
         self._job = state.get("job_id")
+        if self._job:
+            self._queue.track(self._job)
         self._lab_id, self._callback = state.get("lab_id") or "", state.get("callback") or ""
         self._port = state.get("port")
         if state.get("socket") or self._callback:
