@@ -44,7 +44,9 @@ def pg_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[slurm_support.SlurmCluster]:
     """A real single-node Slurm cluster on loopback (tests/runtimes/slurm_cluster.py); mark its users
-    `pytest.mark.xdist_group("slurm")` so one worker starts one. Missing Slurm fails under `make test`."""
+    `pytest.mark.xdist_group("slurm")` (runtime and engine tests) or `"slurm-platform"` (through
+    `datalabs serve`) so each group's tests share one worker's cluster, and the two groups can run on
+    both workers at once, each with its own cluster. Missing Slurm fails under `make test`."""
     reason = slurm_support.unavailable_reason()
     if reason:
         if os.environ.get("DATALABS_REQUIRE_SLURM") == "1":

@@ -23,7 +23,7 @@ from tests.labs.test_jupyter import admin, execute, wait_running
 from tests.labs.test_restart import DEFINITION, LABAPP
 from tests.live import DATALABS, free_port, wait_healthy
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm-platform")]
 OUTAGE = 120  # seconds the controller is down (the "stopped for 2 minutes")
 
 

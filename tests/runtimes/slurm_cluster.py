@@ -29,7 +29,8 @@ records, both real Slurm output:
     times, node list, TRES, exit code) for the cluster's whole life.
 
 In the suite, use the session fixture `slurm_cluster` (tests/conftest.py) and mark the tests
-`pytest.mark.xdist_group("slurm")` so that one xdist worker starts one cluster for all of them.
+`pytest.mark.xdist_group("slurm")` (or "slurm-platform", the tests through the whole platform) so that
+one xdist worker starts one cluster for a group; the two groups' long waits then overlap.
 Where the binaries are missing (or not root) the fixture skips with the reason, unless
 DATALABS_REQUIRE_SLURM=1 (set by `make test`), where that is a failure.
 """

@@ -58,7 +58,7 @@ def test_labs_and_what_they_hold_per_cluster(people, app):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("slurm")
+@pytest.mark.xdist_group("slurm-platform")
 def test_pending_jobs_of_a_slurm_cluster(tmp_path, slurm_cluster):
     settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", str(slurm_cluster.conf))
     app = create_app(settings)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.labs.test_slurm_labs import job_of, platform
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm-platform")]
 
 
 def _page_client(server) -> httpx.Client:

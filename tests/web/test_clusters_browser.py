@@ -18,7 +18,7 @@ from tests.labs.test_restart import DEFINITION, LABAPP
 from tests.live import destroy_labs
 from tests.web.test_browser import ADMIN, PASSWORD, _server, browser_page
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm-platform")]
 
 
 @pytest.fixture

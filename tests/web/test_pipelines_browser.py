@@ -219,7 +219,7 @@ def slurm_server(tmp_path_factory, slurm_cluster) -> Iterator[str]:
     yield from _server(home, {"DATALABS_CLUSTERS": json.dumps(clusters)})
 
 
-@pytest.mark.xdist_group("slurm")
+@pytest.mark.xdist_group("slurm-platform")
 def test_a_pipeline_launched_on_the_slurm_cluster_from_the_form_runs_there(slurm_server, slurm_cluster):
     with browser_page(slurm_server) as page:
         log_in(page)
