@@ -80,7 +80,8 @@ def test_a_walltime_kill_is_counted_with_sacct_time(tmp_path, slurm_cluster):
         lab_id = server.launch()
         assert server.wait(lab_id, {"running", "failed"})["state"] == "running"
         job = job_of(home, lab_id, slurm_cluster)["JobId"]
-        assert server.wait(lab_id, {"failed", "stopped"}, timeout=200)["state"] in ("failed", "stopped")
+        ended = server.wait(lab_id, {"failed", "stopped"}, timeout=200)
+        assert ended["reason"] == "the lab ended: it reached its time limit on HPC cluster (1 minutes)", ended
         accounted = slurm_cluster.wait_accounted(job)
         assert accounted["State"] == "TIMEOUT" and int(accounted["ElapsedRaw"]) >= 60
 

@@ -308,7 +308,8 @@ class SlurmRuntime(RuntimeBackend):
         if self._job is None:
             return 0
         status = await self._queue.status(self._job)
-        if status is not None and status.ended:
+        # Not while COMPLETING: Slurm is still ending it, and only the final state (TIMEOUT, ...) says why.
+        if status is not None and status.finished:
             self._ended, self._end_state = status.exit_code(), status.state
         return self._ended
 
