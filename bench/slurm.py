@@ -171,10 +171,16 @@ class Platform:
 def interleave(
     what: str, starts: dict[str, Callable[[], float]], rounds: int, times: dict[str, list[float]]
 ) -> None:
-    """`rounds` rounds of every start, after one unrecorded warm-up round; the order alternates by round."""
+    """`rounds` rounds of every start, after one unrecorded warm-up round; the order alternates by round.
+    Each start follows a random pause (0-1 s): slurmctld schedules batch jobs on a 1-second tick, which
+    users' launches meet at random phases; back-to-back rounds would meet it at whatever phase the
+    previous round's stop left, the same one round after round."""
     for i in range(rounds + 1):
         order = list(starts) if i % 2 == 0 else list(reversed(starts))
-        measured = {key: starts[key]() for key in order}
+        measured = {}
+        for key in order:
+            time.sleep(random.random())
+            measured[key] = starts[key]()
         console.print(
             f"{what} round {i}{' (warm-up)' if i == 0 else ''}: "
             + ", ".join(f"{key} {value * 1000:,.0f} ms" for key, value in measured.items())
@@ -207,6 +213,7 @@ def phases(platform: Platform, cluster: SlurmCluster, rounds: int) -> list[dict[
     """`rounds` Slurm starts of the minimal lab, each as milestones in seconds after its POST."""
     found = []
     for i in range(rounds):
+        time.sleep(random.random())  # a random phase of slurmctld's scheduling tick (see interleave)
         start = platform.start("bench-minimal", "hpc", watch=True)
         found.append(start.marks | slurm_marks(cluster, start.job, start.posted_wall))
         console.print(
@@ -767,6 +774,16 @@ load differs between them.)
 The job's Python on the node first imports what `python -m datalabs.runtimes.slurm_job` runs: a Python
 that imports `datalabs.runtimes.slurm_job` and `datalabs.runtimes.local` and exits takes
 {_ms(imports[0])} (p50 of 5, this machine, the same venv); {proxy_share(imports[1])}
+
+Why Slurm's part is at least the scheduler's tick, from Slurm's source (22.05, unchanged in its newest
+release): a batch job is never given nodes when it is submitted (`job_allocate` is called with
+`allocate=0` by `_slurm_rpc_submit_batch_job`, so it only tests the job); the submission asks for a
+scheduling pass (`queue_job_scheduler`), and slurmctld's background thread runs one once a second
+(ten 100 ms sleeps), and not until `batch_sched_delay` seconds after the last (3 s by default). So
+with any settings a batch job waits 0-1 s, 0.5 s on average, for its nodes; only an interactive
+allocation (`salloc`/`srun`, `allocate=1`) is placed in the RPC itself. On this test cluster
+`salloc --no-shell --immediate` answered in 13 ms and an `srun --jobid` step was running 62 ms after
+it began (/tmp/exp/salloc.py of the 2026-12-03 session, in its closing note on issue 16).
 
 ### JupyterLab: ours and JupyterHub, each on this server and on the Slurm cluster
 

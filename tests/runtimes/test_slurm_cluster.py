@@ -53,18 +53,15 @@ def test_a_batch_job_runs_on_the_node_and_completes(slurm, tmp_path):
     assert finished[job]["JobState"] == "COMPLETED" and finished[job]["NodeList"] == "localhost"
 
 
-def test_sacct_records_a_walltime_kill_and_allocated_cpus_and_gpus(slurm):
-    """What usage accounting reads: TIMEOUT for a job killed at its limit (Slurm's limits are whole
-    minutes, checked every 30 s: this test takes about a minute), the CPUs and GPUs it held."""
-    job = slurm.sbatch(
-        "#!/bin/sh\nexec sleep 300\n", "-t", "1", "-c", "2", "-p", "gpu", "--gres=gpu:1", "-o", "/dev/null"
-    )
-    slurm.wait_job(job, {"RUNNING"})
+def test_sacct_records_the_allocated_cpus_and_gpus(slurm):
+    """What usage accounting reads besides the time: the CPUs and GPUs a job held. (A walltime kill's
+    TIMEOUT in sacct is checked through the platform, tests/usage/test_slurm_usage.py, in the one
+    minute-long wait the suite spends on Slurm's whole-minute limits.)"""
+    job = slurm.sbatch("#!/bin/sh\nsleep 1\n", "-c", "2", "-p", "gpu", "--gres=gpu:1", "-o", "/dev/null")
 
-    row = slurm.wait_accounted(job, timeout=150)
+    row = slurm.wait_accounted(job)
 
-    assert row["State"] == "TIMEOUT"
-    assert int(row["ElapsedRaw"]) >= 60
+    assert row["State"] == "COMPLETED" and int(row["ElapsedRaw"]) >= 1
     tres = dict(item.split("=", 1) for item in row["AllocTRES"].split(","))
     assert (tres["cpu"], tres["gres/gpu"]) == ("2", "1")
 

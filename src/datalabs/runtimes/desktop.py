@@ -22,7 +22,6 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from datalabs.proxy import rfb
 from datalabs.runtimes import desktop_apps
 from datalabs.runtimes.base import LabSpec
 from datalabs.sandbox.bwrap import NOBODY, sandbox_path
@@ -176,11 +175,16 @@ def sandbox_hostname(spec: LabSpec) -> str:
 
 def vnc_password(spec: LabSpec) -> str:
     """The lab's VNC password: the first 8 characters of its secret (VNC authentication uses 8 bytes)."""
+    # Imported here, not at the top: a web lab's start (a Slurm job's Python) skips proxy.rfb's imports.
+    from datalabs.proxy import rfb
+
     return spec.secret[: rfb.PASSWORD_LENGTH]
 
 
 def write_password(spec: LabSpec) -> None:
     """Xvnc's password file, readable by the lab's uid only."""
+    from datalabs.proxy import rfb
+
     path = spec.runtime_dir / PASSWORD_FILE
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

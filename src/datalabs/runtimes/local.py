@@ -20,8 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
-
 from datalabs.runtimes import desktop, gpus
 from datalabs.runtimes.base import Endpoint, LabSpec, Limits, Mount, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
@@ -184,6 +182,10 @@ class LocalRuntime(RuntimeBackend):
         return spec.policy.identity.name if spec.policy.identity else spec.owner
 
     async def _wait_ready(self, spec: LabSpec, socket: str) -> None:
+        # Imported here, once the lab's process runs: a Slurm job (slurm_job.py) imports httpx (0.1-0.2 s
+        # with its command-line extras installed) while the lab boots, not before it starts it.
+        import httpx
+
         deadline = time.monotonic() + spec.start_timeout
         announced = False
         transport = httpx.AsyncHTTPTransport(uds=socket)
