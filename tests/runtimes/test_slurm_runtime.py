@@ -194,6 +194,44 @@ def test_many_labs_are_polled_with_one_squeue(hpc, slurm_cluster, tmp_path):
     asyncio.run(scenario())
 
 
+def job_process_environ(spec_file: Path) -> dict[str, str]:
+    """The environment of the job's `python -m datalabs.runtimes.slurm_job SPEC` process on the node."""
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"datalabs.runtimes.slurm_job" in argv and str(spec_file).encode() in argv:
+                pairs = (item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if item)
+                return {k.decode(): v.decode(errors="replace") for k, v in pairs}
+    raise AssertionError(f"no job process runs {spec_file}")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("slurm")
+def test_the_platforms_environment_never_reaches_the_job_nor_a_login_environment(
+    hpc, slurm_cluster, tmp_path, monkeypatch
+):
+    """The job's environment is what sbatch got (PATH, LANG) and Slurm's own variables: not the
+    platform's (a secret in it stays there), and not root's login environment, which slurmd would load
+    for --export=NIL (SLURM_GET_USER_ENV) at 0.5-2 s of every start."""
+    monkeypatch.setenv("DATALABS_TEST_PLATFORM_SECRET", "never-in-a-job")
+
+    async def scenario():
+        backend = SlurmRuntime(hpc)
+        spec = web_spec(tmp_path)
+        await asyncio.wait_for(backend.start(spec), 60)
+        env = job_process_environ(spec.log_path.parent / "slurm-spec.json")
+        await backend.stop()
+        return env
+
+    env = asyncio.run(scenario())
+    assert "DATALABS_TEST_PLATFORM_SECRET" not in env and "SLURM_GET_USER_ENV" not in env
+    assert {k for k in env if not k.startswith(("SLURM_", "SLURMD_"))} <= {
+        "PATH", "LANG", "ENVIRONMENT", "HOSTNAME", "TMPDIR", "CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL",
+        "ROCR_VISIBLE_DEVICES", "ZES_AFFINITY_MASK", "OMPI_MCA_plm_slurm_args", "PWD",
+    }, sorted(env)  # fmt: skip
+    assert env["LANG"] == "C.UTF-8"
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("slurm")
 def test_gpus_are_asked_for_with_the_clusters_gres_type(slurm_cluster, tmp_path):

@@ -81,9 +81,13 @@ class JobStatus:
         return 0 if self.state == "COMPLETED" else -1
 
 
-async def run_slurm(slurm_conf: str, *argv: str, timeout: float = COMMAND_TIMEOUT) -> tuple[int, str, str]:
-    """A Slurm client command (argv, no shell) for the cluster of `slurm_conf` -> (rc, stdout, stderr)."""
-    env = {**os.environ, "SLURM_CONF": slurm_conf} if slurm_conf else None
+async def run_slurm(
+    slurm_conf: str, *argv: str, timeout: float = COMMAND_TIMEOUT, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """A Slurm client command (argv, no shell) for the cluster of `slurm_conf` -> (rc, stdout, stderr).
+    `env`: the command's whole environment (SLURM_CONF added), instead of the platform's."""
+    base = os.environ if env is None else env
+    env = {**base, "SLURM_CONF": slurm_conf} if slurm_conf else (None if env is None else dict(env))
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
