@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
-    app.state.catalogue = Catalogue(GpuSources.of(settings))
+    app.state.catalogue = Catalogue(GpuSources.of(settings), settings.catalogue.refresh_interval)
     app.state.authenticator = make_authenticator(sessions, ttl=settings.auth.cache_ttl)
     app.state.routes = routes = MemoryRouteTable()
     app.state.labs = labs = LabManager(settings, sessions, routes)

@@ -72,6 +72,12 @@ class CatalogueSettings(BaseModel):
         default_factory=list,
         description="Extra directories scanned for <name>/datalab-meta.yml (and <name>/versions/<v>/...).",
     )
+    refresh_interval: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds a process serves its catalogue without asking the DB whether another process "
+        "changed it (its own changes show at once; 0 = ask on every request).",
+    )
 
 
 class LabSettings(BaseModel):

@@ -20,7 +20,11 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ANON_COOKIE = "datalabs_anon"
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies that only read what the request already holds are `async def`: FastAPI runs a plain
+# `def` dependency in a worker thread, and those hops were most of an authenticated request's cost.
+
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -81,7 +85,7 @@ def _check_api_csrf(request: Request, cookie: str) -> None:
         )
 
 
-def current_principal(principal: Principal | None = Depends(optional_principal)) -> Principal:
+async def current_principal(principal: Principal | None = Depends(optional_principal)) -> Principal:
     if principal is None:
         raise Unauthorized("log in or send 'Authorization: Bearer <token>'", code="not_authenticated")
     return principal
@@ -90,14 +94,14 @@ def current_principal(principal: Principal | None = Depends(optional_principal))
 def scope(needed: str):
     """Dependency: an authenticated principal whose token grants `needed`."""
 
-    def check(principal: Principal = Depends(current_principal)) -> Principal:
+    async def check(principal: Principal = Depends(current_principal)) -> Principal:
         principal.require(needed)
         return principal
 
     return check
 
 
-def admin(principal: Principal = Depends(current_principal)) -> Principal:
+async def admin(principal: Principal = Depends(current_principal)) -> Principal:
     principal.require_admin()
     return principal
 

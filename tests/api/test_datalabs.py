@@ -65,6 +65,65 @@ def test_group_restricted_datalab_is_404_for_non_members(people):
     assert "team-lab" in {d["name"] for d in people.login("mia").get("/api/v1/datalabs").json()["items"]}
 
 
+def names(client, headers=None, **params) -> list[str]:
+    r = client.get("/api/v1/datalabs", params=params, headers=headers or {})
+    assert r.status_code == 200, r.text
+    return [d["name"] for d in r.json()["items"]]
+
+
+def test_a_remembered_search_follows_membership_and_catalogue_changes(people, settings):
+    """The same search, asked again and again with one token, answers for the team the user is in now and
+    the catalogue as it is now: a membership change or a reload is seen on the next request."""
+    people.user("ada")
+    people.user("mia", groups=("astro",))
+    people.user("root", role="admin")
+    ada, admin, c = people.token("ada"), people.login("root"), people.client
+    assert "team-lab" not in names(c, ada, q="lab") and "team-lab" not in names(c, ada, q="lab")
+    assert admin.put("/api/v1/groups/astro/members/ada").status_code == 200
+    assert "team-lab" in names(c, ada, q="lab")
+    assert admin.delete("/api/v1/groups/astro/members/ada").status_code == 204
+    assert "team-lab" not in names(c, ada, q="lab")
+    # a new definition and a reload: the remembered search gives way at once
+    write(settings.catalogue.dirs[0], "later-lab", GOOD.replace("Good Lab", "Later Lab"))
+    assert "later-lab" not in names(c, ada, q="later")
+    assert admin.post("/api/v1/catalogue/reload").status_code == 200
+    assert names(c, ada, q="later") == ["later-lab"]
+
+
+def test_a_team_members_remembered_search_is_not_served_to_outsiders(people):
+    """Hostile: a member's and an admin's searches are remembered first; an outsider asking the very same
+    (same words, filters, page) gets only what they may see, in the results and in the facet counts."""
+    people.user("mia", groups=("astro",))
+    people.user("root", role="admin")
+    people.user("eve", groups=("gnss",))
+    c = people.client
+    for insider in (people.token("mia"), people.token("root")):
+        assert "team-lab" in names(c, insider, q="team")
+        assert "team-lab" in names(c, insider, limit=500)
+    inside = names(c, people.token("mia"), q="team")
+    eve = people.token("eve")
+    assert names(c, eve, q="team") == [n for n in inside if n != "team-lab"]
+    assert "team-lab" not in names(c, eve, limit=500)
+    body = c.get("/api/v1/datalabs", params={"q": "team"}, headers=eve)
+    assert b"team-lab" not in body.content and b"Team Lab" not in body.content
+    kinds = body.json()["facets"]["kind"]  # one kind per datalab: the counts add up to what eve sees
+    assert sum(k["count"] for k in kinds) == body.json()["total"] == len(inside) - 1
+    assert c.get("/api/v1/datalabs/team-lab", headers=eve).status_code == 404
+
+
+def test_search_bodies_are_the_response_models(people):
+    """The search is answered from remembered JSON: it must be exactly what `DatalabSearch` gives."""
+    from datalabs.api.datalabs import DatalabSearch
+
+    people.user("ada")
+    c, ada = people.client, people.token("ada")
+    for params in ({}, {"q": "lab"}, {"kind": "desktop", "limit": 3, "offset": 2}, {"q": "nothing-at-all"}):
+        first = c.get("/api/v1/datalabs", params=params, headers=ada)
+        again = c.get("/api/v1/datalabs", params=params, headers=ada)  # remembered this time
+        assert first.headers["content-type"] == "application/json" and first.content == again.content
+        assert DatalabSearch.model_validate_json(first.content).model_dump_json().encode() == first.content
+
+
 def test_problems_visible_to_admins_only(people):
     people.user("ada")
     people.user("root", role="admin")

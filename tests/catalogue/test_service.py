@@ -1,16 +1,18 @@
 """Catalogue sync into the DB, versions, search with facets, and group visibility."""
 
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import update
 
 from datalabs.accounts import service as accounts
 from datalabs.accounts.principal import Principal
 from datalabs.catalogue import service
 from datalabs.catalogue.loader import BUILTIN_DIR, load_directories
 from datalabs.catalogue.schema import DatalabMeta
-from datalabs.db.models import Datalab, DatalabVersion
+from datalabs.db.models import Counter, Datalab, DatalabVersion
 from datalabs.errors import NotFound
 from datalabs.runtimes import gpus
 from tests.catalogue.test_loader import GOOD, write
@@ -231,3 +233,108 @@ def test_versions_of_built_datalabs_are_seen_per_version(db, tree):
     assert cat.get(db, ada, "hidden").versions == ["0.1.0-0"]
     # Definitions from files keep their group rules: every version for whoever may see the datalab.
     assert cat.get(db, eve, "alpha").versions == ["1.0", "0.9"]
+
+
+# ---- remembered searches ---------------------------------------------------------------------------
+
+
+def test_a_remembered_search_is_dropped_when_the_catalogue_changes(db, tree):
+    load(db, tree)
+    cat = service.Catalogue(refresh_interval=3600)  # only this process's own commits may move it
+    ada = principal(db, "ada")
+    db.commit()
+    assert [e.name for e in cat.search(db, ada, q="lab").items] == ["alpha"]
+    remembered = cat.remembered(ada, q="lab")
+    assert remembered is not None and [e.name for e in remembered.items] == ["alpha"]
+    write(tree, "gamma", GOOD.replace("Good Lab", "Gamma Lab"))
+    load(db, tree)  # commits: the next use asks the DB for the new generation
+    assert cat.remembered(ada, q="lab") is None
+    assert [e.name for e in cat.search(db, ada, q="lab").items] == ["alpha", "gamma"]
+    # A change rolled back is no change: the snapshot stays fresh.
+    service.bump(db)
+    db.rollback()
+    assert [e.name for e in cat.remembered(ada, q="lab").items] == ["alpha", "gamma"]
+
+
+def test_a_change_committed_elsewhere_shows_after_the_refresh_interval(db, tree):
+    """Another replica's change reaches this process through the DB counter alone (no commit of ours)."""
+    load(db, tree)
+    cat = service.Catalogue(refresh_interval=0.2)
+    ada = principal(db, "ada")
+    db.commit()
+    assert cat.search(db, ada, q="gamma").total == 0
+    db.add(Datalab(name="gamma", source="db", versions=[app_version("1.0", "Gamma Lab", public=True)]))
+    db.commit()  # not bumped through this session: as if another process had written it
+    with db.get_bind().begin() as conn:
+        conn.execute(update(Counter).where(Counter.name == "catalogue").values(value=Counter.value + 1))
+    deadline = time.monotonic() + 30
+    while cat.search(db, ada, q="gamma").total == 0:
+        assert time.monotonic() < deadline, "the other process's change never showed"
+        time.sleep(0.05)
+    assert [e.name for e in cat.search(db, ada, q="gamma").items] == ["gamma"]
+
+
+def test_a_remembered_search_follows_the_principals_groups(db, tree):
+    load(db, tree)
+    cat = service.Catalogue(refresh_interval=3600)
+    user = accounts.create_user(db, "mia", "long-enough-pw")
+    db.commit()
+    outside, inside = (
+        Principal(user=user, groups=frozenset()),
+        Principal(user=user, groups=frozenset({"astro"})),
+    )
+    assert "secret" not in [e.name for e in cat.search(db, outside).items]
+    assert "secret" in [e.name for e in cat.search(db, inside).items]  # joined the team
+    assert "secret" not in [e.name for e in cat.remembered(outside).items]  # and left it again
+    assert "secret" not in [e.name for e in cat.visible(db, outside)]
+
+
+def test_another_audiences_remembered_search_is_never_served(db, tree):
+    """Hostile: whoever searches first, a remembered answer reaches only those who may see all of it."""
+    load(db, tree)
+    cat = service.Catalogue(refresh_interval=3600)
+    mia, root = principal(db, "mia", groups=["astro"]), principal(db, "root", role="admin")
+    ada, oscar = principal(db, "ada"), principal(db, "oscar", groups=["gnss", "astro-team"])
+    db.commit()
+    for who in (mia, root):  # members and admins search first: their answers hold 'secret'
+        assert [e.name for e in cat.search(db, who, q="only").items] == ["secret"]
+        assert [e.name for e in cat.remembered(who, q="only").items] == ["secret"]
+        assert "secret" in {e.name for e in cat.search(db, who).items}
+    assert cat.remembered(ada, q="only") is None  # nobody of ada's audience asked yet
+    for who in (ada, oscar):  # oscar's groups open nothing either: ada's answer is his too
+        assert cat.search(db, who, q="only").total == 0
+        assert cat.remembered(who, q="only").total == 0
+        assert [e.name for e in cat.search(db, who).items] == ["alpha", "beta"]
+        assert sum(c for _, c in cat.search(db, who).facets["kind"]) == 2  # nor counted in facets
+    # Platform-built datalabs name users: then each user is an audience of their own.
+    db.add(Datalab(name="built", source="db", versions=[app_version("0.1.0-0", "Built Draft")]))
+    service.bump(db)
+    db.commit()
+    sam, eve = principal(db, "sam"), principal(db, "eve")
+    db.commit()
+    assert [e.name for e in cat.search(db, ada, q="draft").items] == ["built"]  # the draft's author
+    assert [e.name for e in cat.search(db, sam, q="draft").items] == ["built"]  # shared with sam
+    assert cat.remembered(eve, q="draft") is None
+    assert cat.search(db, eve, q="draft").total == 0 and cat.remembered(eve, q="draft").total == 0
+    assert cat.search(db, oscar, q="draft").total == 0
+    assert {e.name for e in cat.search(db, sam).items} == {"alpha", "beta", "built"}
+    assert {e.name for e in cat.search(db, mia).items} == {"alpha", "beta", "secret"}
+
+
+def test_remembered_searches_are_bounded_and_pages_come_from_one_answer(db, tree):
+    load(db, tree)
+    cat = service.Catalogue(refresh_interval=3600)
+    ada = principal(db, "ada")
+    db.commit()
+    for i in range(service.REMEMBERED + 50):  # a client making up queries cannot grow memory without end
+        assert cat.search(db, ada, q=f"lab {i}").total == 0
+    snapshot = cat._current(db)
+    assert len(snapshot.found) == service.REMEMBERED
+    first, second = cat.search(db, ada, limit=1), cat.search(db, ada, limit=1, offset=1)
+    assert [e.name for e in first.items + second.items] == ["alpha", "beta"] and first.total == 2
+    assert [e.name for e in cat.remembered(ada, limit=1, offset=1).items] == ["beta"]
+    assert first.facets is second.facets
+    # filters in any order and case, repeated, are one search
+    a = cat.search(db, ada, filters={"kind": ["Desktop", "web"], "mission": ["euclid"]})
+    b = cat.remembered(ada, filters={"mission": ["EUCLID"], "kind": ["web", "desktop", "web"]})
+    assert b is not None and b.facets is a.facets and [e.name for e in b.items] == ["beta"]

@@ -74,7 +74,7 @@ def logout(
 
 
 @router.get("/me", response_model=Me, responses={401: {}})
-def me(
+async def me(
     request: Request,
     principal: Principal = Depends(current_principal),
     settings: Settings = Depends(get_settings),

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.catalogue import build_service, service
-from datalabs.catalogue.service import Catalogue, Entry
+from datalabs.catalogue.service import Catalogue, Entry, SearchResult
 from datalabs.config import Settings
 from datalabs.deps import admin, get_db, get_settings, scope
 from datalabs.errors import NotFound
@@ -88,7 +89,8 @@ def _values(raw: list[str]) -> list[str]:
 
 
 @router.get("/datalabs", response_model=DatalabSearch)
-def search_datalabs(
+async def search_datalabs(
+    request: Request,
     q: str = Query(
         "", max_length=200, description="Words that must all appear (title, abstract, keywords...)"
     ),
@@ -100,9 +102,11 @@ def search_datalabs(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=1_000_000_000),
     principal: Principal = Depends(read),
-    db: Session = Depends(get_db),
     cat: Catalogue = Depends(catalogue),
 ):
+    """Async, and without a DB session of its own: a search this audience made before in the current
+    snapshot is answered from memory (`Catalogue.remembered`) with no worker thread; any other runs the
+    search in one. The body is built from JSON remembered per entry and per search (`search_body`)."""
     filters = {
         "kind": _values(kind),
         "mission": _values(mission),
@@ -110,12 +114,37 @@ def search_datalabs(
         "keyword": _values(keyword),
         "domain": _values(domain),
     }
-    result = cat.search(db, principal, q=q, filters=filters, limit=limit, offset=offset)
-    return DatalabSearch(
-        total=result.total,
-        items=[DatalabCard.of(e) for e in result.items],
-        facets={f: [FacetCount(value=v, count=c) for v, c in counts] for f, counts in result.facets.items()},
-    )
+    args = {"q": q, "filters": filters, "limit": limit, "offset": offset}
+    result = cat.remembered(principal, **args)
+    if result is None:
+        result = await run_in_threadpool(_search, request, cat, principal, args)
+    return Response(search_body(result), media_type="application/json")
+
+
+def _search(request: Request, cat: Catalogue, principal: Principal, args: dict) -> SearchResult:
+    with request.app.state.sessions() as db:
+        return cat.search(db, principal, **args)
+
+
+_facets_json = TypeAdapter(dict[str, list[FacetCount]])
+
+
+def search_body(result: SearchResult) -> bytes:
+    """`DatalabSearch` as JSON, byte for byte what the response model gives, from JSON remembered with
+    the snapshot: each entry's card (`Entry.memo`) and the search's facets (`SearchResult.memo`)."""
+    facets = result.memo.get("facets_json")
+    if facets is None:
+        counts = {f: [FacetCount(value=v, count=c) for v, c in values] for f, values in result.facets.items()}
+        facets = result.memo["facets_json"] = _facets_json.dump_json(counts)
+    cards = b",".join(_card_json(e) for e in result.items)
+    return b'{"total":%d,"items":[%b],"facets":%b}' % (result.total, cards, facets)
+
+
+def _card_json(entry: Entry) -> bytes:
+    card = entry.memo.get("card_json")
+    if card is None:
+        card = entry.memo["card_json"] = DatalabCard.of(entry).model_dump_json().encode()
+    return card
 
 
 @router.get("/datalabs/{name}", response_model=DatalabDetail, responses={404: {}})
