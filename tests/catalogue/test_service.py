@@ -1,6 +1,7 @@
 """Catalogue sync into the DB, versions, search with facets, and group visibility."""
 
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -338,3 +339,34 @@ def test_remembered_searches_are_bounded_and_pages_come_from_one_answer(db, tree
     a = cat.search(db, ada, filters={"kind": ["Desktop", "web"], "mission": ["euclid"]})
     b = cat.remembered(ada, filters={"mission": ["EUCLID"], "kind": ["web", "desktop", "web"]})
     assert b is not None and b.facets is a.facets and [e.name for e in b.items] == ["beta"]
+
+
+def test_one_caller_asks_the_db_when_the_interval_ran_out_the_others_are_answered(db, tree):
+    load(db, tree)
+    cat = service.Catalogue(refresh_interval=0.5)
+    ada = principal(db, "ada")
+    db.commit()
+    cat.search(db, ada, q="lab")
+    time.sleep(0.6)  # the interval ran out
+    assert cat.remembered(ada, q="lab") is None  # this caller asks the DB (through `search`)...
+    assert [e.name for e in cat.remembered(ada, q="lab").items] == ["alpha"]  # ...the others need not
+    write(tree, "gamma", GOOD.replace("Good Lab", "Gamma Lab"))
+    load(db, tree)  # a change committed here: nobody is answered from the old snapshot
+    assert cat.remembered(ada, q="lab") is None and cat.remembered(ada, q="lab") is None
+    assert [e.name for e in cat.search(db, ada, q="lab").items] == ["alpha", "gamma"]
+
+
+def test_a_replaced_snapshot_is_freed_without_the_cycle_collector(db, tree):
+    """Snapshots are kept out of the collector (gc.freeze): a replaced one must go by reference counting."""
+    load(db, tree)
+    cat = service.Catalogue(refresh_interval=3600)
+    ada = principal(db, "ada")
+    db.commit()
+    cat.search(db, ada, q="lab")
+    old = cat._current(db)
+    gone = [weakref.ref(old), weakref.ref(old.entries[0]), weakref.ref(old.found[next(iter(old.found))])]
+    del old
+    write(tree, "gamma", GOOD.replace("Good Lab", "Gamma Lab"))
+    load(db, tree)
+    assert cat.search(db, ada, q="gamma").total == 1
+    assert [ref() for ref in gone] == [None, None, None]

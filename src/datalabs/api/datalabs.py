@@ -80,7 +80,7 @@ class Problem(BaseModel):
     reason: str
 
 
-def catalogue(request: Request) -> Catalogue:
+async def catalogue(request: Request) -> Catalogue:
     return request.app.state.catalogue
 
 

@@ -9,6 +9,7 @@ audience's view of the catalogue, are remembered per snapshot: a repeated search
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import shutil
 import threading
@@ -390,6 +391,7 @@ class Catalogue:
         self._lock = threading.Lock()
         self._snapshot = _Snapshot(-1, [], {})
         self._checked = (-1, float("-inf"))  # (this process's changes seen, monotonic time) of the last ask
+        self._asking_since = float("-inf")  # when `remembered` last sent a caller to ask the DB
 
     def _fresh(self) -> bool:
         """Whether the snapshot may be used without asking the DB."""
@@ -411,6 +413,10 @@ class Catalogue:
                     rows = db.scalars(select(Datalab).options(selectinload(Datalab.versions))).all()
                     versions = {d.name: _newest_first(d) for d in rows if d.versions}
                     self._snapshot = _Snapshot.of(generation, versions, self.gpu_sources)
+                    # It lives until the catalogue changes: out of the collector's full passes, as what
+                    # app start made (1,000 definitions are ~80,000 objects: 70 ms a pass, several a
+                    # second under load). Freed by reference counting when replaced (no cycles).
+                    gc.freeze()
         self._checked = checked
         return self._snapshot
 
@@ -452,10 +458,20 @@ class Catalogue:
         limit: int = 50,
         offset: int = 0,
     ) -> SearchResult | None:
-        """`search`'s answer when it needs neither the DB nor any work: the snapshot is fresh and this
-        audience made this search in it before; else None (then call `search`). For async routes, which
-        can then answer without a worker thread."""
-        if not self._fresh():
+        """`search`'s answer when it needs neither the DB nor any work: this audience made this search in
+        the snapshot before, and the snapshot is fresh; else None (then call `search`). For async routes,
+        which can then answer without a worker thread.
+
+        When only the interval has run out, one caller gets None and asks the DB; the others keep being
+        answered from the snapshot meanwhile (for at most another interval), instead of all of them
+        queueing for worker threads to ask the same question. After a change committed by this process,
+        every caller gets None until the DB was asked."""
+        seen, at = self._checked
+        if seen != _changes_here:
+            return None
+        now = time.monotonic()
+        if now - at >= self.refresh_interval and now - self._asking_since >= self.refresh_interval:
+            self._asking_since = now
             return None
         snapshot = self._snapshot
         found = snapshot.found.get(_search_key(snapshot, principal, q, filters))
