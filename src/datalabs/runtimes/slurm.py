@@ -217,7 +217,7 @@ class SlurmRuntime(RuntimeBackend):
                     self._events.add(15, f"waiting for resources: {reason or 'queued'}")
                 if status is not None and not status.pending and deadline is None:
                     deadline = time.monotonic() + self._start_timeout + NODE_SLACK
-                    self._events.add(30, f"Running on {status.host or 'a node'} (Slurm job {self._job})")
+                    self._say_running(status)
                 # A lab on a shared socket is asked as soon as its socket exists (start() removed any old
                 # one), without waiting for a squeue to say RUNNING.
                 early = not self._callback and os.path.exists(self._endpoint.socket or "")
@@ -230,11 +230,17 @@ class SlurmRuntime(RuntimeBackend):
                         why = f"its job serves it at {self._unreached}, where the platform cannot reach it"
                     self._fail(f"the lab did not answer within {self._start_timeout:.0f} s: {why}")
                 await asyncio.sleep(0.05)  # the queue itself is asked at most once per its interval
+        if deadline is None:  # it answered before a squeue said RUNNING: still say where it runs
+            self._say_running(await self._queue.status(self._job, fresh=True))
         self._ready = True
         if self._callback:
             slurm_port.CALLBACKS.discard(self._lab_id, self._callback)  # the token is spent
         self._events.add(100, "Ready", ready=True)
         return self._endpoint
+
+    def _say_running(self, status: JobStatus | None) -> None:
+        host = status.host if status is not None and status.host else "a node"
+        self._events.add(30, f"Running on {host} (Slurm job {self._job})")
 
     async def _answers(self, client: httpx.AsyncClient, status: JobStatus | None) -> bool:
         if self._callback:
