@@ -475,3 +475,16 @@ class UsageRecord(Base):
     state: Mapped[str] = mapped_column(String(32), default="stopped")  # the lab's, then Slurm's (TIMEOUT)
     job_id: Mapped[str] = mapped_column(String(64), default="")  # a Slurm lab's job
     accounted: Mapped[bool] = mapped_column(Boolean, default=True)  # False: sacct not read yet
+
+
+class Lease(Base):
+    """Who performs a duty that must run once across replicas (the lab manager, ...), until when. A
+    replica holds it while it renews it in time; a dead one's lease runs out and another takes it over
+    (db/leases.py)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), default="")
+    expires_at: Mapped[datetime] = mapped_column()
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
