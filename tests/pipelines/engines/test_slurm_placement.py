@@ -180,10 +180,14 @@ def test_cancel_scancels_the_runs_jobs(slurm_cluster, tmp_path, engine_class):
 
 @pytest.mark.parametrize("engine", [CwltoolEngine, ToilEngine])
 def test_an_unreachable_controller_is_an_infrastructure_failure_not_a_hang(slurm_cluster, tmp_path, engine):
-    # A cluster whose configuration names no running controller: srun cannot submit the step.
+    # A cluster whose configuration names no running controller: srun cannot submit the step. Each Slurm
+    # command retries the connection for MessageTimeout - 1 seconds (9 s by default) before it fails; 2 s
+    # here: nothing answers anyway, and Toil's retries then fit its own limit with fewer rounds.
     conf = tmp_path / "elsewhere.conf"
     text = slurm_cluster.conf.read_text()
-    conf.write_text(text.replace(f"SlurmctldPort={slurm_cluster.ctld_port}", "SlurmctldPort=9"))
+    conf.write_text(
+        text.replace(f"SlurmctldPort={slurm_cluster.ctld_port}", "SlurmctldPort=9") + "MessageTimeout=2\n"
+    )
     cluster = ClusterSettings(
         name="hpc", backend="slurm", options={"slurm_conf": str(conf), "shared_dirs": [str(tmp_path)]}
     )
