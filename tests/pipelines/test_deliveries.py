@@ -1,19 +1,24 @@
 """What a run's end tells its owner, with the real worker, cwltool, a real SMTP server (aiosmtpd) and a
 real HTTP receiver: the notice behind the bell, each e-mail and webhook recorded and shown on the run
-page as delivered or failed with the reason, at most once, and nothing lost to a crash while sending."""
+page as delivered or failed with the reason, each send carrying its delivery's key, sent again with the
+same key when its sender stopped, and never again once recorded sent. Across real processes killed with
+SIGKILL: test_exactly_once.py."""
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 import time
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import select, update
 
 from datalabs.db.models import Notice, PipelineRun, RunNotification
 from datalabs.db.types import utcnow
-from datalabs.pipelines import deliveries
+from datalabs.pipelines import deliveries, notify
 from tests.live import free_port
 from tests.pipelines.conftest import FAIL, HELLO, register, wait_run
 
@@ -146,35 +151,189 @@ def _finished_run(people, app, notify: dict, state: str = "failed") -> str:
     return run.json()["id"]
 
 
-def test_decided_once_and_a_crash_before_sending_leaves_the_record_never_a_second_send(
+def _expire(sessions, run_id: str) -> None:
+    """The hold of the run's deliveries runs out (their sender stopped long ago)."""
+    with sessions() as db:
+        db.execute(
+            update(RunNotification)
+            .where(RunNotification.run_id == run_id)
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+        db.commit()
+
+
+def test_decided_once_and_a_sender_that_stopped_is_replaced_with_the_same_key_never_after_sent(
     people, app, smtp, webhook
 ):
     run_id = _finished_run(people, app, {"on": ["failure"], "email": True, "webhooks": [webhook.url]})
     sessions, settings = app.state.sessions, app.state.settings
-    ids = deliveries.decide(sessions, run_id)
+    ids = deliveries.decide(sessions, run_id, sender="first", held_for=60)
     assert len(ids) == 2
-    assert deliveries.decide(sessions, run_id) == []  # a second worker, or the same run reaped again
-    # The process dies here, before sending: the records say so, and nothing is sent later.
+    assert deliveries.decide(sessions, run_id, sender="other") == []  # a second worker, or reaped again
     with sessions() as db:
         assert [(r.channel, r.state) for r in deliveries.for_run(db, run_id)] == [
             ("email", "sending"),
             ("webhook", "sending"),
         ]
         assert len(db.scalars(select(Notice)).all()) == 1  # the notice was written with the decision
+        keys = [r.key for r in db.scalars(select(RunNotification).order_by(RunNotification.id))]
+    assert keys == [
+        deliveries.key_for(run_id, "email", "ada@example.org"),
+        deliveries.key_for(run_id, "webhook", webhook.url),
+    ]
+    # The first sender dies here, before sending. While its hold lasts, nobody else sends.
     app.state.pipeline_worker._notify(run_id)
+    assert deliveries.resume(settings, sessions, "heir") == 0
     assert smtp.messages == [] and webhook.calls == []
-    # Long after, the page says the outcome is unknown rather than "sending" for ever.
+    # Once it ran out, the next maintenance pass sends each, once, with its key.
+    _expire(sessions, run_id)
+    assert deliveries.resume(settings, sessions, "heir") == 2
+    assert deliveries.resume(settings, sessions, "another") == 0
+    [mail], [call] = smtp.messages, webhook.calls
+    assert mail["Message-ID"] == f"<{keys[0]}@localhost>"
+    assert (
+        call["headers"]["X-Datalabs-Delivery"] == keys[1] and json.loads(call["body"])["delivery"] == keys[1]
+    )
     with sessions() as db:
-        db.execute(update(RunNotification).values(created_at=utcnow() - timedelta(hours=1)))
-        db.commit()
-        shown = deliveries.for_run(db, run_id)
-    assert [s.state for s in shown] == ["unknown", "unknown"] and "may or may not" in shown[0].detail
-    # The sender that decided goes on: each delivery is made and recorded once.
+        rows = db.scalars(select(RunNotification).order_by(RunNotification.id)).all()
+        assert [(r.state, r.sender, r.attempts) for r in rows] == [("delivered", "heir", 2)] * 2
+    # The first sender comes back and goes on: what is recorded sent is never sent again.
+    deliveries.deliver(settings, sessions, run_id, ids, sender="first")
     deliveries.deliver(settings, sessions, run_id, ids)
-    deliveries.deliver(settings, sessions, run_id, ids)  # a repeat finds them settled: no resend
+    _expire(sessions, run_id)
+    assert deliveries.resume(settings, sessions, "heir") == 0
     assert len(smtp.messages) == 1 and len(webhook.calls) == 1
+
+
+def test_a_record_made_before_keys_stays_outcome_unknown_and_is_never_sent(people, app, smtp):
+    run_id = _finished_run(people, app, {"on": ["failure"], "email": True})
+    sessions = app.state.sessions
     with sessions() as db:
-        assert [s.state for s in deliveries.for_run(db, run_id)] == ["delivered", "delivered"]
+        db.add(
+            RunNotification(
+                run_id=run_id,
+                channel="email",
+                target="ada@example.org",
+                state="sending",
+                created_at=utcnow() - timedelta(hours=1),
+            )
+        )
+        db.commit()
+    assert deliveries.resume(app.state.settings, sessions, "heir") == 0
+    with sessions() as db:
+        [shown] = deliveries.for_run(db, run_id)
+    assert shown.state == "unknown" and "may or may not" in shown.detail and smtp.messages == []
+
+
+def test_a_delivery_whose_sends_kill_their_workers_is_given_up(people, app, webhook):
+    run_id = _finished_run(people, app, {"on": ["failure"], "webhooks": [webhook.url]})
+    sessions, settings = app.state.sessions, app.state.settings
+    [record_id] = deliveries.decide(sessions, run_id, sender="w0")
+    for n in range(2, deliveries.MAX_SENDS + 1):
+        _expire(sessions, run_id)
+        with sessions() as db:  # the heir takes it over, and dies before sending too
+            db.execute(update(RunNotification).values(attempts=n, sender=f"w{n}"))
+            db.commit()
+    _expire(sessions, run_id)
+    assert deliveries.resume(settings, sessions, "heir") == 0
+    with sessions() as db:
+        record = db.get(RunNotification, record_id)
+        assert (record.state, record.attempts) == ("failed", deliveries.MAX_SENDS)
+        assert f"stopped {deliveries.MAX_SENDS} times while sending" in record.detail
+    assert webhook.calls == []
+
+
+class Gated:
+    """A webhook receiver that answers each call only once the test opens its gate."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+        self.arrived = threading.Event()
+        self.gate = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.calls.append({"headers": dict(self.headers), "body": body})
+                outer.arrived.set()
+                outer.gate.wait(60)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def gated():
+    r = Gated()
+    yield r
+    r.gate.set()
+    r.server.shutdown()
+
+
+def test_a_slow_receiver_is_not_sent_a_second_copy_while_its_sender_waits(people, app, gated):
+    run_id = _finished_run(people, app, {"on": ["failure"], "webhooks": [gated.url]})
+    sessions, settings = app.state.sessions, app.state.settings
+    ids = deliveries.decide(sessions, run_id, sender="A", held_for=deliveries.hold(settings))
+    sender = threading.Thread(target=deliveries.deliver, args=(settings, sessions, run_id, ids), daemon=True)
+    sender.start()
+    assert gated.arrived.wait(30)
+    assert deliveries.resume(settings, sessions, "B") == 0  # A holds it while it waits for the answer
+    gated.gate.set()
+    sender.join(30)
+    assert not sender.is_alive() and len(gated.calls) == 1
+    with sessions() as db:
+        [record] = db.scalars(select(RunNotification)).all()
+    assert (record.state, record.sender, record.attempts) == ("delivered", "A", 1)
+
+
+def test_a_receiver_that_never_answers_is_recorded_failed_after_the_timeout(people, app, gated, webhook):
+    run_id = _finished_run(people, app, {"on": ["failure"], "webhooks": [gated.url, webhook.url]})
+    settings = app.state.settings
+    settings.pipelines.webhook_timeout = 0.5
+    ids = deliveries.decide(app.state.sessions, run_id, sender="A")
+    deliveries.deliver(settings, app.state.sessions, run_id, ids, sender="A")  # the gate never opens
+    with app.state.sessions() as db:
+        hung, answered = deliveries.for_run(db, run_id)
+    assert hung.state == "failed" and hung.detail == "no answer in time (it may still have arrived)"
+    assert answered.state == "delivered" and len(webhook.calls) == 1  # the next one was still sent
+
+
+def test_a_replayed_or_altered_delivery_is_told_apart_by_its_signed_key(people, app, webhook):
+    twice = [webhook.url, webhook.url]  # the same receiver listed twice: one delivery
+    run_id = _finished_run(people, app, {"on": ["failure"], "webhooks": twice})
+    ids = deliveries.decide(app.state.sessions, run_id, sender="A")
+    assert len(ids) == 1
+    deliveries.deliver(app.state.settings, app.state.sessions, run_id, ids)
+    [call] = webhook.calls
+    headers, body = call["headers"], call["body"]
+    stamp, key = headers["X-Datalabs-Timestamp"], headers["X-Datalabs-Delivery"]
+    assert headers["X-Datalabs-Signature"] == notify.sign("hook-secret", stamp, body)
+    # A replay is the same signed body: same key, which the receiver has seen.
+    assert json.loads(body)["delivery"] == key
+    # A replay with the key changed (to pass a receiver's dedupe) no longer matches its signature.
+    altered = body.replace(key.encode(), b"0" * len(key))
+    assert altered != body and headers["X-Datalabs-Signature"] != notify.sign("hook-secret", stamp, altered)
+
+
+@pytest.mark.parametrize(
+    ("mail_from", "domain"),
+    [
+        ("datalabs@localhost", "localhost"),
+        ("Datalabs <ops@archive.example.org>", "archive.example.org"),
+        ("no-at-sign", "datalabs.invalid"),
+        ("x@evil>\r\nBcc: y@z", "evil"),  # the address's domain only: never a header break
+        ("x@", "datalabs.invalid"),
+    ],
+)
+def test_message_ids_are_the_delivery_key_at_the_senders_domain(mail_from, domain):
+    assert notify.message_id("k" * 32, mail_from) == f"<{'k' * 32}@{domain}>"
 
 
 def test_a_webhook_refused_by_the_network_rule_at_sending_time_is_recorded_failed(people, app, webhook):

@@ -447,6 +447,14 @@ class RunNotification(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Effectively once (pipelines/deliveries.py): the idempotency key every send of this delivery carries
+    # (None on records made before revision 0014), the worker sending it and until when it may (after that
+    # another worker sends it, with the same key), and how many sends were started.
+    key: Mapped[str | None] = mapped_column(String(64), default=None, unique=True, index=True)
+    sender: Mapped[str] = mapped_column(String(128), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = (Index("ix_run_notifications_state_lease", "state", "lease_until"),)
 
 
 class UsageRecord(Base):

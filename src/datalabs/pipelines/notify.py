@@ -3,8 +3,11 @@
 Webhooks are POSTed as JSON with `X-Datalabs-Timestamp` and `X-Datalabs-Signature: sha256=<hex>`, the
 HMAC-SHA256 of `<timestamp>.<body>` under `pipelines.webhook_secret` (default: the platform's secret
 key): receivers recompute it and refuse stale timestamps, so a forged or replayed call is detectable.
+Every send carries its delivery's idempotency key, the same on every retry: the e-mail's `Message-ID`
+(`<key@mail_from's domain>`), the webhook's `X-Datalabs-Delivery` and `Idempotency-Key` headers and its
+body's `delivery` field (signed). A receiver that keeps the keys it saw acts on each delivery once.
 Webhooks only go to public addresses (or networks the operator allows): see `webhooks`.
-Who is told what, at most once per run, and the record of each delivery: `deliveries`.
+Who is told what, effectively once per run, and the record of each delivery: `deliveries`.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import smtplib
 import time
 from abc import ABC, abstractmethod
 from email.message import EmailMessage
+from email.utils import parseaddr
 from typing import Any
 
 from datalabs.config import Settings
@@ -28,7 +33,8 @@ log = logging.getLogger(__name__)
 class Notifier(ABC):
     @abstractmethod
     def send(self, event: dict[str, Any]) -> None:
-        """Deliver one event (a dict with at least `to`, `subject`, `text`, `run`); raise on failure."""
+        """Deliver one event (a dict with at least `to`, `subject`, `text`, `run`, and `delivery`: the
+        idempotency key, which the message must carry so a receiver can drop a repeat); raise on failure."""
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -46,8 +52,10 @@ class EmailNotifier(Notifier):
             raise RuntimeError("no mail server is configured (pipelines.smtp_host): the e-mail was not sent")
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = self.s.mail_from, ", ".join(event["to"]), event["subject"]
+        if event.get("delivery"):
+            msg["Message-ID"] = message_id(event["delivery"], self.s.mail_from)
         msg.set_content(event["text"])
-        with smtplib.SMTP(self.s.smtp_host, self.s.smtp_port, timeout=30) as smtp:
+        with smtplib.SMTP(self.s.smtp_host, self.s.smtp_port, timeout=self.s.smtp_timeout) as smtp:
             if self.s.smtp_starttls:
                 smtp.starttls()
             if self.s.smtp_user:
@@ -62,7 +70,10 @@ class WebhookNotifier(Notifier):
         self.allowed = settings.pipelines.webhook_allow_networks
 
     def send(self, event: dict[str, Any]) -> None:
-        body = json.dumps({"event": event["kind"], "run": event["run"]}, sort_keys=True).encode()
+        payload = {"event": event["kind"], "run": event["run"]}
+        if event.get("delivery"):
+            payload["delivery"] = event["delivery"]  # signed with the rest: a receiver may trust it
+        body = json.dumps(payload, sort_keys=True).encode()
         stamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -70,8 +81,20 @@ class WebhookNotifier(Notifier):
             "X-Datalabs-Timestamp": stamp,
             "X-Datalabs-Signature": sign(self.secret, stamp, body),
         }
+        if event.get("delivery"):
+            headers["X-Datalabs-Delivery"] = headers["Idempotency-Key"] = event["delivery"]
         for url in event["to"]:
             webhooks.post(url, body, headers, self.timeout, self.allowed)
+
+
+def message_id(key: str, mail_from: str) -> str:
+    """The e-mail's Message-ID for a delivery key: the same on every retry, so mail systems and readers
+    that drop duplicate Message-IDs show a repeat once."""
+    address = parseaddr(mail_from)[1]
+    domain = address.rpartition("@")[2] if "@" in address else ""
+    if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", domain):
+        domain = "datalabs.invalid"
+    return f"<{key}@{domain}>"
 
 
 def run_event(run, base_url: str = "") -> dict[str, Any]:

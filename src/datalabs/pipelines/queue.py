@@ -182,7 +182,7 @@ def request_cancel(db: Session, run: PipelineRun) -> None:
 
 
 def mark_notified(db: Session, run_id: str) -> bool:
-    """True once per run: whoever flips the flag sends the notifications (at most once). In the caller's
+    """True once per run: whoever flips the flag decides the notifications (once). In the caller's
     transaction, so what it records about them commits with the flag (pipelines/deliveries.py)."""
     return bool(
         db.execute(

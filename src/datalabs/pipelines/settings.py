@@ -47,6 +47,7 @@ class PipelineSettings(BaseModel):
     smtp_user: str = Field("", description="SMTP login (optional).")
     smtp_password: str = Field("", description="SMTP password (optional).")
     mail_from: str = Field("datalabs@localhost", description="Sender address of notifications.")
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds the mail server has for each step.")
     webhook_secret: str = Field(
         "", description="Key that signs webhooks (HMAC-SHA256); empty: the platform's secret key."
     )

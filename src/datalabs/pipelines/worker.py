@@ -1,5 +1,6 @@
 """A pipeline worker: `slots` threads that claim runs from the queue and execute them through their
-engine, plus one maintenance thread that re-queues runs of dead workers and fires due schedules.
+engine, plus one maintenance thread that re-queues runs of dead workers, sends the notifications they
+left unsent and fires due schedules.
 
 It runs inside `datalabs serve` (the embedded default) and as `datalabs worker` (scale-out). Engines are
 created once per worker and kept warm (cwltool keeps each loaded pipeline version).
@@ -121,10 +122,12 @@ class Worker:
                 log.exception("pipelines: maintenance failed")
 
     def reap(self) -> None:
-        """Runs of dead workers go back to the queue, or end; those that end are told like any other."""
+        """Runs of dead workers go back to the queue, or end; those that end are told like any other. The
+        notifications dead workers decided but did not record sent are sent again, with their keys."""
         for run_id, state in queue.reap(self.sessions):
             if state in queue.FINAL:
                 self._notify(run_id)
+        deliveries.resume(self.settings, self.sessions, self.name, self.settings.server.public_url)
 
     def run_once(self) -> bool:
         """Claim and execute one run in the calling thread (tests, benchmarks); False if none was queued."""
@@ -293,9 +296,12 @@ class Worker:
         return redact(reason)
 
     def _notify(self, run_id: str) -> None:
-        """Tell the owner the run ended (a notice; the e-mail and webhooks asked for), at most once."""
-        ids = deliveries.decide(self.sessions, run_id)
-        deliveries.deliver(self.settings, self.sessions, run_id, ids, self.settings.server.public_url)
+        """Tell the owner the run ended (a notice; the e-mail and webhooks asked for), effectively once:
+        if this worker dies before recording a delivery sent, another sends it with the same key."""
+        held_for = deliveries.hold(self.settings)
+        ids = deliveries.decide(self.sessions, run_id, sender=self.name, held_for=held_for)
+        url = self.settings.server.public_url
+        deliveries.deliver(self.settings, self.sessions, run_id, ids, url, sender=self.name)
 
 
 def _append(path, text: str) -> None:
