@@ -57,6 +57,11 @@ NODE = "localhost"
 # batch_sched_delay), as README.md recommends to sites; bench/slurm.py measures both.
 INTERACTIVE = "batch_sched_delay=0"
 FAKE_GPUS = 2
+# Seconds a client or daemon waits for a round trip (Slurm's default 10). A client that cannot reach the
+# controller retries the connection for MessageTimeout - 1 seconds per request before it fails (squeue 9 s
+# or more, the outage tests' waits); loopback answers in milliseconds, so 5 s still leaves a loaded
+# machine room.
+MESSAGE_TIMEOUT = 5
 # Set in every daemon's and client's environment (and so in every job's): teardown finds whatever this
 # cluster started, slurmstepd and job processes included, by it.
 MARKER = "DATALABS_TEST_SLURM_CLUSTER"
@@ -150,6 +155,7 @@ class SlurmCluster:
 SlurmctldHost={NODE}(127.0.0.1)
 SlurmctldPort={self.ctld_port}
 SlurmdPort={self.slurmd_port}
+MessageTimeout={MESSAGE_TIMEOUT}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
