@@ -23,6 +23,23 @@ from tests.runtimes import slurm_cluster as slurm_support
 
 PASSWORD = "correct-horse-battery"
 _counter = itertools.count()
+# xdist groups of few, long tests. `make test` (--dist loadgroup) hands out the groups with the most tests
+# first (the Slurm ones), then the others in collection order: the CWL conformance run (one test, ~6 min)
+# came about two thirds of the way in, and where it starts late one worker runs it alone at the end. These
+# are collected first, so they come first among the groups of their size.
+LONG_FIRST = ("cwl-conformance", "ext4-quota-vm")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under --dist loadgroup, LONG_FIRST's tests first (in that order); a plain run keeps file order."""
+    if not config.getoption("loadgroup", default=False):
+        return
+
+    def rank(item) -> int:
+        names = {str(m.args[0] if m.args else m.kwargs.get("name")) for m in item.iter_markers("xdist_group")}
+        return min((LONG_FIRST.index(n) for n in names & set(LONG_FIRST)), default=len(LONG_FIRST))
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
