@@ -29,11 +29,12 @@ from datalabs.catalogue.service import Catalogue, GpuSources
 from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
 from datalabs.labs import origins as lab_origins
+from datalabs.labs import routing
 from datalabs.labs.api_socket import LabApiServer
+from datalabs.labs.duties import ManagerDuties, ReplicaSync
 from datalabs.labs.manager import LabManager
 from datalabs.proxy.app import LabProxy
 from datalabs.proxy.auth import make_authenticator
-from datalabs.proxy.routes import MemoryRouteTable
 from datalabs.sandbox import report
 from datalabs.volumes.indexing import VolumeIndexer
 from datalabs.web import routes as web
@@ -50,8 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        with transaction(sessions) as db:
-            problems = catalogue_service.reload(db, settings)
+        roles = set(settings.server.roles)
+        problems = await asyncio.to_thread(catalogue_service.reload_at_start, sessions, settings)
         if problems:
             log.warning("%d problem(s) in datalab definitions; see /admin/catalogue", len(problems))
         app.state.isolation = await asyncio.to_thread(report.probe, settings)
@@ -59,25 +60,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lab_origins.report(settings)
         await asyncio.to_thread(recovery.at_start, settings, sessions)  # dead processes' temporaries; quotas
         await asyncio.to_thread(builds.reap)
-        lab_api = LabApiServer(settings, app) if settings.labs.network != "host" else None
-        if lab_api is not None:
-            await lab_api.start()  # before labs re-attach: their launchers forward to it
-        await labs.restore()
-        culler = asyncio.create_task(labs.run_culler())
-        worker = await asyncio.to_thread(_start_pipelines, app)
-        indexer.start()
+        duties = None
+        if "manager" in roles:
+            lab_api = LabApiServer(settings, app) if settings.labs.network != "host" else None
+
+            async def start_more() -> None:
+                if lab_api is not None:
+                    await lab_api.start()  # before labs re-attach: their launchers forward to it
+                indexer.start()
+
+            async def stop_more() -> None:
+                await asyncio.to_thread(indexer.stop)
+                if lab_api is not None:
+                    await lab_api.stop()
+
+            duties = ManagerDuties(settings, sessions, labs, start_more=start_more, stop_more=stop_more)
+            await duties.start()
+        else:
+            labs.holding = False
+        replica = ReplicaSync(settings, routes if "proxy" in roles else None, labs)
+        replica.start()
+        worker = await asyncio.to_thread(_start_pipelines, app) if "worker" in roles else None
         # What start made (modules, routes, models, schemas: ~200,000 objects) lives as long as the
         # process: kept out of the collector's full passes, which a warm worker's wide scatters trigger
         # hundreds of times (0.1 s of every 500-way run).
         gc.freeze()
         yield
-        culler.cancel()
-        indexer.stop()
+        await replica.stop()
         if worker is not None:
             await asyncio.to_thread(worker.stop)
+        if duties is not None:
+            await duties.stop()
         await labs.shutdown()
-        if lab_api is not None:
-            await lab_api.stop()
         builds.shutdown()
         app.state.proxy.close()
         engine.dispose()
@@ -100,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = sessions
     app.state.catalogue = Catalogue(GpuSources.of(settings), settings.catalogue.refresh_interval)
     app.state.authenticator = make_authenticator(sessions, ttl=settings.auth.cache_ttl)
-    app.state.routes = routes = MemoryRouteTable()
+    app.state.routes = routes = routing.shared_table(sessions)
     app.state.labs = labs = LabManager(settings, sessions, routes)
     app.state.builds = builds = BuildQueue(settings, sessions)
     errors.install(app)
@@ -118,16 +132,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clusters_api,
         usage_api,
     )
-    for module in (*modules, *more):
+    serves_api = "api" in settings.server.roles  # else: /healthz and /metrics only (a proxy replica)
+    for module in (*modules, *more) if serves_api else (health,):
         app.include_router(module.router)
-    app.include_router(lab_callbacks.router)  # Slurm jobs report their lab's port: no user's route
-    web.install(app)
+    if serves_api:
+        app.include_router(lab_callbacks.router)  # Slurm jobs report their lab's port: no user's route
+        web.install(app)
     app.add_middleware(health.MetricsMiddleware)
     app.add_middleware(limits.TooLargeAsJson)
     gate = lab_origins.gate(settings, app.state.authenticator, sessions)
     app.state.proxy = proxy = LabProxy(routes, app.state.authenticator, on_activity=labs.activity, gate=gate)
     labs.on_route_removed = proxy.forget
-    app.add_middleware(ProxyFirst, proxy=proxy)  # outermost: lab traffic skips the API's middleware
+    if "proxy" in settings.server.roles:
+        app.add_middleware(ProxyFirst, proxy=proxy)  # outermost: lab traffic skips the API's middleware
     return app
 
 

@@ -252,10 +252,35 @@ class BuilderSettings(BaseModel):
     )
 
 
+ROLES = ("api", "proxy", "manager", "worker")
+
+
 class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `datalabs serve` binds.")
     port: int = Field(8000, description="Port `datalabs serve` binds.")
     public_url: str = Field("", description="URL users reach the platform at; default http://host:port.")
+    roles: list[Literal["api", "proxy", "manager", "worker"]] = Field(
+        list(ROLES),
+        description="What this process does (`serve --role`): 'api' the API and pages, 'proxy' the labs' "
+        "traffic, 'manager' starts, follows and culls labs (one replica at a time: it holds the manager "
+        "lease), 'worker' runs pipelines and fires schedules. All of them by default.",
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Addresses of the reverse proxies (nginx) allowed to say who the client is "
+        "(X-Forwarded-For, -Proto), comma-separated, e.g. '127.0.0.1'. Empty: nobody; the client is the "
+        "connection's peer. Behind a proxy, set it: login throttling counts per client address.",
+    )
+    lease_ttl: float = Field(
+        5.0, gt=1, le=300, description="Seconds a dead manager's lease lasts before another replica takes it."
+    )
+    sync_interval: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two reads of the shared state (routes of labs, launches waiting for the "
+        "manager) by each replica.",
+    )
 
 
 class Settings(BaseSettings):

@@ -59,7 +59,7 @@ def stack(pg_server, root: Path) -> Iterator[Stack]:
         "DATALABS_AUTH__SECRET_KEY": "one-key-for-every-replica-" + name,
         "DATALABS_SERVER__PUBLIC_URL": f"http://localhost:{port}",
         "DATALABS_LABS__ORIGIN_URL": f"http://{{lab}}.lab.localhost:{port}",
-        "FORWARDED_ALLOW_IPS": "127.0.0.1",  # uvicorn's: nginx may say who the client is
+        "DATALABS_SERVER__FORWARDED_ALLOW_IPS": "127.0.0.1",  # nginx may say who the client is
     }
     try:
         with ExitStack() as running:
@@ -196,11 +196,6 @@ def test_too_large_bodies_get_the_apps_answer(replicas):
     assert answer.json()["error"]["code"] == "too_large"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve runs uvicorn with proxy_headers=False: behind nginx every client has nginx's address, "
-    "so one client's failed logins throttle every other client (issue 17, for the lead: cli/serve.py)",
-)
 def test_a_strangers_failed_logins_do_not_throttle_the_user(replicas):
     """Login throttling counts per client (accounts/auth.py): through nginx the client must still be the
     browser's address, not nginx's."""

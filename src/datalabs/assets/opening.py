@@ -237,6 +237,8 @@ async def open_file(
                 datalab=datalab,
                 version=version,
             )
+            if opened.launched and opened.command:  # kept for the manager replica that will start it
+                db.get(Lab, opened.lab_id).runtime_state = {"open_command": list(opened.command)}
             db.commit()
         except BaseException:
             db.rollback()  # a launched lab's record and token go with the failure

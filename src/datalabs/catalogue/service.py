@@ -19,7 +19,8 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import delete, event, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from datalabs import plugins
 from datalabs.accounts.principal import Principal
@@ -27,6 +28,7 @@ from datalabs.catalogue import builds
 from datalabs.catalogue.loader import BUILTIN_DIR, Loaded, Problem, load_directories
 from datalabs.catalogue.schema import DatalabMeta
 from datalabs.config import Settings
+from datalabs.db.engine import transaction
 from datalabs.db.models import CatalogueProblem, Counter, Datalab, DatalabVersion
 from datalabs.errors import NotFound
 from datalabs.runtimes import desktop, gpus
@@ -45,6 +47,20 @@ def reload(db: Session, settings: Settings) -> list[Problem]:
     loaded, problems = load_directories(sources(settings))
     sync(db, loaded, problems, settings)
     return problems
+
+
+def reload_at_start(sessions: sessionmaker[Session], settings: Settings) -> list[Problem]:
+    """`reload` in a transaction of its own. Replicas starting together sync the same files: of two
+    inserting one datalab, one commits and the other's unique key fails; it tries again and finds it."""
+    for attempt in range(5):
+        try:
+            with transaction(sessions) as db:
+                return reload(db, settings)
+        except IntegrityError:
+            if attempt == 4:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def sync(

@@ -83,6 +83,7 @@ class LabApiServer:
         self._app = app
         self._server: _Server | None = None
         self._task: asyncio.Task | None = None
+        self._inode = 0
 
     async def start(self) -> None:
         folder = self.path.parent
@@ -105,6 +106,7 @@ class LabApiServer:
         if self._task.done():
             self._task.result()
         os.chmod(self.path, 0o666)  # connect() needs write permission; labs authenticate with tokens
+        self._inode = self.path.stat().st_ino
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -112,4 +114,7 @@ class LabApiServer:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 10)
-        self.path.unlink(missing_ok=True)
+        # Not another replica's: the one that took the manager lease over may have bound it anew.
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.stat().st_ino == self._inode:
+                self.path.unlink()

@@ -14,11 +14,12 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from anyio import to_thread
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from datalabs import plugins, redaction
 from datalabs.accounts import service as accounts
@@ -28,12 +29,13 @@ from datalabs.clusters.settings import ClusterSettings
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import Datalab, DatalabVersion, Lab
+from datalabs.db.types import utcnow
 from datalabs.errors import DatalabsError, Unavailable
 from datalabs.labs import api_socket, quota_check, service
+from datalabs.labs.routing import route_of
 from datalabs.notifications import service as notifications
 from datalabs.proxy.activity import ActivityRecorder
 from datalabs.proxy.base import RouteTable
-from datalabs.proxy.routes import Route
 from datalabs.runtimes.base import DesktopApp, LabSpec, Mount, ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
 from datalabs.sandbox.bwrap import ApiAccess
@@ -54,6 +56,12 @@ class LabManager:
         self.activity = ActivityRecorder()  # the proxy records traffic here; the culler reads it
         self._tasks: set[asyncio.Task] = set()
         self.on_route_removed: Callable[[str], None] = lambda lab_id: None  # e.g. close the proxy's pool
+        # Whether this process performs the manager's duties now (labs/duties.py: it holds the manager
+        # lease). A manager that does not leaves launches and stops to the one that does, in the DB.
+        self.holding = True
+        self._starting: set[str] = set()  # labs this process is starting (not to be picked up twice)
+        self._stopping: set[str] = set()  # labs this process is stopping
+        self._shared_at = float("-inf")  # time.monotonic() of the last share_activity
 
     def backend_class(self, cluster: str = "local", backend: str = "local") -> type[RuntimeBackend]:
         """The runtime of a lab on `cluster`: the cluster's backend bound to it (Slurm), or `labs.backend` on
@@ -92,12 +100,33 @@ class LabManager:
         """Start the lab in the background (called right after its record was committed, pending); a
         desktop lab launched to open a file starts with `open_command` (assets/opening: its app with the
         file) instead of its usual command, used as it is: no placeholder is filled in it."""
-        self.events[lab_id] = EventLog()
-        self.events[lab_id].add(0, "Queued")
         if restarted:  # the log goes on from the last run's: mark where this one begins
             now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
             self._log_line(lab_id, f"---- restarted at {now} UTC ----")
+        if not self.holding:  # the manager replica starts it (start_queued), with a token of its own
+            return
+        self.events[lab_id] = EventLog()
+        self.events[lab_id].add(0, "Queued")
+        self._starting.add(lab_id)
         self._keep(asyncio.create_task(self._start(lab_id, token, open_command)))
+
+    async def start_queued(self) -> None:
+        """Start the labs launched through other replicas (pending, and started by nobody here)."""
+
+        def queued() -> list[tuple[str, list[str] | None, str | None]]:
+            with transaction(self.sessions) as db:
+                found = []
+                for lab in db.scalars(select(Lab).where(Lab.state == "pending")).all():
+                    if lab.id in self._starting:
+                        continue
+                    command = (lab.runtime_state or {}).get("open_command")
+                    found.append((lab.id, command, service.renew_token(db, self.settings, lab.id)))
+                return found
+
+        for lab_id, command, token in await to_thread.run_sync(queued):
+            if token is not None and lab_id not in self._starting and self.holding:
+                log.info("starting lab %s, launched through another replica", lab_id)
+                self.spawn(lab_id, token, open_command=command)
 
     def _log_line(self, lab_id: str, line: str) -> None:
         path = self.settings.home / "labs" / lab_id / "lab.log"  # the platform's own folder, 0700
@@ -110,6 +139,12 @@ class LabManager:
         task.add_done_callback(self._tasks.discard)
 
     async def _start(self, lab_id: str, token: str, open_command: list[str] | None = None) -> None:
+        try:
+            await self._start_now(lab_id, token, open_command)
+        finally:
+            self._starting.discard(lab_id)
+
+    async def _start_now(self, lab_id: str, token: str, open_command: list[str] | None) -> None:
         try:
             spec, owner, cluster = await to_thread.run_sync(self._spec, lab_id, token, open_command)
             if not await self._advance(lab_id, ("pending",), "starting"):
@@ -144,7 +179,7 @@ class LabManager:
             endpoint = await starting
         finally:
             forward.cancel()
-        await self.routes.add_route(_route(lab_id, owner, endpoint))
+        await self.routes.add_route(route_of(lab_id, owner, endpoint))
         self.activity(lab_id)
         if not await self._advance(lab_id, ("starting",), "running", runtime_state=backend.get_state()):
             # Stopped or destroyed while it started: it must not go on running without a record.
@@ -315,6 +350,51 @@ class LabManager:
     async def stop(
         self, lab_id: str, reason: str = "stopped by its owner", *, state: str = "stopped"
     ) -> None:
+        if not self.holding and lab_id not in self.backends:
+            return await self._ask_manager_to_stop(lab_id, reason)
+        self._stopping.add(lab_id)
+        try:
+            await self._stop_here(lab_id, reason, state)
+        finally:
+            self._stopping.discard(lab_id)
+
+    async def _ask_manager_to_stop(self, lab_id: str, reason: str, wait: float = 30.0) -> None:
+        """Stop a lab through the replica that manages labs: marked `stopping` with the reason, which its
+        `stop_requested` carries out; returns once it did (a lab nobody started yet is stopped here)."""
+        if await self._advance(lab_id, ("pending",), "stopped", reason):
+            return
+        marked = await self._advance(lab_id, ("starting", "running"), "stopping", reason)
+        if not marked and await to_thread.run_sync(self._state_of, lab_id) != "stopping":
+            return  # ended meanwhile, or gone
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            if await to_thread.run_sync(self._state_of, lab_id) != "stopping":
+                self.on_route_removed(lab_id)
+                return
+        raise Unavailable(
+            "the lab is being stopped, but the replica that manages labs has not confirmed it yet: it will "
+            "be stopped as soon as one does",
+            code="manager_unavailable",
+        )
+
+    async def stop_requested(self) -> None:
+        """Carry out the stops asked through other replicas (labs marked `stopping` that run here), and
+        close the books on such labs that run nowhere."""
+
+        def marked() -> list[tuple[str, str]]:
+            with self.sessions() as db:
+                return list(db.execute(select(Lab.id, Lab.reason).where(Lab.state == "stopping")).all())
+
+        for lab_id, reason in await to_thread.run_sync(marked):
+            if lab_id in self._stopping:
+                continue
+            if lab_id in self.backends:
+                await self.stop(lab_id, reason or "stopped by its owner")
+            elif lab_id not in self._starting:
+                await self._advance(lab_id, ("stopping",), "stopped", reason or "stopped by its owner")
+
+    async def _stop_here(self, lab_id: str, reason: str, state: str) -> None:
         before = await to_thread.run_sync(self._state_of, lab_id)
         await self._set(lab_id, "stopping")
         route = await self.routes.get_route(lab_id)
@@ -377,6 +457,8 @@ class LabManager:
         """Re-attach to labs that were running when the platform stopped; close the books on the rest."""
         labs = await to_thread.run_sync(self._active_labs)
         for lab_id, owner, state, runtime_state, where in labs:
+            if state == "pending":  # launched, never picked up: started by start_queued
+                continue
             if not runtime_state:
                 await self._set(lab_id, "failed", "the platform restarted while this lab was starting")
                 continue
@@ -400,7 +482,7 @@ class LabManager:
             endpoint = backend.endpoint()
             self.backends[lab_id] = backend
             self.activity(lab_id)
-            await self.routes.add_route(_route(lab_id, owner, endpoint))
+            await self.routes.add_route(route_of(lab_id, owner, endpoint))
             log.info("re-attached to lab %s of %s", lab_id, owner)
         # In the background: a cluster that does not answer must not hold up the platform's start.
         for cluster in self.settings.clusters:
@@ -435,17 +517,20 @@ class LabManager:
     async def cull_once(self) -> None:
         """Stop labs idle past the timeout; record labs that ended by themselves (crash, OOM kill)."""
         idle = self.settings.labs.idle_timeout
+        elsewhere = await to_thread.run_sync(self._seen_elsewhere, list(self.backends))
         for lab_id, backend in list(self.backends.items()):
             try:
-                await self._cull(lab_id, backend, idle)
+                await self._cull(lab_id, backend, idle, elsewhere.get(lab_id))
             except Unavailable as exc:  # a cluster did not answer the stop: the next round tries again
                 log.warning("culling lab %s: %s", lab_id, exc.message)
         await quota_check.check(self)  # workspaces past their quota: read-only in these labs
 
-    async def _cull(self, lab_id: str, backend: RuntimeBackend, idle: int) -> None:
+    async def _cull(self, lab_id: str, backend: RuntimeBackend, idle: int, seen: datetime | None) -> None:
         idle_for = self.activity.idle_for(lab_id)
         if idle_for is None:
             return  # still starting
+        if seen is not None:  # traffic through another replica's proxy
+            idle_for = min(idle_for, (utcnow() - seen).total_seconds())
         code = await backend.poll()
         if code == 0:  # e.g. the user closed a desktop lab's app or ended its session: not a failure
             await self.stop(lab_id, "the lab ended by itself (its app or session was closed)")
@@ -477,6 +562,39 @@ class LabManager:
 
         await to_thread.run_sync(write)
 
+    def _seen_elsewhere(self, lab_ids: list[str]) -> dict[str, datetime]:
+        """When each lab last saw traffic, as the replicas' proxies shared it (`share_activity`)."""
+        if not lab_ids:
+            return {}
+        with self.sessions() as db:
+            rows = db.execute(select(Lab.id, Lab.last_activity).where(Lab.id.in_(lab_ids))).all()
+        return {lab_id: seen for lab_id, seen in rows if seen is not None}
+
+    async def share_activity(self) -> None:
+        """Record in the DB when labs last saw traffic through this replica's proxy, for the manager
+        replica's culler (each replica's proxy sees only its own share of a lab's traffic)."""
+        now_monotonic, now = time.monotonic(), utcnow()
+        fresh = {
+            lab_id: now - timedelta(seconds=now_monotonic - seen)
+            for lab_id, seen in self.activity.snapshot().items()
+            if seen > self._shared_at
+        }
+        self._shared_at = now_monotonic
+        if not fresh:
+            return
+
+        def write() -> None:
+            with transaction(self.sessions) as db:
+                for lab_id, at in fresh.items():
+                    db.execute(
+                        update(Lab)
+                        .where(Lab.id == lab_id, or_(Lab.last_activity.is_(None), Lab.last_activity < at))
+                        .values(last_activity=at)
+                        .execution_options(synchronize_session=False)
+                    )
+
+        await to_thread.run_sync(write)
+
     async def run_culler(self) -> None:
         while True:
             await asyncio.sleep(self.settings.labs.cull_interval)
@@ -485,23 +603,18 @@ class LabManager:
             except Exception:  # the culler must survive a bad lab
                 log.exception("culling failed")
 
+    async def let_go(self) -> None:
+        """This process no longer manages labs (it lost the manager lease): it stops following them, starts
+        and stops nothing more. The labs keep running; the replica that takes over re-attaches to them."""
+        self.holding = False
+        await self.shutdown()
+        self.backends.clear()
+        self._starting.clear()
+
     async def shutdown(self) -> None:
         """Platform stopping: labs keep running (they are re-attached at the next start)."""
         for task in list(self._tasks):
             task.cancel()
-
-
-def _route(lab_id: str, owner: str, endpoint) -> Route:
-    return Route(
-        lab_id=lab_id,
-        owner=owner,
-        socket=endpoint.socket,
-        host_port=endpoint.host_port,
-        headers=endpoint.headers,
-        protocol=endpoint.protocol,
-        uid=endpoint.uid,
-        secret=endpoint.secret,
-    )
 
 
 def _built_environment(settings: Settings, meta: dict):

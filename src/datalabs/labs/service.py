@@ -111,6 +111,19 @@ def _lab_token(db: Session, settings: Settings, principal: Principal, lab_id: st
     return token.id, secret
 
 
+def renew_token(db: Session, settings: Settings, lab_id: str) -> str | None:
+    """A new API token for a lab about to start on the manager replica (the one made at launch stayed with
+    the replica that took the request): the old one is revoked. None if the lab is gone."""
+    lab = db.get(Lab, lab_id)
+    if lab is None:
+        return None
+    if lab.token_id:
+        db.execute(delete(ApiToken).where(ApiToken.id == lab.token_id))
+    token, secret = auth.create_token(db, settings, lab.owner, f"lab {lab_id}", LAB_TOKEN_SCOPES)
+    lab.token_id = token.id
+    return secret
+
+
 def launch_block(db: Session, settings: Settings, principal: Principal) -> str:
     """Why the principal cannot launch (or restart) a lab right now, as the pages show it beside a
     disabled Launch button; "" when they can. The services enforce the same limit (`_check_limit`)."""

@@ -1,10 +1,14 @@
-"""`Route` (where one lab is served and what secret to inject) and `MemoryRouteTable`."""
+"""`Route` (where one lab is served and what secret to inject), `MemoryRouteTable` and, for replicas,
+`SharedRouteTable`."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+
+from anyio import to_thread
 
 from datalabs.proxy.base import RouteChanges, RouteTable
 
@@ -116,3 +120,29 @@ class MemoryRouteTable(RouteTable):
 
     def __len__(self) -> int:
         return len(self._routes)
+
+
+class SharedRouteTable(MemoryRouteTable):
+    """The routes of every replica's labs, for a proxy that shares its platform with other replicas: the
+    table in memory, filled from the shared state (`load_all`, every `sync_interval` by `sync()`), and a
+    lab not in it yet (launched through another replica a moment ago) looked up there on the first
+    request (`load_one`). Loaders run in a worker thread; they read the database."""
+
+    def __init__(
+        self,
+        load_all: Callable[[], dict[str, Route]],
+        load_one: Callable[[str], Route | None],
+    ) -> None:
+        super().__init__()
+        self._load_all, self._load_one = load_all, load_one
+
+    async def get_route(self, lab_id: str) -> Route | None:
+        route = self._routes.get(lab_id)
+        if route is None:
+            route = await to_thread.run_sync(self._load_one, lab_id)
+            if route is not None:
+                self._routes[lab_id] = route
+        return route
+
+    async def sync(self) -> RouteChanges:
+        return await self.reconcile(await to_thread.run_sync(self._load_all))

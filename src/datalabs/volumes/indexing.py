@@ -160,6 +160,7 @@ class VolumeIndexer:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        self._stop.clear()  # started again after a stop: when this replica takes the manager lease back
         self._threads = [threading.Thread(target=self._work, name="volume-indexer", daemon=True)]
         if self.every > 0:
             self._threads.append(threading.Thread(target=self._schedule, name="volume-schedule", daemon=True))
