@@ -5,6 +5,7 @@ database; and when the manager stops, the other takes the lease over and re-atta
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -100,3 +101,14 @@ def test_when_the_manager_stops_the_other_replica_takes_over_and_keeps_the_labs(
         assert there.get(f"/api/v1/labs/{lab_id}").json()["state"] == "running"
         # (The fake lab served from the first app's event loop, gone with it: tests/replicas has real labs
         # outliving a killed manager and reached through the survivors.)
+
+
+def test_the_start_is_followed_through_a_replica_that_does_not_manage_it(replicas):
+    (manager, here), (other, there) = replicas
+    manager.state.labs.holding = False  # busy for a moment: the lab waits, queued
+    lab_id = there.post("/api/v1/labs", json={"datalab": "fake"}).json()["id"]
+    threading.Timer(1.0, setattr, (manager.state.labs, "holding", True)).start()
+    with there.stream("GET", f"/api/v1/labs/{lab_id}/events") as stream:
+        lines = [line for line in stream.iter_lines() if line.startswith(("event:", "data:"))]
+    assert lines[0] == "event: progress" and '"Queued"' in lines[1], lines
+    assert lines[-2] == "event: ready" and '"Running"' in lines[-1], lines

@@ -156,13 +156,15 @@ async def lab_events(
 
     async def stream():
         log = labs.events.get(lab_id)
-        if log is None or state not in ("pending", "starting"):
+        if state not in ("pending", "starting"):
             outcome = (
                 "ready" if state == "running" else "failed" if state in ("failed", "stopped") else "state"
             )
             yield _sse(outcome, {"progress": 100, "message": reason or state, "state": state})
             return
-        async for event in log.follow():
+        # Followed here, or (replicas) by the replica that manages labs: its states through the DB.
+        events = log.follow() if log is not None else labs.progress_elsewhere(lab_id)
+        async for event in events:
             kind = "ready" if event.ready else "failed" if event.failed else "progress"
             yield _sse(kind, {"progress": event.progress, "message": event.message})
 

@@ -421,6 +421,29 @@ class LabManager:
         await self._set(lab_id, state, reason)
         self.events.setdefault(lab_id, EventLog()).add(100, f"Stopped: {reason}", failed=True)
 
+    async def progress_elsewhere(self, lab_id: str, limit: float = 900.0) -> AsyncIterator[ProgressEvent]:
+        """The start of a lab this process does not follow (another replica manages labs), from the states
+        the database records: each change once, then its outcome (bounded, like a start's timeout)."""
+        last, deadline = None, time.monotonic() + limit
+        while time.monotonic() < deadline:
+            found = await to_thread.run_sync(self._state_and_reason, lab_id)
+            state, reason = found if found is not None else ("deleted", "the lab was deleted")
+            if state == "running":
+                yield ProgressEvent(100, "Running", ready=True)
+                return
+            if state not in ("pending", "starting"):
+                yield ProgressEvent(100, reason or state, failed=True)
+                return
+            if state != last:
+                last = state
+                yield ProgressEvent(*((0, "Queued") if state == "pending" else (10, "Starting")))
+            await asyncio.sleep(0.5)
+
+    def _state_and_reason(self, lab_id: str) -> tuple[str, str] | None:
+        with self.sessions() as db:
+            lab = db.get(Lab, lab_id)
+            return (lab.state, lab.reason) if lab else None
+
     def _state_of(self, lab_id: str) -> str | None:
         with self.sessions() as db:
             lab = db.get(Lab, lab_id)
