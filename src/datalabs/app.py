@@ -78,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await duties.start()
         else:
             labs.holding = False
-        replica = ReplicaSync(settings, routes if "proxy" in roles else None, labs)
+        proxied = routes if "proxy" in roles else None
+        replica = ReplicaSync(settings, sessions, proxied, labs, app.state.authenticator)
         replica.start()
         worker = await asyncio.to_thread(_start_pipelines, app) if "worker" in roles else None
         # What start made (modules, routes, models, schemas: ~200,000 objects) lives as long as the

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.config import Settings
+from datalabs.db.engine import transaction
 from datalabs.errors import Forbidden, Unauthorized
 from datalabs.origins import same_origin
 
@@ -56,8 +57,11 @@ async def optional_principal(request: Request) -> Principal | None:
 
 def auth_changed(request: Request) -> None:
     """Call after revoking a token, ending a session or changing a user or membership: cached answers of
-    this process are dropped at once (other replicas follow within `auth.cache_ttl` seconds)."""
+    this process are dropped at once, other replicas' once they see the generation move (within
+    `server.sync_interval` seconds)."""
     request.app.state.authenticator.forget_all()
+    with transaction(request.app.state.sessions) as db:
+        auth.bump_generation(db)
 
 
 def forget_after_changes(request: Request) -> Iterator[None]:

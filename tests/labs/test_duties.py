@@ -112,3 +112,13 @@ def test_the_start_is_followed_through_a_replica_that_does_not_manage_it(replica
         lines = [line for line in stream.iter_lines() if line.startswith(("event:", "data:"))]
     assert lines[0] == "event: progress" and '"Queued"' in lines[1], lines
     assert lines[-2] == "event: ready" and '"Running"' in lines[-1], lines
+
+
+def test_a_token_revoked_through_one_replica_is_refused_by_the_other_at_once(replicas, people):
+    (manager, here), (other, there) = replicas
+    other.state.authenticator.ttl = 300  # without the generation, the other would trust it 5 minutes
+    made = here.post("/api/v1/tokens", json={"name": "script", "scopes": []}).json()
+    bearer = {"Authorization": f"Bearer {made['token']}"}
+    assert there.get("/api/v1/me", headers=bearer).status_code == 200  # cached there now
+    assert here.delete(f"/api/v1/tokens/{made['id']}").status_code == 204
+    until(lambda: there.get("/api/v1/me", headers=bearer).status_code == 401, timeout=5)

@@ -16,7 +16,7 @@ from datalabs.accounts.principal import Principal
 from datalabs.accounts.scopes import unknown
 from datalabs.accounts.service import user_groups
 from datalabs.config import Settings
-from datalabs.db.models import ApiToken, AuthSession, LoginFailure, User
+from datalabs.db.models import ApiToken, AuthSession, Counter, LoginFailure, User
 from datalabs.db.types import utcnow
 from datalabs.errors import Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized
 
@@ -229,3 +229,22 @@ def require_full_access(principal: Principal) -> None:
         raise Forbidden(
             "managing tokens needs a login session or a token with the 'all' scope", code="insufficient_scope"
         )
+
+
+# Every replica caches who a session or token is for `auth.cache_ttl` seconds; a change that must take
+# effect everywhere (a revoked token, an ended session, a changed membership) moves this counter, and
+# each replica drops its cache once it sees it move (labs/duties.ReplicaSync, every server.sync_interval).
+AUTH_COUNTER = "auth"
+
+
+def bump_generation(db: Session) -> None:
+    """Move the authentication generation (committed with `db`)."""
+    moved = db.execute(
+        update(Counter).where(Counter.name == AUTH_COUNTER).values(value=Counter.value + 1)
+    ).rowcount
+    if not moved:
+        db.add(Counter(name=AUTH_COUNTER, value=1))
+
+
+def generation(db: Session) -> int:
+    return db.scalar(select(Counter.value).where(Counter.name == AUTH_COUNTER)) or 0

@@ -18,9 +18,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from datalabs.accounts import auth
 from datalabs.config import Settings
 from datalabs.db.leases import Lease, LeaseKeeper
 from datalabs.labs.manager import LabManager
+from datalabs.proxy.auth import CachedAuthenticator
 from datalabs.proxy.routes import SharedRouteTable
 
 log = logging.getLogger(__name__)
@@ -101,10 +103,20 @@ class ManagerDuties:
 
 
 class ReplicaSync:
-    """Every replica's share: its route table follows the database, its proxy's activity goes there."""
+    """Every replica's share: its route table follows the database, its proxy's activity goes there, and
+    its cache of who sessions and tokens are for is dropped when another replica changed one."""
 
-    def __init__(self, settings: Settings, routes: SharedRouteTable | None, labs: LabManager) -> None:
-        self.settings, self.routes, self.labs = settings, routes, labs
+    def __init__(
+        self,
+        settings: Settings,
+        sessions,
+        routes: SharedRouteTable | None,
+        labs: LabManager,
+        authenticator: CachedAuthenticator,
+    ) -> None:
+        self.settings, self.sessions, self.routes, self.labs = settings, sessions, routes, labs
+        self.authenticator = authenticator
+        self._generation: int | None = None
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -124,6 +136,7 @@ class ReplicaSync:
         while True:
             await asyncio.sleep(every)
             try:
+                await self._follow_auth_changes()
                 if self.routes is not None:
                     changes = await self.routes.sync()
                     for lab_id in changes.removed:
@@ -134,3 +147,13 @@ class ReplicaSync:
                     await self.labs.share_activity()
             except Exception:  # the database is away for a moment: the next round tries again
                 log.exception("replica sync")
+
+    async def _follow_auth_changes(self) -> None:
+        def read() -> int:
+            with self.sessions() as db:
+                return auth.generation(db)
+
+        generation = await asyncio.to_thread(read)
+        if self._generation is not None and generation != self._generation:
+            self.authenticator.forget_all()
+        self._generation = generation
