@@ -435,7 +435,8 @@ class Notice(Base):
 class RunNotification(Base):
     """One delivery of a run's notification (an e-mail to its recipients, or one webhook call). Written
     as `sending` in the transaction that marks the run notified, so a crash before the outcome is known
-    leaves the record (never a second send); then `delivered` or `failed` with the reason."""
+    leaves the record; another worker sends it again, with the same key, once the sender's hold runs out
+    (pipelines/deliveries.py); then `delivered` or `failed` with the reason."""
 
     __tablename__ = "run_notifications"
 
