@@ -13,7 +13,7 @@ from datalabs.catalogue import build_service, builds, service
 from datalabs.catalogue.loader import BUILTIN_DIR, load_directories
 from datalabs.config import Settings
 from datalabs.errors import Conflict
-from datalabs.labs.manager import _built_environment
+from datalabs.labs.spec import _built_environment
 from datalabs.runtimes.base import StartError
 from tests.builder.support import write_wheel
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from datalabs.catalogue.schema import RuntimeSpec
-from datalabs.labs.manager import _start_page
+from datalabs.labs.spec import _start_page
 
 JUPYTER = ["jupyter-lab", "--ServerApp.sock={socket}", "--ServerApp.root_dir=/media"]
 

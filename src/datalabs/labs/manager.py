@@ -13,42 +13,31 @@ import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
-from datetime import datetime, timedelta
-from pathlib import Path, PurePosixPath
-from urllib.parse import quote
+from pathlib import Path
 
 from anyio import to_thread
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 
 from datalabs import plugins, redaction
-from datalabs.accounts import service as accounts
 from datalabs.accounts.service import user_groups
-from datalabs.catalogue.schema import NOTEBOOKS_MOUNT, DatalabMeta, RuntimeSpec
-from datalabs.clusters.settings import ClusterSettings
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
-from datalabs.db.models import Datalab, DatalabVersion, Lab
-from datalabs.db.types import utcnow
-from datalabs.errors import DatalabsError, Unavailable
-from datalabs.labs import api_socket, quota_check, service
+from datalabs.db.models import Lab
+from datalabs.errors import Unavailable
+from datalabs.labs import api_socket, service
+from datalabs.labs.attach import Reattaching
+from datalabs.labs.culling import Culling
 from datalabs.labs.routing import route_of
-from datalabs.notifications import service as notifications
+from datalabs.labs.spec import SpecBuilder
 from datalabs.proxy.activity import ActivityRecorder
 from datalabs.proxy.base import RouteTable
-from datalabs.runtimes.base import DesktopApp, LabSpec, Mount, ProgressEvent, RuntimeBackend, StartError
+from datalabs.runtimes.base import ProgressEvent, RuntimeBackend, StartError
 from datalabs.runtimes.events import EventLog, tail_lines
-from datalabs.sandbox.bwrap import ApiAccess
-from datalabs.sandbox.policy import Policy
-from datalabs.volumes import service as volume_service
-from datalabs.workspaces import layout
-from datalabs.workspaces import service as workspace_service
 
 log = logging.getLogger(__name__)
-SOCKET = "/run/datalab/lab.sock"
 
 
-class LabManager:
+class LabManager(SpecBuilder, Reattaching, Culling):
     def __init__(self, settings: Settings, sessions, routes: RouteTable):
         self.settings, self.sessions, self.routes = settings, sessions, routes
         self.backends: dict[str, RuntimeBackend] = {}
@@ -220,103 +209,6 @@ class LabManager:
                 await self._advance(lab_id, ("starting",), "starting", runtime_state=state)
                 saved = state
 
-    def _spec(
-        self, lab_id: str, token: str, open_command: list[str] | None = None
-    ) -> tuple[LabSpec, str, str]:
-        with self.sessions() as db:
-            lab = db.get(Lab, lab_id)
-            version = db.scalar(
-                select(DatalabVersion)
-                .join(Datalab)
-                .where(Datalab.name == lab.datalab, DatalabVersion.version == lab.version)
-            )
-            meta = DatalabMeta.model_validate(version.meta)
-            owner, cluster = lab.owner.name, lab.cluster
-            identity = accounts.sandbox_identity(db, self.settings, lab.owner)
-            mounts = [
-                Mount(
-                    workspace_service.personal(self.settings, lab.owner).tree.root,
-                    layout.LAB_MOUNT,
-                    readonly=False,
-                )
-            ]
-            # Its own home, not the workspace: dot-folders and app settings stay out of the owner's files.
-            home = layout.lab_home(lab.datalab)
-            if identity is not None:
-                identity = replace(identity, home=home)  # Java and others read it from the passwd entry
-            quota_check.prepare(self.settings, db, lab.owner)  # project quotas: limits set before any write
-            # Only teams that have a workspace; read-only members get it read-only; others never see it.
-            for team, readonly in workspace_service.mountable_teams(db, lab.owner):
-                mounts.append(
-                    Mount(
-                        workspace_service.team_root(db, self.settings, team),
-                        f"/media/home/team_workspaces/{team}",
-                        readonly=readonly,
-                    )
-                )
-            # Volumes chosen at launch, checked again: access may have been withdrawn since.
-            try:
-                mounts += volume_service.mount_plan(db, self.settings, lab.owner, lab.volumes)
-            except DatalabsError as exc:
-                raise StartError(f"cannot mount the chosen data volumes: {exc.message}") from None
-            if version.source_path:
-                mounts.append(Mount(Path(version.source_path).parent, NOTEBOOKS_MOUNT, readonly=True))
-            built = _built_environment(self.settings, version.meta)
-            mounts += built.mounts
-        rt = meta.runtime
-        secret = service.new_secret()
-        network = self.settings.labs.network
-        api = (
-            ApiAccess(api_socket.socket_dir(self.settings), self.settings.labs.api_port)
-            if network != "host"
-            else None
-        )
-        policy = Policy.of(self.settings, identity, network, pids_max=self.settings.sandbox.pids_max, api=api)
-        base_url = f"/datalabs/{lab_id}/"
-        fill = {"socket": SOCKET, "base_url": base_url, "secret": secret}
-        header_name, _, header_value = rt.secret_header.format(**fill).partition(":")
-        lab_dir = self.settings.home / "labs" / lab_id
-        command = [
-            part.format(**fill) for part in (rt.desktop.command if rt.kind == "desktop" else rt.command)
-        ]
-        if open_command and rt.kind == "desktop" and rt.desktop.command:
-            command = list(open_command)
-        if start := _start_page(rt):
-            command.append(f"--LabApp.default_url={start}")
-        env = {
-            "DATALAB_ID": lab_id,
-            "DATALABS_API_URL": self.api_url() if api is None else f"http://127.0.0.1:{api.port}",
-            "DATALABS_TOKEN": token,
-            rt.secret_env: secret,
-            "HOME": home,
-            "JUPYTER_RUNTIME_DIR": "/run/datalab/jupyter",
-            # Each lab its own JupyterLab layout: a second lab does not reopen the first one's notebooks.
-            "JUPYTERLAB_WORKSPACES_DIR": "/run/datalab/jupyterlab-workspaces",
-            "DATALAB_TITLE": meta.title,  # a desktop lab's name in VNC
-            **built.env,  # a version built on the platform: its environment (default kernel, PATH)
-        }
-        spec = LabSpec(
-            lab_id=lab_id,
-            owner=owner,
-            kind=rt.kind,
-            command=command,
-            runtime_dir=self.runtime_dir(lab_id),
-            log_path=lab_dir / "lab.log",
-            env=env,
-            mounts=mounts,
-            cpu=lab.cpu,
-            memory_bytes=lab.memory,
-            gpu=lab.gpu,
-            secret=secret,
-            secret_headers={header_name.strip(): header_value.strip()},
-            ready_path=rt.ready_path.format(**fill),
-            start_timeout=self.settings.labs.start_timeout,
-            policy=policy,
-            platform_url=self.api_url(),  # where a Slurm node reports its lab's port (endpoint "port")
-            **_desktop_apps(rt),
-        )
-        return spec, owner, cluster
-
     def runtime_dir(self, lab_id: str) -> Path:
         return api_socket.runtime_root(self.settings) / lab_id
 
@@ -474,158 +366,6 @@ class LabManager:
             return backend.logs(tail)
         return tail_lines(self.settings.home / "labs" / lab.id / "lab.log", tail)
 
-    # ---- restart and culling ------------------------------------------------------------------------
-
-    async def restore(self) -> None:
-        """Re-attach to labs that were running when the platform stopped; close the books on the rest."""
-        labs = await to_thread.run_sync(self._active_labs)
-        for lab_id, owner, state, runtime_state, where in labs:
-            if state == "pending":  # launched, never picked up: started by start_queued
-                continue
-            if not runtime_state:
-                await self._set(lab_id, "failed", "the platform restarted while this lab was starting")
-                continue
-            backend = self.backend_class(*where)()
-            backend.load_state(runtime_state)
-            if state in ("pending", "starting"):
-                if hasattr(backend, "wait_started"):  # a queued job goes on: follow it to its start
-                    self.backends[lab_id] = backend  # known from now on (forgotten jobs are not)
-                    self.events[lab_id] = EventLog()
-                    self.events[lab_id].add(10, "The platform restarted: following the lab's start")
-                    self._keep(asyncio.create_task(self._resume(lab_id, owner, backend)))
-                    log.info("following the start of lab %s of %s again", lab_id, owner)
-                else:  # nothing to follow a half-made start with: end what exists of it
-                    await backend.stop(now=True)
-                    await self._set(lab_id, "failed", "the platform restarted while this lab was starting")
-                continue
-            if await backend.poll() is not None:
-                await backend.stop(now=True)
-                await self._set(lab_id, "failed", "the lab ended while the platform was down")
-                continue
-            endpoint = backend.endpoint()
-            self.backends[lab_id] = backend
-            self.activity(lab_id)
-            await self.routes.add_route(route_of(lab_id, owner, endpoint))
-            log.info("re-attached to lab %s of %s", lab_id, owner)
-        # In the background: a cluster that does not answer must not hold up the platform's start.
-        for cluster in self.settings.clusters:
-            if cluster.backend != "local":
-                self._keep(asyncio.create_task(self._cancel_forgotten_jobs(cluster)))
-
-    async def _cancel_forgotten_jobs(self, cluster: ClusterSettings) -> None:
-        """Jobs of this platform on a cluster with no lab to follow them (submitted just before a crash,
-        before their id was saved): cancelled, so that they hold no node for nobody. The labs followed
-        are read once the cluster has answered (`self.backends`' live keys), so a lab launched meanwhile
-        counts as followed."""
-        try:
-            cancelled = await self.backend_class(cluster.name).cancel_forgotten(self.backends.keys())
-        except RuntimeError as exc:  # unsure what runs: cancel nothing, say so
-            log.warning("cannot look for forgotten jobs on cluster %s: %s", cluster.name, exc)
-            return
-        if cancelled:
-            log.warning(
-                "cancelled Slurm jobs %s on cluster %s: no lab of this platform follows them",
-                ", ".join(cancelled),
-                cluster.name,
-            )
-
-    def _active_labs(self) -> list[tuple[str, str, str, dict]]:
-        with self.sessions() as db:
-            rows = db.scalars(select(Lab).where(Lab.state.in_(service.ACTIVE))).all()
-            return [
-                (lab.id, lab.owner.name, lab.state, lab.runtime_state, (lab.cluster, lab.backend))
-                for lab in rows
-            ]
-
-    async def cull_once(self) -> None:
-        """Stop labs idle past the timeout; record labs that ended by themselves (crash, OOM kill)."""
-        idle = self.settings.labs.idle_timeout
-        elsewhere = await to_thread.run_sync(self._seen_elsewhere, list(self.backends))
-        for lab_id, backend in list(self.backends.items()):
-            try:
-                await self._cull(lab_id, backend, idle, elsewhere.get(lab_id))
-            except Unavailable as exc:  # a cluster did not answer the stop: the next round tries again
-                log.warning("culling lab %s: %s", lab_id, exc.message)
-        await quota_check.check(self)  # workspaces past their quota: read-only in these labs
-
-    async def _cull(self, lab_id: str, backend: RuntimeBackend, idle: int, seen: datetime | None) -> None:
-        idle_for = self.activity.idle_for(lab_id)
-        if idle_for is None:
-            return  # still starting
-        if seen is not None:  # traffic through another replica's proxy
-            idle_for = min(idle_for, (utcnow() - seen).total_seconds())
-        code = await backend.poll()
-        if code == 0:  # e.g. the user closed a desktop lab's app or ended its session: not a failure
-            await self.stop(lab_id, "the lab ended by itself (its app or session was closed)")
-        elif code is not None:
-            oom = getattr(backend, "oom_killed", lambda: False)()
-            if oom:
-                reason = "the lab was killed: it used more memory than its limit"
-            elif why := backend.end_reason():
-                reason = f"the lab ended: {why}"
-            else:
-                reason = f"the lab exited by itself (code {code})"
-            await self.stop(lab_id, reason, state="failed")
-            await self._tell_owner(lab_id, f"stopped: {reason}")
-        elif idle and idle_for > idle:
-            await self.stop(lab_id, f"stopped after {_duration(idle)} without activity")
-            await self._tell_owner(
-                lab_id, f"was stopped after {_duration(idle)} without activity; your files are kept"
-            )
-
-    async def _tell_owner(self, lab_id: str, what: str) -> None:
-        """A notice for the owner of a lab the culler stopped: they were probably not looking at it.
-        (A lab that ended because its user closed it needs none.)"""
-
-        def write() -> None:
-            with transaction(self.sessions) as db:
-                if lab := db.get(Lab, lab_id):
-                    name = lab.name or lab.datalab
-                    notifications.add(db, lab.owner_id, f"Your lab '{name}' {what}.", "/labs")
-
-        await to_thread.run_sync(write)
-
-    def _seen_elsewhere(self, lab_ids: list[str]) -> dict[str, datetime]:
-        """When each lab last saw traffic, as the replicas' proxies shared it (`share_activity`)."""
-        if not lab_ids:
-            return {}
-        with self.sessions() as db:
-            rows = db.execute(select(Lab.id, Lab.last_activity).where(Lab.id.in_(lab_ids))).all()
-        return {lab_id: seen for lab_id, seen in rows if seen is not None}
-
-    async def share_activity(self) -> None:
-        """Record in the DB when labs last saw traffic through this replica's proxy, for the manager
-        replica's culler (each replica's proxy sees only its own share of a lab's traffic)."""
-        now_monotonic, now = time.monotonic(), utcnow()
-        fresh = {
-            lab_id: now - timedelta(seconds=now_monotonic - seen)
-            for lab_id, seen in self.activity.snapshot().items()
-            if seen > self._shared_at
-        }
-        self._shared_at = now_monotonic
-        if not fresh:
-            return
-
-        def write() -> None:
-            with transaction(self.sessions) as db:
-                for lab_id, at in fresh.items():
-                    db.execute(
-                        update(Lab)
-                        .where(Lab.id == lab_id, or_(Lab.last_activity.is_(None), Lab.last_activity < at))
-                        .values(last_activity=at)
-                        .execution_options(synchronize_session=False)
-                    )
-
-        await to_thread.run_sync(write)
-
-    async def run_culler(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.labs.cull_interval)
-            try:
-                await self.cull_once()
-            except Exception:  # the culler must survive a bad lab
-                log.exception("culling failed")
-
     async def let_go(self) -> None:
         """This process no longer manages labs (it lost the manager lease): it stops following them, starts
         and stops nothing more. The labs keep running; the replica that takes over re-attaches to them."""
@@ -638,43 +378,3 @@ class LabManager:
         """Platform stopping: labs keep running (they are re-attached at the next start)."""
         for task in list(self._tasks):
             task.cancel()
-
-
-def _built_environment(settings: Settings, meta: dict):
-    """Mounts and variables of the environment an app version or a catalogue datalab was built into
-    (none for datalabs on the platform's environment)."""
-    from datalabs.builder.base import LabEnvironment, get_builder
-
-    build = meta.get("_build") or {}
-    if build.get("key") and not build.get("env"):  # a catalogue datalab whose environment is not built
-        from datalabs.catalogue.builds import unbuilt_reason
-
-        raise StartError(f"this version cannot start: {unbuilt_reason(build)}")
-    if not build.get("env"):
-        return LabEnvironment()
-    env = Path(build["env"])
-    if not (env / ".complete").is_file():
-        raise StartError("this version's environment is missing; build the datalab again")
-    return get_builder(build.get("builder", "uv"), env.parent).lab_environment(env)
-
-
-def _start_page(rt: RuntimeSpec) -> str | None:
-    """Where a JupyterLab goes first (from its base URL): the datalab's `start`, a notebook or folder
-    below the lab's root, opened by JupyterLab's /lab/tree/ route. None for other labs."""
-    root = rt.jupyter_root()
-    if not rt.start or root is None or not PurePosixPath(rt.start).is_relative_to(root):
-        return None
-    return "/lab/tree/" + quote(str(PurePosixPath(rt.start).relative_to(root)))
-
-
-def _desktop_apps(rt: RuntimeSpec) -> dict:
-    """LabSpec fields of a desktop datalab with several apps (nothing for other datalabs)."""
-    if rt.kind != "desktop" or not rt.desktop or not rt.desktop.apps:
-        return {}
-    apps = tuple(DesktopApp(a.name, tuple(a.command), a.autostart) for a in rt.desktop.apps)
-    return {"apps": apps, "samp_hub": rt.desktop.samp_hub}
-
-
-def _duration(seconds: int) -> str:
-    """'60 minutes', or seconds below two minutes (a short test or demo timeout is not '0 minutes')."""
-    return f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
