@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from sqlalchemy.orm import Session
 
+from datalabs.config import Settings
+from datalabs.deps import get_db, get_settings
 from datalabs.errors import DatalabsError, Unauthorized
+from datalabs.labs import port_reports
 from datalabs.runtimes import slurm_port
 
 router = APIRouter(prefix="/api/v1/labs", tags=["labs"], responses={401: {}, 403: {}})
@@ -30,22 +34,40 @@ class _Refused(DatalabsError):
         self.status = refused.status
 
 
-def job_token(lab_id: str = Path(max_length=64), authorization: str | None = Header(None)) -> str:
+def job_token(
+    lab_id: str = Path(max_length=64),
+    authorization: str | None = Header(None),
+    db: Session = Depends(get_db),
+) -> str:
     """The job's token from `Authorization: Bearer ...`, checked for this lab (401 without one, 403 if it
-    is not this start's)."""
+    is not this start's): by this process if it follows the start, else against the start's saved digest."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("a lab's callback takes its job's token (Authorization: Bearer ...)")
     try:
-        slurm_port.CALLBACKS.check(lab_id, token.strip())
+        if slurm_port.CALLBACKS.expects(lab_id):
+            slurm_port.CALLBACKS.check(lab_id, token.strip())
+        else:
+            port_reports.check(db, lab_id, token.strip())
     except slurm_port.CallbackRefused as exc:
         raise _Refused(exc) from None
     return token.strip()
 
 
 @router.post("/{lab_id}/callback", status_code=204, max_body_size=CALLBACK_BODY)
-def report_port(body: PortReport, lab_id: str = Path(max_length=64), token: str = Depends(job_token)) -> None:
+def report_port(
+    body: PortReport,
+    lab_id: str = Path(max_length=64),
+    token: str = Depends(job_token),
+    db: Session = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+) -> None:
+    """Take the port: here, if this process follows the lab's start, else (replicas) kept in the DB for the
+    manager replica (labs/port_reports.py)."""
     try:
-        slurm_port.accept_port(lab_id, token, body.port)
+        if slurm_port.CALLBACKS.expects(lab_id):
+            slurm_port.accept_port(lab_id, token, body.port)
+        else:
+            port_reports.accept(db, settings, lab_id, token, body.port)
     except slurm_port.CallbackRefused as exc:
         raise _Refused(exc) from None

@@ -497,3 +497,16 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(128), default="")
     expires_at: Mapped[datetime] = mapped_column()
     acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LabPortReport(Base):
+    """A Slurm lab's port as its job reported it to a replica that does not follow the lab's start (the
+    token checked there against the start's saved digest); the manager replica takes it from here."""
+
+    __tablename__ = "lab_port_reports"
+
+    lab_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))  # of the start's token: the start it belongs to
+    job_id: Mapped[str] = mapped_column(String(64))
+    port: Mapped[int] = mapped_column(Integer)
+    reported_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datalabs.accounts import auth
 from datalabs.config import Settings
 from datalabs.db.leases import Lease, LeaseKeeper
+from datalabs.labs import port_reports
 from datalabs.labs.manager import LabManager
 from datalabs.proxy.auth import CachedAuthenticator
 from datalabs.proxy.routes import SharedRouteTable
@@ -97,6 +98,7 @@ class ManagerDuties:
             try:
                 await self.labs.start_queued()
                 await self.labs.stop_requested()
+                await port_reports.hand_over(self.labs.sessions)  # Slurm jobs' ports sent to other replicas
             except Exception:
                 log.exception("following launches and stops")
             await asyncio.sleep(self.settings.server.sync_interval)

@@ -18,8 +18,9 @@ is bound to the lab id and to the Slurm job the platform follows, is compared in
 spent by the first port accepted. Only its SHA-256 digest is kept (here and in the runtime's saved state),
 so a restarted platform still expects the token it never stored.
 
-`CALLBACKS` lives in the process that follows the start (the lab manager's). The API and the manager run
-in one process by default; a deployment that splits them must route /api/v1/labs/*/callback there.
+`CALLBACKS` lives in the process that follows the start (the lab manager's). A report that reaches
+another replica is checked there against the start's saved digest and handed over through the database
+(labs/port_reports.py).
 """
 
 from __future__ import annotations
@@ -112,6 +113,23 @@ class PortCallbacks:
                     422, "invalid", f"port {port} is outside the cluster's ports {low}-{high}"
                 )
             expected.port = port
+
+    def expects(self, lab_id: str) -> bool:
+        """Whether this process follows a start of `lab_id` that may report a port."""
+        with self._lock:
+            return lab_id in self._expected
+
+    def take_reported(self, lab_id: str, token_digest: str, job_id: str, port: int) -> bool:
+        """A port the job of this start reported to another replica, which checked its token there
+        (labs/port_reports.py): taken as `accept` would, if it is still this start's and none was taken."""
+        with self._lock:
+            found = self._get(lab_id, token_digest)
+            if found is None or found.job_id != job_id or found.port is not None:
+                return False
+            if found.ports and not found.ports[0] <= port <= found.ports[1]:
+                return False
+            found.port = port
+            return True
 
     def port(self, lab_id: str, token_digest: str, job_id: str) -> int | None:
         """The port reported by the job `job_id` of this start, None while none was."""
