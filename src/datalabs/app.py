@@ -61,15 +61,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(recovery.at_start, settings, sessions)  # dead processes' temporaries; quotas
         await asyncio.to_thread(builds.reap)
         duties = None
+        indexer.here = False  # until this process holds the manager lease
         if "manager" in roles:
             lab_api = LabApiServer(settings, app) if settings.labs.network != "host" else None
 
             async def start_more() -> None:
                 if lab_api is not None:
                     await lab_api.start()  # before labs re-attach: their launchers forward to it
+                indexer.here = True
                 indexer.start()
 
             async def stop_more() -> None:
+                indexer.here = False
                 await asyncio.to_thread(indexer.stop)
                 if lab_api is not None:
                     await lab_api.stop()

@@ -81,3 +81,16 @@ def test_one_harvest_of_a_volume_at_a_time_and_the_schedule_queues_what_is_due(s
     assert indexer.queue_due(now=time.time() + 3601) == ["PlanckPublic"]
     record = json.loads((settings.home / "assets" / "harvest" / "PlanckPublic.status.json").read_text())
     assert record["state"] == "queued" and record["requested_by"] == "schedule"
+
+
+def test_a_replica_that_does_not_index_refuses_a_harvest_and_records_nothing(settings, sessions, volume):
+    from datalabs.errors import Unavailable
+
+    with transaction(sessions) as db:
+        db.add(Volume(name="PlanckPublic", host_path=str(volume), description="", allowed_groups=[]))
+    indexer = indexing.VolumeIndexer(settings, sessions, lambda: BitmapIndex(settings.home / "idx"))
+    indexer.here = False  # another replica holds the manager lease: the index has one writer
+    with transaction(sessions) as db, pytest.raises(Unavailable, match="replica that manages labs"):
+        indexer.request(db.query(Volume).one(), "ada")
+    assert indexer.status("PlanckPublic").state == "never"
+    assert indexer.queue_due() == []

@@ -29,7 +29,7 @@ from datalabs.assets.harvest import harvest_volume
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import Volume
-from datalabs.errors import Conflict
+from datalabs.errors import Conflict, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,9 @@ class VolumeIndexer:
         self._queue: queue.Queue[tuple[str, Path] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Whether this process harvests: with replicas, only the one holding the manager lease does (the
+        # index has one writer); the app says so as the lease comes and goes.
+        self.here = True
 
     def start(self) -> None:
         self._stop.clear()  # started again after a stop: when this replica takes the manager lease back
@@ -179,7 +182,14 @@ class VolumeIndexer:
         return current if current is not None else read_status(self.state_dir, volume)
 
     def request(self, volume: Volume, by: str) -> Status:
-        """Queue a harvest of `volume`; Conflict if one is already queued or running."""
+        """Queue a harvest of `volume`; Conflict if one is already queued or running, Unavailable if this
+        process does not harvest (another replica does: the index has one writer)."""
+        if not self.here:
+            raise Unavailable(
+                "this server does not index data volumes: the replica that manages labs does; ask again in "
+                "a moment (or run `datalabs assets harvest` on the platform's host)",
+                code="not_the_indexer",
+            )
         with self._lock:
             if volume.name in self._current:
                 current = self._current[volume.name]
@@ -213,6 +223,8 @@ class VolumeIndexer:
     def queue_due(self, now: float | None = None) -> list[str]:
         """Queue a harvest of each volume whose last one finished (or was asked for) `every` seconds ago
         or more, or never ran; the names queued."""
+        if not self.here:
+            return []
         now = now or time.time()
         with transaction(self._sessions) as db:
             volumes = list(db.scalars(select(Volume)))
