@@ -15,6 +15,7 @@ from bench import (
     lab_start,
     pipelines,
     proxy,
+    replicas,
     slurm,
 )
 
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "app-build": app_build.run,
     "first-day": first_day.run,
     "slurm": slurm.run,
+    "replicas": replicas.run,
 }
 
 
