@@ -22,6 +22,13 @@ def available() -> bool:
     return Path(NGINX).is_file()
 
 
+def missing(what: str) -> None:
+    """Skip for lack of `what`, except under `make test` (which installs it), where that is a failure."""
+    if os.environ.get("DATALABS_REQUIRE_PG") == "1":  # set by `make test`
+        pytest.fail(f"{what} (make test installs it)")
+    pytest.skip(what)
+
+
 def require() -> None:
     """Skip without nginx, except under `make test` (which installs it), where that is a failure."""
     if available():

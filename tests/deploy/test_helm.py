@@ -14,6 +14,7 @@ import yaml
 
 from datalabs.config import Settings
 from datalabs.origins import LabOrigins
+from tests.deploy import nginx_support
 from tests.deploy.settings_names import unknown
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "datalabs"
@@ -62,7 +63,11 @@ def test_schema_refuses_bad_values(change):
 
 @pytest.fixture(scope="module")
 def helm():
-    return pytest.importorskip("helm_python", reason="helm-python-sdk (Helm's Go SDK) is not installed")
+    try:
+        import helm_python
+    except ImportError:
+        nginx_support.missing("helm-python-sdk (Helm's Go SDK, in the test extras) is not installed")
+    return helm_python
 
 
 def _render(helm, values: dict) -> dict[str, list[dict]]:

@@ -40,7 +40,7 @@ def test_nginx_accepts_the_tls_site(tmp_path):
         capture_output=True,
     )  # fmt: skip
     if made.returncode != 0:
-        pytest.skip(f"openssl could not make a certificate: {made.stderr.decode()}")
+        nginx_support.missing(f"openssl could not make a certificate: {made.stderr.decode()}")
     text = site.render(
         ["datalabs.example.org"], "lab.example.org", REPLICAS, tls_cert=str(cert), tls_key=str(key)
     )

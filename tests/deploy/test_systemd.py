@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
+from tests.deploy import nginx_support
 from tests.deploy.settings_names import unknown
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
@@ -22,7 +21,7 @@ def _verify(tmp_path: Path, edit=lambda text: text) -> subprocess.CompletedProce
     """`systemd-analyze verify` of copies of the units whose ExecStart names this checkout's `datalabs`
     (verify insists the command exists; /opt/datalabs is where the units expect an installation)."""
     if ANALYZE is None:
-        pytest.skip("systemd-analyze is not installed")
+        nginx_support.missing("systemd-analyze is not installed")
     for unit in ("datalabs@.service", "datalabs.target"):
         text = (UNITS / unit).read_text().replace("/opt/datalabs/.venv/bin/datalabs", DATALABS)
         (tmp_path / unit).write_text(edit(text))
