@@ -1,0 +1,49 @@
+"""ORM models, one module per area. Schema changes go through an Alembic migration in `migrations/versions/`.
+
+Every model is imported here so that `datalabs.db.models.X` keeps working and the mappers see each other."""
+
+from datalabs.db.models.accounts import ApiToken, AuthSession, Group, LabCode, LoginFailure, Membership, User
+from datalabs.db.models.apps import App, AppEvent, AppVersion
+from datalabs.db.models.base import Base
+from datalabs.db.models.catalogue import CatalogueProblem, Datalab, DatalabVersion
+from datalabs.db.models.labs import Lab, LabPortReport, TeamWorkspace, Volume
+from datalabs.db.models.pipelines import (
+    Pipeline,
+    PipelineRun,
+    PipelineSchedule,
+    PipelineVersion,
+    RunNotification,
+    ScheduleFire,
+)
+from datalabs.db.models.platform import Counter, Lease, Notice, UsageRecord
+
+__all__ = [
+    "Base",
+    "User",
+    "Group",
+    "Membership",
+    "AuthSession",
+    "ApiToken",
+    "LabCode",
+    "LoginFailure",
+    "Datalab",
+    "DatalabVersion",
+    "CatalogueProblem",
+    "Lab",
+    "LabPortReport",
+    "TeamWorkspace",
+    "Volume",
+    "Pipeline",
+    "PipelineVersion",
+    "PipelineRun",
+    "PipelineSchedule",
+    "ScheduleFire",
+    "RunNotification",
+    "App",
+    "AppVersion",
+    "AppEvent",
+    "Counter",
+    "Notice",
+    "UsageRecord",
+    "Lease",
+]
