@@ -25,7 +25,8 @@ from datalabs.api import workspaces as workspaces_api
 from datalabs.assets.service import Assets
 from datalabs.builder.runner import BuildQueue
 from datalabs.catalogue import service as catalogue_service
-from datalabs.catalogue.service import Catalogue, GpuSources
+from datalabs.catalogue.entries import GpuSources
+from datalabs.catalogue.search import Catalogue
 from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
 from datalabs.labs import origins as lab_origins

@@ -9,7 +9,7 @@ import pytest
 
 from datalabs.accounts.principal import Principal
 from datalabs.builder import gc
-from datalabs.catalogue import build_service, builds, service
+from datalabs.catalogue import build_service, builds, search, service
 from datalabs.catalogue.loader import BUILTIN_DIR, load_directories
 from datalabs.config import Settings
 from datalabs.errors import Conflict
@@ -50,7 +50,7 @@ def site(tmp_path, settings) -> Settings:
 
 
 def entry(db, name):
-    return next(e for e in service.Catalogue().entries(db) if e.name == name)
+    return next(e for e in search.Catalogue().entries(db) if e.name == name)
 
 
 def test_what_the_platform_provides_is_not_installed():

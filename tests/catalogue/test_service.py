@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from datalabs.accounts import service as accounts
 from datalabs.accounts.principal import Principal
-from datalabs.catalogue import service
+from datalabs.catalogue import entries, generation, search, service
 from datalabs.catalogue.loader import BUILTIN_DIR, load_directories
 from datalabs.catalogue.schema import DatalabMeta
 from datalabs.db.models import Counter, Datalab, DatalabVersion
@@ -52,7 +52,7 @@ def load(db, root):
 
 def test_search_filters_facets_and_versions(db, tree):
     load(db, tree)
-    cat = service.Catalogue()
+    cat = search.Catalogue()
     ada = principal(db, "ada")
     result = cat.search(db, ada)
     assert [e.name for e in result.items] == ["alpha", "beta"]  # 'secret' is invisible to non-members
@@ -70,7 +70,7 @@ def test_search_filters_facets_and_versions(db, tree):
 
 def test_group_restricted_definitions(db, tree):
     load(db, tree)
-    cat = service.Catalogue()
+    cat = search.Catalogue()
     member = principal(db, "mia", groups=["astro"])
     outsider = principal(db, "oscar", groups=["gnss"])
     admin = principal(db, "root", role="admin")
@@ -83,7 +83,7 @@ def test_group_restricted_definitions(db, tree):
 
 def test_resync_updates_removes_and_refreshes_snapshot(db, tree):
     load(db, tree)
-    cat = service.Catalogue()
+    cat = search.Catalogue()
     ada = principal(db, "ada")
     assert cat.get(db, ada, "alpha").meta.title == "Alpha Lab"
     write(tree, "alpha", GOOD.replace("Good Lab", "Alpha Renamed"))
@@ -104,7 +104,7 @@ def test_problems_are_stored_for_the_admin_page(db, tree):
 
 def test_unavailable_definitions_say_why(db, tree):
     load(db, tree)
-    entry = service.Catalogue().get(db, principal(db, "ada"), "beta")
+    entry = search.Catalogue().get(db, principal(db, "ada"), "beta")
     assert not entry.available
     assert "no-such-viewer (Debian package no-such-package)" in entry.unavailable_reason
 
@@ -114,10 +114,10 @@ def test_a_datalab_needing_a_gpu_is_unavailable_on_a_host_without_one():
     (gpu_lab,) = [
         i for i in load_directories([(BUILTIN_DIR, "builtin")])[0] if i.meta.name == "jupyterlab-gpu"
     ]
-    assert service.availability(gpu_lab.meta) == (False, "needs a GPU; this server has none")
+    assert entries.availability(gpu_lab.meta) == (False, "needs a GPU; this server has none")
     raw = gpu_lab.meta.model_dump(by_alias=True)
     raw["runtime"]["resources"]["default"]["gpu"] = 0  # GPUs optional: the GPU is not what stops it
-    reason = service.availability(DatalabMeta.model_validate(raw))[1]
+    reason = entries.availability(DatalabMeta.model_validate(raw))[1]
     assert "GPU" not in reason
 
 
@@ -131,11 +131,11 @@ def test_gpus_on_the_configured_device_root_or_a_gpu_cluster_make_a_gpu_datalab_
     empty = tmp_path / "empty"
     empty.mkdir()
     none_here = Settings(home=tmp_path, labs={"gpu_device_root": str(empty)})
-    assert service.availability(gpu_lab.meta, service.GpuSources.of(none_here))[1] == (
+    assert entries.availability(gpu_lab.meta, entries.GpuSources.of(none_here))[1] == (
         "needs a GPU; this server has none"
     )
     make_node(empty / "nvidia0", 195, 0)  # a GPU at the configured root (a fake one)
-    assert "GPU" not in service.availability(gpu_lab.meta, service.GpuSources.of(none_here))[1]
+    assert "GPU" not in entries.availability(gpu_lab.meta, entries.GpuSources.of(none_here))[1]
     for cluster, offers in (
         ({"name": "hpc", "backend": "slurm"}, False),  # a Slurm cluster that says nothing of GPUs
         ({"name": "hpc", "backend": "slurm", "options": {"gpu_partition": "gpu"}}, True),
@@ -147,13 +147,13 @@ def test_gpus_on_the_configured_device_root_or_a_gpu_cluster_make_a_gpu_datalab_
             labs={"gpu_device_root": str(tmp_path / "none")},
             clusters=[{"name": "local"}, cluster],
         )
-        reason = service.availability(gpu_lab.meta, service.GpuSources.of(settings))[1]
+        reason = entries.availability(gpu_lab.meta, entries.GpuSources.of(settings))[1]
         assert ("GPU" not in reason) is offers, (cluster, reason)
 
 
 def test_version_ordering():
     versions = ["0.1.0-0", "0.1.0-10", "0.1.0-2", "weird", "1.0"]
-    assert sorted(versions, key=service.version_key, reverse=True)[:2] == ["1.0", "0.1.0-10"]
+    assert sorted(versions, key=entries.version_key, reverse=True)[:2] == ["1.0", "0.1.0-10"]
 
 
 def app_version(
@@ -189,9 +189,9 @@ def test_versions_of_built_datalabs_are_seen_per_version(db, tree):
     db.add(
         Datalab(name="hidden", source="db", versions=[app_version("0.1.0-0", "Hidden Draft", name="hidden")])
     )
-    service.bump(db)
+    generation.bump(db)
     db.commit()
-    cat = service.Catalogue()
+    cat = search.Catalogue()
     ada, eve, sam = principal(db, "ada"), principal(db, "eve"), principal(db, "sam")
     optic, mia = principal(db, "olga", groups=["optics"]), principal(db, "mia", groups=["astro"])
     mod, admin = principal(db, "mod", role="moderator"), principal(db, "root", role="admin")
@@ -230,7 +230,7 @@ def test_versions_of_built_datalabs_are_seen_per_version(db, tree):
         with pytest.raises(NotFound):
             cat.get(db, who, "hidden")
         assert "hidden" not in [e.name for e in cat.visible(db, who)]
-        assert not service.visible_to(next(e for e in cat.entries(db) if e.name == "hidden"), who)
+        assert not entries.visible_to(next(e for e in cat.entries(db) if e.name == "hidden"), who)
     assert cat.get(db, ada, "hidden").versions == ["0.1.0-0"]
     # Definitions from files keep their group rules: every version for whoever may see the datalab.
     assert cat.get(db, eve, "alpha").versions == ["1.0", "0.9"]
@@ -241,7 +241,7 @@ def test_versions_of_built_datalabs_are_seen_per_version(db, tree):
 
 def test_a_remembered_search_is_dropped_when_the_catalogue_changes(db, tree):
     load(db, tree)
-    cat = service.Catalogue(refresh_interval=3600)  # only this process's own commits may move it
+    cat = search.Catalogue(refresh_interval=3600)  # only this process's own commits may move it
     ada = principal(db, "ada")
     db.commit()
     assert [e.name for e in cat.search(db, ada, q="lab").items] == ["alpha"]
@@ -252,7 +252,7 @@ def test_a_remembered_search_is_dropped_when_the_catalogue_changes(db, tree):
     assert cat.remembered(ada, q="lab") is None
     assert [e.name for e in cat.search(db, ada, q="lab").items] == ["alpha", "gamma"]
     # A change rolled back is no change: the snapshot stays fresh.
-    service.bump(db)
+    generation.bump(db)
     db.rollback()
     assert [e.name for e in cat.remembered(ada, q="lab").items] == ["alpha", "gamma"]
 
@@ -260,7 +260,7 @@ def test_a_remembered_search_is_dropped_when_the_catalogue_changes(db, tree):
 def test_a_change_committed_elsewhere_shows_after_the_refresh_interval(db, tree):
     """Another replica's change reaches this process through the DB counter alone (no commit of ours)."""
     load(db, tree)
-    cat = service.Catalogue(refresh_interval=0.2)
+    cat = search.Catalogue(refresh_interval=0.2)
     ada = principal(db, "ada")
     db.commit()
     assert cat.search(db, ada, q="gamma").total == 0
@@ -277,7 +277,7 @@ def test_a_change_committed_elsewhere_shows_after_the_refresh_interval(db, tree)
 
 def test_a_remembered_search_follows_the_principals_groups(db, tree):
     load(db, tree)
-    cat = service.Catalogue(refresh_interval=3600)
+    cat = search.Catalogue(refresh_interval=3600)
     user = accounts.create_user(db, "mia", "long-enough-pw")
     db.commit()
     outside, inside = (
@@ -293,7 +293,7 @@ def test_a_remembered_search_follows_the_principals_groups(db, tree):
 def test_another_audiences_remembered_search_is_never_served(db, tree):
     """Hostile: whoever searches first, a remembered answer reaches only those who may see all of it."""
     load(db, tree)
-    cat = service.Catalogue(refresh_interval=3600)
+    cat = search.Catalogue(refresh_interval=3600)
     mia, root = principal(db, "mia", groups=["astro"]), principal(db, "root", role="admin")
     ada, oscar = principal(db, "ada"), principal(db, "oscar", groups=["gnss", "astro-team"])
     db.commit()
@@ -309,7 +309,7 @@ def test_another_audiences_remembered_search_is_never_served(db, tree):
         assert sum(c for _, c in cat.search(db, who).facets["kind"]) == 2  # nor counted in facets
     # Platform-built datalabs name users: then each user is an audience of their own.
     db.add(Datalab(name="built", source="db", versions=[app_version("0.1.0-0", "Built Draft")]))
-    service.bump(db)
+    generation.bump(db)
     db.commit()
     sam, eve = principal(db, "sam"), principal(db, "eve")
     db.commit()
@@ -324,13 +324,13 @@ def test_another_audiences_remembered_search_is_never_served(db, tree):
 
 def test_remembered_searches_are_bounded_and_pages_come_from_one_answer(db, tree):
     load(db, tree)
-    cat = service.Catalogue(refresh_interval=3600)
+    cat = search.Catalogue(refresh_interval=3600)
     ada = principal(db, "ada")
     db.commit()
-    for i in range(service.REMEMBERED + 50):  # a client making up queries cannot grow memory without end
+    for i in range(search.REMEMBERED + 50):  # a client making up queries cannot grow memory without end
         assert cat.search(db, ada, q=f"lab {i}").total == 0
     snapshot = cat._current(db)
-    assert len(snapshot.found) == service.REMEMBERED
+    assert len(snapshot.found) == search.REMEMBERED
     first, second = cat.search(db, ada, limit=1), cat.search(db, ada, limit=1, offset=1)
     assert [e.name for e in first.items + second.items] == ["alpha", "beta"] and first.total == 2
     assert [e.name for e in cat.remembered(ada, limit=1, offset=1).items] == ["beta"]
@@ -343,7 +343,7 @@ def test_remembered_searches_are_bounded_and_pages_come_from_one_answer(db, tree
 
 def test_one_caller_asks_the_db_when_the_interval_ran_out_the_others_are_answered(db, tree):
     load(db, tree)
-    cat = service.Catalogue(refresh_interval=0.5)
+    cat = search.Catalogue(refresh_interval=0.5)
     ada = principal(db, "ada")
     db.commit()
     cat.search(db, ada, q="lab")
@@ -359,7 +359,7 @@ def test_one_caller_asks_the_db_when_the_interval_ran_out_the_others_are_answere
 def test_a_replaced_snapshot_is_freed_without_the_cycle_collector(db, tree):
     """Snapshots are kept out of the collector (gc.freeze): a replaced one must go by reference counting."""
     load(db, tree)
-    cat = service.Catalogue(refresh_interval=3600)
+    cat = search.Catalogue(refresh_interval=3600)
     ada = principal(db, "ada")
     db.commit()
     cat.search(db, ada, q="lab")

@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy import inspect
 
 from datalabs.accounts.principal import Principal
-from datalabs.catalogue.service import Catalogue
+from datalabs.catalogue.search import Catalogue
 from datalabs.db.engine import MIGRATIONS, make_engine, make_sessionmaker, migrate
 from datalabs.db.models import Base, User
 from datalabs.notifications import service as notifications

@@ -19,8 +19,8 @@ from xml.etree import ElementTree
 
 import pytest
 
+from datalabs.catalogue.entries import availability
 from datalabs.catalogue.loader import BUILTIN_DIR, load_directories
-from datalabs.catalogue.service import availability
 from datalabs.runtimes import desktop, desktop_apps
 from datalabs.runtimes.base import DesktopApp
 from datalabs.runtimes.local import LocalRuntime, lab_uid

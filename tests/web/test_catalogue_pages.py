@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from datalabs.catalogue import service as catalogue_service
-from datalabs.catalogue.service import availability
+from datalabs.catalogue.entries import availability
 from datalabs.db.engine import transaction
 from datalabs.runtimes import gpus
 from datalabs.web.render import prose

@@ -12,8 +12,9 @@ from pydantic import BaseModel, TypeAdapter
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.catalogue import build_service, service
-from datalabs.catalogue.service import Catalogue, Entry, SearchResult
+from datalabs.catalogue import build_service, entries, service
+from datalabs.catalogue.entries import Entry
+from datalabs.catalogue.search import Catalogue, SearchResult
 from datalabs.config import Settings
 from datalabs.deps import admin, get_db, get_settings, scope
 from datalabs.errors import NotFound
@@ -57,7 +58,7 @@ class DatalabCard(BaseModel):
             instrument=m.instrument,
             keywords=m.keywords,
             domain=m.domain,
-            thumbnail_url=service.thumbnail_url(e.name, e.raw),
+            thumbnail_url=entries.thumbnail_url(e.name, e.raw),
             available=e.available,
             unavailable_reason=e.unavailable_reason,
             allowed_groups=e.groups,
@@ -155,7 +156,7 @@ def get_datalab(
     cat: Catalogue = Depends(catalogue),
 ):
     entry = cat.get(db, principal, name)
-    return DatalabDetail(**DatalabCard.of(entry).model_dump(), meta=service.public_meta(entry.raw))
+    return DatalabDetail(**DatalabCard.of(entry).model_dump(), meta=entries.public_meta(entry.raw))
 
 
 @router.get("/datalabs/{name}/versions", response_model=list[dict[str, Any]], responses={404: {}})
@@ -167,7 +168,7 @@ def list_versions(
 ):
     """Every version, newest first, with its full metadata."""
     entry = cat.get(db, principal, name)
-    return [service.public_meta(cat.version(db, principal, name, v)) for v in entry.versions]
+    return [entries.public_meta(cat.version(db, principal, name, v)) for v in entry.versions]
 
 
 @router.get("/datalabs/{name}/versions/{version}", response_model=dict[str, Any], responses={404: {}})
@@ -178,7 +179,7 @@ def get_version(
     db: Session = Depends(get_db),
     cat: Catalogue = Depends(catalogue),
 ):
-    return service.public_meta(cat.version(db, principal, name, version))
+    return entries.public_meta(cat.version(db, principal, name, version))
 
 
 @router.get("/datalabs/{name}/thumbnail", response_class=FileResponse, responses={404: {}})

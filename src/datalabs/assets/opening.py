@@ -37,7 +37,7 @@ from datalabs.assets import notebooks
 from datalabs.assets.base import AssetRecord
 from datalabs.assets.service import Assets, visible_collections
 from datalabs.catalogue.schema import AssociatedMedia, DatalabMeta
-from datalabs.catalogue.service import Catalogue
+from datalabs.catalogue.search import Catalogue
 from datalabs.config import Settings
 from datalabs.db.models import Datalab, DatalabVersion, Lab, Volume
 from datalabs.errors import BadGateway, Conflict, NotFound

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.builder.service import author, get, record, under_review, version_of
-from datalabs.catalogue import service as catalogue
+from datalabs.catalogue import generation
 from datalabs.config import Settings
 from datalabs.db.models import App, AppVersion, Datalab, DatalabVersion, Group, User
 from datalabs.errors import Conflict, Forbidden, Invalid
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def access(app: App, version: AppVersion, owner: str) -> dict:
-    """Who may see one version in the catalogue (read by `catalogue.service.version_visible`)."""
+    """Who may see one version in the catalogue (read by `catalogue.entries.version_visible`)."""
     return {
         "owner": owner,
         "public": version.published,
@@ -77,7 +77,7 @@ def sync_catalogue(db: Session, app: App) -> None:
     for row in rows.values():
         datalab.versions.remove(row)
     db.flush()
-    catalogue.bump(db)
+    generation.bump(db)
 
 
 def remove_from_catalogue(db: Session, name: str) -> None:
@@ -85,7 +85,7 @@ def remove_from_catalogue(db: Session, name: str) -> None:
     if datalab is not None:
         db.delete(datalab)
         db.flush()
-        catalogue.bump(db)
+        generation.bump(db)
 
 
 # ---- sharing --------------------------------------------------------------------------------------

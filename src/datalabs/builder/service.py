@@ -96,7 +96,7 @@ def base_meta(db: Session, base: str) -> DatalabMeta:
     datalab = db.scalar(select(Datalab).where(Datalab.name == base, Datalab.source != "db"))
     if datalab is None or not datalab.versions:
         raise Invalid(f"no base datalab '{base}' on this platform", code="bad_base")
-    from datalabs.catalogue.service import version_key
+    from datalabs.catalogue.entries import version_key
 
     newest = max(datalab.versions, key=lambda v: version_key(v.version))
     return DatalabMeta.model_validate(newest.meta)

@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from datalabs.accounts.principal import Principal
 from datalabs.catalogue import builds
+from datalabs.catalogue.entries import version_key
+from datalabs.catalogue.generation import bump
 from datalabs.catalogue.schema import DatalabMeta
-from datalabs.catalogue.service import bump, reload, version_key
+from datalabs.catalogue.service import reload
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import Datalab, DatalabVersion

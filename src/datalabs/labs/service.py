@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.catalogue.schema import DatalabMeta, Resources
-from datalabs.catalogue.service import Catalogue
+from datalabs.catalogue.search import Catalogue
 from datalabs.clusters import service as clusters
 from datalabs.clusters.settings import ClusterSettings
 from datalabs.config import Settings

@@ -20,7 +20,7 @@ from datalabs import limits
 from datalabs.accounts.principal import Principal
 from datalabs.builder import drafts, origins, service
 from datalabs.builder.service import MetaInvalid
-from datalabs.catalogue.service import visible_to
+from datalabs.catalogue.entries import visible_to
 from datalabs.db.models import Datalab
 from datalabs.deps import get_db
 from datalabs.errors import DatalabsError, Invalid

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from starlette.routing import NoMatchFound
 
 from datalabs.accounts.principal import Principal
-from datalabs.catalogue.service import FACETS, Catalogue, Entry, thumbnail_url
+from datalabs.catalogue.entries import Entry, thumbnail_url
+from datalabs.catalogue.search import FACETS, Catalogue
 from datalabs.deps import get_db
 from datalabs.web import datalab_view
 from datalabs.web.render import fragment, page

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from datalabs.catalogue.entries import Entry, GpuSources, availability, thumbnail_url
 from datalabs.catalogue.schema import DatalabMeta
-from datalabs.catalogue.service import Entry, GpuSources, availability, thumbnail_url
 
 # Keys shown in their own place on the page; everything else (and unknown sub-keys) goes to "Other".
 _SHOWN = {

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
+from datalabs.catalogue.entries import Entry
 from datalabs.catalogue.schema import DatalabMeta, parse_memory
-from datalabs.catalogue.service import Catalogue, Entry
+from datalabs.catalogue.search import Catalogue
 from datalabs.clusters import service as clusters
 from datalabs.deps import get_db
 from datalabs.errors import DatalabsError, TooManyRequests
