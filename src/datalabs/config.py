@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 from datalabs.clusters.settings import ClusterSettings, check_clusters, default_clusters
 from datalabs.pipelines.settings import PipelineSettings
+from datalabs.pipelines.trigger_settings import TriggerSettings
 from datalabs.usage.settings import ClusterQuotas, check_quotas
 
 
@@ -299,6 +300,7 @@ class Settings(BaseSettings):
     volumes: VolumeSettings = Field(default_factory=VolumeSettings)
     assets: AssetSettings = Field(default_factory=AssetSettings)
     pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
+    triggers: TriggerSettings = Field(default_factory=TriggerSettings)
     builder: BuilderSettings = Field(default_factory=BuilderSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     clusters: list[ClusterSettings] = Field(

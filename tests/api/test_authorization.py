@@ -218,6 +218,18 @@ ROUTES += [
     ("GET", "/api/v1/runs/{run_id}/outputs", None, RUN_ONLY_OWNER),
     ("POST", "/api/v1/runs/{run_id}/cancel", {}, RUN_ONLY_OWNER),
 ]
+# Triggers (issue 18): like schedules, a trigger is its owner's (tess's webhook trigger); its incoming hook
+# takes no login, only a signature made with its secret (tests/security/test_trigger_hooks.py).
+UNSIGNED = {"anonymous": 401, "user": 401, "member": 401, "owner": 401, "admin": 401, "narrow": 401}
+ROUTES += [
+    ("GET", f"{PIPE}/triggers", None, PIPE_READ),
+    ("POST", f"{PIPE}/triggers", {"kind": "webhook"}, PIPE_READ),
+    ("GET", "/api/v1/triggers/{trigger_id}", None, RUN_ONLY_OWNER),
+    ("PATCH", "/api/v1/triggers/{trigger_id}", {"paused": True}, RUN_ONLY_OWNER),
+    ("DELETE", "/api/v1/triggers/{trigger_id}", None, RUN_ONLY_OWNER),
+    ("POST", "/api/v1/triggers/{trigger_id}/test", {}, RUN_ONLY_OWNER),
+    ("POST", "/api/v1/triggers/{trigger_id}/hook", {}, UNSIGNED),
+]
 # Apps (issue 8): `tess-app` is tess's, shared with group `astro` (mia), with version 0.1.0-0 (build failed).
 APP = "/api/v1/apps/tess-app"
 APP_READ = {"anonymous": 401, "user": 404, "member": OK, "owner": OK, "admin": OK, "narrow": 403}
@@ -373,7 +385,9 @@ def test_route_authorisation(people, method, path, body, who, want):
 
 def _pipeline(people, path: str, tess) -> str:
     """tess's pipeline shared with `astro`, a run and a schedule of hers, for the pipeline rows."""
-    if not path.startswith(("/api/v1/pipelines/private-pipe", "/api/v1/runs/", "/api/v1/schedules/")):
+    if not path.startswith(
+        ("/api/v1/pipelines/private-pipe", "/api/v1/runs/", "/api/v1/schedules/", "/api/v1/triggers/")
+    ):
         return path
     shared = {"name": "private-pipe", "cwl": TINY_CWL, "allowed_groups": ["astro"]}
     assert tess.post("/api/v1/pipelines", json=shared).status_code == 201
@@ -382,6 +396,9 @@ def _pipeline(people, path: str, tess) -> str:
     if "{schedule_id}" in path:
         schedule = tess.post(f"{PIPE}/schedules", json={"cron": "0 3 * * *"}).json()
         path = path.replace("{schedule_id}", str(schedule["id"]))
+    if "{trigger_id}" in path:
+        trigger = tess.post(f"{PIPE}/triggers", json={"kind": "webhook"}).json()
+        path = path.replace("{trigger_id}", str(trigger["id"]))
     return path
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
+from datalabs.api import triggers as triggers_api
 from datalabs.api.runs import RunRead
 from datalabs.api.schemas import Strict
 from datalabs.config import Settings
@@ -408,3 +409,7 @@ def delete_schedule(
 ):
     schedules.delete(db, principal, schedule_id)
     db.commit()
+
+
+# Triggers (api/triggers.py) are served with the pipelines they start, under the same prefix.
+router.include_router(triggers_api.router)

@@ -9,14 +9,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.config import Settings
 from datalabs.db.models import PipelineRun
 from datalabs.deps import get_db, get_settings, scope
-from datalabs.pipelines import finished, queue, runs
+from datalabs.pipelines import finished, queue, runs, trigger_events
 
 router = APIRouter(prefix="/api/v1/runs", tags=["pipelines"], responses={401: {}, 403: {}})
 read, write = scope("pipelines:read"), scope("pipelines:write")
@@ -39,9 +39,22 @@ class RunRead(BaseModel):
     timeout: int
     cancel_requested: bool
     schedule_id: int | None
+    triggered_by: dict[str, Any] | None = Field(
+        None, description="The trigger and event that started the run: {trigger, kind, name, event, ...}."
+    )
+    triggers_after: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="(One run) what its end did to 'run finished' triggers: the run started, or why not.",
+    )
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+
+    @classmethod
+    def detail(cls, db: Session, run: PipelineRun) -> RunRead:
+        read = cls.of(run)
+        read.triggers_after = trigger_events.after_run(db, run.id) if run.state in queue.FINAL else []
+        return read
 
     @classmethod
     def of(cls, run: PipelineRun) -> RunRead:
@@ -62,6 +75,7 @@ class RunRead(BaseModel):
             timeout=run.timeout,
             cancel_requested=run.cancel_requested,
             schedule_id=run.schedule_id,
+            triggered_by=run.triggered_by,
             created_at=run.created_at,
             started_at=run.started_at,
             ended_at=run.ended_at,
@@ -95,9 +109,9 @@ async def get_run(
     """The run; with `wait`, answered as soon as the run ends (or after `wait` seconds): a client follows a
     run with one request instead of polling."""
     if wait <= 0:
-        return await asyncio.to_thread(lambda: RunRead.of(runs.get(db, principal, run_id)))
+        return await asyncio.to_thread(lambda: RunRead.detail(db, runs.get(db, principal, run_id)))
     with finished.Waiter(run_id) as waiter:
-        info = await asyncio.to_thread(lambda: RunRead.of(runs.get(db, principal, run_id)))
+        info = await asyncio.to_thread(lambda: RunRead.detail(db, runs.get(db, principal, run_id)))
         db.close()
         sessions = request.app.state.sessions
         loop = asyncio.get_running_loop()
@@ -105,7 +119,7 @@ async def get_run(
 
         def look() -> RunRead:
             with sessions() as fresh:
-                return RunRead.of(runs.get(fresh, principal, run_id))
+                return RunRead.detail(fresh, runs.get(fresh, principal, run_id))
 
         while info.state not in queue.FINAL and (left := deadline - loop.time()) > 0:
             await waiter.wait(min(left, finished.RECHECK))

@@ -26,6 +26,7 @@ from datalabs.errors import DatalabsError
 from datalabs.pipelines import deliveries, documents, outputs, placement, queue, runs, sandbox, schedules
 from datalabs.pipelines import inputs as run_inputs
 from datalabs.pipelines.engines.base import INFRA, SUCCEEDED, PipelineEngine, Result, RunSpec, get_engine
+from datalabs.pipelines.trigger_chain import after_run as fire_run_finished_triggers
 from datalabs.redaction import Redactor, for_run
 from datalabs.sandbox.policy import Policy
 from datalabs.workspaces import inflight
@@ -298,6 +299,7 @@ class Worker:
     def _notify(self, run_id: str) -> None:
         """Tell the owner the run ended (a notice; the e-mail and webhooks asked for), effectively once:
         if this worker dies before recording a delivery sent, another sends it with the same key."""
+        fire_run_finished_triggers(self.settings, self.sessions, run_id)  # once per run: trigger_chain.py
         held_for = deliveries.hold(self.settings)
         ids = deliveries.decide(self.sessions, run_id, sender=self.name, held_for=held_for)
         url = self.settings.server.public_url

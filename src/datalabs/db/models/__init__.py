@@ -11,9 +11,11 @@ from datalabs.db.models.pipelines import (
     Pipeline,
     PipelineRun,
     PipelineSchedule,
+    PipelineTrigger,
     PipelineVersion,
     RunNotification,
     ScheduleFire,
+    TriggerEvent,
 )
 from datalabs.db.models.platform import Counter, Lease, Notice, UsageRecord
 
@@ -38,6 +40,8 @@ __all__ = [
     "PipelineRun",
     "PipelineSchedule",
     "ScheduleFire",
+    "PipelineTrigger",
+    "TriggerEvent",
     "RunNotification",
     "App",
     "AppVersion",

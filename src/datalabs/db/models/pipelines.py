@@ -96,6 +96,8 @@ class PipelineRun(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    # What started it, when a trigger did (0016): {trigger, kind, event, depth, after_run?}.
+    triggered_by: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
 
     pipeline: Mapped[Pipeline] = relationship()
     version: Mapped[PipelineVersion] = relationship()
@@ -163,3 +165,46 @@ class RunNotification(Base):
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     __table_args__ = (Index("ix_run_notifications_state_lease", "state", "lease_until"),)
+
+
+class PipelineTrigger(Base):
+    """A rule that starts runs of a pipeline on an event (pipelines/triggers.py): new data in a watched
+    folder or the asset index, a signed webhook call, or another pipeline's run finishing. `secret` is
+    the webhook's HMAC key (kept: verifying needs it; shown once, at creation)."""
+
+    __tablename__ = "pipeline_triggers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(64), default="")  # empty: the newest at each fire
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # new_data | webhook | run_finished
+    name: Mapped[str] = mapped_column(String(100), default="")
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)  # fixed inputs; the event's are added
+    output_space: Mapped[str] = mapped_column(String(100), default="me")
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    secret: Mapped[str] = mapped_column(String(128), default="")
+    # Events older than this (files, assets) never fire it: set at creation and at each resume.
+    armed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    pipeline: Mapped[Pipeline] = relationship()
+    owner: Mapped[User] = relationship()
+
+
+class TriggerEvent(Base):
+    """One event of a trigger, recorded once: the unique (trigger, event key) makes each event queue at most
+    one run whatever the number of watchers, replicas or restarts. `run_id` is the run it queued; without
+    one, `skipped` says why (inputs refused, chain depth reached, ...)."""
+
+    __tablename__ = "trigger_events"
+    __table_args__ = (UniqueConstraint("trigger_id", "event_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger_id: Mapped[int] = mapped_column(ForeignKey("pipeline_triggers.id", ondelete="CASCADE"))
+    event_key: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[str] = mapped_column(Text, default="")  # what happened, as the owner may read it
+    run_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    skipped: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
