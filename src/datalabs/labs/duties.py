@@ -23,6 +23,7 @@ from datalabs.config import Settings
 from datalabs.db.leases import Lease, LeaseKeeper
 from datalabs.labs import port_reports
 from datalabs.labs.manager import LabManager
+from datalabs.pipelines import trigger_watch
 from datalabs.proxy.auth import CachedAuthenticator
 from datalabs.proxy.routes import SharedRouteTable
 
@@ -82,6 +83,7 @@ class ManagerDuties:
         self._tasks = [
             asyncio.create_task(self.labs.run_culler()),
             asyncio.create_task(self._follow_requests()),
+            asyncio.create_task(trigger_watch.watch(self.settings, self.labs.sessions)),  # new-data triggers
         ]
 
     async def _loss(self) -> None:

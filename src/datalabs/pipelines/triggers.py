@@ -17,6 +17,7 @@ Triggers are their owner's: others (admins aside) do not see them; runs are queu
 from __future__ import annotations
 
 import fnmatch
+import os
 import secrets
 from typing import Any
 
@@ -31,6 +32,7 @@ from datalabs.errors import Invalid, NotFound
 from datalabs.pipelines import inputs as run_inputs
 from datalabs.pipelines import registry, runs, trigger_events
 from datalabs.pipelines.documents import describe
+from datalabs.workspaces import paths
 
 KINDS = ("new_data", "webhook", "run_finished")
 MODES = ("per_file", "batch")
@@ -114,12 +116,10 @@ def _check_new_data(db, settings, principal, config: dict, params: dict) -> dict
     if watch:
         if not isinstance(watch, str) or len(watch) > 1024:
             raise Invalid("config.watch: a folder reference such as me/incoming", code="bad_trigger_config")
-        watch = watch.rstrip("/")
-        if "/" not in watch:
-            watch += "/."  # a whole space: me, team:astro, volume:Demo
-        place = run_inputs.place_of(db, settings, principal, watch)  # the owner's to read, no `..`
-        run_inputs.check_readable(place, directory=True)  # no link on the way
-        watch = watch.removesuffix("/.")
+        watch = watch.strip().rstrip("/")
+        space, _, rest = watch.partition("/")  # no rest: a whole space (me, team:astro, volume:Demo)
+        place = run_inputs.place_of(db, settings, principal, f"{space}/_")  # the owner's to read
+        os.close(paths.open_dir(place.root, paths.parts_of(rest)))  # no `..`, no link on the way
     if search and (not isinstance(search, dict) or set(search) - SEARCH_KEYS):
         raise Invalid(
             f"config.search: an object with {', '.join(sorted(SEARCH_KEYS))}", code="bad_trigger_config"

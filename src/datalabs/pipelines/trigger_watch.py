@@ -1,0 +1,247 @@
+"""'New data' triggers on watched folders: files appearing in a folder of the trigger's owner (a workspace
+folder or a data volume they may read) queue one run per file, or one per batch window.
+
+Which process watches: the one holding the "manager" lease (labs/duties.py starts `watch` as one of its
+duties), so with replicas one process watches and a new manager takes over; a lone process holds it too.
+
+How files are found: a full scan of every watched folder at start (files that landed while the platform
+was down), then every `triggers.scan_interval` seconds; inotify (watchfiles) wakes the scan as soon as
+something changes in a watched folder, so a landed file is seen within about `settle` seconds. A scan
+walks the folder from directory fds without following links (sandbox/fs.walk), after resolving it as
+its owner (pipelines/inputs.place_of: their spaces, no `..`), so no link or path can make it look
+elsewhere. Hidden names (".part" files being written, ".git") are skipped.
+
+Exactly once: a file's event key is its reference, mtime and size (trigger_events.py); its run is queued
+in the transaction that records the key, so a restart or a second watcher never queues it again, and a
+rewritten file (new mtime or size) is a new event. A file must stay unchanged `settle` seconds first. In
+batch mode the files waiting (settled, not yet in a batch) form one batch when the oldest of them has
+waited `window` seconds; each file's key is recorded with the batch, so a file is in one batch only.
+Files older than the trigger's creation or last resume never fire it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import logging
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from datalabs.config import Settings
+from datalabs.db.models import PipelineTrigger
+from datalabs.errors import DatalabsError
+from datalabs.pipelines import inputs as run_inputs
+from datalabs.pipelines import runs, trigger_events
+from datalabs.sandbox import fs
+from datalabs.workspaces import paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Found:
+    key: str
+    ref: str
+    mtime: float
+
+
+async def watch(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """The manager's duty: watch until cancelled (the lease lost, the process stopping)."""
+    watcher = Watcher(settings, sessions)
+    watcher.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.to_thread(watcher.stop)
+
+
+class Watcher:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], on_queued=None) -> None:
+        self.settings, self.sessions = settings, sessions
+        self.cfg = settings.triggers
+        self.on_queued = on_queued  # called with the ids of the runs a scan queued
+        # (trigger, its creation) -> event keys recorded: a cache of the DB's (SQLite may reuse a deleted id)
+        self._seen: dict[tuple[int, float], set[str]] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._dirs: tuple[str, ...] = ()
+        self._rewatch = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for target, name in ((self._loop, "trigger-scan"), (self._inotify, "trigger-inotify")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._rewatch.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            wait = self.cfg.scan_interval
+            try:
+                queued, soon = self.scan()
+                if queued and self.on_queued is not None:
+                    self.on_queued(queued)
+                if soon is not None:
+                    wait = min(wait, max(0.05, soon))
+            except Exception:
+                log.exception("triggers: scanning watched folders failed")
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _inotify(self) -> None:
+        """Wake the scan when a watched folder changes; re-armed when the set of folders changes."""
+        try:
+            import watchfiles
+        except ImportError:  # the periodic scan alone, then
+            return
+        while not self._stop.is_set():
+            dirs = self._dirs
+            if not dirs:
+                self._rewatch.wait(1.0)
+                self._rewatch.clear()
+                continue
+            try:
+                for _ in watchfiles.watch(
+                    *dirs, stop_event=self._rewatch, debounce=50, step=20, raise_interrupt=False,
+                    ignore_permission_denied=True,
+                ):  # fmt: skip
+                    self._wake.set()
+            except Exception as exc:  # a folder went away: the scan notices; watch again shortly
+                log.debug("triggers: inotify stopped: %s", exc)
+                self._stop.wait(1.0)
+            self._rewatch.clear()
+
+    # ---- one scan --------------------------------------------------------------------------------------
+
+    def scan(self, now: float | None = None) -> tuple[list[str], float | None]:
+        """Fire what is due; returns (runs queued, seconds until something waiting may be due)."""
+        now = time.time() if now is None else now
+        with self.sessions() as db:
+            active = list(
+                db.scalars(
+                    select(PipelineTrigger).where(
+                        PipelineTrigger.kind == "new_data", PipelineTrigger.paused.is_(False)
+                    )
+                )
+            )
+            plans = []
+            dirs = []
+            for trigger in active:
+                if not trigger.config.get("watch"):
+                    continue
+                try:
+                    host, found, soon = self._look(db, trigger, now)
+                except DatalabsError as exc:
+                    log.info("triggers: trigger %s cannot watch %s: %s", trigger.id,
+                             trigger.config.get("watch"), exc.message)  # fmt: skip
+                    continue
+                dirs.append(host)
+                plans.append(
+                    ((trigger.id, trigger.created_at.timestamp()), dict(trigger.config), found, soon)
+                )
+        self._set_dirs(tuple(sorted(set(dirs))))
+        queued: list[str] = []
+        due: list[float] = []
+        for cached, config, found, soon in plans:
+            if soon is not None:
+                due.append(soon)
+            if config.get("mode") == "batch":
+                wait = self._batch(cached, config, found, now, queued)
+                if wait is not None:
+                    due.append(wait)
+            else:
+                for f in found:
+                    self._fire(cached, f.key, f"new file {f.ref}", {config["input"]: f.ref}, (), queued)
+        return queued, (min(due) if due else None)
+
+    def _set_dirs(self, dirs: tuple[str, ...]) -> None:
+        if dirs != self._dirs:
+            self._dirs = dirs
+            self._rewatch.set()
+
+    def _look(
+        self, db: Session, trigger: PipelineTrigger, now: float
+    ) -> tuple[str, list[Found], float | None]:
+        """(host folder, settled files not yet recorded, seconds until an unsettled one settles)."""
+        watch = trigger.config["watch"]
+        principal = runs.principal_of(db, trigger.owner)
+        space, _, rest = watch.partition("/")
+        place = run_inputs.place_of(db, self.settings, principal, f"{space}/{rest or '_'}")
+        parts = paths.parts_of(rest) if rest else ()
+        cached = (trigger.id, trigger.created_at.timestamp())
+        if cached not in self._seen:
+            self._seen[cached] = trigger_events.seen(db, trigger.id)
+        seen = self._seen[cached]
+        armed = trigger.armed_at.timestamp()
+        pattern = trigger.config.get("pattern") or "*"
+        found: list[Found] = []
+        soon: float | None = None
+        looked = 0
+        with paths.in_dir(place.root, parts) as top:
+            for folder, dirs, others, dfd in fs.walk(top):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(others):
+                    if name.startswith(".") or not fnmatch.fnmatch(name, pattern):
+                        continue
+                    looked += 1
+                    if looked > self.cfg.max_files:
+                        break
+                    try:
+                        st = os.lstat(name, dir_fd=dfd)
+                    except OSError:
+                        continue
+                    if not stat.S_ISREG(st.st_mode) or st.st_mtime < armed:
+                        continue
+                    rel = name if folder == "." else f"{folder}/{name}"
+                    ref = f"{watch}/{rel}"
+                    key = trigger_events.key_of(f"file:{ref}@{st.st_mtime_ns}:{st.st_size}")
+                    if key in seen:
+                        continue
+                    age = now - st.st_mtime
+                    if age < self.cfg.settle:
+                        left = self.cfg.settle - age
+                        soon = left if soon is None else min(soon, left)
+                        continue
+                    found.append(Found(key, ref, st.st_mtime))
+        return os.path.join(place.root, *parts), found, soon
+
+    def _batch(self, cached, config: dict, found: list[Found], now: float, queued: list) -> float | None:
+        """One run for the files waiting, once the oldest has waited the window; else seconds to wait."""
+        if not found:
+            return None
+        oldest = min(f.mtime for f in found)
+        left = oldest + config.get("window", 60) - now
+        if left > 0:
+            return left
+        keys = sorted(f.key for f in found)
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:40]
+        refs = [f.ref for f in sorted(found, key=lambda f: (f.mtime, f.ref))]
+        detail = f"{len(refs)} new file(s) from {refs[0]}"
+        fired = self._fire(cached, f"batch:{digest}", detail, {config["input"]: refs}, tuple(keys), queued)
+        if not fired:  # some file went into another watcher's batch meanwhile: re-read, regroup
+            self._seen.pop(cached, None)
+        return None
+
+    def _fire(self, cached, key, detail, inputs, also, queued) -> bool:
+        fired = trigger_events.fire(
+            self.sessions, self.settings, cached[0], key, detail=detail, inputs=inputs, also=also
+        )
+        seen = self._seen.setdefault(cached, set())
+        seen.update((key, *also))
+        if fired is not None and fired.run_id:
+            queued.append(fired.run_id)
+        return fired is not None
