@@ -220,3 +220,108 @@ def runs_cancel(run_id: str) -> None:
 def runs_outputs(run_id: str) -> None:
     with _client() as client:
         typer.echo(json.dumps(_call(lambda: client.get(f"/api/v1/runs/{run_id}/outputs")), indent=2))
+
+
+triggers_app = typer.Typer(help="Triggers: runs started by new data, a signed webhook or another run's end.")
+app.add_typer(triggers_app, name="triggers")
+
+
+@triggers_app.command("ls")
+def triggers_ls(pipeline: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    with _client() as client:
+        found = _call(lambda: client.get(f"/api/v1/pipelines/{pipeline}/triggers"))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    table = Table("id", "kind", "name", "state", "config")
+    for t in found:
+        config = t["hook_url"] or json.dumps(t["config"], separators=(",", ":"))
+        table.add_row(str(t["id"]), t["kind"], t["name"], "paused" if t["paused"] else "active", config[:70])
+    console.print(table)
+
+
+@triggers_app.command("add")
+def triggers_add(
+    pipeline: str,
+    kind: str = typer.Argument(..., help="new_data, webhook or run_finished."),
+    watch: str = typer.Option("", help="new_data: a folder, e.g. me/incoming or volume:Demo/in."),
+    search: str = typer.Option("", help="new_data: a saved asset search, JSON (the explorer's query)."),
+    input_name: str = typer.Option("", "--input", help="new_data: the input receiving the file(s)."),
+    mode: str = typer.Option("per_file", help="new_data: per_file or batch."),
+    window: int = typer.Option(60, help="new_data, batch: seconds a batch gathers files."),
+    pattern: str = typer.Option("", help="new_data: file name glob, e.g. '*.rnx'."),
+    after: str = typer.Option("", help="run_finished: the pipeline whose runs' ends fire this one."),
+    on: list[str] = typer.Option([], help="run_finished: succeeded and/or failed (default succeeded)."),
+    map_: list[str] = typer.Option(
+        [], "--map", help="run_finished: INPUT=OUTPUT (this input <- its output)."
+    ),
+    name: str = typer.Option(""),
+    param: list[str] = typer.Option([], "--input-value", "-i", help="Fixed input NAME=VALUE."),
+    output_dir: str = typer.Option("me"),
+) -> None:
+    """Create a trigger. A webhook's secret is printed this once: keep it."""
+    config: dict = {}
+    if kind == "new_data":
+        config = {"watch": watch, "mode": mode, "window": window, "pattern": pattern}
+        if search:
+            try:
+                config["search"] = json.loads(search)
+            except ValueError:
+                fail('--search: a JSON object such as \'{"collection": "Demo"}\'')
+        if input_name:
+            config["input"] = input_name
+    elif kind == "run_finished":
+        pairs = [m.partition("=") for m in map_]
+        if any(not sep for _, sep, _ in pairs):
+            fail("--map: INPUT=OUTPUT")
+        config = {"after": after, "map": {i: o for i, _, o in pairs}, **({"on": on} if on else {})}
+    body = {"kind": kind, "config": config, "name": name, "inputs": _parse_inputs(param, None)}
+    body["output_dir"] = output_dir
+    with _client() as client:
+        made = _call(lambda: client.post(f"/api/v1/pipelines/{pipeline}/triggers", body))
+    console.print(f"trigger [bold]{made['id']}[/] ({made['kind']}) on {made['pipeline']}", highlight=False)
+    if made.get("secret"):
+        typer.echo(f"hook URL: {client.url}{made['hook_url']}")
+        typer.echo(f"secret (shown once): {made['secret']}")
+
+
+def _set_paused(trigger_id: int, paused: bool) -> None:
+    with _client() as client:
+        done = _call(
+            lambda: client.request("PATCH", f"/api/v1/triggers/{trigger_id}", json={"paused": paused})
+        )
+    console.print(f"trigger {trigger_id}: {'paused' if done['paused'] else 'active'}")
+
+
+@triggers_app.command("pause")
+def triggers_pause(trigger_id: int) -> None:
+    _set_paused(trigger_id, True)
+
+
+@triggers_app.command("resume")
+def triggers_resume(trigger_id: int) -> None:
+    """Fires again for what happens from now on (not for what happened while paused)."""
+    _set_paused(trigger_id, False)
+
+
+@triggers_app.command("rm")
+def triggers_rm(trigger_id: int) -> None:
+    with _client() as client:
+        _call(lambda: client.delete(f"/api/v1/triggers/{trigger_id}"))
+    console.print(f"trigger {trigger_id} deleted")
+
+
+@triggers_app.command("test")
+def triggers_test(
+    trigger_id: int,
+    file: str = typer.Option("", help="new_data: fire with this file, e.g. me/incoming/x.rnx."),
+    param: list[str] = typer.Option([], "--input-value", "-i", help="Input NAME=VALUE."),
+) -> None:
+    """Fire now, as the event would."""
+    with _client() as client:
+        body = {"inputs": _parse_inputs(param, None), "file": file}
+        fired = _call(lambda: client.post(f"/api/v1/triggers/{trigger_id}/test", body))
+    if fired["run_id"]:
+        console.print(f"run [bold]{fired['run_id']}[/] queued", highlight=False)
+    else:
+        fail(f"no run: {fired['skipped']}")
