@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from datalabs.cli import admin, apps, assets, catalogue, files, labs, pipelines, session, volumes
+from datalabs.cli import admin, apps, assets, catalogue, demo, files, labs, pipelines, session, volumes
 from datalabs.cli.cwl_runner import CONTEXT, cwl_runner
 from datalabs.cli.serve import serve
 from datalabs.cli.worker import worker
@@ -26,6 +26,7 @@ app.add_typer(assets.app, name="assets")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(pipelines.runs_app, name="runs")
 app.add_typer(apps.app, name="apps")
+app.add_typer(demo.app, name="demo")
 
 
 @app.callback(invoke_without_command=True)

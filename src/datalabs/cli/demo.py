@@ -1,0 +1,103 @@
+"""`datalabs demo ...`: demonstrations on this machine, without the server.
+
+`datalabs demo station` is the edge demo's synthetic station (issue 18): it writes a low-fidelity stream
+and the high-fidelity data beside it into a folder (register it as a data volume to run the
+`event-recorder` pipeline on it), and, with `--age-out`, does the station's retention: the event
+windows the recorder kept are copied into the folder's `kept/` (never aged out) and the rest of the
+high-fidelity data older than `--retention` is deleted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+from datalabs.cli.output import console, fail
+
+app = typer.Typer(help="Demonstrations: a synthetic station for the edge demo.", no_args_is_help=True)
+
+
+def _start(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--start {value!r}: expected an ISO 8601 time such as 2026-12-04T01:00:00Z")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _retain(out: Path, retention: float, keep_from: list[Path]) -> None:
+    from datalabs.demo import retention as ret
+
+    report = ret.keep(out, keep_from) if keep_from else ret.Report()
+    ret.age_out(out, retention, report)
+    clock = report.clock.strftime("%Y-%m-%d %H:%M") if report.clock else "no chunks yet"
+    console.print(
+        f"kept {len(report.kept)} new window(s); aged out {len(report.deleted)} high-fidelity chunk(s), "
+        f"{len(report.remaining)} within {retention:g} s of the station's clock ({clock})"
+    )
+    for line in report.skipped:
+        console.print(f"  left alone: {line}")
+
+
+@app.command("station")
+def station(
+    out: Path = typer.Option(..., "--out", help="Folder to write into (made if missing), e.g. a volume's."),
+    name: str = typer.Option("DEMO01", "--station", help="Station name (3-12 capitals or digits)."),
+    minutes: int = typer.Option(30, help="Simulated minutes to write (with --live: the events' period)."),
+    events: int = typer.Option(3, help="Events injected per --minutes."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same data and events."),
+    speed: float = typer.Option(
+        60.0, help="Simulated seconds per second (60: a chunk a second; 0: no wait)."
+    ),
+    live: bool = typer.Option(False, "--live", help="Keep writing until interrupted (Ctrl-C)."),
+    start: str | None = typer.Option(None, help="Simulated start time, ISO 8601 (default: now)."),
+    age_out: bool = typer.Option(
+        False, "--age-out", help="Do the retention instead of writing: keep windows, delete old chunks."
+    ),
+    retention: float | None = typer.Option(
+        None,
+        help="Seconds of high-fidelity data to keep (--age-out: default 600; --live: age out as it goes).",
+    ),
+    keep_from: list[Path] = typer.Option(  # noqa: B008 (Typer's way)
+        [],
+        "--keep-from",
+        help="Folder where the recorder's windows are (e.g. its runs' outputs); repeatable.",
+    ),
+) -> None:
+    """A synthetic station: 1 Hz IF power (CSV) and 100 Hz samples (NetCDF), one file each per minute."""
+    from datalabs.demo import station as st
+    from datalabs.errors import DatalabsError
+
+    try:
+        if age_out:
+            _retain(out, 600.0 if retention is None else retention, keep_from)
+            return
+
+        def written(chunk: st.Chunk) -> None:
+            console.print(f"{chunk.start:%H:%M} {st.LOWFI}/{chunk.lowfi}  {st.HIFI}/{chunk.hifi}")
+            if live and retention is not None:
+                _retain(out, retention, keep_from)
+
+        injected = st.run(
+            out,
+            station=name,
+            start=_start(start),
+            minutes=minutes,
+            events=events,
+            seed=seed,
+            speed=speed,
+            live=live,
+            on_chunk=written,
+        )
+    except DatalabsError as exc:
+        fail(exc.message)
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return
+    console.print(f"{minutes} minute(s) written to {out}; events injected:")
+    for event in injected:
+        console.print(f"  {event.time:%Y-%m-%dT%H:%M:%S.%f}Z  +{event.gain_db:.1f} dB")

@@ -1,0 +1,1 @@
+"""Demonstrations that produce data the platform can be watched working on (`datalabs demo ...`)."""
