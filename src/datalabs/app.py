@@ -19,6 +19,7 @@ from datalabs.api import notifications as notifications_api
 from datalabs.api import pipelines as pipelines_api
 from datalabs.api import runs as runs_api
 from datalabs.api import stac as stac_api
+from datalabs.api import triggers as triggers_api
 from datalabs.api import usage as usage_api
 from datalabs.api import volumes as volumes_api
 from datalabs.api import workspaces as workspaces_api
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stac_api,
         pipelines_api,
         runs_api,
+        triggers_api,
         apps_api,
         notifications_api,
         clusters_api,

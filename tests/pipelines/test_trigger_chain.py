@@ -99,9 +99,9 @@ def test_a_self_loop_stops_at_the_depth_limit(app, people):
     assert made[0].id == first["id"] and made[0].triggered_by is None
     assert [r.triggered_by["depth"] for r in made[1:]] == [1, 2]
     # The run page says why the chain stopped.
-    page = ada.get(f"/pipelines/runs/{last}")
-    if page.status_code == 200:
-        assert "chain depth limit reached" in page.text
+    page = ada.get(f"/runs/{last}")
+    assert page.status_code == 200 and "chain depth limit reached" in page.text
+    assert "link 2 of its chain" in page.text
 
 
 def test_run_finished_trigger_config_is_checked(app, people):

@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
-from datalabs.api import triggers as triggers_api
 from datalabs.api.runs import RunRead
 from datalabs.api.schemas import Strict
 from datalabs.config import Settings
@@ -409,7 +408,3 @@ def delete_schedule(
 ):
     schedules.delete(db, principal, schedule_id)
     db.commit()
-
-
-# Triggers (api/triggers.py) are served with the pipelines they start, under the same prefix.
-router.include_router(triggers_api.router)

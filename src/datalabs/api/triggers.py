@@ -21,8 +21,7 @@ from datalabs.deps import get_db, get_settings, scope
 from datalabs.errors import TooLarge
 from datalabs.pipelines import registry, trigger_events, trigger_hooks, triggers
 
-# Included in the pipelines router (api/pipelines.py), under its /api/v1 prefix.
-router = APIRouter(tags=["pipelines"], responses={401: {}, 403: {}})
+router = APIRouter(prefix="/api/v1", tags=["pipelines"], responses={401: {}, 403: {}})
 read, write = scope("pipelines:read"), scope("pipelines:write")
 TRIGGER_ID = FastPath(ge=1, le=2**31 - 1)
 HOOK_LIMIT = 1 << 20  # the route's hard ceiling; triggers.hook_body (64 KiB default) is checked inside

@@ -142,6 +142,9 @@ def explorer_page(
         "bars": _bars(result.histogram),
         "locations": json.dumps([{"bbox": list(b), "count": c} for b, c in result.locations[:5000]]),
         "settings": request.app.state.settings.assets,
+        # "Run a pipeline on new matches": this search, saved as a new-data trigger (web/trigger_pages.py)
+        "trigger_url": "/pipelines/-/new-data-trigger?"
+        + urlencode([(k, v) for k, v in keep if v and k != "sort"]),
     }
     if request.headers.get("hx-request") and not request.headers.get("hx-history-restore-request"):
         response = fragment(request, "_explorer_results.html", **ctx)

@@ -18,7 +18,7 @@ from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
 from datalabs.pipelines import form, graph, picker, registry, runs, schedules, views
 from datalabs.pipelines.documents import describe
-from datalabs.web import forms, pipeline_editor, run_pages
+from datalabs.web import forms, pipeline_editor, run_pages, trigger_pages
 from datalabs.web.pipeline_editor import posted_form
 from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
@@ -28,6 +28,7 @@ router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 # The editor's fixed paths (/pipelines/editor...) must be matched before /pipelines/{name}.
 router.include_router(pipeline_editor.router)
 router.include_router(run_pages.router)
+router.include_router(trigger_pages.router)  # its /pipelines/-/... page before /pipelines/{name}
 TABS = (("graph", "Graph", ""), ("code", "Code", "/code"), ("launch", "Launch", "/launch"))
 
 
@@ -106,6 +107,11 @@ def pipeline_page(
     principal: Principal = Depends(require_user),
     db: Session = Depends(get_db),
 ):
+    return show_pipeline(request, db, principal, name, version)
+
+
+def show_pipeline(request: Request, db: Session, principal: Principal, name: str, version: str = "", **extra):
+    """The pipeline's page; `extra` for what one answer adds (a new webhook trigger's secret, once)."""
     pipeline = registry.get_visible(db, principal, name)
     row = registry.version_of(pipeline, version or None)
     doc = describe(row.packed)
@@ -116,7 +122,9 @@ def pipeline_page(
         active="pipelines",
         graph_svg=Markup(graph.svg(graph.graph(row.packed))),  # every label is escaped by graph.svg
         document=doc,
+        **trigger_pages.section(db, principal, pipeline),
         **_context(pipeline, row, principal, "graph"),
+        **{"new_secret": None, **extra},
     )
 
 

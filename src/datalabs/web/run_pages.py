@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.principal import Principal
 from datalabs.deps import get_db
 from datalabs.errors import NotFound
-from datalabs.pipelines import deliveries, graph, queue, registry, runs, views
+from datalabs.pipelines import deliveries, graph, queue, registry, runs, trigger_events, views
 from datalabs.web.render import fragment, page, redirect
 from datalabs.web.security import HtmlRoute, posting_user, require_user
 from datalabs.web.workspace_pages import api_url, folder_url
@@ -70,6 +70,8 @@ def _run_page(request: Request, db: Session, principal: Principal, run, tab: str
         own=run.owner_id == principal.user.id,
         notified=deliveries.for_run(db, run.id),  # what was sent where, and how it went
         unsent=deliveries.unsent(run),
+        started_by=run.triggered_by,  # the trigger and event that started it, and what its end started
+        chained=trigger_events.after_run(db, run.id) if run.state in queue.FINAL else [],
         headers={"Cache-Control": "no-store"},
         **ctx,
     )
