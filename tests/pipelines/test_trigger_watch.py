@@ -100,6 +100,17 @@ def test_one_run_per_file_exactly_once(app, people, settings):
     assert len(queued) == 3
     refs = sorted(inputs["data"]["location"] for _, inputs in _runs(sessions))
     assert refs == ["me/incoming/a.txt", "me/incoming/b.txt", "me/incoming/sub/c.txt"]
+    # A trigger from an explorer search fires for paths holding all its words.
+    config = {"watch": "me/incoming", "search": {"q": "OBS sub"}}
+    r = ada.post("/api/v1/pipelines/count/triggers", json={"kind": "new_data", "config": config})
+    assert r.status_code == 201, r.text
+    _land(folder / "sub", "obs-1.txt", "1\n")
+    _land(folder, "obs-2.txt", "1\n")
+    assert len(watcher.scan(now=_later())[0]) == 3  # both for the first trigger, obs-1 for the search
+    with sessions() as db:
+        by_search = db.scalars(select(TriggerEvent).where(TriggerEvent.trigger_id == r.json()["id"])).all()
+    assert [e.detail for e in by_search] == ["new file me/incoming/sub/obs-1.txt"]
+    ada.delete(f"/api/v1/triggers/{r.json()['id']}")
     assert watcher.scan(now=_later())[0] == []
     # A file still being written (changed just now) waits until it has settled.
     fresh = _land(folder, "d.txt", "4\n", age=0)
@@ -117,7 +128,7 @@ def test_one_run_per_file_exactly_once(app, people, settings):
     # A file rewritten (new size, new mtime) is new data.
     _land(folder, "a.txt", "1\n2\n3\n", age=-1)
     assert len(watcher.scan(now=time.time() + 2)[0]) == 1
-    assert len(_runs(sessions)) == 5
+    assert len(_runs(sessions)) == 8
     # Paused: nothing fires; resumed: what landed meanwhile is not fired, what lands after is.
     assert ada.patch(f"/api/v1/triggers/{trigger['id']}", json={"paused": True}).status_code == 200
     _land(folder, "while-paused.txt", "x\n")

@@ -9,7 +9,9 @@ was down), then every `triggers.scan_interval` seconds; inotify (watchfiles) wak
 something changes in a watched folder, so a landed file is seen within about `settle` seconds. A scan
 walks the folder from directory fds without following links (sandbox/fs.walk), after resolving it as
 its owner (pipelines/inputs.place_of: their spaces, no `..`), so no link or path can make it look
-elsewhere. Hidden names (".part" files being written, ".git") are skipped.
+elsewhere. Hidden names (".part" files being written, ".git") are skipped. A trigger made from an explorer
+search fires for files whose path holds all the search's words (its `q`); its facets, bbox and time need
+the file's harvested metadata and are not applied to watched files.
 
 Exactly once: a file's event key is its reference, mtime and size (trigger_events.py); its run is queued
 in the transaction that records the key, so a restart or a second watcher never queues it again, and a
@@ -188,6 +190,8 @@ class Watcher:
         seen = self._seen[cached]
         armed = trigger.armed_at.timestamp()
         pattern = trigger.config.get("pattern") or "*"
+        search = trigger.config.get("search") or {}
+        words = str(search.get("q", "")).lower().split()  # the saved search's words, as in the explorer
         found: list[Found] = []
         soon: float | None = None
         looked = 0
@@ -208,6 +212,8 @@ class Watcher:
                         continue
                     rel = name if folder == "." else f"{folder}/{name}"
                     ref = f"{watch}/{rel}"
+                    if words and not all(w in ref.lower() for w in words):
+                        continue
                     key = trigger_events.key_of(f"file:{ref}@{st.st_mtime_ns}:{st.st_size}")
                     if key in seen:
                         continue
