@@ -29,4 +29,8 @@ class TriggerSettings(BaseModel):
         description="Seconds a file must stay unchanged before it fires (a file still being written would "
         "otherwise fire once per size it passes through).",
     )
+    inotify: bool = Field(
+        True,
+        description="Wake the scan with inotify (watchfiles) when a watched folder changes; off: scans only.",
+    )
     max_files: int = Field(10_000, ge=1, description="Files looked at per watched folder and scan.")

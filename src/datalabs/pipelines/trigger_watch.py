@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import hashlib
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -106,6 +108,8 @@ class Watcher:
 
     def _inotify(self) -> None:
         """Wake the scan when a watched folder changes; re-armed when the set of folders changes."""
+        if not self.cfg.inotify:
+            return
         try:
             import watchfiles
         except ImportError:  # the periodic scan alone, then
@@ -132,6 +136,8 @@ class Watcher:
     def scan(self, now: float | None = None) -> tuple[list[str], float | None]:
         """Fire what is due; returns (runs queued, seconds until something waiting may be due)."""
         now = time.time() if now is None else now
+        self._lists: dict[tuple[str, tuple[str, ...]], list] = {}  # this scan's folder listings
+        self._owners: dict[int, object] = {}  # and its owners as principals
         with self.sessions() as db:
             active = list(
                 db.scalars(
@@ -180,7 +186,9 @@ class Watcher:
     ) -> tuple[str, list[Found], float | None]:
         """(host folder, settled files not yet recorded, seconds until an unsettled one settles)."""
         watch = trigger.config["watch"]
-        principal = runs.principal_of(db, trigger.owner)
+        if trigger.owner_id not in self._owners:
+            self._owners[trigger.owner_id] = runs.principal_of(db, trigger.owner)
+        principal = self._owners[trigger.owner_id]
         space, _, rest = watch.partition("/")
         place = run_inputs.place_of(db, self.settings, principal, f"{space}/{rest or '_'}")
         parts = paths.parts_of(rest) if rest else ()
@@ -189,41 +197,52 @@ class Watcher:
             self._seen[cached] = trigger_events.seen(db, trigger.id)
         seen = self._seen[cached]
         armed = trigger.armed_at.timestamp()
-        pattern = trigger.config.get("pattern") or "*"
         search = trigger.config.get("search") or {}
         words = str(search.get("q", "")).lower().split()  # the saved search's words, as in the explorer
+        match = _pattern(trigger.config.get("pattern") or "*")
         found: list[Found] = []
         soon: float | None = None
-        looked = 0
-        with paths.in_dir(place.root, parts) as top:
+        for rel, name, mtime, mtime_ns, size in self._listing(place.root, parts):
+            if mtime < armed or not match(name):
+                continue
+            ref = f"{watch}/{rel}"
+            if words and not all(w in ref.lower() for w in words):
+                continue
+            key = trigger_events.key_of(f"file:{ref}@{mtime_ns}:{size}")
+            if key in seen:
+                continue
+            age = now - mtime
+            if age < self.cfg.settle:
+                left = self.cfg.settle - age
+                soon = left if soon is None else min(soon, left)
+                continue
+            found.append(Found(key, ref, mtime))
+        return os.path.join(place.root, *parts), found, soon
+
+    def _listing(self, root, parts: tuple[str, ...]) -> list[tuple[str, str, float, int, int]]:
+        """(relative path, name, mtime, mtime_ns, size) of the regular files below a folder, walked once per
+        scan whatever the number of triggers watching it (at most `triggers.max_files`, in name order)."""
+        where = (str(root), parts)
+        if where in self._lists:
+            return self._lists[where]
+        files: list[tuple[str, str, float, int, int]] = []
+        with paths.in_dir(root, parts) as top:
             for folder, dirs, others, dfd in fs.walk(top):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(others):
-                    if name.startswith(".") or not fnmatch.fnmatch(name, pattern):
+                    if name.startswith("."):
                         continue
-                    looked += 1
-                    if looked > self.cfg.max_files:
+                    if len(files) >= self.cfg.max_files:
                         break
                     try:
                         st = os.lstat(name, dir_fd=dfd)
                     except OSError:
                         continue
-                    if not stat.S_ISREG(st.st_mode) or st.st_mtime < armed:
-                        continue
-                    rel = name if folder == "." else f"{folder}/{name}"
-                    ref = f"{watch}/{rel}"
-                    if words and not all(w in ref.lower() for w in words):
-                        continue
-                    key = trigger_events.key_of(f"file:{ref}@{st.st_mtime_ns}:{st.st_size}")
-                    if key in seen:
-                        continue
-                    age = now - st.st_mtime
-                    if age < self.cfg.settle:
-                        left = self.cfg.settle - age
-                        soon = left if soon is None else min(soon, left)
-                        continue
-                    found.append(Found(key, ref, st.st_mtime))
-        return os.path.join(place.root, *parts), found, soon
+                    if stat.S_ISREG(st.st_mode):
+                        rel = name if folder == "." else f"{folder}/{name}"
+                        files.append((rel, name, st.st_mtime, st.st_mtime_ns, st.st_size))
+        self._lists[where] = files
+        return files
 
     def _batch(self, cached, config: dict, found: list[Found], now: float, queued: list) -> float | None:
         """One run for the files waiting, once the oldest has waited the window; else seconds to wait."""
@@ -251,3 +270,8 @@ class Watcher:
         if fired is not None and fired.run_id:
             queued.append(fired.run_id)
         return fired is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(glob: str):
+    return re.compile(fnmatch.translate(glob)).match
