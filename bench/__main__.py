@@ -17,6 +17,7 @@ from bench import (
     proxy,
     replicas,
     slurm,
+    triggers,
 )
 
 BENCHMARKS = {
@@ -32,6 +33,7 @@ BENCHMARKS = {
     "first-day": first_day.run,
     "slurm": slurm.run,
     "replicas": replicas.run,
+    "triggers": triggers.run,
 }
 
 
