@@ -18,7 +18,8 @@ in the transaction that records the key, so a restart or a second watcher never 
 rewritten file (new mtime or size) is a new event. A file must stay unchanged `settle` seconds first. In
 batch mode the files waiting (settled, not yet in a batch) form one batch when the oldest of them has
 waited `window` seconds; each file's key is recorded with the batch, so a file is in one batch only.
-Files older than the trigger's creation or last resume never fire it.
+Files older than the trigger's creation or last resume never fire it. A trigger with a saved asset search
+and no folder fires for the index's new matches (trigger_assets.py), per file or in batches alike.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from datalabs.config import Settings
 from datalabs.db.models import PipelineTrigger
 from datalabs.errors import DatalabsError
 from datalabs.pipelines import inputs as run_inputs
-from datalabs.pipelines import runs, trigger_events
+from datalabs.pipelines import runs, trigger_assets, trigger_events
 from datalabs.sandbox import fs
 from datalabs.workspaces import paths
 
@@ -77,6 +78,7 @@ class Watcher:
         self._wake = threading.Event()
         self._dirs: tuple[str, ...] = ()
         self._rewatch = threading.Event()
+        self._assets = None  # the asset index, opened when a trigger has a saved search
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -91,6 +93,12 @@ class Watcher:
         self._rewatch.set()
         for t in self._threads:
             t.join(timeout)
+
+    def index_changed(self) -> None:
+        """A harvest or an ingest wrote to the asset index: look at it now, not at the next refresh."""
+        if self._assets is not None:
+            self._assets.changed()
+        self._wake.set()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -149,7 +157,10 @@ class Watcher:
             plans = []
             dirs = []
             for trigger in active:
+                cached = (trigger.id, trigger.created_at.timestamp())
                 if not trigger.config.get("watch"):
+                    if trigger.config.get("search"):  # a saved asset search alone: the index's new matches
+                        plans.append((cached, dict(trigger.config), self._searched(db, trigger), None))
                     continue
                 try:
                     host, found, soon = self._look(db, trigger, now)
@@ -158,9 +169,7 @@ class Watcher:
                              trigger.config.get("watch"), exc.message)  # fmt: skip
                     continue
                 dirs.append(host)
-                plans.append(
-                    ((trigger.id, trigger.created_at.timestamp()), dict(trigger.config), found, soon)
-                )
+                plans.append((cached, dict(trigger.config), found, soon))
         self._set_dirs(tuple(sorted(set(dirs))))
         queued: list[str] = []
         due: list[float] = []
@@ -218,6 +227,29 @@ class Watcher:
                 continue
             found.append(Found(key, ref, mtime))
         return os.path.join(place.root, *parts), found, soon
+
+    def _searched(self, db: Session, trigger: PipelineTrigger) -> list[Found]:
+        """The assets of the index matching the trigger's saved search, not yet recorded (as its owner)."""
+        from datalabs.assets.service import Assets, visible_collections
+
+        if self._assets is None:
+            self._assets = Assets(self.settings)  # a reader of its own; it sees harvests' new segments
+        if trigger.owner_id not in self._owners:
+            self._owners[trigger.owner_id] = runs.principal_of(db, trigger.owner)
+        principal = self._owners[trigger.owner_id]
+        cached = (trigger.id, trigger.created_at.timestamp())
+        if cached not in self._seen:
+            self._seen[cached] = trigger_events.seen(db, trigger.id)
+        seen = self._seen[cached]
+        try:
+            found = trigger_assets.matches(
+                self._assets, trigger.config["search"], visible_collections(db, principal),
+                trigger.armed_at.timestamp(), self.cfg.max_files,
+            )  # fmt: skip
+            return [Found(key, ref, mtime) for key, ref, mtime in found if key not in seen]
+        except DatalabsError as exc:
+            log.info("triggers: trigger %s cannot search: %s", trigger.id, exc.message)
+            return []
 
     def _listing(self, root, parts: tuple[str, ...]) -> list[tuple[str, str, float, int, int]]:
         """(relative path, name, mtime, mtime_ns, size) of the regular files below a folder, walked once per

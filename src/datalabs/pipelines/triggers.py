@@ -30,7 +30,7 @@ from datalabs.db.models import Pipeline, PipelineTrigger
 from datalabs.db.types import utcnow
 from datalabs.errors import Invalid, NotFound
 from datalabs.pipelines import inputs as run_inputs
-from datalabs.pipelines import registry, runs, trigger_events
+from datalabs.pipelines import registry, runs, trigger_assets, trigger_events
 from datalabs.pipelines.documents import describe
 from datalabs.workspaces import paths
 
@@ -124,6 +124,8 @@ def _check_new_data(db, settings, principal, config: dict, params: dict) -> dict
         raise Invalid(
             f"config.search: an object with {', '.join(sorted(SEARCH_KEYS))}", code="bad_trigger_config"
         )
+    if search:
+        trigger_assets.check(search)
     mode = config.get("mode", "per_file")
     if mode not in MODES:
         raise Invalid("config.mode: per_file or batch", code="bad_trigger_config")
