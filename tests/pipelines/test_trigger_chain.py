@@ -123,3 +123,46 @@ def test_run_finished_trigger_config_is_checked(app, people):
         assert r.status_code in (404, 422), (config, r.text)
         assert r.json()["error"]["message"]
     assert ada.get("/api/v1/pipelines/hello/triggers").json() == []
+
+
+def test_ends_a_dead_worker_left_unfired_are_caught_up_once(app, people, settings):
+    """A worker that recorded a run's end and died before firing its triggers: the watcher's catch-up
+    fires them (once); ends still within their worker's grace are left to it."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from datalabs.accounts import service
+    from datalabs.db.engine import transaction
+    from datalabs.db.types import utcnow
+    from datalabs.pipelines import registry, runs
+
+    app.state.pipeline_worker.stop()  # nothing executes: the ends are written here
+    people.user("ada")
+    ada = people.login("ada")
+    register(ada, "hello", HELLO)
+    r = ada.post(
+        "/api/v1/pipelines/hello/triggers", json={"kind": "run_finished", "config": {"after": "hello"}}
+    )
+    assert r.status_code == 201, r.text
+    sessions = app.state.sessions
+    made = []
+    with transaction(sessions) as db:
+        principal = runs.principal_of(db, service.get_user(db, "ada"))
+        pipeline = registry.get_visible(db, principal, "hello")
+        for ago in (120, 10):
+            run = runs.submit(db, settings, principal, pipeline, inputs={})
+            db.execute(
+                update(PipelineRun)
+                .where(PipelineRun.id == run.id)
+                .values(state="succeeded", ended_at=utcnow() - timedelta(seconds=ago))
+            )
+            made.append(run.id)
+    queued = trigger_chain.catch_up(settings, sessions)
+    assert len(queued) == 1
+    with sessions() as db:
+        assert db.get(PipelineRun, queued[0]).triggered_by["after_run"] == made[0]
+    assert trigger_chain.catch_up(settings, sessions) == []
+    assert trigger_chain.after_run(settings, sessions, made[0]) == []  # its worker, had it lived: nothing
+    assert len(trigger_chain.after_run(settings, sessions, made[1])) == 1  # the recent one, by its worker
+    assert trigger_chain.catch_up(settings, sessions, now=utcnow() + timedelta(minutes=5)) == []

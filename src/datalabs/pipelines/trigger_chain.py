@@ -10,17 +10,21 @@ which the finished run's page shows."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from datalabs.config import Settings
-from datalabs.db.models import Pipeline, PipelineRun, PipelineTrigger
+from datalabs.db.models import Pipeline, PipelineRun, PipelineTrigger, TriggerEvent
+from datalabs.db.types import utcnow
 from datalabs.pipelines import trigger_events
 
 log = logging.getLogger(__name__)
 FIRES_ON = ("succeeded", "failed")
+CATCH_UP = timedelta(hours=6)  # how far back ends are looked at again
+GRACE = timedelta(seconds=60)  # ends this recent are their worker's to fire
 
 
 def after_run(settings: Settings, sessions: sessionmaker[Session], run_id: str) -> list[str]:
@@ -59,6 +63,44 @@ def _after_run(settings: Settings, sessions: sessionmaker[Session], run_id: str)
         )  # fmt: skip
         if fired is not None and fired.run_id:
             queued.append(fired.run_id)
+    return queued
+
+
+def catch_up(settings: Settings, sessions: sessionmaker[Session], now: datetime | None = None) -> list[str]:
+    """Fire what a worker that died between recording a run's end and firing its triggers left undone: runs
+    that ended in the last `CATCH_UP` window (but not in the last `GRACE` seconds, which their worker is
+    still handling) whose 'run finished' triggers have no event for them. Run by the watcher's scans."""
+    now = now or utcnow()
+    with sessions() as db:
+        waiting = db.execute(
+            select(PipelineTrigger.id, PipelineTrigger.config, PipelineTrigger.owner_id).where(
+                PipelineTrigger.kind == "run_finished", PipelineTrigger.paused.is_(False)
+            )
+        ).all()
+        missed: set[str] = set()
+        for trigger_id, config, owner_id in waiting:
+            fired = select(TriggerEvent.id).where(
+                TriggerEvent.trigger_id == trigger_id,
+                TriggerEvent.event_key == literal("run:") + PipelineRun.id,
+            )
+            missed.update(
+                db.scalars(
+                    select(PipelineRun.id)
+                    .join(Pipeline, Pipeline.id == PipelineRun.pipeline_id)
+                    .where(
+                        Pipeline.name == config.get("after"),
+                        PipelineRun.owner_id == owner_id,
+                        PipelineRun.state.in_(config.get("on", ["succeeded"])),
+                        PipelineRun.ended_at > now - CATCH_UP,
+                        PipelineRun.ended_at < now - GRACE,
+                        ~fired.exists(),
+                    )
+                    .limit(1000)
+                )
+            )
+    queued = []
+    for run_id in sorted(missed):
+        queued += after_run(settings, sessions, run_id)
     return queued
 
 

@@ -43,7 +43,7 @@ from datalabs.config import Settings
 from datalabs.db.models import PipelineTrigger
 from datalabs.errors import DatalabsError
 from datalabs.pipelines import inputs as run_inputs
-from datalabs.pipelines import runs, trigger_assets, trigger_events
+from datalabs.pipelines import runs, trigger_assets, trigger_chain, trigger_events
 from datalabs.sandbox import fs
 from datalabs.workspaces import paths
 
@@ -79,6 +79,7 @@ class Watcher:
         self._dirs: tuple[str, ...] = ()
         self._rewatch = threading.Event()
         self._assets = None  # the asset index, opened when a trigger has a saved search
+        self._next_catch_up = 0.0
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -104,6 +105,9 @@ class Watcher:
         while not self._stop.is_set():
             wait = self.cfg.scan_interval
             try:
+                if time.monotonic() >= self._next_catch_up:  # ends whose worker died before firing them
+                    self._next_catch_up = time.monotonic() + 60
+                    trigger_chain.catch_up(self.settings, self.sessions)
                 queued, soon = self.scan()
                 if queued and self.on_queued is not None:
                     self.on_queued(queued)
