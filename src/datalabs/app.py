@@ -7,9 +7,10 @@ import gc
 import logging
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
-from datalabs import __version__, limits, recovery
+from datalabs import __version__, limits, recovery, route_gates
 from datalabs.api import apps as apps_api
 from datalabs.api import assets as assets_api
 from datalabs.api import auth, datalabs, errors, groups, health, lab_callbacks, tokens, users
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         roles = set(settings.server.roles)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server.threads
         problems = await asyncio.to_thread(catalogue_service.reload_at_start, sessions, settings)
         if problems:
             log.warning("%d problem(s) in datalab definitions; see /admin/catalogue", len(problems))
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if serves_api:
         app.include_router(lab_callbacks.router)  # Slurm jobs report their lab's port: no user's route
         web.install(app)
+    route_gates.install(app)  # once every router is in: requests skip the routers that cannot match
     app.add_middleware(health.MetricsMiddleware)
     app.add_middleware(limits.TooLargeAsJson)
     gate = lab_origins.gate(settings, app.state.authenticator, sessions)
