@@ -60,6 +60,8 @@ MIX = [
 ]
 FLOOR = "/healthz"
 SCALES = (1, 2, 4)
+LAB_READ_TIMEOUT = "10s"  # deploy/render.py --lab-read-timeout: a frozen replica holds a lab GET that long
+PACED = (100, 200, 300)  # req/s that 1,000 pausing clients offer together (2 replicas)
 LAB_CLIENTS = 4
 
 
@@ -159,7 +161,8 @@ class Platform:
         prefix = self.root / f"nginx-{time.monotonic_ns()}"
         port = free_port()
         upstreams = [f"127.0.0.1:{p}" for p, _ in self.replicas.values()]
-        conf = nginx_support.main_config(prefix, nginx_support.write_site(prefix, upstreams, port))
+        site = nginx_support.write_site(prefix, upstreams, port, lab_read_timeout=LAB_READ_TIMEOUT)
+        conf = nginx_support.main_config(prefix, site)
         conf.write_text(
             "worker_rlimit_nofile 16384;\n"
             + conf.read_text().replace("worker_connections 512;", "worker_connections 8192;")
@@ -253,24 +256,32 @@ class LoadRow:
     problems: list[str] = field(default_factory=list)
 
 
-def lua(paths: list[str], where: Path) -> Path:
-    """A wrk script cycling through `paths` (each thread on its own)."""
-    script = where / f"mix-{len(paths)}.lua"
+def lua(paths: list[str], where: Path, think_ms: float = 0) -> Path:
+    """A wrk script cycling through `paths` (each thread on its own); with `think_ms`, each client pauses
+    between its requests for a random time (exponential, that mean), as people and scripts do."""
+    script = where / f"mix-{len(paths)}-{think_ms:.0f}.lua"
     listed = ", ".join(json.dumps(p) for p in paths)
+    pause = (
+        f"delay = function()\n  return math.floor(-math.log(1 - math.random()) * {think_ms:.0f})\nend\n"
+        if think_ms
+        else ""
+    )
     script.write_text(
         f"local paths = {{{listed}}}\nlocal i = 0\n"
         "request = function()\n  i = i + 1\n"
-        '  return wrk.format("GET", paths[(i % #paths) + 1])\nend\n'
+        '  return wrk.format("GET", paths[(i % #paths) + 1])\nend\n' + pause
     )
     return script
 
 
-def load(platform: Platform, label: str, paths: list[str], seconds: int, connections: int) -> LoadRow:
+def load(
+    platform: Platform, label: str, paths: list[str], seconds: int, connections: int, think_ms: float = 0
+) -> LoadRow:
     for path in paths:  # every URL answers before it is loaded
         r = httpx.get(platform.front + path, headers=platform.headers, timeout=60)
         if r.status_code != 200:
             raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
-    script = lua(paths, platform.root)
+    script = lua(paths, platform.root, think_ms)
     base = [
         "wrk", "--latency", "--timeout=30s", "-H", f"Authorization: Bearer {platform.token}",
         "-s", str(script),
@@ -309,6 +320,13 @@ def scaling(platform: Platform, seconds: int, connections: int, console: Console
         console.print(
             f"mix, {n} replica(s): {rows[-1].result.rps:,.0f} req/s, p99 {rows[-1].result.p99_ms} ms"
         )
+        if n == 2:
+            for rate in PACED:
+                think = connections / rate * 1000  # ms: `connections` clients together send `rate` req/s
+                label = f"API mix, each client pausing {think / 1000:g} s on average"
+                length = max(seconds, 3 * int(think / 1000))  # each client sends a few requests at least
+                rows.append(load(platform, label, MIX, length, connections, think))
+                console.print(f"{label}: {rows[-1].result.rps:,.0f} req/s, p99 {rows[-1].result.p99_ms} ms")
     return rows
 
 
@@ -488,11 +506,21 @@ def markdown(
             lines.append(f"\n{f.how} failures: " + ", ".join(sorted(set(f.failed))[:10]))
     two = next(r for r in rows if r.label == "API mix" and r.replicas == 2)
     met = {True: "met", False: "**NOT met**"}
+    paced = [r for r in rows if r.label.startswith("API mix, each client pausing")]
+    needed = connections / 0.2  # req/s at which `connections` requests always in flight wait 200 ms
     lines += [
         "",
-        "Goals (issue 17): 1,000 clients on 2 replicas, p99 ≤ 200 ms: "
-        f"{met[two.result.p99_ms <= 200]} ({two.result.p99_ms:,.0f} ms); "
-        f"zero errors: {met[not two.problems]}. "
+        f"Goals (issue 17): {connections:,} clients on 2 replicas, p99 ≤ 200 ms. Clients that never pause "
+        f"(wrk's closed loop, the 'API mix' rows): {met[two.result.p99_ms <= 200]} "
+        f"({two.result.p99_ms:,.0f} ms). By Little's law, {connections:,} requests always in flight at "
+        f"R req/s wait {connections:,}/R s on average, so a p99 ≤ 200 ms needs ≥ {needed:,.0f} req/s: "
+        f"more than the floor itself ({floor.result.rps:,.0f} req/s for `/healthz` through the same nginx "
+        "on these 2 cores). Clients that pause between requests (exponential think time, mean shown): "
+        + "; ".join(
+            f"{r.result.rps:,.0f} req/s → p99 {r.result.p99_ms:,.0f} ms, {met[r.result.p99_ms <= 200]}"
+            for r in paced
+        )
+        + f". Zero errors: {met[not any(r.problems for r in rows)]}. "
         "Lab requests failed ≤ those in flight at the signal: "
         + ", ".join(f"{f.how} {met[len(f.failed) <= f.in_flight]}" for f in fails)
         + "; manager duties (new lease holder, the launched lab running) back ≤ 10 s: "
@@ -500,11 +528,11 @@ def markdown(
         + ".",
         "",
         "A frozen replica (SIGSTOP, or a host that stops answering without closing its connections) still "
-        "accepts connections in the kernel, so nginx's `proxy_connect_timeout 5s` / `proxy_next_upstream "
-        "error timeout` never fire, and `/datalabs/` waits `proxy_read_timeout` (the site's long timeout, "
-        "1 h by default, for WebSockets) for an answer: the lab requests nginx handed it fail only when "
-        "their clients give up (30 s here). A dead replica (SIGKILL) refuses connections and nginx retries "
-        "the request on another one: no failures.",
+        "accepts connections in the kernel, so nginx's `proxy_connect_timeout 5s` never fires: a lab's plain "
+        f"request waits the site's `--lab-read-timeout` ({LAB_READ_TIMEOUT} here, 60 s by default) for its "
+        "answer to begin, then nginx retries it on another replica (`proxy_next_upstream error timeout`, "
+        "GETs only); WebSockets keep the long timeout. A dead replica (SIGKILL) refuses connections and "
+        "nginx retries the request on another one at once.",
         f"- Load average after the run: {'/'.join(f'{x:.2f}' for x in os.getloadavg())}",
     ]
     return "\n".join(lines)

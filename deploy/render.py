@@ -37,6 +37,7 @@ def render(
     max_fails: int = 1,
     fail_timeout: str = "10s",
     long_timeout: str = "1h",
+    lab_read_timeout: str = "60s",
 ) -> str:
     """The site's text. Raises ValueError for anything that would not be a valid, safe nginx word (the
     values end up in a configuration file: no spaces, semicolons or braces may slip in)."""
@@ -50,7 +51,12 @@ def render(
         match = _REPLICA.fullmatch(replica)
         if not match or (match.group(2) and not 0 < int(match.group(2)) < 65536):
             raise ValueError(f"a replica is host:port or unix:/path, not {replica!r}")
-    for name, value in (("fail_timeout", fail_timeout), ("long_timeout", long_timeout)):
+    timeouts = (
+        ("fail_timeout", fail_timeout),
+        ("long_timeout", long_timeout),
+        ("lab_read_timeout", lab_read_timeout),
+    )
+    for name, value in timeouts:
         if not _DURATION.fullmatch(value):
             raise ValueError(f"{name} must be an nginx time such as 10s or 1h, not {value!r}")
     if max_fails < 1:
@@ -87,6 +93,7 @@ def render(
         "MAX_FAILS": str(max_fails),
         "FAIL_TIMEOUT": fail_timeout,
         "LONG_TIMEOUT": long_timeout,
+        "LAB_READ_TIMEOUT": lab_read_timeout,
         "TLS_REDIRECT": redirect,
     }
     text = _FIELD.sub(lambda m: fields[m.group(1)], TEMPLATE.read_text())
@@ -104,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-fails", type=int, default=1)
     parser.add_argument("--fail-timeout", default="10s", help="how long a failed replica is left alone")
     parser.add_argument("--long-timeout", default="1h", help="idle limit of lab WebSockets and streams")
+    parser.add_argument(
+        "--lab-read-timeout",
+        default="60s",
+        help="how long a lab's plain request waits for its answer to begin before nginx retries it on "
+        "another replica (a frozen one holds it that long)",
+    )
     args = parser.parse_args(argv)
     try:
         sys.stdout.write(
@@ -117,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_fails=args.max_fails,
                 fail_timeout=args.fail_timeout,
                 long_timeout=args.long_timeout,
+                lab_read_timeout=args.lab_read_timeout,
             )
         )
     except ValueError as exc:
