@@ -36,6 +36,7 @@ from datalabs.labs import routing
 from datalabs.labs.api_socket import LabApiServer
 from datalabs.labs.duties import ManagerDuties, ReplicaSync
 from datalabs.labs.manager import LabManager
+from datalabs.pipelines.trigger_watch import on_index_written
 from datalabs.proxy.app import LabProxy
 from datalabs.proxy.auth import make_authenticator
 from datalabs.sandbox import report
@@ -128,7 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.state.usage = UsageCache(settings.workspaces.usage_ttl)
     app.state.assets = assets = Assets(settings)
-    app.state.indexer = indexer = VolumeIndexer(settings, sessions, assets.writer, written=assets.changed)
+    app.state.indexer = indexer = VolumeIndexer(
+        settings, sessions, assets.writer, written=on_index_written(assets.changed)
+    )
     modules = (health, auth, tokens, users, groups, datalabs, labs_api, workspaces_api, volumes_api)
     more = (
         assets_api,

@@ -19,7 +19,7 @@ from datalabs.config import Settings
 from datalabs.db.models import PipelineTrigger
 from datalabs.deps import get_db, get_settings, scope
 from datalabs.errors import TooLarge
-from datalabs.pipelines import registry, trigger_events, trigger_hooks, triggers
+from datalabs.pipelines import registry, trigger_events, trigger_hooks, trigger_watch, triggers
 
 router = APIRouter(prefix="/api/v1", tags=["pipelines"], responses={401: {}, 403: {}})
 read, write = scope("pipelines:read"), scope("pipelines:write")
@@ -121,6 +121,7 @@ def create_trigger(
         version=body.version, name=body.name, output_space=body.output_dir,
     )  # fmt: skip
     db.commit()
+    trigger_watch.wake()  # its folder watched and its search looked at now, not at the next scan
     return TriggerRead.of(trigger, secret=secret)
 
 
@@ -142,6 +143,8 @@ def update_trigger(
     change = triggers.pause if body.paused else triggers.resume
     trigger = change(db, principal, trigger_id)
     db.commit()
+    if not body.paused:
+        trigger_watch.wake()
     return TriggerRead.of(trigger, db)
 
 

@@ -49,6 +49,35 @@ from datalabs.workspaces import paths
 
 log = logging.getLogger(__name__)
 
+# This process's running watchers (the manager's one, or a test's): what `wake` and `index_changed` reach.
+_running: set[Watcher] = set()
+
+
+def wake() -> None:
+    """A trigger was created or resumed in this process: scan now, so its folder is watched (inotify) and
+    its search looked at from now, not from the next scan (`triggers.scan_interval`). Another replica's
+    change reaches the manager's watcher at its next scan."""
+    for watcher in list(_running):
+        watcher._wake.set()
+
+
+def on_index_written(then):
+    """The indexer's `written` signal (app.py): `then` (the index's readers look again), then
+    `index_changed`."""
+
+    def written() -> None:
+        then()
+        index_changed()
+
+    return written
+
+
+def index_changed() -> None:
+    """The asset index was written (a harvest, an ingest: the indexer's `written` signal, wired in app.py):
+    every watcher of this process looks at its saved searches now."""
+    for watcher in list(_running):
+        watcher.index_changed()
+
 
 @dataclass(frozen=True)
 class Found:
@@ -87,8 +116,10 @@ class Watcher:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+        _running.add(self)
 
     def stop(self, timeout: float = 5.0) -> None:
+        _running.discard(self)
         self._stop.set()
         self._wake.set()
         self._rewatch.set()

@@ -15,7 +15,7 @@ from datalabs.accounts.principal import Principal
 from datalabs.assets.base import FACETS
 from datalabs.deps import get_db
 from datalabs.errors import DatalabsError, Invalid
-from datalabs.pipelines import registry, trigger_events, triggers
+from datalabs.pipelines import registry, trigger_events, trigger_watch, triggers
 from datalabs.pipelines.documents import describe
 from datalabs.volumes import service as volumes
 from datalabs.web import forms
@@ -83,6 +83,7 @@ def create(
 
     def made(done):
         trigger, secret = done
+        trigger_watch.wake()  # a new folder or search is looked at now, not at the next scan
         if not secret:
             return redirect(request, f"/pipelines/{name}#triggers", f"Trigger {trigger.id} ({kind}) created.")
         from datalabs.web.pipeline_pages import show_pipeline  # the page again, with the secret once
@@ -125,6 +126,8 @@ def act(
     change = {"pause": triggers.pause, "resume": triggers.resume, "delete": triggers.delete}[action]
     change(db, principal, trigger_id)
     db.commit()
+    if action == "resume":
+        trigger_watch.wake()
     done = {"pause": "paused", "resume": "resumed", "delete": "deleted"}[action]
     return redirect(request, back, f"Trigger {trigger_id} {done}.")
 
@@ -204,8 +207,12 @@ def new_data_trigger_create(
     def refused(exc: DatalabsError):
         return redirect(request, "/explorer", f"No trigger created: {exc.message}", "error")
 
-    return forms.submit(
-        request, db, action, refused=refused,
-        then=lambda done: redirect(request, f"/pipelines/{name}#triggers", f"Trigger {done[0].id} created: "
-                                   f"new files in {done[0].config['watch']} start {name}."),
-    )  # fmt: skip
+    def made(done):
+        trigger = done[0]
+        trigger_watch.wake()
+        watch = trigger.config["watch"]
+        where = f"new files in {watch}" if watch else "new matches of the search"
+        done_text = f"Trigger {trigger.id} created: {where} start {name}."
+        return redirect(request, f"/pipelines/{name}#triggers", done_text)
+
+    return forms.submit(request, db, action, refused=refused, then=made)
