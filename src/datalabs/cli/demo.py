@@ -101,3 +101,101 @@ def station(
     console.print(f"{minutes} minute(s) written to {out}; events injected:")
     for event in injected:
         console.print(f"  {event.time:%Y-%m-%dT%H:%M:%S.%f}Z  +{event.gain_db:.1f} dB")
+
+
+def _said(step) -> str:
+    if step.unreachable:
+        return f"  platform: {step.unreachable} (nothing aged out; again at the next chunk)"
+    r = step.report
+    parts = [f"{len(step.ended)} recorder run(s) ended", f"kept {len(step.kept)} new window(s)"]
+    parts.append(f"aged out {len(r.deleted)} high-fidelity chunk(s)")
+    if r.waiting:
+        parts.append(f"{len(r.waiting)} waiting for the recorder")
+    if step.harvest:
+        parts.append(f"explorer: harvest {step.harvest}")
+    return "  " + "; ".join(parts) + "".join(f"\n  not kept: {why}" for why in step.refused)
+
+
+@app.command("edge")
+def edge(
+    out: Path = typer.Option(
+        ..., "--out", help="The station folder (made if missing), on the platform's host."
+    ),
+    name: str = typer.Option("DEMO01", "--station", help="Station name (3-12 capitals or digits)."),
+    minutes: int = typer.Option(10, help="Simulated minutes to write (with --live: the events' period)."),
+    events: int = typer.Option(3, help="Events injected per --minutes."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same data and events."),
+    speed: float = typer.Option(30.0, help="Simulated seconds per second (0: no wait)."),
+    live: bool = typer.Option(False, "--live", help="Keep writing until interrupted (Ctrl-C)."),
+    start: str | None = typer.Option(None, help="Simulated start time, ISO 8601 (default: now)."),
+    retention: float = typer.Option(
+        120.0, help="Seconds (simulated) of high-fidelity data kept before it ages out (once recorded)."
+    ),
+    margin: float = typer.Option(10.0, help="Seconds of high-fidelity data kept on each side of an event."),
+    setup_only: bool = typer.Option(False, "--setup-only", help="Set up (volumes, trigger) and stop."),
+    wait: float = typer.Option(600.0, help="Seconds to wait, once written, for the last runs and harvest."),
+) -> None:
+    """The edge flow through the platform's triggers: set up the station's volumes and a new-data trigger
+    running event-recorder on each low-fi chunk, then write the station, keep the windows the runs find,
+    age the rest out once recorded, and index the windows for the explorer (collection station-events).
+    Needs an administrator's `datalabs login` on the platform whose host holds --out."""
+    import time
+
+    from datalabs.client import ApiError, Client, NotConfigured
+    from datalabs.demo import edge as ed
+    from datalabs.demo import station as st
+    from datalabs.errors import DatalabsError
+
+    try:
+        with Client(timeout=60) as client:
+            the_edge, lines = ed.setup(client, out, name, margin)
+            console.print("[bold]Set up[/]", highlight=False)
+            for line in lines:
+                console.print(f"  {line}", highlight=False)
+            console.print("[bold]Watch it[/]", highlight=False)
+            for line in ed.watch_here(client.url):
+                console.print(f"  {line}", highlight=False)
+            if setup_only:
+                return
+            follower = ed.Follower(client, the_edge, retention)
+            written: list[str] = []
+
+            def chunk_done(chunk: st.Chunk) -> None:
+                written.append(chunk.lowfi)
+                console.print(f"{chunk.start:%H:%M} {st.LOWFI}/{chunk.lowfi}", highlight=False)
+                console.print(_said(follower.step()), highlight=False)
+
+            injected = st.run(
+                the_edge.out, station=name, start=_start(start), minutes=minutes, events=events, seed=seed,
+                speed=speed, live=live, on_chunk=chunk_done,
+            )  # fmt: skip
+            deadline = time.monotonic() + wait
+            while True:  # the last runs end; what they kept is taken, the rest ages out
+                step = follower.step(final=True)
+                if not step.unreachable and set(written) <= step.ended:
+                    break
+                if time.monotonic() > deadline:
+                    left = len(set(written) - step.ended)
+                    fail(
+                        f"after {wait:g} s, {left} chunk(s) not recorded yet: their high-fidelity data stays"
+                    )
+                time.sleep(1.0)
+            console.print(_said(step), highlight=False)
+            if not follower.indexed(timeout=min(wait, 300.0)):
+                fail("the kept windows are not indexed yet: see the data volume station-events' harvest")
+    except NotConfigured as exc:
+        fail(str(exc))
+    except ApiError as exc:
+        fail(exc.message)
+    except DatalabsError as exc:
+        fail(exc.message)
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return
+    kept = sorted(p.name for p in (the_edge.out / st.KEPT).iterdir() if not p.name.startswith("."))
+    console.print(f"{len(written)} minute(s) written; events injected:")
+    for event in injected:
+        console.print(f"  {event.time:%Y-%m-%dT%H:%M:%S.%f}Z  +{event.gain_db:.1f} dB")
+    console.print(f"{len(kept)} window(s) kept in {the_edge.out / st.KEPT}:")
+    for k in kept:
+        console.print(f"  {k}")

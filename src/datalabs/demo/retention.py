@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,6 +42,7 @@ class Report:
     deleted: list[str] = field(default_factory=list)  # high-fidelity chunks aged out
     remaining: list[str] = field(default_factory=list)  # high-fidelity chunks still within retention
     skipped: list[str] = field(default_factory=list)  # entries left alone, with why
+    waiting: list[str] = field(default_factory=list)  # old enough, but the recorder may still need them
     clock: datetime | None = None
 
 
@@ -134,8 +136,14 @@ def clock(top_fd: int) -> datetime | None:
     return newest + timedelta(seconds=st.CHUNK_SECONDS) if newest else None
 
 
-def age_out(out: Path, retention: float, report: Report | None = None) -> Report:
-    """Delete the high-fidelity chunks that ended `retention` seconds or more before the station's clock."""
+def age_out(
+    out: Path,
+    retention: float,
+    report: Report | None = None,
+    may_go: Callable[[datetime], bool] | None = None,
+) -> Report:
+    """Delete the high-fidelity chunks that ended `retention` seconds or more before the station's clock
+    and, given `may_go` (a chunk's start -> whether the recorder is done with it), only those it allows."""
     if retention < 0:
         raise Invalid("--retention must not be negative", code="bad_option")
     report = report or Report()
@@ -147,7 +155,7 @@ def age_out(out: Path, retention: float, report: Report | None = None) -> Report
         limit = report.clock - timedelta(seconds=retention)
         hifi = st.subfolder(top, st.HIFI, create=False)
         try:
-            _age_out(hifi, limit, report)
+            _age_out(hifi, limit, report, may_go)
         finally:
             os.close(hifi)
     finally:
@@ -155,7 +163,7 @@ def age_out(out: Path, retention: float, report: Report | None = None) -> Report
     return report
 
 
-def _age_out(hifi: int, limit: datetime, report: Report) -> None:
+def _age_out(hifi: int, limit: datetime, report: Report, may_go) -> None:
     for name in sorted(os.listdir(hifi)):
         when = st.chunk_time(name)
         if when is None or not name.endswith("_hifi.nc"):
@@ -168,6 +176,9 @@ def _age_out(hifi: int, limit: datetime, report: Report) -> None:
             continue
         if when + timedelta(seconds=st.CHUNK_SECONDS) > limit:
             report.remaining.append(name)
+            continue
+        if may_go is not None and not may_go(when):
+            report.waiting.append(name)
             continue
         # Unlinking a name in a folder fd removes that entry only: had it been swapped for a link since
         # the check above, the link would go, never what it points to.
