@@ -132,6 +132,7 @@ def test_three_events_kept_the_rest_aged_out_and_the_explorer_shows_them(platfor
     assert len(kept) == EVENTS, kept
     assert list((out / st.HIFI).iterdir()) == []
     assert f"{EVENTS} window(s) kept" in said
+    assert f"{MINUTES} high-fidelity chunk(s) aged out; 0 within the last 0 s" in said
     # The explorer: collection station-events holds exactly those 3, dated by their events.
     with httpx.Client(base_url=platform.base, timeout=30) as c:
         r = c.post("/api/v1/login", json={"username": "root", "password": PASSWORD})

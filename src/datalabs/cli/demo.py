@@ -159,11 +159,14 @@ def edge(
                 return
             follower = ed.Follower(client, the_edge, retention)
             written: list[str] = []
+            aged: list[str] = []
 
             def chunk_done(chunk: st.Chunk) -> None:
                 written.append(chunk.lowfi)
                 console.print(f"{chunk.start:%H:%M} {st.LOWFI}/{chunk.lowfi}", highlight=False)
-                console.print(_said(follower.step()), highlight=False)
+                step = follower.step()
+                aged.extend(step.report.deleted)
+                console.print(_said(step), highlight=False)
 
             injected = st.run(
                 the_edge.out, station=name, start=_start(start), minutes=minutes, events=events, seed=seed,
@@ -172,8 +175,11 @@ def edge(
             deadline = time.monotonic() + wait
             while True:  # the last runs end; what they kept is taken, the rest ages out
                 step = follower.step(final=True)
+                aged.extend(step.report.deleted)
                 if not step.unreachable and set(written) <= step.ended:
                     break
+                if step.kept or step.report.deleted:
+                    console.print(_said(step), highlight=False)
                 if time.monotonic() > deadline:
                     left = len(set(written) - step.ended)
                     fail(
@@ -199,3 +205,7 @@ def edge(
     console.print(f"{len(kept)} window(s) kept in {the_edge.out / st.KEPT}:")
     for k in kept:
         console.print(f"  {k}")
+    console.print(
+        f"{len(aged)} high-fidelity chunk(s) aged out; {len(step.report.remaining)} within the last"
+        f" {retention:g} s stay until they are older"
+    )

@@ -232,8 +232,8 @@ class Follower:
         try:
             self.client.post(f"/api/v1/volumes/{EVENTS_VOLUME}/harvest")
         except ApiError as exc:
-            if exc.status == 409:
-                return "busy"  # one is running: asked again at the next pass
+            if exc.status in (409, 503):  # one is running, or this replica does not index: ask again
+                return "busy"
             raise
         self.to_index = False
         return "asked"
