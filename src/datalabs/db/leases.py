@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from anyio import to_thread
-from sqlalchemy import or_, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,7 +42,7 @@ def new_holder() -> str:
     return f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _dead_here(holder: str) -> bool:
+def holder_gone(holder: str) -> bool:
     """True if `holder` was a process on this host that no longer exists."""
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
@@ -78,7 +78,7 @@ class Lease:
                     return False
                 return True
             free = or_(LeaseRow.holder == self.holder, LeaseRow.expires_at < now)
-            if row.holder != self.holder and _dead_here(row.holder):
+            if row.holder != self.holder and holder_gone(row.holder):
                 free = or_(free, LeaseRow.holder == row.holder)
             values = {"holder": self.holder, "expires_at": until}
             if row.holder != self.holder:
@@ -98,6 +98,15 @@ class Lease:
                 update(LeaseRow)
                 .where(LeaseRow.name == self.name, LeaseRow.holder == self.holder)
                 .values(expires_at=datetime.fromtimestamp(0, UTC))
+                .execution_options(synchronize_session=False)
+            )
+
+    def drop(self) -> None:
+        """Delete the lease if this holder has it: for leases named after a piece of work that is over."""
+        with transaction(self.sessions) as db:
+            db.execute(
+                delete(LeaseRow)
+                .where(LeaseRow.name == self.name, LeaseRow.holder == self.holder)
                 .execution_options(synchronize_session=False)
             )
 
