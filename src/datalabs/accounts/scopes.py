@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-AREAS = ("catalogue", "labs", "files", "volumes", "assets", "pipelines", "apps", "notifications")
+AREAS = ("catalogue", "labs", "files", "volumes", "assets", "pipelines", "apps", "notifications", "tracking")
 SCOPES: dict[str, str] = {
     "all": "everything the user may do, including managing tokens",
     **{f"{a}:read": f"read {a}" for a in AREAS},
     **{f"{a}:write": f"change {a}" for a in AREAS},
+    # tracking:write: your teams' MLflow tracking servers (and nothing else of your labs) through the proxy
+    "models:invoke": "call the served models you may use",
     "admin": "administration (only effective for admins)",
 }
 

@@ -45,6 +45,19 @@ class LaunchBody(Strict):
     cluster: str | None = Field(
         None, max_length=64, description="A cluster of GET /api/v1/clusters (default: the first open to you)."
     )
+    team: str | None = Field(
+        None,
+        max_length=64,
+        description="A team-scoped datalab (e.g. mlflow): the team it serves (launching it again answers "
+        "the team's running lab). Another datalab: the team whose tracking server it logs to "
+        "(MLFLOW_TRACKING_URI; default: the first of your teams with one running).",
+    )
+    model: str | None = Field(
+        None,
+        max_length=200,
+        description="mlflow-model: the registered model version to serve, models:/<name>/<version> "
+        "(from the team's tracking server; called with a token granting models:invoke).",
+    )
 
 
 class LabRead(BaseModel):
@@ -64,6 +77,8 @@ class LabRead(BaseModel):
     resources: dict
     volumes: list[str]
     cluster: str = Field(description="The cluster it runs on (GET /api/v1/clusters).")
+    team: str | None = Field(None, description="A team-scoped lab: the team whose members may use it.")
+    model: str | None = Field(None, description="A model-serving lab: the model version it serves.")
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
@@ -84,6 +99,8 @@ class LabRead(BaseModel):
             resources={"cpu": lab.cpu, "memory": service.memory_text(lab.memory), "gpu": lab.gpu},
             volumes=lab.volumes,
             cluster=lab.cluster,
+            team=lab.team,
+            model=lab.model,
             created_at=lab.created_at,
             started_at=lab.started_at,
             ended_at=lab.ended_at,
@@ -113,6 +130,8 @@ async def launch(
         gpu=body.resources.gpu,
         volumes=tuple(body.volumes),
         cluster=body.cluster,
+        team=body.team,
+        model=body.model,
     )
     lab = service.launch(db, settings, request.app.state.catalogue, labs, principal, req)
     return LabRead.of(lab, settings)

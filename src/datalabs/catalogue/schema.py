@@ -127,6 +127,11 @@ class RuntimeSpec(BaseModel):
     python_packages: list[str] = Field(default_factory=list)
     resources: ResourceLimits = Field(default_factory=ResourceLimits)
     allowed_groups: list[str] = Field(default_factory=list)
+    scope: Literal["user", "team"] = Field(
+        "user",
+        description="team: launched for a team (its workspace only is mounted, {team} in the command), "
+        "one lab per team at a time, used by every member of the team (e.g. an MLflow tracking server).",
+    )
     secret_env: str = Field(
         "DATALAB_SECRET", description="Environment variable that carries the lab's secret."
     )

@@ -3,8 +3,10 @@ lab (`/run/datalabs-api/api.sock`) and forwarded there to `http://127.0.0.1:<lab
 lab's launcher (sandbox/launcher.py), which is the lab's `DATALABS_API_URL`.
 
 Labs live in network namespaces of their own, so this socket is the only way out to the platform. It
-serves the API, the STAC API and /healthz only — not the web pages, not other labs through the proxy —
-and requests arrive without cookies: labs authenticate with their scoped token (DATALABS_TOKEN).
+serves the API, the STAC API and /healthz only — not the web pages — and requests arrive without cookies:
+labs authenticate with their scoped token (DATALABS_TOKEN). Lab paths (`/datalabs/...`) pass marked as
+coming from a lab: the proxy opens only team-scoped labs to them (the team's MLflow tracking server,
+reached with MLFLOW_TRACKING_TOKEN), never another lab.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from pathlib import Path
 import uvicorn
 
 from datalabs.config import Settings
+from datalabs.proxy.auth import FROM_LAB
 
 log = logging.getLogger(__name__)
 SOCKET_NAME = "api.sock"
-ALLOWED = ("/api/", "/stac", "/healthz")
+ALLOWED = ("/api/", "/stac", "/healthz", "/datalabs/")
 
 
 def runtime_root(settings: Settings) -> Path:
@@ -66,7 +69,7 @@ class LabApiOnly:
                 await send({"type": "http.response.body", "body": body})
             return
         headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
-        await self.app({**scope, "headers": headers}, receive, send)
+        await self.app({**scope, "headers": headers, FROM_LAB: True}, receive, send)
 
 
 class _Server(uvicorn.Server):

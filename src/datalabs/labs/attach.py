@@ -13,7 +13,7 @@ from sqlalchemy import select
 from datalabs.clusters.settings import ClusterSettings
 from datalabs.db.models import Lab
 from datalabs.labs import service
-from datalabs.labs.routing import route_of
+from datalabs.labs.routing import route_of, team_of
 from datalabs.runtimes.events import EventLog
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ class Reattaching:
             endpoint = backend.endpoint()
             self.backends[lab_id] = backend
             self.activity(lab_id)
-            await self.routes.add_route(route_of(lab_id, owner, endpoint))
+            team = await to_thread.run_sync(team_of, self.sessions, lab_id)
+            await self.routes.add_route(route_of(lab_id, owner, endpoint, team))
             log.info("re-attached to lab %s of %s", lab_id, owner)
         # In the background: a cluster that does not answer must not hold up the platform's start.
         for cluster in self.settings.clusters:

@@ -27,7 +27,7 @@ from datalabs.errors import Unavailable
 from datalabs.labs import api_socket, service
 from datalabs.labs.attach import Reattaching
 from datalabs.labs.culling import Culling
-from datalabs.labs.routing import route_of
+from datalabs.labs.routing import route_of, team_of
 from datalabs.labs.spec import SpecBuilder
 from datalabs.proxy.activity import ActivityRecorder
 from datalabs.proxy.base import RouteTable
@@ -168,7 +168,8 @@ class LabManager(SpecBuilder, Reattaching, Culling):
             endpoint = await starting
         finally:
             forward.cancel()
-        await self.routes.add_route(route_of(lab_id, owner, endpoint))
+        team = await to_thread.run_sync(team_of, self.sessions, lab_id)
+        await self.routes.add_route(route_of(lab_id, owner, endpoint, team))
         self.activity(lab_id)
         if not await self._advance(lab_id, ("starting",), "running", runtime_state=backend.get_state()):
             # Stopped or destroyed while it started: it must not go on running without a record.

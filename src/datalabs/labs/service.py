@@ -21,6 +21,7 @@ from datalabs.config import Settings
 from datalabs.db.models import ApiToken, Lab, User
 from datalabs.db.types import utcnow
 from datalabs.errors import Conflict, DatalabsError, Forbidden, Invalid, NotFound, TooManyRequests
+from datalabs.labs import team_labs
 from datalabs.runtimes import gpus
 from datalabs.usage import quota, records
 from datalabs.volumes import service as volume_service
@@ -49,6 +50,8 @@ class LaunchRequest:
     gpu: int | None = None
     volumes: tuple[str, ...] = ()
     cluster: str | None = None  # a configured cluster's name; None: the first the principal may use
+    team: str | None = None  # a team-scoped datalab: the team it serves; else the tracking team chosen
+    model: str | None = None  # a model-serving datalab: models:/<name>/<version>
 
 
 def new_secret() -> str:
@@ -63,10 +66,15 @@ def running_limit(settings: Settings, principal: Principal) -> int:
 def create(
     db: Session, settings: Settings, catalogue: Catalogue, principal: Principal, req: LaunchRequest
 ) -> tuple[Lab, str]:
-    """Check the request and record a pending lab; returns it and its API token (for DATALABS_TOKEN)."""
+    """Check the request and record a pending lab; returns it and its API token (for DATALABS_TOKEN).
+    A team-scoped datalab already active for the team: that lab, and "" (nothing to start)."""
     entry = catalogue.get(db, principal, req.datalab)
     version = req.version or entry.versions[0]
     meta = DatalabMeta.model_validate(catalogue.version(db, principal, req.datalab, version))
+    team = team_labs.check_team(db, principal, meta, req.team)
+    model = team_labs.check_model(req.datalab, req.model)
+    if meta.runtime.scope == "team" and (running := team_labs.active_team_lab(db, req.datalab, team, model)):
+        return running, ""
     if version == entry.versions[0] and not entry.available:
         raise Invalid(
             f"'{entry.meta.title}' cannot be launched: {entry.unavailable_reason}", code="unavailable"
@@ -99,6 +107,11 @@ def create(
         volumes=volumes,
         cluster=cluster.name,
         backend=cluster.backend,
+        team=team if meta.runtime.scope == "team" else None,
+        model=model,
+        tracking_team=None
+        if meta.runtime.scope == "team"
+        else team or team_labs.default_tracking_team(db, principal),
     )
     lab.token_id, secret = _lab_token(db, settings, principal, lab.id)
     db.add(lab)
@@ -204,6 +217,8 @@ def launch(
     runs for a record that was not committed. The API, the pages and the CLI launch through here
     (Open in Datalab too, through assets/opening, which places a file between the two)."""
     lab, token = create(db, settings, catalogue, principal, req)
+    if not token:  # the team's running lab of a team-scoped datalab
+        return lab
     db.commit()
     starter.spawn(lab.id, token)
     return lab
@@ -348,6 +363,7 @@ def set_state(db: Session, lab_id: str, state: str, reason: str = "", **fields) 
         records.record_end(db, lab)  # its usage outlives a restart or destroy of the lab
         if lab.token_id and (token := db.get(ApiToken, lab.token_id)) and token.revoked_at is None:
             token.revoked_at = utcnow()  # the lab's API token dies with it
+        team_labs.revoke_tracking_token(db, lab)
     for key, value in fields.items():
         setattr(lab, key, value)
     db.commit()

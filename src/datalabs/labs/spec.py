@@ -14,7 +14,7 @@ from datalabs.catalogue.schema import NOTEBOOKS_MOUNT, DatalabMeta, RuntimeSpec
 from datalabs.config import Settings
 from datalabs.db.models import Datalab, DatalabVersion, Lab
 from datalabs.errors import DatalabsError
-from datalabs.labs import api_socket, quota_check, service
+from datalabs.labs import api_socket, quota_check, service, team_labs
 from datalabs.runtimes.base import DesktopApp, LabSpec, Mount, StartError
 from datalabs.sandbox.bwrap import ApiAccess
 from datalabs.sandbox.policy import Policy
@@ -31,6 +31,13 @@ class SpecBuilder:
     def _spec(
         self, lab_id: str, token: str, open_command: list[str] | None = None
     ) -> tuple[LabSpec, str, str]:
+        network = self.settings.labs.network
+        api = (
+            ApiAccess(api_socket.socket_dir(self.settings), self.settings.labs.api_port)
+            if network != "host"
+            else None
+        )
+        api_url = self.api_url() if api is None else f"http://127.0.0.1:{api.port}"  # as the lab reaches it
         with self.sessions() as db:
             lab = db.get(Lab, lab_id)
             version = db.scalar(
@@ -41,6 +48,7 @@ class SpecBuilder:
             meta = DatalabMeta.model_validate(version.meta)
             owner, cluster = lab.owner.name, lab.cluster
             identity = accounts.sandbox_identity(db, self.settings, lab.owner)
+            team, model = lab.team, lab.model or ""
             mounts = [
                 Mount(
                     workspace_service.personal(self.settings, lab.owner).tree.root,
@@ -50,38 +58,26 @@ class SpecBuilder:
             ]
             # Its own home, not the workspace: dot-folders and app settings stay out of the owner's files.
             home = layout.lab_home(lab.datalab)
+            workdir = layout.LAB_MOUNT
+            if team is not None:  # no personal workspace in a team's lab: it works in the team's
+                home = workdir = f"/media/home/team_workspaces/{team}"
             if identity is not None:
                 identity = replace(identity, home=home)  # Java and others read it from the passwd entry
             quota_check.prepare(self.settings, db, lab.owner)  # project quotas: limits set before any write
-            # Only teams that have a workspace; read-only members get it read-only; others never see it.
-            for team, readonly in workspace_service.mountable_teams(db, lab.owner):
-                mounts.append(
-                    Mount(
-                        workspace_service.team_root(db, self.settings, team),
-                        f"/media/home/team_workspaces/{team}",
-                        readonly=readonly,
-                    )
-                )
-            # Volumes chosen at launch, checked again: access may have been withdrawn since.
-            try:
-                mounts += volume_service.mount_plan(db, self.settings, lab.owner, lab.volumes)
-            except DatalabsError as exc:
-                raise StartError(f"cannot mount the chosen data volumes: {exc.message}") from None
+            if team is not None:  # serves the whole team: its workspace alone, none of the owner's files
+                mounts = _team_mounts(db, self.settings, lab.owner, team)
+            else:
+                mounts += _owner_mounts(db, self.settings, lab)
+            tracking = team_labs.tracking_env(db, self.settings, lab, api_url)
             if version.source_path:
                 mounts.append(Mount(Path(version.source_path).parent, NOTEBOOKS_MOUNT, readonly=True))
             built = _built_environment(self.settings, version.meta)
             mounts += built.mounts
         rt = meta.runtime
         secret = service.new_secret()
-        network = self.settings.labs.network
-        api = (
-            ApiAccess(api_socket.socket_dir(self.settings), self.settings.labs.api_port)
-            if network != "host"
-            else None
-        )
         policy = Policy.of(self.settings, identity, network, pids_max=self.settings.sandbox.pids_max, api=api)
         base_url = f"/datalabs/{lab_id}/"
-        fill = {"socket": SOCKET, "base_url": base_url, "secret": secret}
+        fill = {"socket": SOCKET, "base_url": base_url, "secret": secret, "team": team or "", "model": model}
         header_name, _, header_value = rt.secret_header.format(**fill).partition(":")
         lab_dir = self.settings.home / "labs" / lab_id
         command = [
@@ -93,7 +89,7 @@ class SpecBuilder:
             command.append(f"--LabApp.default_url={start}")
         env = {
             "DATALAB_ID": lab_id,
-            "DATALABS_API_URL": self.api_url() if api is None else f"http://127.0.0.1:{api.port}",
+            "DATALABS_API_URL": api_url,
             "DATALABS_TOKEN": token,
             rt.secret_env: secret,
             "HOME": home,
@@ -102,6 +98,7 @@ class SpecBuilder:
             "JUPYTERLAB_WORKSPACES_DIR": "/run/datalab/jupyterlab-workspaces",
             "DATALAB_TITLE": meta.title,  # a desktop lab's name in VNC
             **built.env,  # a version built on the platform: its environment (default kernel, PATH)
+            **tracking,  # its tracking team's MLflow server, if one runs (labs/team_labs.py)
         }
         spec = LabSpec(
             lab_id=lab_id,
@@ -120,10 +117,42 @@ class SpecBuilder:
             ready_path=rt.ready_path.format(**fill),
             start_timeout=self.settings.labs.start_timeout,
             policy=policy,
+            workdir=workdir,
             platform_url=self.api_url(),  # where a Slurm node reports its lab's port (endpoint "port")
             **_desktop_apps(rt),
         )
         return spec, owner, cluster
+
+
+def _owner_mounts(db, settings: Settings, lab: Lab) -> list[Mount]:
+    """An ordinary lab's team workspaces and chosen volumes."""
+    mounts = []
+    # Only teams that have a workspace; read-only members get it read-only; others never see it.
+    for team, readonly in workspace_service.mountable_teams(db, lab.owner):
+        mounts.append(
+            Mount(
+                workspace_service.team_root(db, settings, team),
+                f"/media/home/team_workspaces/{team}",
+                readonly=readonly,
+            )
+        )
+    # Volumes chosen at launch, checked again: access may have been withdrawn since.
+    try:
+        mounts += volume_service.mount_plan(db, settings, lab.owner, lab.volumes)
+    except DatalabsError as exc:
+        raise StartError(f"cannot mount the chosen data volumes: {exc.message}") from None
+    return mounts
+
+
+def _team_mounts(db, settings: Settings, owner, team: str) -> list[Mount]:
+    """A team-scoped lab's one mount: its team's workspace, writable, if its owner still writes there."""
+    for name, readonly in workspace_service.mountable_teams(db, owner):
+        if name == team and not readonly:
+            root = workspace_service.team_root(db, settings, team)
+            return [Mount(root, f"/media/home/team_workspaces/{team}", readonly=False)]
+    raise StartError(
+        f"{owner.name} no longer writes in team '{team}''s workspace: launch it as a member who does"
+    )
 
 
 def _built_environment(settings: Settings, meta: dict):

@@ -26,6 +26,7 @@ _EXPORTS = {
     "WebSocketOptions": "datalabs.proxy.websocket",
     "make_authenticator": "datalabs.proxy.auth",
     "owner_only": "datalabs.proxy.auth",
+    "owner_or_team": "datalabs.proxy.auth",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
-from datalabs.proxy import novnc
-from datalabs.proxy.auth import Authenticate, Authorize, owner_only
+from datalabs.proxy import model_metrics, novnc
+from datalabs.proxy.auth import FROM_LAB, Authenticate, Authorize, owner_or_team
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.gate import Identified, OriginGate, Redirect
 from datalabs.proxy.headers import get_header, request_headers, response_headers
@@ -57,7 +57,8 @@ class ClientGone(Exception):
 
 class LabProxy:
     """ASGI app. `authenticate(scope)` returns a principal (anything with `.user.name`) or None;
-    `authorize(principal, route)` says whether that principal may use the lab (default: its owner);
+    `authorize(principal, route)` says whether that principal may use the lab (default: its owner, and
+    for a team-scoped lab its team's members);
     `on_activity(lab_id)` is called on every admitted request and (at most once a second per connection)
     on WebSocket traffic, from the event loop, so it must be cheap and must not block.
 
@@ -67,7 +68,7 @@ class LabProxy:
         self,
         routes: RouteTable,
         authenticate: Authenticate,
-        authorize: Authorize = owner_only,
+        authorize: Authorize = owner_or_team,
         on_activity: Callable[[str], None] | None = None,
         *,
         prefix: str = "/datalabs/",
@@ -150,6 +151,8 @@ class LabProxy:
             return not_found(lab_id)
         if not self.authorize(found.principal, route):
             return forbidden(lab_id)
+        if scope.get(FROM_LAB) and route.team is None:
+            return forbidden(lab_id)  # from inside a lab (its API socket): team-scoped labs only
         if found.enter and self.gate is not None and scope["type"] == "http":
             try:
                 return await self.gate.enter(scope, found.principal, lab_id)
@@ -211,6 +214,8 @@ class LabProxy:
             await self._refuse(scope, send, admitted)
             return
         route = admitted
+        if route.invoke_scope is not None:  # a served model: counted and timed (/metrics)
+            send = model_metrics.observing(send, route.lab_id)
         path: str = scope["path"]
         query: bytes = scope.get("query_string", b"")
         target: bytes = scope.get("raw_path") or quote(path).encode()

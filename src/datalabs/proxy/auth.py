@@ -25,6 +25,10 @@ from datalabs.proxy.routes import Route
 
 SESSION_COOKIE = "datalabs_session"  # same names as datalabs.deps (not imported: keeps FastAPI out)
 LAB_SCOPE = "labs:write"  # using a lab runs code as its owner, so a token needs the write scope
+# Set in the ASGI scope of requests that come from inside a lab (its API socket, labs/api_socket.py):
+# those reach team-scoped labs only, never another lab of their owner's.
+FROM_LAB = "datalabs.from_lab"
+TEAM_LAB_SCOPE = "tracking:write"  # enough for a team-scoped lab (a team's tracking server) only
 
 
 class UserLike(Protocol):
@@ -68,6 +72,27 @@ def owner_only(principal: Any, route: Route) -> bool:
         return False
     scopes = getattr(principal, "scopes", None)
     return scopes is None or grants(frozenset(scopes), LAB_SCOPE)
+
+
+def owner_or_team(principal: Any, route: Route) -> bool:
+    """The platform's rule: a lab's owner may use it (`owner_only`); a team-scoped lab (`route.team`, e.g.
+    the team's MLflow tracking server) also every member of that team, and with a token that grants either
+    `labs:write` or `tracking:write` (the scope of the MLFLOW_TRACKING_TOKEN labs get: it opens the
+    user's teams' team-scoped labs and none of their own labs); a model-serving lab (`route.invoke_scope`)
+    with a token granting that scope (`models:invoke`) only. Administrators who are not members are
+    refused, as for any lab."""
+    if route.team is None:
+        return owner_only(principal, route)
+    groups = getattr(principal, "groups", frozenset())
+    if principal.user.name != route.owner and route.team not in groups:
+        return False
+    scopes = getattr(principal, "scopes", None)
+    if scopes is None:
+        return True
+    held = frozenset(scopes)
+    if route.invoke_scope is not None:  # a served model: its scope alone opens it
+        return grants(held, route.invoke_scope)
+    return grants(held, LAB_SCOPE) or grants(held, TEAM_LAB_SCOPE)
 
 
 class CachedAuthenticator:

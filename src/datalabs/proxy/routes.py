@@ -39,6 +39,11 @@ class Route:
     # The uid that must own the lab's socket and listen on it (None: not checked); see connect.py.
     uid: int | None = None
     secret: str = field(default="", repr=False)  # a desktop lab's VNC password (never sent to the browser)
+    # A team-scoped lab (e.g. the team's MLflow tracking server): every member of this team may use it.
+    team: str | None = None
+    # A model-serving lab: the scope a token must grant to call it ("models:invoke"; labs:write is not
+    # enough). Its requests are counted and timed on /metrics.
+    invoke_scope: str | None = None
 
     def __post_init__(self) -> None:
         if not LAB_ID_RE.fullmatch(self.lab_id):

@@ -37,6 +37,12 @@ class Lab(Base):
     cluster: Mapped[str] = mapped_column(String(64), default="local", server_default="local")
     runtime_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     token_id: Mapped[str | None] = mapped_column(String(16), default=None)
+    # A team-scoped lab (a datalab with `runtime.scope: team`): every member of this team may use it.
+    team: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    # The team whose MLflow tracking server an ordinary lab logs to (MLFLOW_TRACKING_URI); None: none.
+    tracking_team: Mapped[str | None] = mapped_column(String(64), default=None)
+    # A model-serving lab: the registered model version it serves ("models:/<name>/<version>").
+    model: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
