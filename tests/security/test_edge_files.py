@@ -95,3 +95,29 @@ def test_a_chunk_whose_run_never_ended_stays_and_retention_still_applies(tmp_pat
     assert len(report.deleted) == 1 and len(report.remaining) == 2
     with pytest.raises(Exception, match="retention"):
         ed.Follower(None, edge, retention=-1)
+
+
+def test_demo_edge_refuses_bad_options_before_touching_anything(tmp_path):
+    from tests.cli.test_cli import run as cli
+
+    out = tmp_path / "station"
+    nowhere = {"DATALABS_API_URL": "http://127.0.0.1:9", "DATALABS_TOKEN": "dl_x",
+               "DATALABS_CREDENTIALS": str(tmp_path / "none.json")}  # fmt: skip
+    for args, said in (
+        (["--station", "demo-1"], "--station"),
+        (["--station", "../X"], "--station"),
+        (["--margin", "0"], "--margin"),
+        (["--margin", "61"], "--margin"),
+    ):
+        bad = cli(tmp_path / "home", "demo", "edge", "--out", str(out), *args, env=nowhere, check=False)
+        assert bad.returncode == 1 and said in bad.stderr, bad.stderr
+        assert not out.exists()
+    # A platform that does not answer: said, nothing registered, nothing written but the empty folders.
+    gone = cli(tmp_path / "home", "demo", "edge", "--out", str(out), env=nowhere, check=False)
+    assert gone.returncode == 1 and "cannot reach" in gone.stderr, gone.stderr
+    assert sorted(p.name for p in out.iterdir()) == [st.HIFI, st.KEPT, st.LOWFI]
+    assert not any(list((out / sub).iterdir()) for sub in (st.HIFI, st.KEPT, st.LOWFI))
+    # Not configured at all.
+    bare = {"DATALABS_API_URL": "", "DATALABS_CREDENTIALS": str(tmp_path / "none.json")}
+    unset = cli(tmp_path / "home", "demo", "edge", "--out", str(out), env=bare, check=False)
+    assert unset.returncode == 1 and "no platform configured" in unset.stderr, unset.stderr
