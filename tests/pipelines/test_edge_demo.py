@@ -3,7 +3,8 @@
 a new-data trigger running `event-recorder` on each low-fidelity chunk, then the station writes data with 3
 injected events; once it has run, exactly the 3 high-fidelity windows are kept, every high-fidelity chunk has
 aged out (retention 0, each only after its recorder runs ended), and the explorer shows the 3 windows,
-dated by their events. The platform is killed (SIGKILL) and started again while the station writes."""
+dated by their events. The platform is killed (SIGKILL) and started again while the station writes. SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -35,12 +36,13 @@ def _cli(home, *args, env=None, timeout=60) -> subprocess.CompletedProcess:
 class Platform:
     """`datalabs serve` on one port, killed and started again on the same port."""
 
-    def __init__(self, home) -> None:
+    def __init__(self, home, db_url: str) -> None:
         self.home, self.port = home, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "DATALABS_HOME": str(home),
+            "DATALABS_DB__URL": db_url,
             "DATALABS_SERVER__LEASE_TTL": "3",
             "DATALABS_TRIGGERS__SCAN_INTERVAL": "1",
             "DATALABS_TRIGGERS__SETTLE": "0.3",
@@ -70,14 +72,15 @@ class Platform:
 
 
 @pytest.fixture
-def platform(tmp_path):
+def platform(tmp_path, db_url):
     home = tmp_path / "home"
     home.mkdir()
-    made = _cli(home, "admin", "create-user", "root", "--password", PASSWORD, "--admin")
+    db = {"DATALABS_DB__URL": db_url}
+    made = _cli(home, "admin", "create-user", "root", "--password", PASSWORD, "--admin", env=db)
     assert made.returncode == 0, made.stderr
-    token = _cli(home, "admin", "create-token", "root", "--expires-in", "3600")
+    token = _cli(home, "admin", "create-token", "root", "--expires-in", "3600", env=db)
     assert token.returncode == 0, token.stderr
-    p = Platform(home)
+    p = Platform(home, db_url)
     p.start()
     p.token = token.stdout.strip()
     yield p
@@ -96,7 +99,7 @@ def test_three_events_kept_the_rest_aged_out_and_the_explorer_shows_them(platfor
         "DATALABS_TOKEN": platform.token,
         "DATALABS_CREDENTIALS": str(tmp_path / "none.json"),
     }
-    full = {**os.environ, "DATALABS_HOME": str(platform.home), "COLUMNS": "200", **env}
+    full = {**platform.env, "COLUMNS": "200", **env}
     args = ["demo", "edge", "--out", str(out), "--minutes", str(MINUTES), "--events", str(EVENTS)]
     args += ["--seed", str(SEED), "--start", START.isoformat(), "--speed", "15", "--retention", "0"]
     args += ["--wait", "400"]
@@ -150,6 +153,7 @@ def test_three_events_kept_the_rest_aged_out_and_the_explorer_shows_them(platfor
         assert shown == set(kept), shown
 
     # Set up again: the volumes and the trigger are found, not made twice; another folder is refused.
+    env["DATALABS_DB__URL"] = platform.env["DATALABS_DB__URL"]
     again = _cli(platform.home, "demo", "edge", "--out", str(out), "--setup-only", env=env)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("(there already)") == 3, again.stdout
