@@ -89,6 +89,9 @@ def test_a_new_data_trigger_from_the_explorers_search(app, people):
     page = ada.get(link)
     assert page.status_code == 200 and '<option value="count"' in page.text
     assert '<option value="hello"' not in page.text
+    # The page says what of the search applies to a watched folder's files: the words only.
+    assert "only the search's <strong>words</strong> apply" in page.text
+    assert "<strong>not applied</strong>" in page.text
     (app.state.settings.home / "workspaces" / "users" / "ada" / "incoming").mkdir(parents=True)
     search = re.search(r'name="search" value="([^"]+)"', page.text).group(1).replace("&#34;", '"')
     form = {"pipeline": "count", "watch": "me/incoming", "search": search, "mode": "per_file"}
@@ -102,3 +105,14 @@ def test_a_new_data_trigger_from_the_explorers_search(app, people):
     r = _post(ada, link, "/pipelines/-/new-data-trigger", {"pipeline": "count", "watch": "me/../bob"})
     assert r.status_code == 303 and r.headers["location"] == "/explorer"
     assert _count(app, PipelineTrigger) == 1
+    # No folder: the whole search, on the index's new matches; the Triggers section says which applies.
+    r = _post(ada, link, "/pipelines/-/new-data-trigger", {**form, "watch": ""})
+    assert r.status_code == 303 and r.headers["location"] == "/pipelines/count#triggers", r.text
+    section = ada.get("/pipelines/count").text
+    assert "(the index's matches)" in section
+    assert section.count("(its words only)") == 1
+    assert section.count("new matches in the asset index") == 1
+    # Neither a folder nor a search: refused.
+    r = _post(ada, link, "/pipelines/-/new-data-trigger", {"pipeline": "count", "watch": "", "search": "{}"})
+    assert r.status_code == 303 and r.headers["location"] == "/explorer"
+    assert _count(app, PipelineTrigger) == 2
