@@ -1,4 +1,7 @@
-"""`datalabs demo ...`: demonstrations on this machine, without the server.
+"""`datalabs demo ...`: the edge demo (issue 18).
+
+`datalabs demo edge` runs it through a platform's own triggers (demo/edge.py says what it sets up and how
+its retention follows the recorder's runs); the rest works on this machine, without the server.
 
 `datalabs demo station` is the edge demo's synthetic station (issue 18): it writes a low-fidelity stream
 and the high-fidelity data beside it into a folder (register it as a data volume to run the
@@ -16,7 +19,10 @@ import typer
 
 from datalabs.cli.output import console, fail
 
-app = typer.Typer(help="Demonstrations: a synthetic station for the edge demo.", no_args_is_help=True)
+app = typer.Typer(
+    help="Demonstrations: the edge demo through the platform's triggers, and its synthetic station.",
+    no_args_is_help=True,
+)
 
 
 def _start(value: str | None) -> datetime:
