@@ -13,6 +13,7 @@ from bench import (
     files_transfer,
     first_day,
     lab_start,
+    models,
     pipelines,
     proxy,
     replicas,
@@ -34,6 +35,7 @@ BENCHMARKS = {
     "slurm": slurm.run,
     "replicas": replicas.run,
     "triggers": triggers.run,
+    "models": models.run,
 }
 
 

@@ -199,7 +199,17 @@ def test_a_registered_model_is_served_to_tokens_with_the_invoke_scope(platform, 
     assert client(url, token("bob", ["tracking:write"])).post(invocations, json=body).status_code == 403
     assert client(url, token("carol", ["models:invoke"])).post(invocations, json=body).status_code == 403
     assert client(url).post(invocations, json=body).status_code == 401
+    # From inside bob's lab: the lab's MLFLOW_TRACKING_TOKEN grants models:invoke (the example notebook).
+    with connect(shared["ws_url"], additional_headers={"Authorization": f"Bearer {tokens['bob']}"}) as ws:
+        code = (
+            "import json, os, urllib.request\n"
+            f"req = urllib.request.Request(os.environ['DATALABS_API_URL'] + '{invocations}',"
+            " data=json.dumps({'inputs': [[5.0]]}).encode(), headers={'Content-Type': 'application/json',"
+            " 'Authorization': 'Bearer ' + os.environ['MLFLOW_TRACKING_TOKEN']})\n"
+            "[round(p, 6) for p in json.load(urllib.request.urlopen(req, timeout=60))['predictions']]"
+        )
+        assert execute(ws, code) == "[11.0]"
     metrics = bob.get("/metrics").text
     lab_id = served["id"]
-    assert f'datalabs_model_requests_total{{lab="{lab_id}",code="200"}} 1.0' in metrics
-    assert f'datalabs_model_request_seconds_count{{lab="{lab_id}"}} 1.0' in metrics
+    assert f'datalabs_model_requests_total{{code="200",lab="{lab_id}"}} 2.0' in metrics
+    assert f'datalabs_model_request_seconds_count{{lab="{lab_id}"}} 2.0' in metrics

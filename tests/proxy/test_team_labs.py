@@ -36,6 +36,8 @@ def people(tmp_path, sqlite_template):
             creds[f"{name}:session"] = auth.start_session(db, settings, user)
             creds[f"{name}:token"] = auth.create_token(db, settings, user, "all")[1]
             creds[f"{name}:tracking"] = auth.create_token(db, settings, user, "t", ["tracking:write"])[1]
+            creds[f"{name}:write"] = auth.create_token(db, settings, user, "w", ["labs:write"])[1]
+            creds[f"{name}:invoke"] = auth.create_token(db, settings, user, "i", ["models:invoke"])[1]
             creds[f"{name}:read"] = auth.create_token(
                 db, settings, user, "r", ["labs:read", "tracking:read"]
             )[1]
@@ -63,6 +65,7 @@ def people(tmp_path, sqlite_template):
 
 TEAM_LAB = Route("trk", "ada", socket="/s", team="astro")
 OWN_LAB = Route("own", "ada", socket="/s")
+MODEL_LAB = Route("mdl", "ada", socket="/s", team="astro", invoke_scope="models:invoke")
 
 
 @pytest.mark.parametrize(
@@ -88,6 +91,20 @@ OWN_LAB = Route("own", "ada", socket="/s")
         ("ada:tracking", OWN_LAB, False),
         ("bob:session", OWN_LAB, False),
         ("root:session", OWN_LAB, False),
+        ("ada:invoke", OWN_LAB, False),
+        # a served model: team members with models:invoke (or a session, or an `all` token) only
+        ("bob:invoke", MODEL_LAB, True),
+        ("ada:invoke", MODEL_LAB, True),
+        ("bob:session", MODEL_LAB, True),
+        ("bob:token", MODEL_LAB, True),
+        ("bob:write", MODEL_LAB, False),
+        ("bob:tracking", MODEL_LAB, False),
+        ("bob:read", MODEL_LAB, False),
+        ("carol:invoke", MODEL_LAB, False),
+        ("root:invoke", MODEL_LAB, False),
+        # labs:write opens a tracking server (a lab), models:invoke does not
+        ("bob:write", TEAM_LAB, True),
+        ("bob:invoke", TEAM_LAB, False),
     ],
 )
 def test_who_may_use_a_team_lab(people, who, route, allowed):

@@ -29,6 +29,11 @@ def launch(
     cluster: str = typer.Option(
         None, help="Cluster to run on (`datalabs labs clusters`); default: the first open to you."
     ),
+    team: str = typer.Option(
+        None,
+        help="mlflow/mlflow-model: the team it serves; another datalab: the team whose MLflow it logs to.",
+    ),
+    model: str = typer.Option(None, help="mlflow-model: the model version to serve, models:/NAME/VERSION."),
     wait: bool = typer.Option(True, help="Follow the start until the lab is ready."),
 ) -> None:
     """Launch DATALAB and show the start's progress; prints the lab's URL when ready."""
@@ -38,6 +43,8 @@ def launch(
             "version": version,
             "name": name,
             "cluster": cluster,
+            **({"team": team} if team else {}),
+            **({"model": model} if model else {}),
             "resources": {k: v for k, v in (("cpu", cpu), ("memory", memory), ("gpu", gpu)) if v is not None},
         }
         lab = _call(lambda: client.post("/api/v1/labs", body))

@@ -9,9 +9,9 @@ and datalab at a time: launching it again answers the running one.
 An ordinary lab gets, for its tracking team (the one chosen at launch, else the first of its owner's
 teams with a tracking server running), `MLFLOW_TRACKING_URI` (that server through the platform's proxy,
 as the lab reaches the platform: its API socket) and `MLFLOW_TRACKING_TOKEN`, a token of its owner with
-the `tracking:write` scope alone — it opens the owner's teams' team-scoped labs and nothing else (no
-API call, no lab of the owner's), and is revoked when the lab ends. MLflow's client sends it as
-`Authorization: Bearer`; the proxy strips it before forwarding.
+the `tracking:write` and `models:invoke` scopes alone — it opens the owner's teams' tracking servers and
+served models and nothing else (no API call, no lab of the owner's), and is revoked when the lab ends.
+MLflow's client sends it as `Authorization: Bearer`; the proxy strips it before forwarding.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def default_tracking_team(db: Session, principal: Principal) -> str | None:
 def tracking_env(db: Session, settings: Settings, lab: Lab, api_url: str) -> dict[str, str]:
     """MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN for a lab whose tracking team (an ordinary lab's
     chosen one, a serving lab's own team) has a tracking server running (else nothing): a new
-    `tracking:write` token, the previous one revoked."""
+    `tracking:write` + `models:invoke` token, the previous one revoked."""
     team = lab.tracking_team if lab.team is None else lab.team if lab.datalab == MODEL_DATALAB else None
     if team is None:
         return {}
@@ -121,7 +121,7 @@ def tracking_env(db: Session, settings: Settings, lab: Lab, api_url: str) -> dic
     if server is None:
         return {}
     revoke_tracking_token(db, lab)
-    _, secret = auth.create_token(db, settings, lab.owner, _token_name(lab.id), [TRACKING_SCOPE])
+    _, secret = auth.create_token(db, settings, lab.owner, _token_name(lab.id), [TRACKING_SCOPE, MODEL_SCOPE])
     db.commit()
     return {
         "MLFLOW_TRACKING_URI": f"{api_url.rstrip('/')}/datalabs/{server.id}",
