@@ -18,6 +18,7 @@ from datalabs.clusters import service as clusters
 from datalabs.deps import get_db
 from datalabs.errors import DatalabsError, TooManyRequests
 from datalabs.labs import service
+from datalabs.labs.team_labs import MODEL_DATALAB
 from datalabs.volumes import service as volume_service
 from datalabs.web import forms
 from datalabs.web.lab_view import number
@@ -121,6 +122,9 @@ def _launch_page(
             (c[len(volume_service.CUSTOM) :] for c in chosen if c.startswith(volume_service.CUSTOM)), ""
         ),
         folders=_folders(request, principal),
+        teams=sorted(principal.groups),
+        team_scoped=meta.runtime.scope == "team",
+        serves_model=entry.name == MODEL_DATALAB,
     )
 
 
@@ -202,6 +206,8 @@ async def launch(
     volumes: list[str] = Form([], max_length=50),
     custom_volume: str = Form("", max_length=4096),
     cluster: str = Form("", max_length=64),
+    team: str = Form("", max_length=64),
+    model: str = Form("", max_length=200),
     principal: Principal = Depends(posting_user),
     db: Session = Depends(get_db),
 ):
@@ -222,7 +228,10 @@ async def launch(
         gpu=_gpu(gpu, errors),
         volumes=tuple(chosen),
         cluster=cluster or None,
+        team=team or None,  # a team-scoped datalab's team, else the MLflow team chosen (labs/team_labs.py)
+        model=model.strip() or None,
     )
+    form["team"], form["model"] = team, model
     if errors:
         return _launch_page(request, db, principal, entry, version, form=form, errors=errors, status=422)
 
