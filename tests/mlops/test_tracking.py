@@ -213,3 +213,8 @@ def test_a_registered_model_is_served_to_tokens_with_the_invoke_scope(platform, 
     lab_id = served["id"]
     assert f'datalabs_model_requests_total{{code="200",lab="{lab_id}"}} 2.0' in metrics
     assert f'datalabs_model_request_seconds_count{{lab="{lab_id}"}} 2.0' in metrics
+    web = httpx.Client(base_url=url, timeout=60)  # the lab's page, as its owner sees it in a browser
+    assert web.post("/api/v1/login", json={"username": "ada", "password": PW}).status_code == 200
+    page = web.get(f"/labs/{lab_id}", headers={"Accept": "text/html"}).text
+    assert "models:/line/1" in page and f"POST /datalabs/{lab_id}/invocations" in page
+    assert "2 (200: 2), mean" in page

@@ -38,11 +38,21 @@ def observing(send: Callable[[dict], Awaitable[None]], lab_id: str) -> Callable[
     return observed
 
 
-def counts(lab_id: str) -> dict[str, float]:
-    """The lab's request count by status code and the sum of their latencies (for its page and tests)."""
-    found: dict[str, float] = {}
+def summary(lab_id: str) -> dict:
+    """The lab's requests as this process's proxy saw them (for its page): {"requests": n, "by_code":
+    {code: n}, "mean_ms": mean latency or None}."""
+    by_code: dict[str, int] = {}
     for metric in REQUESTS.collect():
         for sample in metric.samples:
             if sample.name.endswith("_total") and sample.labels.get("lab") == lab_id:
-                found[sample.labels["code"]] = sample.value
-    return found
+                by_code[sample.labels["code"]] = int(sample.value)
+    count = total = 0.0
+    for metric in LATENCY.collect():
+        for sample in metric.samples:
+            if sample.labels.get("lab") == lab_id:
+                if sample.name.endswith("_count"):
+                    count = sample.value
+                elif sample.name.endswith("_sum"):
+                    total = sample.value
+    mean = round(total / count * 1000, 1) if count else None
+    return {"requests": sum(by_code.values()), "by_code": dict(sorted(by_code.items())), "mean_ms": mean}

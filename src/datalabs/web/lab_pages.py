@@ -13,6 +13,7 @@ from datalabs.accounts.principal import Principal
 from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
 from datalabs.labs import origins, service
+from datalabs.proxy import model_metrics
 from datalabs.web import lab_view
 from datalabs.web.lab_launch import LAUNCHED
 from datalabs.web.render import fragment, page, read_flash, redirect, sentence
@@ -82,8 +83,10 @@ def lab_page(
     db: Session = Depends(get_db),
 ):
     settings = request.app.state.settings
+    record = service.get(db, principal, lab_id)
+    served = {"model": record.model, **model_metrics.summary(lab_id)} if record.model else None
     lab = lab_view.describe(
-        service.get(db, principal, lab_id),
+        record,
         principal,
         lab_view.datalab_titles(request, db, principal),
         settings,
@@ -108,6 +111,7 @@ def lab_page(
         # one-time code) whatever address it reached the platform at; the address shown is that origin.
         address=origins.lab_url(settings, lab_id),
         launch_blocked=service.launch_block(db, settings, principal) if lab["ended"] else "",
+        served=served,  # a model-serving lab: its model and requests through this replica's proxy
         headers={"Cache-Control": "no-store"},
     )
 
