@@ -7,7 +7,6 @@ import gc
 import logging
 from contextlib import asynccontextmanager
 
-import anyio
 from fastapi import FastAPI
 
 from datalabs import __version__, limits, recovery, route_gates
@@ -56,7 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         roles = set(settings.server.roles)
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server.threads
         problems = await asyncio.to_thread(catalogue_service.reload_at_start, sessions, settings)
         if problems:
             log.warning("%d problem(s) in datalab definitions; see /admin/catalogue", len(problems))

@@ -282,14 +282,6 @@ class ServerSettings(BaseModel):
         description="Seconds between two reads of the shared state (routes of labs, launches waiting for the "
         "manager) by each replica.",
     )
-    threads: int = Field(
-        8,
-        ge=2,
-        le=200,
-        description="Worker threads for requests' blocking work (database, files). More let more slow "
-        "requests wait at once; past a few they only contend for the interpreter lock: with 40, an "
-        "authenticated request cost 1.5x the CPU it costs with 6 (bench replicas).",
-    )
 
 
 class Settings(BaseSettings):

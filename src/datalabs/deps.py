@@ -4,9 +4,8 @@ scope and role checks, the session cookie, and what kind of request this is. Neu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import anyio
 from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
@@ -30,20 +29,10 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_db(request: Request) -> AsyncIterator[Session]:
-    """A session per request; routes that change data commit explicitly, anything else is rolled back.
-
-    Made without a thread hop: a new session connects only when first used (in the route's worker
-    thread). Closing returns that connection to the pool with a ROLLBACK, a round trip to the database,
-    so it runs in a worker thread, and only for a session that connected."""
-    session = request.app.state.sessions()
-    try:
+def get_db(request: Request) -> Iterator[Session]:
+    """A session per request; routes that change data commit explicitly, anything else is rolled back."""
+    with request.app.state.sessions() as session:
         yield session
-    finally:
-        if session.in_transaction():
-            await anyio.to_thread.run_sync(session.close)  # not abandoned on cancel: it always completes
-        else:
-            session.close()
 
 
 async def optional_principal(request: Request) -> Principal | None:
