@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 
 from tests.cli.test_cli import run
 from tests.labs.test_jupyter import execute, wait_running
-from tests.live import live_server
+from tests.live import destroy_labs, live_server
 
 pytestmark = pytest.mark.slow
 PW = "long-enough-pw"
@@ -63,7 +63,10 @@ def platform(tmp_path_factory):
             assert made.status_code == 201, made.text
         for name in ("mlflow", "jupyterlab-ml", "mlflow-model"):
             build(root, name)
-        yield home, url, tokens
+        try:
+            yield home, url, tokens
+        finally:
+            destroy_labs(url, "root", PW)  # labs outlive the platform by design: none may outlive the tests
 
 
 @pytest.fixture(scope="module")
