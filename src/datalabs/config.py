@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from datalabs.accounts.oidc_settings import OidcSettings
+from datalabs.audit.settings import AuditSettings
 from datalabs.clusters.settings import ClusterSettings, check_clusters, default_clusters
 from datalabs.pipelines.settings import PipelineSettings
 from datalabs.pipelines.trigger_settings import TriggerSettings
@@ -293,6 +295,8 @@ class Settings(BaseSettings):
     site_name: str = Field("Datalabs", description="Name shown in the page header.")
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     labs: LabSettings = Field(default_factory=LabSettings)
