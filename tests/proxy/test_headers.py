@@ -133,3 +133,17 @@ def test_redactor_is_length_preserving():
 )
 def test_which_bodies_are_scanned(headers, scanned):
     assert wants_redaction(headers) is scanned
+
+
+def test_identity_headers_come_from_the_proxy_only():
+    forged = [(b"host", b"h"), (b"x-datalabs-user", b"root"), (b"x-datalabs-share", b"owner")]
+    headers, _ = request_headers(scope(forged), ROUTE)
+    assert not [n for n, _ in headers if n.startswith(b"x-datalabs-")]  # not admitted: nothing at all
+    admitted = scope(forged, **{"datalabs.user": "zoë", "datalabs.share": "view"})
+    headers, _ = request_headers(admitted, ROUTE, websocket=True)
+    assert [(n, v) for n, v in headers if n.startswith(b"x-datalabs-")] == [
+        (b"x-datalabs-user", "zoë".encode()),
+        (b"x-datalabs-share", b"view"),
+    ]
+    bogus = scope([], **{"datalabs.user": "zoë", "datalabs.share": "admin"})
+    assert not [n for n, _ in request_headers(bogus, ROUTE)[0] if n.startswith(b"x-datalabs-")]

@@ -112,6 +112,16 @@ def test_platform_credentials_are_stripped_and_the_lab_secret_injected(env):
     assert header_value(info, "x-forwarded-host") == [env.url.removeprefix("http://")]
 
 
+def test_the_lab_learns_who_asks_and_a_forged_identity_is_dropped(env):
+    forged = {**ALICE, "X-Datalabs-User": "bob", "X-Datalabs-Share": "collaborate"}
+    with env.client(forged) as c:
+        r = c.get("/datalabs/lab1/echo")
+    info = env.lab.recorder.requests[-1]
+    assert r.status_code == 200
+    assert header_value(info, "x-datalabs-user") == ["alice"]
+    assert header_value(info, "x-datalabs-share") == ["owner"]
+
+
 def test_browser_authorization_never_reaches_the_lab(env):
     with env.client(ALICE) as c:
         c.get("/datalabs/lab1/echo")

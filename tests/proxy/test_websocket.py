@@ -81,6 +81,16 @@ def test_handshake_carries_the_secret_not_the_platform_credentials(env):
     assert "alice-token" not in str(seen)
 
 
+def test_handshake_says_who_asks_and_drops_a_forged_identity(env):
+    headers = {**ALICE, "X-Datalabs-User": "bob", "X-Datalabs-Share": "view"}
+    with open_ws(env, headers) as ws:
+        ws.send("ping")
+        ws.recv(timeout=10)
+    seen = env.lab.recorder.websockets[-1]["headers"]
+    assert [v for k, v in seen if k == "x-datalabs-user"] == ["alice"]
+    assert [v for k, v in seen if k == "x-datalabs-share"] == ["owner"]
+
+
 def test_lab_close_code_reaches_the_browser(env):
     with open_ws(env, ALICE) as ws:
         ws.send("close:4001")

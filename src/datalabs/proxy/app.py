@@ -29,7 +29,7 @@ from datalabs.proxy import model_metrics, novnc
 from datalabs.proxy.auth import FROM_LAB, Authenticate, Authorize, owner_or_team
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.gate import Identified, OriginGate, Redirect
-from datalabs.proxy.headers import get_header, request_headers, response_headers
+from datalabs.proxy.headers import SCOPE_SHARE, SCOPE_USER, get_header, request_headers, response_headers
 from datalabs.proxy.http1 import Aborted, Response, UpstreamError, UpstreamTimeout
 from datalabs.proxy.pool import PoolOptions, UpstreamPool
 from datalabs.proxy.redact import Redactor, wants_redaction
@@ -153,6 +153,11 @@ class LabProxy:
             return forbidden(lab_id)
         if scope.get(FROM_LAB) and route.team is None:
             return forbidden(lab_id)  # from inside a lab (its API socket): team-scoped labs only
+        # Forwarded to the lab as X-Datalabs-User / X-Datalabs-Share (headers.request_headers); a member
+        # of a team-scoped lab's team uses it fully, like its owner does.
+        name = found.principal.user.name
+        scope[SCOPE_USER] = name
+        scope[SCOPE_SHARE] = "owner" if name == route.owner else "collaborate"
         if found.enter and self.gate is not None and scope["type"] == "http":
             try:
                 return await self.gate.enter(scope, found.principal, lab_id)

@@ -40,7 +40,16 @@ _DROP_FROM_BROWSER = HOP_BY_HOP | {
     b"x-forwarded-port",
     b"x-forwarded-proto",
     b"x-real-ip",
+    # The identity headers below are the proxy's word to the lab: a browser's own copies are forged.
+    b"x-datalabs-user",
+    b"x-datalabs-share",
 }
+# Who is asking, as the proxy admitted them (set by LabProxy.admit in the ASGI scope): forwarded to the
+# lab on every request and WebSocket handshake as X-Datalabs-User (user name) and X-Datalabs-Share
+# ("owner" | "view" | "collaborate"), so a lab (e.g. JupyterLab's collaboration) can tell people apart.
+SCOPE_USER = "datalabs.user"
+SCOPE_SHARE = "datalabs.share"
+SHARE_MODES = ("owner", "view", "collaborate")
 # The WebSocket client library writes its own handshake headers (and Host/Origin from its arguments).
 _DROP_FOR_WEBSOCKET = _DROP_FROM_BROWSER | {
     b"host",
@@ -95,6 +104,10 @@ def request_headers(scope: dict, route: Route, websocket: bool = False) -> tuple
     if cookies and (kept := strip_platform_cookies(b"; ".join(cookies))):
         out.append((b"cookie", kept))
     out.extend(route.injected)
+    user, share = scope.get(SCOPE_USER), scope.get(SCOPE_SHARE)
+    if user is not None and share in SHARE_MODES:
+        out.append((b"x-datalabs-user", user.encode("utf-8")))
+        out.append((b"x-datalabs-share", share.encode("ascii")))
     if host is None and not websocket:
         host = b"localhost"
         out.append((b"host", host))
