@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from datalabs.accounts import auth
@@ -113,9 +114,17 @@ def create(
         if meta.runtime.scope == "team"
         else team or team_labs.default_tracking_team(db, principal),
     )
-    lab.token_id, secret = _lab_token(db, settings, principal, lab.id)
-    db.add(lab)
-    db.flush()
+    try:
+        with db.begin_nested():  # a savepoint: a lost race leaves the caller's transaction usable
+            lab.token_id, secret = _lab_token(db, settings, principal, lab.id)
+            db.add(lab)
+            db.flush()
+    except IntegrityError:
+        # Another member launched the team's lab at the same time (the unique index of migration 0021).
+        running = lab.team and team_labs.active_team_lab(db, req.datalab, lab.team, model)
+        if not running:
+            raise
+        return running, ""
     return lab, secret
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from datalabs.db.models.base import Base
@@ -14,11 +14,36 @@ from datalabs.db.types import utcnow
 if TYPE_CHECKING:
     from datalabs.db.models.accounts import Group, User
 
+_ACTIVE_STATES = "state IN ('pending', 'starting', 'running')"
+ACTIVE_TEAM_LAB = f"team IS NOT NULL AND model IS NULL AND {_ACTIVE_STATES}"
+ACTIVE_MODEL_LAB = f"team IS NOT NULL AND model IS NOT NULL AND {_ACTIVE_STATES}"
+
 
 class Lab(Base):
     """One running (or ended) datalab of one user. `runtime_state` lets a restarted platform re-attach."""
 
     __tablename__ = "labs"
+    # One active (pending/starting/running) team lab per team and datalab (e.g. tracking server), and one
+    # serving lab per team and model version: two members launching at once get the same lab.
+    __table_args__ = (
+        Index(
+            "ux_labs_team_datalab_active",
+            "team",
+            "datalab",
+            unique=True,
+            sqlite_where=text(ACTIVE_TEAM_LAB),
+            postgresql_where=text(ACTIVE_TEAM_LAB),
+        ),
+        Index(
+            "ux_labs_team_model_active",
+            "team",
+            "datalab",
+            "model",
+            unique=True,
+            sqlite_where=text(ACTIVE_MODEL_LAB),
+            postgresql_where=text(ACTIVE_MODEL_LAB),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -1,21 +1,42 @@
-"""one running tracking server per team and datalab (issue 18), enforced by the database
+"""one active team lab per team and datalab (e.g. the team's tracking server), and one serving lab per team
+and model version (issue 18), enforced by the database: two members launching at once get the same lab
 
 Revision ID: 0021
 Revises: 0020
-
-Numbered ahead of its schema so the parallel work of issue 19 chains in a fixed order; until its tables
-land it changes nothing.
 """
+
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0021"
 down_revision = "0020"
 branch_labels = None
 depends_on = None
 
+_ACTIVE_STATES = "state IN ('pending', 'starting', 'running')"
+_TEAM_LAB = f"team IS NOT NULL AND model IS NULL AND {_ACTIVE_STATES}"
+_MODEL_LAB = f"team IS NOT NULL AND model IS NOT NULL AND {_ACTIVE_STATES}"
+
 
 def upgrade() -> None:
-    pass
+    op.create_index(
+        "ux_labs_team_datalab_active",
+        "labs",
+        ["team", "datalab"],
+        unique=True,
+        sqlite_where=sa.text(_TEAM_LAB),
+        postgresql_where=sa.text(_TEAM_LAB),
+    )
+    op.create_index(
+        "ux_labs_team_model_active",
+        "labs",
+        ["team", "datalab", "model"],
+        unique=True,
+        sqlite_where=sa.text(_MODEL_LAB),
+        postgresql_where=sa.text(_MODEL_LAB),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ux_labs_team_model_active", table_name="labs")
+    op.drop_index("ux_labs_team_datalab_active", table_name="labs")
