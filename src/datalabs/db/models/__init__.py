@@ -18,6 +18,7 @@ from datalabs.db.models.pipelines import (
     TriggerEvent,
 )
 from datalabs.db.models.platform import Counter, Lease, Notice, UsageRecord
+from datalabs.db.models.shares import LabShare
 
 __all__ = [
     "Base",
@@ -33,6 +34,7 @@ __all__ = [
     "CatalogueProblem",
     "Lab",
     "LabPortReport",
+    "LabShare",
     "TeamWorkspace",
     "Volume",
     "Pipeline",

@@ -2,10 +2,12 @@
 
 Revision ID: 0020
 Revises: 0019
-
-Numbered ahead of its schema so the parallel work of issue 19 chains in a fixed order; until its tables
-land it changes nothing.
 """
+
+import sqlalchemy as sa
+from alembic import op
+
+from datalabs.db.types import UTCDateTime
 
 revision = "0020"
 down_revision = "0019"
@@ -14,8 +16,21 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "lab_shares",
+        sa.Column(
+            "lab_id", sa.String(length=32), sa.ForeignKey("labs.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column("grantee", sa.String(length=70), nullable=False),
+        sa.Column("mode", sa.String(length=16), nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("lab_id", "grantee"),
+        sa.CheckConstraint("mode IN ('view', 'collaborate')", name="ck_lab_shares_mode"),
+    )
+    op.create_index("ix_lab_shares_grantee", "lab_shares", ["grantee"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_lab_shares_grantee", table_name="lab_shares")
+    op.drop_table("lab_shares")
