@@ -1,0 +1,53 @@
+"""Two members launching a team's lab at the same moment get the same lab (migration 0021's unique index
+and labs.service.create's savepoint), never two labs nor an error."""
+
+from __future__ import annotations
+
+import threading
+
+from datalabs.accounts.principal import Principal
+from datalabs.accounts.service import get_user
+from datalabs.db.models import Lab
+from datalabs.labs import service
+from tests.web.test_team_lab_pages import settings, teams  # noqa: F401 (teamlab: a team-scoped fake)
+
+
+class _NoStart:
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def spawn(self, lab_id: str, token: str, **_) -> None:
+        self.started.append(lab_id)
+
+
+def test_concurrent_launches_for_a_team_get_one_lab(teams):  # noqa: F811
+    state, starter, outcomes = teams.app.state, _NoStart(), []
+    gate = threading.Barrier(4)
+
+    def launch() -> None:
+        with state.sessions() as db:
+            who = Principal(user=get_user(db, "bob"), groups=frozenset({"astro"}))
+            gate.wait()
+            try:
+                lab = service.launch(
+                    db,
+                    state.settings,
+                    state.catalogue,
+                    starter,
+                    who,
+                    service.LaunchRequest("teamlab", team="astro"),
+                )
+                outcomes.append(lab.id)
+            except Exception as exc:  # noqa: BLE001 (what a request would answer 500 for)
+                db.rollback()
+                outcomes.append(f"error: {exc!r}")
+
+    threads = [threading.Thread(target=launch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(outcomes) == 4 and len(set(outcomes)) == 1 and not outcomes[0].startswith("error"), outcomes
+    assert len(starter.started) == 1
+    with state.sessions() as db:
+        assert db.query(Lab).filter(Lab.datalab == "teamlab").count() == 1
