@@ -1,0 +1,86 @@
+"""Sharing a running lab (issue 19): its owner opens it to a named user or a team, view or collaborate.
+
+Only the owner shares (not administrators, not team members), only a running lab, and never a team-scoped
+lab (already open to its whole team). A share names an existing user or "team:<group>"; sharing again with
+the same grantee changes the mode. Unknown labs and other people's labs are NotFound alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from datalabs.accounts.principal import Principal
+from datalabs.db.models import Group, Lab, LabShare, User
+from datalabs.errors import Conflict, Invalid, NotFound
+
+MODES = ("view", "collaborate")
+TEAM_PREFIX = "team:"
+
+
+def _own_lab(db: Session, principal: Principal, lab_id: str) -> Lab:
+    lab = db.get(Lab, lab_id)
+    if lab is None or lab.owner_id != principal.user.id:
+        raise NotFound(f"no lab '{lab_id}'", code="lab_not_found")
+    return lab
+
+
+def _check_grantee(db: Session, principal: Principal, grantee: str) -> str:
+    if grantee.startswith(TEAM_PREFIX):
+        team = grantee[len(TEAM_PREFIX) :]
+        if db.scalar(select(Group.id).where(Group.name == team)) is None:
+            raise NotFound(f"no team '{team}'", code="team_not_found")
+        return grantee
+    if grantee == principal.user.name:
+        raise Invalid("a lab is not shared with its own owner", code="share_with_self")
+    if db.scalar(select(User.id).where(User.name == grantee)) is None:
+        raise NotFound(f"no user '{grantee}'", code="user_not_found")
+    return grantee
+
+
+def share(db: Session, principal: Principal, lab_id: str, grantee: str, mode: str) -> LabShare:
+    """Open the owner's running lab to `grantee` (user name or "team:<name>") in `mode`; commits."""
+    if mode not in MODES:
+        raise Invalid(f"mode must be one of {', '.join(MODES)}", code="invalid_mode")
+    lab = _own_lab(db, principal, lab_id)
+    if lab.team is not None:
+        raise Conflict("a team lab is already open to its whole team", code="team_lab_not_shareable")
+    if lab.state != "running":
+        raise Conflict("only a running lab can be shared", code="lab_not_running")
+    _check_grantee(db, principal, grantee)
+    found = db.get(LabShare, (lab_id, grantee))
+    if found is None:
+        found = LabShare(lab_id=lab_id, grantee=grantee, mode=mode, created_by=principal.user.name)
+        db.add(found)
+    else:
+        found.mode = mode
+    db.commit()
+    return found
+
+
+def unshare(db: Session, principal: Principal, lab_id: str, grantee: str) -> None:
+    """Revoke one share of the owner's lab; NotFound when there was none. Commits."""
+    _own_lab(db, principal, lab_id)
+    found = db.get(LabShare, (lab_id, grantee))
+    if found is None:
+        raise NotFound(f"lab '{lab_id}' is not shared with '{grantee}'", code="share_not_found")
+    db.delete(found)
+    db.commit()
+
+
+def list_shares(db: Session, principal: Principal, lab_id: str) -> list[LabShare]:
+    """The owner's lab's shares, by grantee."""
+    _own_lab(db, principal, lab_id)
+    return list(db.scalars(select(LabShare).where(LabShare.lab_id == lab_id).order_by(LabShare.grantee)))
+
+
+def mode_for(db: Session, lab_id: str, user: str, groups: frozenset[str]) -> str | None:
+    """The share mode `user` (member of `groups`) holds on lab `lab_id`, or None. A direct share and a
+    team share together: the wider ("collaborate") wins."""
+    grantees = [user, *(TEAM_PREFIX + g for g in groups)]
+    modes = set(
+        db.scalars(select(LabShare.mode).where(LabShare.lab_id == lab_id, LabShare.grantee.in_(grantees)))
+    )
+    if "collaborate" in modes:
+        return "collaborate"
+    return "view" if modes else None
