@@ -7,6 +7,7 @@ from datalabs.db.models.apps import App, AppEvent, AppVersion
 from datalabs.db.models.base import Base
 from datalabs.db.models.catalogue import CatalogueProblem, Datalab, DatalabVersion
 from datalabs.db.models.labs import Lab, LabPortReport, TeamWorkspace, Volume
+from datalabs.db.models.oidc import OidcIdentity
 from datalabs.db.models.pipelines import (
     Pipeline,
     PipelineRun,
@@ -35,6 +36,7 @@ __all__ = [
     "Lab",
     "LabPortReport",
     "LabShare",
+    "OidcIdentity",
     "TeamWorkspace",
     "Volume",
     "Pipeline",

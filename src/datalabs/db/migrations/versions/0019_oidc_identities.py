@@ -2,10 +2,12 @@
 
 Revision ID: 0019
 Revises: 0018
-
-Numbered ahead of its schema so the parallel work of issue 19 chains in a fixed order; until its tables
-land it changes nothing.
 """
+
+import sqlalchemy as sa
+from alembic import op
+
+from datalabs.db.types import UTCDateTime
 
 revision = "0019"
 down_revision = "0018"
@@ -14,8 +16,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "oidc_identities",
+        sa.Column("issuer", sa.String(length=255), nullable=False),
+        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("user_id", sa.Integer(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("issuer", "subject"),
+    )
+    op.create_index("ix_oidc_identities_user_id", "oidc_identities", ["user_id"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_oidc_identities_user_id", table_name="oidc_identities")
+    op.drop_table("oidc_identities")
