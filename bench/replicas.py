@@ -125,6 +125,16 @@ class Platform:
         )
         self.replicas[name] = (port, proc)
 
+    def last_errors(self) -> str:
+        """The last traceback in each replica's log, for a failed check (the home is removed after)."""
+        found = []
+        for log in sorted(self.home.glob("server-*.log")):
+            text = log.read_text(errors="replace")
+            at = text.rfind("Traceback (most recent call last)")
+            if at >= 0:
+                found.append(f"--- {log.name}:\n{text[at : at + 6000]}")
+        return "\n".join(found) or "(no traceback in the replicas' logs)"
+
     def wait(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         for name, (port, proc) in self.replicas.items():
@@ -280,7 +290,7 @@ def load(
     for path in paths:  # every URL answers before it is loaded
         r = httpx.get(platform.front + path, headers=platform.headers, timeout=60)
         if r.status_code != 200:
-            raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
+            raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}\n{platform.last_errors()}")
     script = lua(paths, platform.root, think_ms)
     base = [
         "wrk", "--latency", "--timeout=30s", "-H", f"Authorization: Bearer {platform.token}",
