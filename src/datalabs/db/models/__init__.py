@@ -4,6 +4,7 @@ Every model is imported here so that `datalabs.db.models.X` keeps working and th
 
 from datalabs.db.models.accounts import ApiToken, AuthSession, Group, LabCode, LoginFailure, Membership, User
 from datalabs.db.models.apps import App, AppEvent, AppVersion
+from datalabs.db.models.audit import AuditHead, AuditRecord
 from datalabs.db.models.base import Base
 from datalabs.db.models.catalogue import CatalogueProblem, Datalab, DatalabVersion
 from datalabs.db.models.labs import Lab, LabPortReport, TeamWorkspace, Volume
@@ -54,4 +55,6 @@ __all__ = [
     "Notice",
     "UsageRecord",
     "Lease",
+    "AuditRecord",
+    "AuditHead",
 ]

@@ -2,10 +2,12 @@
 
 Revision ID: 0018
 Revises: 0017
-
-Numbered ahead of its schema so the parallel work of issue 19 chains in a fixed order; until its tables
-land it changes nothing.
 """
+
+import sqlalchemy as sa
+from alembic import op
+
+from datalabs.db.types import UTCDateTime
 
 revision = "0018"
 down_revision = "0017"
@@ -14,8 +16,35 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "audit_records",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("who", sa.String(length=128), nullable=True),
+        sa.Column("what", sa.String(length=200), nullable=False),
+        sa.Column("target", sa.String(length=500), nullable=True),
+        sa.Column("client", sa.String(length=64), nullable=True),
+        sa.Column("outcome", sa.String(length=32), nullable=False),
+        sa.Column("detail", sa.JSON(), nullable=True),
+        sa.Column("prev_hash", sa.String(length=64), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_audit_records_at", "audit_records", ["at"])
+    op.create_index("ix_audit_records_who", "audit_records", ["who"])
+    op.create_index("ix_audit_records_what", "audit_records", ["what"])
+    op.create_table(
+        "audit_head",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("last_hash", sa.String(length=64), nullable=False),
+        sa.Column("anchor", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("audit_head")
+    op.drop_index("ix_audit_records_what", table_name="audit_records")
+    op.drop_index("ix_audit_records_who", table_name="audit_records")
+    op.drop_index("ix_audit_records_at", table_name="audit_records")
+    op.drop_table("audit_records")
