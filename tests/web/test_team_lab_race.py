@@ -51,3 +51,27 @@ def test_concurrent_launches_for_a_team_get_one_lab(teams):  # noqa: F811
     assert len(starter.started) == 1
     with state.sessions() as db:
         assert db.query(Lab).filter(Lab.datalab == "teamlab").count() == 1
+
+
+def test_restarting_a_team_lab_while_another_runs_is_a_clear_conflict(teams):  # noqa: F811
+    """A member restarts the team's stopped lab while another of the same datalab runs: 409 that says so
+    (the unique index refuses the second active one), and the stopped lab stays as it was."""
+    from datalabs.errors import Conflict
+
+    state, starter = teams.app.state, _NoStart()
+    with state.sessions() as db:
+        who = Principal(user=get_user(db, "bob"), groups=frozenset({"astro"}))
+        req = service.LaunchRequest("teamlab", team="astro")
+        first = service.launch(db, state.settings, state.catalogue, starter, who, req)
+        service.set_state(db, first.id, "stopped")
+        db.commit()
+        second = service.launch(db, state.settings, state.catalogue, starter, who, req)
+        assert second.id != first.id
+        try:
+            service.restart(db, state.settings, state.catalogue, starter, who, first.id)
+        except Conflict as exc:
+            assert exc.code == "team_lab_running" and "already has" in exc.message, exc
+        else:
+            raise AssertionError("a second active team lab was restarted")
+        db.rollback()
+        assert db.get(Lab, first.id).state == "stopped"

@@ -274,12 +274,20 @@ def reopen(
     # Claimed in one statement, and only if still ended: of two restarts at once (a double click), or a
     # restart and a destroy, one wins. Claiming first also makes SQLite take its write lock before the
     # count below, so two users' sessions cannot both count under the limit.
-    claimed = db.execute(
-        update(Lab)
-        .where(Lab.id == lab.id, Lab.state.in_(ENDED))
-        .values(state="pending", reason="", started_at=None, ended_at=None, runtime_state={})
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    try:
+        with db.begin_nested():  # a team lab whose team has another one active: the unique index of 0021
+            claimed = db.execute(
+                update(Lab)
+                .where(Lab.id == lab.id, Lab.state.in_(ENDED))
+                .values(state="pending", reason="", started_at=None, ended_at=None, runtime_state={})
+                .execution_options(synchronize_session=False)
+            ).rowcount
+    except IntegrityError:
+        raise Conflict(
+            f"'{lab.name}' cannot be restarted: team {lab.team} already has a {lab.datalab} lab running; "
+            "open that one",
+            code="team_lab_running",
+        ) from None
     if not claimed:
         raise Conflict(f"'{lab.name}' is already being restarted or destroyed", code="lab_busy")
     _check_limit(db, settings, principal, besides=lab.id)
