@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from datalabs.audit import chain
+from datalabs.db.models import AuditRecord
+
+
+def _fill(db, n=5):
+    return [chain.append(db, who="ann", what=f"POST /x/{i}", outcome="200").id for i in range(n)]
+
+
+def test_a_clean_chain_verifies(app):
+    with app.state.sessions() as db:
+        _fill(db)
+        db.commit()
+        assert chain.verify(db) is None
+
+
+def test_edit_delete_and_reorder_are_detected(app):
+    with app.state.sessions() as db:
+        ids = _fill(db)
+        db.commit()
+        db.execute(update(AuditRecord).where(AuditRecord.id == ids[2]).values(who="eve"))
+        broken = chain.verify(db)
+        assert broken is not None and broken.id == ids[2] and "edited" in broken.why
+        db.rollback()
+        db.execute(AuditRecord.__table__.delete().where(AuditRecord.id == ids[2]))
+        broken = chain.verify(db)
+        assert broken is not None and broken.id == ids[3]
+        db.rollback()
+        a, b = db.get(AuditRecord, ids[1]), db.get(AuditRecord, ids[2])
+        fa = {k: getattr(a, k) for k in ("who", "what", "outcome", "prev_hash", "hash")}
+        for k in fa:
+            setattr(a, k, getattr(b, k))
+            setattr(b, k, fa[k])
+        db.flush()
+        assert chain.verify(db) is not None
+
+
+def test_prune_keeps_the_chain_verifiable(app):
+    with app.state.sessions() as db:
+        _fill(db, 3)
+        db.commit()
+        assert chain.prune(db, 365) == 0
+        assert chain.prune(db, 0) == 3
+        db.commit()
+        assert chain.verify(db) is None
+        _fill(db, 2)
+        db.commit()
+        assert chain.verify(db) is None
