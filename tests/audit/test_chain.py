@@ -49,3 +49,27 @@ def test_prune_keeps_the_chain_verifiable(app):
         _fill(db, 2)
         db.commit()
         assert chain.verify(db) is None
+
+
+def test_concurrent_appends_never_fork_the_chain(app):
+    import threading
+
+    sessions = app.state.sessions
+    with sessions() as db:
+        _fill(db, 1)
+        db.commit()
+
+    def work():
+        for _ in range(10):
+            with sessions() as db:
+                chain.append(db, who="bob", what="POST /y", outcome="200")
+                db.commit()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with sessions() as db:
+        assert db.query(AuditRecord).count() == 41
+        assert chain.verify(db) is None

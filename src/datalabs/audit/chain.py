@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from datalabs.db.models import AuditHead, AuditRecord
@@ -26,6 +26,8 @@ def digest(r: AuditRecord) -> str:
 
 
 def _head(db: Session) -> AuditHead:
+    # a no-op write first: takes SQLite's write lock (FOR UPDATE is ignored there) and PostgreSQL's row lock
+    db.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=AuditHead.last_hash))
     head = db.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
     if head is None:
         head = AuditHead(id=1, last_hash=GENESIS, anchor=GENESIS)
