@@ -3,6 +3,7 @@ wrong scope, and an admin. A route missing from ROUTES fails `test_every_route_i
 
 import io
 import re
+import time
 
 import pytest
 
@@ -114,6 +115,15 @@ ROUTES = [
         {"anonymous": 401, "user": 404, "member": 404, "owner": OK, "admin": 403, "narrow": 403},
     ),
     ("DELETE", "/api/v1/labs/{lab_id}", None, {"anonymous": 401, "user": 404, "owner": OK, "admin": OK}),
+]
+# Shares (issue 19): only the lab's owner (tess) sees or changes them; everyone else, the grantee (mia) and
+# administrators included, gets 404 as for a lab that does not exist. The lab runs; DELETE finds a share.
+SHARES_ONLY_OWNER = {"anonymous": 401, "user": 404, "member": 404, "owner": OK, "admin": 404, "narrow": 403}
+ROUTES += [
+    ("GET", "/api/v1/labs/{lab_id}/shares", None, {**SHARES_ONLY_OWNER, "narrow": 404}),
+    ("PUT", "/api/v1/labs/{lab_id}/shares/mia", {"mode": "view"}, SHARES_ONLY_OWNER),
+    ("PUT", "/api/v1/labs/{lab_id}/shares/team:astro", {"mode": "collaborate"}, SHARES_ONLY_OWNER),
+    ("DELETE", "/api/v1/labs/{lab_id}/shares/mia", None, SHARES_ONLY_OWNER),
 ]
 # Workspaces and volumes (issue 4): team `astro` has a workspace owned by tess (owner), mia is a member,
 # val a read-only member ("reader"), ada is not in it; volume `Demo` is allowed to `astro` only. Team
@@ -342,7 +352,8 @@ def _template(path: str) -> str:
     }
     for concrete, template in replacements.items():
         path = path.replace(concrete, template)
-    return path.replace("/members/{name}", "/members/{user}")
+    path = path.replace("/members/{name}", "/members/{user}")
+    return re.sub(r"/shares/(\{user\}|team:[^/]+)$", "/shares/{grantee}", path)
 
 
 @pytest.mark.parametrize(
@@ -362,6 +373,8 @@ def test_route_authorisation(people, method, path, body, who, want):
         path = path.replace("{lab_id}", tess.post("/api/v1/labs", json={"datalab": "fake"}).json()["id"])
         if path.endswith("/restart"):
             assert tess.post(path.replace("/restart", "/stop"), json={}).json()["state"] == "stopped"
+        if "/shares" in path:
+            _share_mia(tess, path, share=method == "DELETE")
     _team_and_volume(people, path)
     path = _pipeline(people, path, tess)
     _app(people, path)
@@ -381,6 +394,17 @@ def test_route_authorisation(people, method, path, body, who, want):
     else:
         assert r.status_code == want, r.text
         assert r.json()["error"]["code"]
+
+
+def _share_mia(tess, path: str, share: bool) -> None:
+    """tess's lab running (shares need it) and, for `share`, shared with mia."""
+    lab = path.split("/")[4]
+    for _ in range(100):
+        if tess.get(f"/api/v1/labs/{lab}").json()["state"] == "running":
+            break
+        time.sleep(0.05)
+    if share:
+        assert tess.put(f"/api/v1/labs/{lab}/shares/mia", json={"mode": "view"}).status_code == 200
 
 
 def _pipeline(people, path: str, tess) -> str:

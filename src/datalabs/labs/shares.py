@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
+from datalabs.accounts.service import NAME_RE
 from datalabs.db.models import Group, Lab, LabShare, User
 from datalabs.errors import Conflict, Invalid, NotFound
 
@@ -19,21 +20,22 @@ TEAM_PREFIX = "team:"
 
 
 def _own_lab(db: Session, principal: Principal, lab_id: str) -> Lab:
-    lab = db.get(Lab, lab_id)
+    lab = None if "\x00" in lab_id else db.get(Lab, lab_id)  # PostgreSQL refuses a NUL in a query
     if lab is None or lab.owner_id != principal.user.id:
         raise NotFound(f"no lab '{lab_id}'", code="lab_not_found")
     return lab
 
 
 def _check_grantee(db: Session, principal: Principal, grantee: str) -> str:
+    # A name no user or team can have is not looked up (PostgreSQL refuses a NUL in a query: a 500).
     if grantee.startswith(TEAM_PREFIX):
         team = grantee[len(TEAM_PREFIX) :]
-        if db.scalar(select(Group.id).where(Group.name == team)) is None:
+        if not NAME_RE.fullmatch(team) or db.scalar(select(Group.id).where(Group.name == team)) is None:
             raise NotFound(f"no team '{team}'", code="team_not_found")
         return grantee
     if grantee == principal.user.name:
         raise Invalid("a lab is not shared with its own owner", code="share_with_self")
-    if db.scalar(select(User.id).where(User.name == grantee)) is None:
+    if not NAME_RE.fullmatch(grantee) or db.scalar(select(User.id).where(User.name == grantee)) is None:
         raise NotFound(f"no user '{grantee}'", code="user_not_found")
     return grantee
 
@@ -61,7 +63,7 @@ def share(db: Session, principal: Principal, lab_id: str, grantee: str, mode: st
 def unshare(db: Session, principal: Principal, lab_id: str, grantee: str) -> None:
     """Revoke one share of the owner's lab; NotFound when there was none. Commits."""
     _own_lab(db, principal, lab_id)
-    found = db.get(LabShare, (lab_id, grantee))
+    found = None if "\x00" in grantee else db.get(LabShare, (lab_id, grantee))
     if found is None:
         raise NotFound(f"lab '{lab_id}' is not shared with '{grantee}'", code="share_not_found")
     db.delete(found)

@@ -1,0 +1,107 @@
+"""Lab shares through the API (issue 19), fake runtime: the owner shares, changes, lists and revokes; bad
+grantees, modes and labs are refused with a clear error and nothing stored. Who may call which route is in
+tests/api/test_authorization.py; what a guest may then do through the proxy, in tests/proxy/test_shares.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from datalabs.config import Settings
+from tests.api.test_labs import FAKE, wait_state
+from tests.catalogue.test_loader import write
+
+
+@pytest.fixture
+def settings(tmp_path, db_url):
+    root = tmp_path / "defs"
+    write(root, "fake", FAKE.format(command="fake-lab"))
+    return Settings(
+        home=tmp_path / "home",
+        db={"url": db_url},
+        auth={"secret_key": "k"},
+        catalogue={"dirs": [root], "builtin": False},
+        labs={"backend": "datalabs.runtimes.testing:FakeRuntime"},
+    )
+
+
+@pytest.fixture
+def world(people):
+    people.user("ada")
+    people.user("bob")
+    people.user("cy", groups=("astro",))
+    ada = people.login("ada")
+    lab = ada.post("/api/v1/labs", json={"datalab": "fake"}).json()["id"]
+    assert wait_state(ada, lab)["state"] == "running"
+    return ada, lab
+
+
+def test_owner_shares_changes_lists_and_revokes(world):
+    ada, lab = world
+    r = ada.put(f"/api/v1/labs/{lab}/shares/bob", json={"mode": "view"})
+    assert r.status_code == 200, r.text
+    assert {k: r.json()[k] for k in ("lab_id", "grantee", "mode", "created_by")} == {
+        "lab_id": lab,
+        "grantee": "bob",
+        "mode": "view",
+        "created_by": "ada",
+    }
+    assert ada.put(f"/api/v1/labs/{lab}/shares/team:astro", json={"mode": "collaborate"}).status_code == 200
+    assert (
+        ada.put(f"/api/v1/labs/{lab}/shares/bob", json={"mode": "collaborate"}).json()["mode"]
+        == "collaborate"
+    )
+    listed = [(s["grantee"], s["mode"]) for s in ada.get(f"/api/v1/labs/{lab}/shares").json()]
+    assert listed == [("bob", "collaborate"), ("team:astro", "collaborate")]
+    assert ada.delete(f"/api/v1/labs/{lab}/shares/bob").status_code == 204
+    assert [s["grantee"] for s in ada.get(f"/api/v1/labs/{lab}/shares").json()] == ["team:astro"]
+    r = ada.delete(f"/api/v1/labs/{lab}/shares/bob")  # again: there is none
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "share_not_found")
+
+
+@pytest.mark.parametrize(
+    ("grantee", "body", "status", "code"),
+    [
+        ("bob", {"mode": "edit"}, 422, None),  # not a mode
+        ("bob", {"mode": "view", "owner": "bob"}, 422, None),  # unknown field
+        ("bob", {}, 422, None),  # no mode
+        ("bob", None, 422, None),  # no body
+        ("nobody", {"mode": "view"}, 404, "user_not_found"),
+        ("team:nope", {"mode": "view"}, 404, "team_not_found"),
+        ("team:", {"mode": "view"}, 404, "team_not_found"),
+        ("ada", {"mode": "view"}, 422, "share_with_self"),
+        ("x" * 71, {"mode": "view"}, 422, None),  # longer than any grantee
+        ("..%2Fbob", {"mode": "view"}, 404, None),  # a slash never reaches the service
+        ("bob%00", {"mode": "view"}, 404, "user_not_found"),
+    ],
+)
+def test_bad_shares_are_refused_and_nothing_is_stored(world, grantee, body, status, code):
+    ada, lab = world
+    r = ada.put(f"/api/v1/labs/{lab}/shares/{grantee}", json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code or code is None and r.json()["error"]["code"]
+    assert ada.get(f"/api/v1/labs/{lab}/shares").json() == []
+
+
+def test_a_nul_byte_is_not_found_not_an_error(world):
+    ada, lab = world  # PostgreSQL refuses a NUL in a query: it must never reach one
+    for method, path in [
+        ("PUT", f"/api/v1/labs/{lab}%00/shares/bob"),
+        ("GET", f"/api/v1/labs/{lab}%00/shares"),
+        ("DELETE", f"/api/v1/labs/{lab}/shares/bob%00"),
+        ("PUT", f"/api/v1/labs/{lab}/shares/team:astro%00"),
+    ]:
+        r = ada.request(method, path, json={"mode": "view"} if method == "PUT" else None)
+        assert r.status_code == 404 and r.json()["error"]["code"].endswith("_not_found"), (path, r.text)
+
+
+def test_only_a_running_lab_of_ones_own_is_shared(world, people):
+    ada, lab = world
+    r = ada.put("/api/v1/labs/nosuchlab/shares/bob", json={"mode": "view"})
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "lab_not_found")
+    bob = people.login("bob")  # another's lab: the same answer as a lab that does not exist
+    r = bob.put(f"/api/v1/labs/{lab}/shares/cy", json={"mode": "view"})
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "lab_not_found")
+    assert ada.post(f"/api/v1/labs/{lab}/stop", json={}).json()["state"] == "stopped"
+    r = ada.put(f"/api/v1/labs/{lab}/shares/bob", json={"mode": "view"})
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "lab_not_running")
+    assert ada.get(f"/api/v1/labs/{lab}/shares").json() == []
