@@ -117,6 +117,7 @@ class OidcProvider:
         self.codes: dict[str, Code] = {}
         self.logins = 0  # passwords accepted on the form (an automatic login does not count)
         self.ended_sessions = 0
+        self.forge = None  # set by a test: claims of the genuine ID token -> the ID token sent instead
         self.issuer = ""  # set by start()
         self.app = self._build_app()
         self._server = None
@@ -197,6 +198,12 @@ class OidcProvider:
 
             def get_encode_header(self, client):
                 return {"alg": "RS256", "kid": op.key.kid}
+
+            def encode_id_token(self, token, req):
+                raw = super().encode_id_token(token, req)
+                if op.forge is None:
+                    return raw
+                return op.forge(jwt.decode(raw, op.key, algorithms=["RS256"]).claims)
 
             def generate_user_info(self, user, scope):
                 return UserInfo(

@@ -19,6 +19,7 @@ from datalabs.web import (
     lab_launch,
     lab_pages,
     notification_pages,
+    oidc_pages,
     pipeline_pages,
     usage_pages,
     volume_pages,
@@ -28,6 +29,7 @@ from datalabs.web.render import STATIC_DIR, page_csp, render_error
 
 PAGE_ROUTERS = (
     auth_pages,
+    oidc_pages,
     catalogue_pages,
     explorer_pages,
     lab_launch,

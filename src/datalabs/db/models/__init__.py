@@ -8,7 +8,7 @@ from datalabs.db.models.audit import AuditHead, AuditRecord
 from datalabs.db.models.base import Base
 from datalabs.db.models.catalogue import CatalogueProblem, Datalab, DatalabVersion
 from datalabs.db.models.labs import Lab, LabPortReport, TeamWorkspace, Volume
-from datalabs.db.models.oidc import OidcIdentity
+from datalabs.db.models.oidc import OidcIdentity, OidcState
 from datalabs.db.models.pipelines import (
     Pipeline,
     PipelineRun,
@@ -38,6 +38,7 @@ __all__ = [
     "LabPortReport",
     "LabShare",
     "OidcIdentity",
+    "OidcState",
     "TeamWorkspace",
     "Volume",
     "Pipeline",

@@ -21,3 +21,13 @@ class OidcIdentity(Base):
     subject: Mapped[str] = mapped_column(String(255), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OidcState(Base):
+    """A sign-in under way at a provider: the hash of its state, deleted when the browser comes back
+    (a state is used once, on any replica). Rows past expires_at are swept at the next sign-in."""
+
+    __tablename__ = "oidc_states"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column()

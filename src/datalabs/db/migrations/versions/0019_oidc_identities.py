@@ -1,4 +1,4 @@
-"""OpenID Connect identities (issue 19): a user's link to a provider's subject
+"""OpenID Connect identities (issue 19): a user's link to a provider's subject; sign-ins under way
 
 Revision ID: 0019
 Revises: 0018
@@ -25,8 +25,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("issuer", "subject"),
     )
     op.create_index("ix_oidc_identities_user_id", "oidc_identities", ["user_id"])
+    op.create_table(
+        "oidc_states",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("oidc_states")
     op.drop_index("ix_oidc_identities_user_id", table_name="oidc_identities")
     op.drop_table("oidc_identities")

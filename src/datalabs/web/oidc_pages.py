@@ -1,0 +1,93 @@
+"""Single sign-on pages: /login/oidc/{provider} sends the browser to the provider, /callback signs it in."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
+
+from datalabs.accounts import auth, oidc, oidc_users
+from datalabs.deps import SESSION_COOKIE, get_db, set_session_cookie
+from datalabs.web.auth_pages import _login_form
+from datalabs.web.security import HtmlRoute, safe_next
+
+router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
+FLOW_COOKIE = "datalabs_oidc"
+
+
+def registry(request: Request) -> oidc.Registry:
+    """The app's provider registry (discovery and keys cached per process), made on first use."""
+    state = request.app.state
+    if getattr(state, "oidc", None) is None:
+        state.oidc = oidc.Registry(state.settings)
+    return state.oidc
+
+
+def callback_url(request: Request, provider: str) -> str:
+    public = request.app.state.settings.server.public_url.rstrip("/")
+    path = f"/login/oidc/{provider}/callback"
+    return public + path if public else str(request.url_for("oidc_callback", provider=provider))
+
+
+@router.get("/login/oidc/{provider}")
+async def oidc_login(
+    request: Request, provider: str, next: str = Query("", max_length=2000), db: Session = Depends(get_db)
+):
+    settings = request.app.state.settings
+    try:
+        info = await run_in_threadpool(registry(request).info, provider)
+        url, cookie = oidc.begin(db, settings, info, callback_url(request, provider), safe_next(next))
+    except oidc.OidcError as exc:
+        return _login_form(request, safe_next(next) if next else "", error=exc.message, status=exc.status)
+    db.commit()
+    response = RedirectResponse(url, status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    response.set_cookie(
+        FLOW_COOKIE,
+        cookie,
+        max_age=oidc.FLOW_TTL,
+        httponly=True,
+        samesite="lax",  # sent on the provider's top-level redirect back, not on cross-site subrequests
+        secure=settings.auth.cookie_secure,
+        path="/login/oidc/",
+    )
+    return response
+
+
+@router.get("/login/oidc/{provider}/callback", name="oidc_callback")
+async def oidc_callback(
+    request: Request,
+    provider: str,
+    code: str = Query("", max_length=2000),
+    state: str = Query("", max_length=200),
+    error: str = Query("", max_length=200),
+    error_description: str = Query("", max_length=500),
+    db: Session = Depends(get_db),
+):
+    settings = request.app.state.settings
+    try:
+        if error:
+            raise oidc.OidcError(f"the provider refused the sign-in: {error} {error_description}".strip())
+        if not code or not state:
+            raise oidc.OidcError("the provider sent no code or state", "oidc_state")
+        reg = registry(request)
+        info = await run_in_threadpool(reg.info, provider)
+        cookie = request.cookies.get(FLOW_COOKIE, "")
+        claims, id_token, next_url = await run_in_threadpool(
+            oidc.finish, db, settings, info, cookie, state, code, callback_url(request, provider)
+        )
+        user = oidc_users.sign_in(db, info.config, claims)
+    except oidc.OidcError as exc:
+        db.rollback()
+        response = _login_form(request, "", error=exc.message, status=exc.status)
+        response.delete_cookie(FLOW_COOKIE, path="/login/oidc/")
+        return response
+    if old := request.cookies.get(SESSION_COOKIE):
+        auth.end_session(db, old)  # a fresh session id on every login (no session fixation)
+    value = auth.start_session(db, settings, user)
+    db.commit()
+    response = RedirectResponse(safe_next(next_url), status_code=303)
+    set_session_cookie(response, settings, value)
+    response.delete_cookie(FLOW_COOKIE, path="/login/oidc/")
+    return response
