@@ -149,15 +149,22 @@ class LabProxy:
         route = await self.routes.get_route(lab_id)
         if route is None:
             return not_found(lab_id)
+        name = found.principal.user.name
+        share = None
         if not self.authorize(found.principal, route):
-            return forbidden(lab_id)
+            # A share's guest (labs/shares.py), asked only of those the rule refused: owners never wait.
+            share_mode = getattr(self.authenticate, "share_mode", None)
+            if share_mode is None or route.team is not None or name == route.owner:
+                return forbidden(lab_id)
+            share = await share_mode(found.principal, route)
+            if share is None:
+                return forbidden(lab_id)
         if scope.get(FROM_LAB) and route.team is None:
             return forbidden(lab_id)  # from inside a lab (its API socket): team-scoped labs only
         # Forwarded to the lab as X-Datalabs-User / X-Datalabs-Share (headers.request_headers); a member
-        # of a team-scoped lab's team uses it fully, like its owner does.
-        name = found.principal.user.name
+        # of a team-scoped lab's team uses it fully, like its owner does; a guest in the share's mode.
         scope[SCOPE_USER] = name
-        scope[SCOPE_SHARE] = "owner" if name == route.owner else "collaborate"
+        scope[SCOPE_SHARE] = share or ("owner" if name == route.owner else "collaborate")
         if found.enter and self.gate is not None and scope["type"] == "http":
             try:
                 return await self.gate.enter(scope, found.principal, lab_id)

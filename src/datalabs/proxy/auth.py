@@ -104,12 +104,21 @@ class CachedAuthenticator:
     cached, so logging in takes effect at once.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], ttl: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        ttl: float = 5.0,
+        max_entries: int = 10_000,
+        share_ttl: float = 1.0,
+    ) -> None:
         self._sessions = sessions
         self.ttl = ttl
         self.max_entries = max_entries
         self._cache: dict[bytes, tuple[float, Any]] = {}
         self._inflight: dict[bytes, asyncio.Task[Any]] = {}
+        self.share_ttl = share_ttl
+        self._shares: dict[tuple[str, str, frozenset[str]], tuple[float, str | None]] = {}
+        self._share_locks: dict[tuple[str, str, frozenset[str]], asyncio.Lock] = {}
 
     async def __call__(self, scope: dict) -> Any:
         found = credential(scope)
@@ -135,6 +144,41 @@ class CachedAuthenticator:
     def forget_all(self) -> None:
         """Drop every cached answer (e.g. after a mass revocation)."""
         self._cache.clear()
+        self._shares.clear()
+
+    async def share_mode(self, principal: Any, route: Route) -> str | None:
+        """The mode ("view" | "collaborate") in which a share opens `route`'s lab to `principal`, who is
+        neither its owner nor (for a team lab) a member: the proxy asks only then, so owners never pay
+        for it. None: no share, or a token without `labs:write` (a guest runs code in the owner's lab).
+
+        Answers, "no share" included, are cached for `share_ttl` seconds (1 s: a revoke or a new share
+        takes effect within that, on every replica, as they share the database), one lookup at a time
+        per (lab, user)."""
+        scopes = getattr(principal, "scopes", None)
+        if scopes is not None and not grants(frozenset(scopes), LAB_SCOPE):
+            return None
+        user, groups = principal.user.name, frozenset(getattr(principal, "groups", frozenset()))
+        key = (route.lab_id, user, groups)
+        hit = self._shares.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        lock = self._share_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self._shares.get(key)
+            if hit is None or hit[0] <= time.monotonic():
+                mode = await anyio.to_thread.run_sync(self._share_lookup, route.lab_id, user, groups)
+                if len(self._shares) >= self.max_entries:
+                    self._shares.clear()  # rare, and cheap to refill: one query per guest and lab
+                hit = self._shares[key] = (time.monotonic() + self.share_ttl, mode)
+        self._share_locks.pop(key, None)
+        return hit[1]
+
+    def _share_lookup(self, lab_id: str, user: str, groups: frozenset[str]) -> str | None:
+        from datalabs.labs import shares  # late: the proxy's own tests run without the platform's models
+
+        with self._sessions() as db:
+            return shares.mode_for(db, lab_id, user, groups)
 
     async def _load(self, key: bytes, kind: str, secret: str) -> Any:
         principal = await anyio.to_thread.run_sync(self._lookup, kind, secret)

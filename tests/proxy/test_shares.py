@@ -1,0 +1,185 @@
+"""Share guests at the proxy (issue 19 Build 2, item 4): a user a lab is shared with (directly or through
+a team) reaches it with their own credentials, and the lab is told who they are and in which mode; anyone
+else is refused; a revoke refuses the guest's next request within 2 s; the owner's secret never reaches the
+guest.
+
+A real LabProxy with the platform's own authenticator and origin gate over a real database (SQLite and
+PostgreSQL), served by uvicorn, in front of the real lab app of tests/proxy (which echoes what it got)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from datalabs.accounts import auth, service
+from datalabs.accounts.principal import Principal
+from datalabs.config import Settings
+from datalabs.db.engine import open_database, transaction
+from datalabs.db.models import Lab
+from datalabs.labs import origins as lab_origins
+from datalabs.labs import shares
+from datalabs.proxy import LabProxy, MemoryRouteTable, Route, make_authenticator
+from tests.proxy.conftest import SECRET
+from tests.proxy.servers import ServerThread
+
+PORT = 8000  # server.port: the labs' origins are http://<lab>.lab.localhost:8000
+LAB_HOST = "lab1.lab.localhost:8000"
+HTML = {"Accept": "text/html"}
+
+
+@dataclass
+class World:
+    url: str
+    sessions: sessionmaker[Session]
+    creds: dict[str, str]
+
+    def client(self, who: str, **headers: str) -> httpx.Client:
+        """`who`: "<user>:session" (the platform session cookie), else a bearer token ("<user>:token": all
+        scopes, "<user>:read": labs:read only)."""
+        if who.endswith(":token") or who.endswith(":read"):
+            headers["Authorization"] = f"Bearer {self.creds[who]}"
+        else:
+            headers["Cookie"] = f"datalabs_session={self.creds[who]}"
+        return httpx.Client(base_url=self.url, headers=headers, trust_env=False, timeout=30)
+
+    def share(self, grantee: str, mode: str) -> None:
+        with self.sessions() as db:
+            ada = Principal(user=service.get_user(db, "ada"), groups=frozenset())
+            shares.share(db, ada, "lab1", grantee, mode)
+
+    def unshare(self, grantee: str) -> None:
+        with self.sessions() as db:
+            ada = Principal(user=service.get_user(db, "ada"), groups=frozenset())
+            shares.unshare(db, ada, "lab1", grantee)
+
+
+@pytest.fixture
+def world(lab, tmp_path, db_url) -> Iterator[World]:
+    """ada's running lab1; bob (no team), cy (team astro), eve (nobody it is shared with), root (admin)."""
+    settings = Settings(
+        home=tmp_path / "home", db={"url": db_url}, auth={"secret_key": "k"}, server={"port": PORT}
+    )
+    engine, sessions = open_database(settings.database_url)
+    creds: dict[str, str] = {}
+    with transaction(sessions) as db:
+        service.create_group(db, "astro")
+        for name in ("ada", "bob", "cy", "eve", "root"):
+            user = service.create_user(db, name, "long-enough-pw", role="admin" if name == "root" else "user")
+            creds[f"{name}:session"] = auth.start_session(db, settings, user)
+            creds[f"{name}:token"] = auth.create_token(db, settings, user, "all")[1]
+            creds[f"{name}:read"] = auth.create_token(db, settings, user, "r", ["labs:read"])[1]
+        service.set_member(db, "astro", "cy")
+        db.add(
+            Lab(
+                id="lab1",
+                owner_id=service.get_user(db, "ada").id,
+                datalab="fake",
+                version="1",
+                state="running",
+            )
+        )
+    authenticator = make_authenticator(sessions)
+    routes = MemoryRouteTable(
+        {"lab1": Route("lab1", "ada", socket=lab.socket, headers={"Authorization": SECRET})}
+    )
+    proxy = LabProxy(routes, authenticator, gate=lab_origins.gate(settings, authenticator, sessions))
+    server = ServerThread(proxy, proxy_headers=False).start()
+    try:
+        yield World(server.url, sessions, creds)
+    finally:
+        server.stop()
+        proxy.close()
+        engine.dispose()
+
+
+def told(r: httpx.Response) -> tuple[str | None, str | None]:
+    """(X-Datalabs-User, X-Datalabs-Share) as the lab received them."""
+    headers = dict((k, v) for k, v in r.json()["headers"])
+    return headers.get("x-datalabs-user"), headers.get("x-datalabs-share")
+
+
+def settled(client: httpx.Client, ok, path: str = "/datalabs/lab1/echo", **headers: str) -> httpx.Response:
+    """The first response for which `ok(response)` holds, asking for up to 5 s: a share change takes
+    effect within the proxy's share cache (1 s), not at once."""
+    deadline = time.monotonic() + 5
+    while not ok(r := client.get(path, headers=headers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return r
+
+
+def test_guests_reach_the_lab_in_their_mode_and_others_are_refused(world):
+    with world.client("ada:token") as ada:
+        assert told(ada.get("/datalabs/lab1/echo")) == ("ada", "owner")
+    with world.client("bob:token") as bob:
+        assert bob.get("/datalabs/lab1/echo").status_code == 403  # not shared yet
+        world.share("bob", "view")
+        forged = {"X-Datalabs-Share": "owner", "X-Datalabs-User": "ada"}
+        r = settled(bob, lambda r: r.status_code == 200, **forged)
+        assert r.status_code == 200 and told(r) == ("bob", "view")  # the forged headers were replaced
+        world.share("bob", "collaborate")  # a mode change takes effect like a revoke: within the cache
+        assert told(settled(bob, lambda r: told(r)[1] == "collaborate")) == ("bob", "collaborate")
+    world.share("team:astro", "view")
+    with world.client("cy:token") as cy:  # through the team
+        assert told(settled(cy, lambda r: r.status_code == 200)) == ("cy", "view")
+    for who in ("eve:token", "root:token", "bob:read", "eve:session"):  # a third user, an admin, a weak token
+        with world.client(who) as other:
+            r = other.get("/datalabs/lab1/echo")
+            assert r.status_code == 403 and r.json()["error"]["code"] == "lab_forbidden", (who, r.text)
+
+
+def test_a_revoke_refuses_the_guests_next_request_within_2_s(world):
+    world.share("bob", "collaborate")
+    with world.client("bob:token") as bob:
+        assert settled(bob, lambda r: r.status_code == 200).status_code == 200
+        world.unshare("bob")
+        revoked = time.monotonic()
+        while (r := bob.get("/datalabs/lab1/echo")).status_code == 200 and time.monotonic() - revoked < 5:
+            time.sleep(0.05)
+        assert r.status_code == 403, r.text
+        assert time.monotonic() - revoked < 2.5  # share_ttl is 1 s; slack for a loaded machine
+
+
+def test_a_guest_enters_on_the_labs_origin_with_a_cookie_of_their_own(world):
+    world.share("bob", "view")
+    with world.client("bob:session", **HTML) as bob:
+        r = settled(
+            bob, lambda r: r.status_code != 403
+        )  # the platform's origin: sent on with a one-time code
+        assert r.status_code == 303, r.text
+        location = httpx.URL(r.headers["location"])
+        assert location.host == "lab1.lab.localhost" and location.path == "/_datalabs/login"
+    with httpx.Client(base_url=world.url, headers={"Host": LAB_HOST}, trust_env=False) as browser:
+        r = browser.get(f"{location.path}?{location.query.decode()}")
+        assert r.status_code == 303 and r.headers["location"] == "/datalabs/lab1/echo"
+        cookie = r.headers["set-cookie"].split(";")[0]
+        served = browser.get("/datalabs/lab1/echo", headers={"Cookie": cookie})
+        assert served.status_code == 200 and told(served) == ("bob", "view")
+        world.unshare("bob")  # the cookie stays bob's: once revoked, it opens nothing
+        revoked = time.monotonic()
+        while browser.get("/datalabs/lab1/echo", headers={"Cookie": cookie}).status_code == 200:
+            assert time.monotonic() - revoked < 5
+            time.sleep(0.05)
+
+
+def test_the_owners_secret_never_reaches_the_guest(world, lab):
+    world.share("bob", "collaborate")
+    with world.client("bob:token") as bob:
+        r = settled(bob, lambda r: r.status_code == 200)
+        leak = bob.get("/datalabs/lab1/leak")  # a lab that echoes its Authorization header back
+    assert r.status_code == 200
+    secret_value = SECRET.split()[1]
+    for response in (r, leak):
+        assert secret_value not in response.text
+        assert all(secret_value not in v for v in response.headers.values())
+    got = [h for req in lab.recorder.requests if told_raw(req) == "bob" for h in req["headers"]]
+    assert ["authorization", SECRET] in got  # injected toward the lab only
+    assert world.creds["bob:token"] not in str(got)  # and the guest's own token was not forwarded
+
+
+def told_raw(request: dict) -> str | None:
+    return dict((k, v) for k, v in request["headers"]).get("x-datalabs-user")
