@@ -29,6 +29,7 @@ from datalabs.proxy import model_metrics, novnc
 from datalabs.proxy.auth import FROM_LAB, Authenticate, Authorize, owner_or_team
 from datalabs.proxy.base import RouteTable
 from datalabs.proxy.gate import Identified, OriginGate, Redirect
+from datalabs.proxy.guests import SCOPE_GUEST, GuestConnections
 from datalabs.proxy.headers import SCOPE_SHARE, SCOPE_USER, get_header, request_headers, response_headers
 from datalabs.proxy.http1 import Aborted, Response, UpstreamError, UpstreamTimeout
 from datalabs.proxy.pool import PoolOptions, UpstreamPool
@@ -89,6 +90,7 @@ class LabProxy:
         self.websocket_options = websocket_options or WebSocketOptions()
         self.gate = gate
         self._pools: dict[str, UpstreamPool] = {}
+        self.guests = GuestConnections(self._share_mode)  # share guests' open WebSockets (guests.py)
         self._next_sweep = 0.0
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -159,6 +161,7 @@ class LabProxy:
             share = await share_mode(found.principal, route)
             if share is None:
                 return forbidden(lab_id)
+            scope[SCOPE_GUEST] = found.principal
         if scope.get(FROM_LAB) and route.team is None:
             return forbidden(lab_id)  # from inside a lab (its API socket): team-scoped labs only
         # Forwarded to the lab as X-Datalabs-User / X-Datalabs-Share (headers.request_headers); a member
@@ -176,6 +179,10 @@ class LabProxy:
         if self.on_activity is not None:
             self.on_activity(lab_id)
         return route
+
+    async def _share_mode(self, principal: Any, route: Route) -> str | None:
+        share_mode = getattr(self.authenticate, "share_mode", None)
+        return None if share_mode is None else await share_mode(principal, route)
 
     async def _identify(self, scope: dict) -> Identified | Refusal | Redirect:
         if self.gate is not None:

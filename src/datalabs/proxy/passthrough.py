@@ -23,6 +23,7 @@ from urllib.parse import unquote
 from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
 
 from datalabs.proxy.connect import open_lab_socket
+from datalabs.proxy.guests import SCOPE_GUEST
 from datalabs.proxy.headers import request_headers, response_headers
 from datalabs.proxy.refusals import Refusal, unreachable
 from datalabs.proxy.routes import Route
@@ -135,7 +136,9 @@ class PassthroughProtocol(asyncio.Protocol):
             self._refuse(admitted)
             return
         route = admitted
-        if route.protocol != "http":  # e.g. a desktop lab: the ASGI path knows how to bridge it
+        # A desktop lab: the ASGI path knows how to bridge it; a share guest: the ASGI path can close the
+        # connection cleanly (a close frame with the reason) when the share is revoked (guests.py).
+        if route.protocol != "http" or scope.get(SCOPE_GUEST) is not None:
             self._hand_over(request)
             return
         options = self.proxy.websocket_options

@@ -21,7 +21,8 @@ from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from datalabs.proxy import vnc
-from datalabs.proxy.headers import get_header, request_headers
+from datalabs.proxy.guests import CLOSE_CODE, SCOPE_GUEST, Guest
+from datalabs.proxy.headers import SCOPE_SHARE, SCOPE_USER, get_header, request_headers
 from datalabs.proxy.refusals import Refusal, unreachable
 from datalabs.proxy.routes import Route
 
@@ -65,10 +66,17 @@ async def serve_websocket(proxy: LabProxy, scope: dict, receive: Callable, send:
     except (OSError, TimeoutError, WebSocketException) as exc:
         await _refuse(scope, send, unreachable(route.lab_id, exc.__class__.__name__))
         return
+    ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    guest = None
+    if (principal := scope.get(SCOPE_GUEST)) is not None:  # a share guest: ended when the share is
+        guest = Guest(scope[SCOPE_USER], scope[SCOPE_SHARE], route, principal, end=_ender(ended))
+        proxy.guests.add(guest)
     try:
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
-        await _bridge(receive, send, upstream, _Activity(proxy.on_activity, route.lab_id))
+        await _bridge(receive, send, upstream, _Activity(proxy.on_activity, route.lab_id), ended)
     finally:
+        if guest is not None:
+            proxy.guests.discard(guest)
         # Normally a no-op (already closed); on cancellation (server shutdown) it must not linger.
         if upstream.close_code is None:
             upstream.transport.abort()
@@ -104,8 +112,23 @@ async def _connect(route: Route, scope: dict, options: WebSocketOptions) -> Clie
     return await connect(uri, host=address, port=port, **kwargs)  # type: ignore[arg-type]
 
 
-async def _bridge(receive: Callable, send: Callable, upstream: ClientConnection, activity: _Activity) -> None:
-    """Pump messages both ways until one side closes, then close the other with the same code."""
+def _ender(ended: asyncio.Future[str]) -> Callable[[str], None]:
+    def end(reason: str) -> None:
+        if not ended.done():
+            ended.set_result(reason)
+
+    return end
+
+
+async def _bridge(
+    receive: Callable,
+    send: Callable,
+    upstream: ClientConnection,
+    activity: _Activity,
+    ended: asyncio.Future[str] | None = None,
+) -> None:
+    """Pump messages both ways until one side closes, then close the other with the same code; or, when
+    `ended` gets a reason (a guest's share revoked), close both with it."""
 
     async def from_browser() -> tuple[int, str]:
         while True:
@@ -128,12 +151,18 @@ async def _bridge(receive: Callable, send: Callable, upstream: ClientConnection,
 
     browser = asyncio.ensure_future(from_browser())
     lab = asyncio.ensure_future(from_lab())
+    waited = (browser, lab) if ended is None else (browser, lab, ended)
     try:
-        await asyncio.wait((browser, lab), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (browser, lab):
             task.cancel()
         await asyncio.gather(browser, lab, return_exceptions=True)
+    if ended is not None and ended.done() and not (browser.done() and not browser.cancelled()):
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": CLOSE_CODE, "reason": ended.result()})
+        await upstream.close(1001, ended.result())
+        return
     if browser.done() and not browser.cancelled() and browser.exception() is None:
         code, reason = browser.result()
         await upstream.close(_to_lab(code), reason)
