@@ -47,6 +47,7 @@ class Client(ClientMixin):
     client_id: str
     client_secret: str
     redirect_uris: list[str] = field(default_factory=list)  # empty: any http://127.0.0.1 / localhost URL
+    post_logout_uris: list[str] = field(default_factory=list)
 
     def get_client_id(self):
         return self.client_id
@@ -288,7 +289,7 @@ class OidcProvider:
                 client = op.clients.get(
                     claims["aud"][0] if isinstance(claims["aud"], list) else claims["aud"]
                 )
-                if client and client.check_redirect_uri(target):
+                if client and target in client.post_logout_uris:
                     return redirect(target)
             return "<!doctype html><title>Signed out</title><p>You are signed out of the test provider."
 

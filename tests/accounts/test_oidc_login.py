@@ -15,10 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from joserfc.jwk import RSAKey
 
+from datalabs.accounts import auth
 from datalabs.config import Settings
 from datalabs.db.engine import transaction
+from datalabs.deps import ANON_COOKIE
 from tests.accounts.oidc_provider import Client, OidcProvider, Person
 from tests.conftest import PASSWORD
+from tests.web.conftest import csrf_from
 
 CALLBACK = "http://testserver/login/oidc/op/callback"
 
@@ -32,12 +35,20 @@ def op():
         Person("bob", "bob-pass", "sub-bob", groups=[]),
         Person("Carl Sagan", "carl-pass", "sub-carl", groups=["dl-radio"]),
     ]
-    with OidcProvider(people, [Client("datalabs", "client-secret", [CALLBACK])]) as provider:
+    client = Client("datalabs", "client-secret", [CALLBACK], post_logout_uris=["http://testserver/login"])
+    with OidcProvider(people, [client]) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def op2():
+    client = Client("dl-2", "secret-2", ["http://testserver/login/oidc/uni/callback"])
+    with OidcProvider([Person("bob", "bob-2", "sub-bob-2")], [client]) as provider:
         yield provider
 
 
 @pytest.fixture
-def settings(tmp_path, db_url, op) -> Settings:
+def settings(tmp_path, db_url, op, op2) -> Settings:
     provider = {
         "name": "op",
         "title": "Test provider",
@@ -55,7 +66,18 @@ def settings(tmp_path, db_url, op) -> Settings:
         db={"url": db_url},
         auth={"secret_key": "test-secret"},
         server={"public_url": "http://testserver"},
-        oidc={"providers": [provider]},
+        oidc={
+            "providers": [
+                provider,
+                {
+                    "name": "uni",
+                    "title": "University",
+                    "issuer": op2.issuer,
+                    "client_id": "dl-2",
+                    "client_secret": "secret-2",
+                },
+            ]
+        },
     )
 
 
@@ -88,7 +110,7 @@ def at_provider(location: str, name: str, password: str) -> str:
         assert "Sign in to the test provider" in outside.get(location).text
         back = outside.post(location, data={"username": name, "password": password})
     assert back.status_code == 302, back.text
-    assert back.headers["location"].startswith(CALLBACK + "?")
+    assert back.headers["location"].startswith("http://testserver/login/oidc/")
     return back.headers["location"]
 
 
@@ -224,3 +246,56 @@ def test_hs256_with_the_public_key_refused(browser, op):
     op.forge = hs256
     done = sign_in(browser, op)
     assert done.status_code == 401 and "HS256" in done.text
+
+
+def test_logout_ends_the_provider_session_too(browser, op):
+    assert sign_in(browser, op).status_code == 303
+    ended = op.ended_sessions
+    token = csrf_from(browser.get("/logout").text)
+    out = browser.post("/logout", data={"csrf_token": token})
+    assert out.status_code == 303
+    location = out.headers["location"]
+    assert location.startswith(op.issuer + "/logout?") and "id_token_hint=" in location
+    assert browser.get("/api/v1/me").status_code == 401
+    with httpx.Client() as outside:
+        back = outside.get(location)
+        assert back.status_code == 302 and back.headers["location"] == "http://testserver/login"
+    assert op.ended_sessions == ended + 1
+    # Without a provider sign-in, logout stays on the platform.
+    assert "datalabs_sso" not in browser.cookies
+
+
+def test_login_page_buttons_and_two_providers(browser, op, op2):
+    page = browser.get("/login", params={"next": "/labs?x=1"}).text
+    assert 'href="/login/oidc/op?next=/labs%3Fx%3D1"' in page and "Sign in with Test provider" in page
+    assert "Sign in with University" in page and 'name="password"' in page
+    # The second provider signs bob in, linked to its own issuer.
+    url = at_provider(to_provider_named(browser, op2, "uni"), "bob", "bob-2")
+    assert callback(browser, url).status_code == 303
+    assert browser.get("/api/v1/me").json()["name"] == "bob"
+    # bob of the first provider is another person: same name, refused.
+    browser.cookies.clear()
+    done = sign_in(browser, op, "bob", "bob-pass")
+    assert done.status_code == 401 and "already exists" in done.text
+
+
+def to_provider_named(browser, provider, name):
+    started = browser.get(f"/login/oidc/{name}")
+    assert started.status_code == 303
+    assert started.headers["location"].startswith(provider.issuer + "/authorize?")
+    return started.headers["location"]
+
+
+def test_local_login_false_refuses_passwords(settings, people, request):
+    settings.oidc.local_login = False
+    client = request.getfixturevalue("client")
+    people.user("carol")
+    api = client.post("/api/v1/login", json={"username": "carol", "password": PASSWORD})
+    assert api.status_code == 403 and api.json()["error"]["code"] == "local_login_disabled"
+    assert "sign in with Test provider, University" in api.json()["error"]["message"]
+    page = client.get("/login")
+    assert "Sign in with Test provider" in page.text and 'name="password"' not in page.text
+    token = auth.csrf_token(settings, client.cookies.get(ANON_COOKIE))  # a form an old page still holds
+    form = client.post("/login", data={"username": "carol", "password": PASSWORD, "csrf_token": token})
+    assert form.status_code == 403 and "Passwords are not accepted here" in form.text
+    assert "datalabs_session" not in client.cookies

@@ -39,7 +39,14 @@ def _digest(secret: str) -> str:
 def authenticate(db: Session, settings: Settings, name: str, password: str, client: str = "") -> User:
     """The user with this name and password, or Unauthorized; the same message whether or not the user
     exists. A client that failed too often (for this name, or in all) gets TooManyRequests with the
-    seconds it must wait; other clients, the user's own included, are not affected."""
+    seconds it must wait; other clients, the user's own included, are not affected. With
+    `oidc.local_login = false` passwords are refused (Forbidden): people sign in through a provider."""
+    if not settings.oidc.local_login:
+        titles = ", ".join(p.title for p in settings.oidc.providers)
+        raise Forbidden(
+            f"passwords are not accepted here: sign in with {titles} (oidc.local_login = false)",
+            code="local_login_disabled",
+        )
     keys = _throttle_keys(settings, name, client)
     _check_throttle(db, settings, keys)
     user = db.scalar(select(User).where(User.name == name))

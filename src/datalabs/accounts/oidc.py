@@ -44,6 +44,9 @@ CACHE_TTL = 3600
 ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 
+SSO_COOKIE = "datalabs_sso"  # "<provider>:<ID token>", path /logout: the hint for RP-initiated logout
+
+
 class OidcError(Unauthorized):
     def __init__(self, message: str, code: str = "oidc_refused"):
         super().__init__(message, code=code)
@@ -282,3 +285,29 @@ def finish(
     claims = decode_jwt(info, raw)
     check_claims(claims, issuer=info.config.issuer, audience=info.config.client_id, nonce=flow["n"])
     return claims, raw, flow.get("next", "")
+
+
+def registry_for(state) -> Registry:
+    """The app's registry (`app.state.oidc`), made on first use."""
+    if getattr(state, "oidc", None) is None:
+        state.oidc = Registry(state.settings)
+    return state.oidc
+
+
+def end_session_url(registry: Registry, cookie: str, after: str) -> str | None:
+    """The provider's end_session_endpoint for the sign-in remembered in SSO_COOKIE (RP-initiated
+    logout with id_token_hint and post_logout_redirect_uri), or None: no such sign-in or endpoint."""
+    name, _, id_token = (cookie or "").partition(":")
+    if name not in registry.providers or not id_token:
+        return None
+    try:
+        info = registry.info(name)
+        endpoint = info.endpoint("end_session_endpoint")
+    except OidcError:
+        return None
+    params = {
+        "id_token_hint": id_token,
+        "post_logout_redirect_uri": after,
+        "client_id": info.config.client_id,
+    }
+    return endpoint + ("&" if "?" in endpoint else "?") + urlencode(params)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
-from datalabs.accounts import auth
+from datalabs.accounts import auth, oidc
 from datalabs.accounts.principal import Principal
 from datalabs.deps import (
     ANON_COOKIE,
@@ -16,7 +18,7 @@ from datalabs.deps import (
     get_db,
     set_session_cookie,
 )
-from datalabs.errors import TooManyRequests, Unauthorized
+from datalabs.errors import Forbidden, TooManyRequests, Unauthorized
 from datalabs.web.render import page, redirect
 from datalabs.web.security import (
     HOME,
@@ -40,6 +42,7 @@ def _login_form(
     request: Request, next_url: str, username: str = "", error: str = "", status: int = 200, headers=None
 ):
     key = ensure_anon_key(request)
+    sso = request.app.state.settings.oidc
     return page(
         request,
         "login.html",
@@ -50,6 +53,9 @@ def _login_form(
         username=username,
         error=error,
         login_csrf=auth.csrf_token(request.app.state.settings, key),
+        providers=sso.providers,
+        local_login=sso.local_login,
+        sso_next=quote(next_url, safe="/") if next_url else "",
     )
 
 
@@ -84,6 +90,8 @@ async def login(
         return _login_form(request, target, username, exc.message, status=429, headers=headers)
     except Unauthorized:
         return _login_form(request, target, username, auth.BAD_LOGIN, status=401)
+    except Forbidden as exc:
+        return _login_form(request, target, username, exc.message, status=403)
     if old := request.cookies.get(SESSION_COOKIE):
         auth.end_session(db, old)  # a fresh session id on every login (no session fixation)
     value = auth.start_session(db, settings, user)
@@ -102,8 +110,14 @@ def logout(
     auth.end_session(db, request.cookies[SESSION_COOKIE])
     db.commit()
     auth_changed(request)
-    response = redirect(request, "/login", "You have been logged out.")
+    target = "/login"
+    if sso := request.cookies.get(oidc.SSO_COOKIE):  # signed in at a provider: end its session too
+        public = request.app.state.settings.server.public_url.rstrip("/")
+        after = public + "/login" if public else str(request.url_for("login_page"))
+        target = oidc.end_session_url(oidc.registry_for(request.app.state), sso, after) or target
+    response = redirect(request, target, "You have been logged out.")
     response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(oidc.SSO_COOKIE, path="/logout")
     return response
 
 

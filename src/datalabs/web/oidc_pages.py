@@ -18,10 +18,7 @@ FLOW_COOKIE = "datalabs_oidc"
 
 def registry(request: Request) -> oidc.Registry:
     """The app's provider registry (discovery and keys cached per process), made on first use."""
-    state = request.app.state
-    if getattr(state, "oidc", None) is None:
-        state.oidc = oidc.Registry(state.settings)
-    return state.oidc
+    return oidc.registry_for(request.app.state)
 
 
 def callback_url(request: Request, provider: str) -> str:
@@ -90,4 +87,13 @@ async def oidc_callback(
     response = RedirectResponse(safe_next(next_url), status_code=303)
     set_session_cookie(response, settings, value)
     response.delete_cookie(FLOW_COOKIE, path="/login/oidc/")
+    response.set_cookie(  # logging out then also ends the provider's session
+        oidc.SSO_COOKIE,
+        f"{provider}:{id_token}",
+        max_age=settings.auth.session_ttl,
+        httponly=True,
+        samesite="lax",
+        secure=settings.auth.cookie_secure,
+        path="/logout",
+    )
     return response
