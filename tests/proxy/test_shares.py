@@ -8,6 +8,10 @@ PostgreSQL), served by uvicorn, in front of the real lab app of tests/proxy (whi
 
 from __future__ import annotations
 
+import asyncio
+import os
+import struct
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from datalabs.accounts import auth, service
@@ -25,8 +29,9 @@ from datalabs.db.engine import open_database, transaction
 from datalabs.db.models import Lab
 from datalabs.labs import origins as lab_origins
 from datalabs.labs import shares
-from datalabs.proxy import LabProxy, MemoryRouteTable, Route, make_authenticator
+from datalabs.proxy import LabProxy, MemoryRouteTable, Route, make_authenticator, rfb
 from datalabs.proxy.passthrough import websocket_protocol
+from tests.desktop_support import RfbClient, WebSocketTransport
 from tests.proxy.conftest import SECRET
 from tests.proxy.servers import ServerThread
 
@@ -51,15 +56,15 @@ class World:
             headers["Cookie"] = f"datalabs_session={self.creds[who]}"
         return httpx.Client(base_url=self.url, headers=headers, trust_env=False, timeout=30)
 
-    def share(self, grantee: str, mode: str) -> None:
+    def share(self, grantee: str, mode: str, lab: str = "lab1") -> None:
         with self.sessions() as db:
             ada = Principal(user=service.get_user(db, "ada"), groups=frozenset())
-            shares.share(db, ada, "lab1", grantee, mode)
+            shares.share(db, ada, lab, grantee, mode)
 
-    def unshare(self, grantee: str) -> None:
+    def unshare(self, grantee: str, lab: str = "lab1") -> None:
         with self.sessions() as db:
             ada = Principal(user=service.get_user(db, "ada"), groups=frozenset())
-            shares.unshare(db, ada, "lab1", grantee)
+            shares.unshare(db, ada, lab, grantee)
 
 
 @pytest.fixture
@@ -222,3 +227,92 @@ def test_a_revoke_closes_the_guests_open_websockets_and_only_theirs(world, serve
     finally:
         if served == "passthrough":
             server.stop()
+
+
+@pytest.fixture
+def xvnc(world, tmp_path) -> Iterator[tuple[str, str]]:
+    """A real Xvnc (tiny screen, VNC password, RFB on a unix socket only), routed as ada's running desktop
+    lab 'desk1'; yields (lab id, X display)."""
+    display = f":{os.getpid() % 400 + 300}"
+    password = rfb.new_password()
+    (tmp_path / "pw").write_bytes(rfb.password_file(password))
+    sock = str(tmp_path / "vnc.sock")
+    args = ["Xvnc", display, "-rfbunixpath", sock, "-rfbport", "-1", "-nolisten", "tcp", "-nolisten", "local"]
+    args += ["-SecurityTypes", "VncAuth", "-PasswordFile", str(tmp_path / "pw"), "-geometry", "64x48"]
+    proc = subprocess.Popen([*args, "-depth", "24", "-AlwaysShared"], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock):
+            assert proc.poll() is None and time.monotonic() < deadline, "Xvnc did not start"
+            time.sleep(0.05)
+        with transaction(world.sessions) as db:
+            ada = service.get_user(db, "ada").id
+            db.add(Lab(id="desk1", owner_id=ada, datalab="d", version="1", state="running", kind="desktop"))
+        route = Route("desk1", "ada", socket=sock, protocol="vnc", secret=password)
+        asyncio.run(world.proxy.routes.add_route(route))
+        yield "desk1", display
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def pointer(display: str) -> str:
+    out = subprocess.run(
+        ["xdotool", "getmouselocation"],
+        env={**os.environ, "DISPLAY": display},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    return " ".join(out.stdout.split()[:2])  # "x:.. y:.."
+
+
+def desktop(world, who: str, lab: str) -> RfbClient:
+    url = world.url.replace("http://", "ws://") + f"/datalabs/{lab}/vnc"
+    return RfbClient(WebSocketTransport(url, {"Authorization": f"Bearer {world.creds[who]}"}, timeout=10))
+
+
+def move(client: RfbClient, x: int, y: int) -> None:
+    client.t.send(struct.pack(">BBHH", 5, 0, x, y) + struct.pack(">BBxxI", 4, 1, 0x61))  # pointer, key 'a'
+    client.frame(incremental=False)  # answered after the input before it: Xvnc handles messages in order
+
+
+def test_a_view_guest_sees_the_desktop_but_its_input_never_reaches_it(world, xvnc):
+    lab, display = xvnc
+    world.share("bob", "view", lab)
+    owner = desktop(world, "ada:token", lab)
+    move(owner, 10, 10)
+    assert pointer(display) == "x:10 y:10"  # the owner's input arrives (so the check below can fail)
+    guest = settled_desktop(world, "bob:token", lab)
+    assert guest.frame().width == 64  # the viewer gets the picture
+    move(guest, 30, 20)
+    assert pointer(display) == "x:10 y:10"  # ... and its pointer and key never reach Xvnc
+    move(owner, 12, 12)  # the owner's session was not pushed out by the guest's (shared)
+    assert pointer(display) == "x:12 y:12"
+    world.share("bob", "collaborate", lab)  # a mode change ends the viewer's connection
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            guest.t.ws.recv(timeout=5)
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4403, "share changed")
+    collaborator = settled_desktop(world, "bob:token", lab)
+    move(collaborator, 30, 20)
+    assert pointer(display) == "x:30 y:20"
+    world.unshare("bob", lab)
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            collaborator.t.ws.recv(timeout=5)
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4403, "share revoked")
+    owner.close()
+
+
+def settled_desktop(world, who: str, lab: str) -> RfbClient:
+    """The guest's desktop connection, once the share is seen (the proxy's share cache: 1 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return desktop(world, who, lab)
+        except InvalidStatus:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

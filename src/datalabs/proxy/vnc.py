@@ -17,7 +17,9 @@ from collections.abc import Awaitable, Callable
 
 from datalabs.proxy import rfb
 from datalabs.proxy.connect import open_lab_socket
+from datalabs.proxy.guests import CLOSE_CODE
 from datalabs.proxy.refusals import Refusal, unreachable
+from datalabs.proxy.rfb_input import RFBInputError, ViewOnlyFilter
 from datalabs.proxy.routes import Route
 
 READ_SIZE = 256 * 1024  # one read from the lab; bigger messages cost the browser nothing extra
@@ -65,8 +67,19 @@ async def bridge(
     send: Callable,
     refuse: Callable[[dict, Callable, Refusal], Awaitable[None]],
     activity: Callable[[], None],
+    *,
+    guest: str | None = None,
+    ended: asyncio.Future[str] | None = None,
 ) -> None:
-    """Serve one admitted WebSocket of a desktop lab (the connect message was already received)."""
+    """Serve one admitted WebSocket of a desktop lab (the connect message was already received).
+
+    `guest`: a share guest's mode. Their ClientInit always asks for a shared session (a guest never
+    disconnects the owner's viewer); a "view" guest's key, pointer and cut-text messages are dropped
+    (rfb_input.py), which needs the proxy to do the handshake (a lab with a VNC password: all of ours).
+    `ended` gets a reason when the guest's share is revoked: the connection is closed with it."""
+    if guest is not None and not route.secret:
+        await refuse(scope, send, Refusal(403, "view_only_unavailable", "this desktop cannot be shared"))
+        return
     try:
         reader, writer = await asyncio.wait_for(_open(route), CONNECT_TIMEOUT)
     except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
@@ -82,8 +95,9 @@ async def bridge(
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": 1002, "reason": "RFB handshake failed"})
             return
-        if early:
-            writer.write(early)
+    to_lab = _GuestInput(guest) if guest is not None else None
+    if route.secret and early:  # the start of the browser's ClientInit
+        writer.write(to_lab.feed(early) if to_lab is not None else early)
 
     async def from_browser() -> None:
         while True:
@@ -93,7 +107,7 @@ async def bridge(
             data = message.get("bytes")
             if data is None:  # noVNC speaks binary; text frames would be the retired base64 protocol
                 data = (message.get("text") or "").encode("latin-1", "replace")
-            writer.write(data)
+            writer.write(to_lab.feed(data) if to_lab is not None else data)
             await writer.drain()
             activity()
 
@@ -105,7 +119,9 @@ async def bridge(
     browser = asyncio.ensure_future(from_browser())
     lab = asyncio.ensure_future(from_lab())
     try:
-        await asyncio.wait((browser, lab), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            (browser, lab) if ended is None else (browser, lab, ended), return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         for task in (browser, lab):
             task.cancel()
@@ -113,8 +129,31 @@ async def bridge(
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+    if browser.done() and not browser.cancelled() and isinstance(browser.exception(), RFBInputError):
+        with contextlib.suppress(Exception):  # a viewer's client sent what no view-only bridge passes
+            await send({"type": "websocket.close", "code": 1008, "reason": "RFB input refused"})
+        return
+    if ended is not None and ended.done():
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": CLOSE_CODE, "reason": ended.result()})
+        return
     if lab.done() and not lab.cancelled():
         # The desktop ended (app closed, lab stopped) or broke: tell the browser, which may reconnect.
         code = 1000 if lab.exception() is None else 1011
         with contextlib.suppress(Exception):
             await send({"type": "websocket.close", "code": code, "reason": "the desktop closed"})
+
+
+class _GuestInput:
+    """A guest's bytes toward the desktop, after the handshake: the first is ClientInit (forced to
+    shared); then, for a viewer, only non-input messages (ViewOnlyFilter)."""
+
+    def __init__(self, mode: str) -> None:
+        self._init = True
+        self._filter = ViewOnlyFilter() if mode == "view" else None
+
+    def feed(self, data: bytes) -> bytes:
+        head = b""
+        if self._init and data:
+            head, data, self._init = b"\x01", data[1:], False
+        return head + (self._filter.feed(data) if self._filter is not None else data)

@@ -53,8 +53,20 @@ async def serve_websocket(proxy: LabProxy, scope: dict, receive: Callable, send:
         await _refuse(scope, send, admitted)
         return
     route = admitted
+    ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    guest = None
+    if (principal := scope.get(SCOPE_GUEST)) is not None:  # a share guest: ended when the share is
+        guest = Guest(scope[SCOPE_USER], scope[SCOPE_SHARE], route, principal, end=_ender(ended))
     if route.protocol == "vnc":  # a desktop lab: raw RFB on its socket, bridged by vnc.py
-        await vnc.bridge(route, scope, receive, send, _refuse, _Activity(proxy.on_activity, route.lab_id))
+        activity = _Activity(proxy.on_activity, route.lab_id)
+        if guest is not None:
+            proxy.guests.add(guest)
+        try:
+            mode = guest.mode if guest is not None else None
+            await vnc.bridge(route, scope, receive, send, _refuse, activity, guest=mode, ended=ended)
+        finally:
+            if guest is not None:
+                proxy.guests.discard(guest)
         return
     try:
         upstream = await _connect(route, scope, proxy.websocket_options)
@@ -66,10 +78,7 @@ async def serve_websocket(proxy: LabProxy, scope: dict, receive: Callable, send:
     except (OSError, TimeoutError, WebSocketException) as exc:
         await _refuse(scope, send, unreachable(route.lab_id, exc.__class__.__name__))
         return
-    ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    guest = None
-    if (principal := scope.get(SCOPE_GUEST)) is not None:  # a share guest: ended when the share is
-        guest = Guest(scope[SCOPE_USER], scope[SCOPE_SHARE], route, principal, end=_ender(ended))
+    if guest is not None:
         proxy.guests.add(guest)
     try:
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
