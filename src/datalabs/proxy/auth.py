@@ -110,8 +110,10 @@ class CachedAuthenticator:
         ttl: float = 5.0,
         max_entries: int = 10_000,
         share_ttl: float = 1.0,
+        bearer_jwt: Callable[[Session, str], Any] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._bearer_jwt = bearer_jwt  # a sign-in provider's access tokens (accounts/oidc_tokens.py)
         self.ttl = ttl
         self.max_entries = max_entries
         self._cache: dict[bytes, tuple[float, Any]] = {}
@@ -192,6 +194,8 @@ class CachedAuthenticator:
     def _lookup(self, kind: str, secret: str) -> Any:
         with self._sessions() as db:
             if kind == "token":
+                if self._bearer_jwt is not None and not secret.startswith(auth.TOKEN_PREFIX):
+                    return self._bearer_jwt(db, secret)
                 return auth.principal_from_token(db, secret)
             if kind == "session_id":
                 return auth.principal_from_session_id(db, secret)
@@ -210,6 +214,9 @@ class CachedAuthenticator:
             del self._cache[next(iter(self._cache))]
 
 
-def make_authenticator(sessions: sessionmaker[Session], ttl: float = 5.0) -> CachedAuthenticator:
-    """The platform's authenticator for the proxy, over the app's session factory (app.state.sessions)."""
-    return CachedAuthenticator(sessions, ttl=ttl)
+def make_authenticator(
+    sessions: sessionmaker[Session], ttl: float = 5.0, bearer_jwt: Callable[[Session, str], Any] | None = None
+) -> CachedAuthenticator:
+    """The platform's authenticator for the proxy, over the app's session factory (app.state.sessions);
+    `bearer_jwt` also accepts a sign-in provider's access tokens."""
+    return CachedAuthenticator(sessions, ttl=ttl, bearer_jwt=bearer_jwt)
