@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from joserfc import jwt
@@ -285,6 +285,12 @@ def finish(
     claims = decode_jwt(info, raw)
     check_claims(claims, issuer=info.config.issuer, audience=info.config.client_id, nonce=flow["n"])
     return claims, raw, flow.get("next", "")
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL (a provider's issuer), as a CSP source."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def registry_for(state) -> Registry:

@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from datalabs.accounts import oidc
 from datalabs.labs import origins as lab_origins
 from datalabs.web import (
     account_pages,
@@ -65,4 +66,8 @@ def install(app: FastAPI) -> None:
     for module in PAGE_ROUTERS:
         app.include_router(module.router)
     app.state.render_error = render_error
-    app.state.page_csp = page_csp(lab_origins.csp_source(app.state.settings))
+    # Forms may end on a lab's origin (opening a file) or a sign-in provider's (logging out there).
+    providers = " ".join(sorted({oidc.origin(p.issuer) for p in app.state.settings.oidc.providers}))
+    app.state.page_csp = page_csp(
+        " ".join(filter(None, (lab_origins.csp_source(app.state.settings), providers)))
+    )
