@@ -299,3 +299,22 @@ def test_local_login_false_refuses_passwords(settings, people, request):
     form = client.post("/login", data={"username": "carol", "password": PASSWORD, "csrf_token": token})
     assert form.status_code == 403 and "Passwords are not accepted here" in form.text
     assert "datalabs_session" not in client.cookies
+
+
+def test_rotated_provider_key_is_fetched_once(browser, op, monkeypatch):
+    from datalabs.accounts import oidc
+
+    assert sign_in(browser, op).status_code == 303  # the platform has the provider's keys cached
+    old = op.key
+    op.key = RSAKey.generate_key(2048, parameters={"kid": "rotated", "use": "sig"})
+    try:
+        monkeypatch.setattr(oidc, "JWKS_REFRESH_MIN", 0)
+        browser.cookies.clear()
+        done = sign_in(browser, op)
+        assert done.status_code == 303, done.text  # unknown kid: JWKS fetched again, new key found
+        # A kid the provider does not publish is still refused after that refresh.
+        op.forge = lambda c: op.sign(c, key=FOREIGN)
+        browser.cookies.clear()
+        assert sign_in(browser, op).status_code == 401
+    finally:
+        op.key = old

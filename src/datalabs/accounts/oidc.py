@@ -41,6 +41,7 @@ MAX_DOCUMENT = 256 * 1024  # bytes of a discovery document or JWKS
 FETCH_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 DEADLINE = 8.0  # seconds for a whole fetch, however slowly the bytes trickle in
 CACHE_TTL = 3600
+JWKS_REFRESH_MIN = 30  # seconds between JWKS refreshes forced by unknown kids (a stranger's tokens)
 ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 
@@ -154,7 +155,8 @@ def _keys(info: ProviderInfo) -> KeySet:
 
 def decode_jwt(info: ProviderInfo, token: str) -> dict:
     """The claims of `token` once its signature checks out with the provider's keys (refreshed once
-    on an unknown kid, at most every 30 s) and its alg is one the provider advertises; OidcError else."""
+    on an unknown kid, at most every JWKS_REFRESH_MIN s) and its alg is one the provider advertises;
+    OidcError else."""
     algorithms = info.algorithms
     if not algorithms:
         raise OidcError(f"provider '{info.config.name}' advertises no usable signing algorithm")
@@ -170,7 +172,7 @@ def decode_jwt(info: ProviderInfo, token: str) -> dict:
             return jwt.decode(token, info.keys, algorithms=algorithms).claims
         except InvalidKeyIdError as exc:
             with info.lock:
-                if attempt == 2 or time.monotonic() - info.keys_fetched < 30:
+                if attempt == 2 or time.monotonic() - info.keys_fetched < JWKS_REFRESH_MIN:
                     raise OidcError("token signed with an unknown key") from exc
                 info.keys = _keys(info)
                 info.keys_fetched = time.monotonic()
