@@ -20,6 +20,7 @@ from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.deps import ANON_COOKIE
 from tests.accounts.oidc_provider import Client, OidcProvider, Person
+from tests.cli.test_cli import run
 from tests.conftest import PASSWORD
 from tests.web.conftest import csrf_from
 
@@ -299,6 +300,16 @@ def test_local_login_false_refuses_passwords(settings, people, request):
     form = client.post("/login", data={"username": "carol", "password": PASSWORD, "csrf_token": token})
     assert form.status_code == 403 and "Passwords are not accepted here" in form.text
     assert "datalabs_session" not in client.cookies
+    # Operators still make tokens with `datalabs admin create-token`, which work.
+    sso = json.dumps([p.model_dump(mode="json") for p in settings.oidc.providers])
+    env = {
+        "DATALABS_DB__URL": settings.db.url,
+        "DATALABS_OIDC__LOCAL_LOGIN": "false",
+        "DATALABS_OIDC__PROVIDERS": sso,
+    }
+    secret = run(settings.home, "admin", "create-token", "carol", env=env).stdout.strip()
+    client.cookies.clear()
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"}).json()["name"] == "carol"
 
 
 def test_rotated_provider_key_is_fetched_once(browser, op, monkeypatch):
