@@ -130,7 +130,7 @@ def test_desktop_datalab_in_the_browser(platform, browser, datalab, window):
 
         # nobody else gets the VNC WebSocket; Xvnc holds no TCP socket at all
         ws_url = url.replace("http://", "ws://") + f"/datalabs/{lab['id']}/vnc"
-        for headers, status in (({"Authorization": f"Bearer {tokens['bob']}"}, 403), ({}, 401)):
+        for headers, status in (({"Authorization": f"Bearer {tokens['bob']}"}, 404), ({}, 401)):
             with (
                 pytest.raises(InvalidStatus) as refused,
                 connect(ws_url, additional_headers=headers, proxy=None),

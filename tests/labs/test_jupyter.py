@@ -113,7 +113,7 @@ def test_jupyterlab_end_to_end(platform):
     assert lab_page.status_code == 200 and "JupyterLab" in lab_page.text
 
     # nobody else gets in, and the lab's own token never reaches a browser
-    assert bob.get(f"{base}api/status").status_code == 403
+    assert bob.get(f"{base}api/status").status_code == 404
     assert anonymous.get(f"{base}api/status").status_code == 401
     seen = [lab_page, status]
 
@@ -121,7 +121,7 @@ def test_jupyterlab_end_to_end(platform):
     assert kernel.status_code == 201, kernel.text
     seen.append(kernel)
     ws_url = url.replace("http", "ws") + f"{base}api/kernels/{kernel.json()['id']}/channels?session_id=t"
-    for who, status in (("bob", 403), (None, 401)):
+    for who, status in (("bob", 404), (None, 401)):
         headers = {"Authorization": f"Bearer {tokens[who]}"} if who else {}
         with pytest.raises(InvalidStatus) as refused:
             connect(ws_url, additional_headers=headers, open_timeout=30).close()

@@ -142,11 +142,11 @@ def test_a_teams_tracking_server_records_a_notebooks_run_for_the_team_only(platf
         data = seen.json()["run"]["data"]
         assert {"key": "alpha", "value": "0.5"} in data["params"]
         assert [m["value"] for m in data["metrics"] if m["key"] == "rmse"] == [0.27]
-    assert carol.get(path).status_code == 403  # a member of another team
-    assert root.get(path).status_code == 403  # an administrator outside the team
+    assert carol.get(path).status_code == 404  # a member of another team: as if there were none
+    assert root.get(path).status_code == 404  # an administrator outside the team
     assert client(url).get(path).status_code == 401  # anonymous
     # Nobody outside bob reaches bob's ordinary lab, team member or not.
-    assert ada.get(f"{lab['path']}api/status").status_code == 403
+    assert ada.get(f"{lab['path']}api/status").status_code == 404
     # The store is in the team's workspace, beside its artifacts.
     listing = ada.get("/api/v1/workspaces/team:astro/files/.mlflow")
     assert listing.status_code == 200, listing.text
@@ -160,7 +160,7 @@ def test_a_teams_tracking_server_records_a_notebooks_run_for_the_team_only(platf
 
 def test_a_registered_model_is_served_to_tokens_with_the_invoke_scope(platform, shared):
     """Build 4: bob registers a model from his notebook; ada deploys version 1 for the team; a token with
-    models:invoke gets predictions, one without it (even labs:write) 403, another team 403, anonymous
+    models:invoke gets predictions, one without it (even labs:write) 403, another team 404, anonymous
     401; requests are counted on /metrics."""
     home, url, tokens = platform
     assert shared, "needs the tracking test's lab"
@@ -200,7 +200,7 @@ def test_a_registered_model_is_served_to_tokens_with_the_invoke_scope(platform, 
     assert [round(p, 6) for p in invoke.json()["predictions"]] == [7.0, 9.0]
     assert client(url, token("bob", ["labs:write"])).post(invocations, json=body).status_code == 403
     assert client(url, token("bob", ["tracking:write"])).post(invocations, json=body).status_code == 403
-    assert client(url, token("carol", ["models:invoke"])).post(invocations, json=body).status_code == 403
+    assert client(url, token("carol", ["models:invoke"])).post(invocations, json=body).status_code == 404
     assert client(url).post(invocations, json=body).status_code == 401
     # From inside bob's lab: the lab's MLFLOW_TRACKING_TOKEN grants models:invoke (the example notebook).
     with connect(shared["ws_url"], additional_headers={"Authorization": f"Bearer {tokens['bob']}"}) as ws:

@@ -33,15 +33,15 @@ def test_owner_gets_through_with_a_token_or_a_session_cookie(env):
         assert c.get("/datalabs/lab1/echo").status_code == 200
 
 
-def test_other_users_are_refused_403_and_an_unknown_lab_is_404(env):
+def test_other_users_get_404_as_for_an_unknown_lab(env):
     seen = len(env.lab.recorder.requests)
     with env.client(BOB) as c:
         other = c.get("/datalabs/lab1/echo")
         unknown = c.get("/datalabs/nosuchlab/echo")
     with env.client({"Authorization": "Bearer root-token"}) as c:
         admin = c.get("/datalabs/lab1/echo")  # admins manage labs through the API; they do not open them
-    assert other.status_code == admin.status_code == 403
-    assert other.json()["error"]["code"] == admin.json()["error"]["code"] == "lab_forbidden"
+    assert other.status_code == admin.status_code == 404  # issue 19: the lab's existence is not revealed
+    assert other.json()["error"]["code"] == admin.json()["error"]["code"] == "lab_not_found"
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "lab_not_found"
     assert len(env.lab.recorder.requests) == seen  # nothing reached the lab
 

@@ -34,7 +34,7 @@ def test_api_and_pages_through_the_proxy_without_leaking_the_token(env, jupyter)
     assert root.status_code == 302 and root.headers["location"].startswith("/datalabs/jl1/lab")
     with env.client() as anonymous, env.client(BOB) as bob:
         assert anonymous.get("/datalabs/jl1/api/status").status_code == 401
-        assert bob.get("/datalabs/jl1/api/status").status_code == 403
+        assert bob.get("/datalabs/jl1/api/status").status_code == 404
 
 
 def test_kernel_runs_code_over_the_websocket(env, jupyter):

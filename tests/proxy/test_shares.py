@@ -125,7 +125,7 @@ def test_guests_reach_the_lab_in_their_mode_and_others_are_refused(world):
     with world.client("ada:token") as ada:
         assert told(ada.get("/datalabs/lab1/echo")) == ("ada", "owner")
     with world.client("bob:token") as bob:
-        assert bob.get("/datalabs/lab1/echo").status_code == 403  # not shared yet
+        assert bob.get("/datalabs/lab1/echo").status_code == 404  # not shared yet: as if there were none
         world.share("bob", "view")
         forged = {"X-Datalabs-Share": "owner", "X-Datalabs-User": "ada"}
         r = settled(bob, lambda r: r.status_code == 200, **forged)
@@ -138,7 +138,10 @@ def test_guests_reach_the_lab_in_their_mode_and_others_are_refused(world):
     for who in ("eve:token", "root:token", "bob:read", "eve:session"):  # a third user, an admin, a weak token
         with world.client(who) as other:
             r = other.get("/datalabs/lab1/echo")
-            assert r.status_code == 403 and r.json()["error"]["code"] == "lab_forbidden", (who, r.text)
+            assert r.status_code == 404 and r.json()["error"]["code"] == "lab_not_found", (who, r.text)
+    with world.client("ada:read") as owner:  # the owner with a token too narrow for a lab: told so
+        r = owner.get("/datalabs/lab1/echo")
+        assert r.status_code == 403 and r.json()["error"]["code"] == "lab_forbidden", r.text
 
 
 def test_a_revoke_refuses_the_guests_next_request_within_2_s(world):
@@ -149,14 +152,14 @@ def test_a_revoke_refuses_the_guests_next_request_within_2_s(world):
         revoked = time.monotonic()
         while (r := bob.get("/datalabs/lab1/echo")).status_code == 200 and time.monotonic() - revoked < 5:
             time.sleep(0.05)
-        assert r.status_code == 403, r.text
+        assert r.status_code == 404, r.text
 
 
 def test_a_guest_enters_on_the_labs_origin_with_a_cookie_of_their_own(world):
     world.share("bob", "view")
     with world.client("bob:session", **HTML) as bob:
         r = settled(
-            bob, lambda r: r.status_code != 403
+            bob, lambda r: r.status_code != 404
         )  # the platform's origin: sent on with a one-time code
         assert r.status_code == 303, r.text
         location = httpx.URL(r.headers["location"])

@@ -115,7 +115,7 @@ def test_browser_close_code_reaches_the_lab(env):
     [
         ({}, "lab1", 401),  # anonymous
         ({"Authorization": "Bearer forged"}, "lab1", 401),
-        (BOB, "lab1", 403),  # someone else's lab
+        (BOB, "lab1", 404),  # someone else's lab: as if there were none
         (ALICE, "nosuchlab", 404),
         (ALICE, "dead", 502),  # the lab is not answering
     ],

@@ -165,7 +165,7 @@ def test_a_code_or_cookie_of_another_user_gets_nobody_in(people, ada):
         r = thief.get(f"{origin(ada_lab)}/datalabs/{ada_lab}/", headers={"Cookie": f"datalabs_lab={stolen}"})
         assert r.status_code == 401
     # bob asking the platform for a way into ada's lab: refused before any code exists
-    assert bob.get(f"/datalabs/{ada_lab}/", headers=HTML).status_code == 403
+    assert bob.get(f"/datalabs/{ada_lab}/", headers=HTML).status_code == 404
     # a forged cookie (ada's session id unknown to bob; any MAC he makes is wrong)
     forged = f"1.{'0' * 64}.{int(time.time()) + 600}.{'0' * 64}"
     with TestClient(ada.app, follow_redirects=False) as forger:
@@ -239,7 +239,7 @@ def test_bearer_tokens_keep_working_on_the_platform_path(people, ada):
             r = cli.request(method, f"/datalabs/{lab_id}/api/status", headers=token)
             assert r.status_code == 200 and r.text == "fake lab ok", (method, r.text)
         bob_token = people.token(people.user("bob"))
-        assert cli.get(f"/datalabs/{lab_id}/api/status", headers=bob_token).status_code == 403
+        assert cli.get(f"/datalabs/{lab_id}/api/status", headers=bob_token).status_code == 404
 
 
 def test_the_session_cookie_on_the_platform_path_only_leads_to_the_lab_origin(ada):

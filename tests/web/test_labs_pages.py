@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from pathlib import Path
@@ -498,11 +499,11 @@ def test_no_open_for_an_admin_on_another_users_lab_and_a_page_from_the_proxy(cli
     page = ada.get(f"/labs/{lab_id}").text
     assert f'href="/datalabs/{lab_id}/"' not in page and "Only bob can open it" in page
     # Following an old link anyway: an HTML page that says why, not the proxy's JSON.
-    r = ada.get(f"/datalabs/{lab_id}/", follow_redirects=False)
-    assert r.status_code == 403 and r.headers["content-type"].startswith("text/html"), r.text
-    assert "is not yours: only its owner can open it" in r.text and 'href="/labs"' in r.text
+    r = ada.get(f"/datalabs/{lab_id}/", follow_redirects=False)  # as for no lab at all (issue 19)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), r.text
+    assert f"No lab '{lab_id}'" in html.unescape(r.text) and 'href="/labs"' in r.text
     api = ada.get(f"/datalabs/{lab_id}/", headers={"Accept": "application/json"}, follow_redirects=False)
-    assert api.status_code == 403 and api.json()["error"]["code"] == "lab_forbidden"
+    assert api.status_code == 404 and api.json()["error"]["code"] == "lab_not_found"
     gone = ada.get("/datalabs/0123456789abcdef/", follow_redirects=False)
     assert gone.status_code == 404 and gone.headers["content-type"].startswith("text/html")
     assert "&lt;" not in r.text.split("<p>")[0]  # the page is markup, the message escaped inside it

@@ -2,9 +2,9 @@
 
 Every request goes: admit (authenticate, find the route, authorise; anonymous -> 401 or a redirect to
 the login page for browsers before any lookup, so nobody anonymous learns which labs exist; an unknown
-lab -> 404; another user's lab -> 403, administrators included) -> rewrite headers -> stream through
-the lab's keep-alive pool -> rewrite the response headers (and mask the lab's secret in text bodies)
--> stream back.
+lab, or another user's lab not shared with the caller -> 404, administrators included; a share's guest
+-> forwarded in the share's mode) -> rewrite headers -> stream through the lab's keep-alive pool ->
+rewrite the response headers (and mask the lab's secret in text bodies) -> stream back.
 
 With an `OriginGate` (gate.py; the platform's default) every lab is served on an origin of its own and
 entered with a lab cookie; without one (`labs.unsafe_platform_origin`, and the proxy's own tests) labs
@@ -155,12 +155,14 @@ class LabProxy:
         share = None
         if not self.authorize(found.principal, route):
             # A share's guest (labs/shares.py), asked only of those the rule refused: owners never wait.
-            share_mode = getattr(self.authenticate, "share_mode", None)
-            if share_mode is None or route.team is not None or name == route.owner:
-                return forbidden(lab_id)
-            share = await share_mode(found.principal, route)
+            # Anyone else learns nothing of the lab (404, as for none); its owner or a member of its team
+            # with a token too narrow for it is told so (403).
+            knows = name == route.owner or route.team in getattr(found.principal, "groups", frozenset())
+            if knows or route.team is not None:
+                return forbidden(lab_id) if knows else not_found(lab_id)
+            share = await self._share_mode(found.principal, route)
             if share is None:
-                return forbidden(lab_id)
+                return not_found(lab_id)
             scope[SCOPE_GUEST] = found.principal
         if scope.get(FROM_LAB) and route.team is None:
             return forbidden(lab_id)  # from inside a lab (its API socket): team-scoped labs only

@@ -48,9 +48,10 @@ def not_found(lab_id: str) -> Refusal:
 
 
 def forbidden(lab_id: str) -> Refusal:
-    # Only for a caller already logged in, about a lab whose unguessable id (64 random bits) they hold:
-    # saying "not yours" tells them nothing they could not know, and is clearer than pretending it is gone.
-    return Refusal(403, "lab_forbidden", f"lab '{lab_id}' is not yours: only its owner can open it")
+    # Only for the lab's owner (or, for a team lab, a member) whose credential may not open it (a token
+    # without the scope, a request from inside a lab): anyone else gets not_found (issue 19: a third user
+    # with the link learns nothing).
+    return Refusal(403, "lab_forbidden", f"lab '{lab_id}' cannot be opened with this credential")
 
 
 def unreachable(lab_id: str, why: object) -> Refusal:
