@@ -204,7 +204,16 @@ def test_state_from_another_browser_refused(browser, op, app):
 def test_unknown_provider_and_provider_error(browser):
     assert browser.get("/login/oidc/nope").status_code == 401
     denied = browser.get("/login/oidc/op/callback", params={"error": "access_denied", "state": "x"})
-    assert denied.status_code == 401 and "access_denied" in denied.text
+    assert denied.status_code == 401 and "(access_denied)" in denied.text
+    # Text crafted into the callback URL is not shown (no phishing message on the platform's page).
+    spoof = {
+        "error": "Call +1 555 to restore your account",
+        "error_description": "<b>urgent</b>",
+        "state": "x",
+    }
+    crafted = browser.get("/login/oidc/op/callback", params=spoof)
+    assert crafted.status_code == 401 and "(unknown error)" in crafted.text
+    assert "555" not in crafted.text and "urgent" not in crafted.text
 
 
 FOREIGN = RSAKey.generate_key(2048, parameters={"kid": "foreign"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
@@ -59,13 +61,14 @@ async def oidc_callback(
     code: str = Query("", max_length=2000),
     state: str = Query("", max_length=200),
     error: str = Query("", max_length=200),
-    error_description: str = Query("", max_length=500),
     db: Session = Depends(get_db),
 ):
     settings = request.app.state.settings
     try:
         if error:
-            raise oidc.OidcError(f"the provider refused the sign-in: {error} {error_description}".strip())
+            # Only the error code, and only if it looks like one: anyone can send a browser here with text.
+            code_word = error if re.fullmatch(r"[a-z_]{1,40}", error) else "unknown error"
+            raise oidc.OidcError(f"the provider refused the sign-in ({code_word})")
         if not code or not state:
             raise oidc.OidcError("the provider sent no code or state", "oidc_state")
         reg = registry(request)
