@@ -120,6 +120,7 @@ ROUTES = [
 # administrators included, gets 404 as for a lab that does not exist. The lab runs; DELETE finds a share.
 SHARES_ONLY_OWNER = {"anonymous": 401, "user": 404, "member": 404, "owner": OK, "admin": 404, "narrow": 403}
 ROUTES += [
+    ("GET", "/api/v1/labs?shared=true", None, {"anonymous": 401, "user": OK, "member": OK, "narrow": OK}),
     ("GET", "/api/v1/labs/{lab_id}/shares", None, {**SHARES_ONLY_OWNER, "narrow": 404}),
     ("PUT", "/api/v1/labs/{lab_id}/shares/mia", {"mode": "view"}, SHARES_ONLY_OWNER),
     ("PUT", "/api/v1/labs/{lab_id}/shares/team:astro", {"mode": "collaborate"}, SHARES_ONLY_OWNER),

@@ -105,3 +105,21 @@ def test_only_a_running_lab_of_ones_own_is_shared(world, people):
     r = ada.put(f"/api/v1/labs/{lab}/shares/bob", json={"mode": "view"})
     assert (r.status_code, r.json()["error"]["code"]) == (409, "lab_not_running")
     assert ada.get(f"/api/v1/labs/{lab}/shares").json() == []
+
+
+def test_shared_with_me_lists_others_running_labs_with_the_mode(world, people):
+    ada, lab = world
+    bob, cy = people.login("bob"), people.login("cy")
+    assert bob.get("/api/v1/labs?shared=true").json() == []
+    ada.put(f"/api/v1/labs/{lab}/shares/bob", json={"mode": "view"})
+    ada.put(f"/api/v1/labs/{lab}/shares/team:astro", json={"mode": "collaborate"})
+    listed = bob.get("/api/v1/labs?shared=true").json()
+    assert [(x["id"], x["owner"], x["shared"]) for x in listed] == [(lab, "ada", "view")]
+    assert [(x["id"], x["shared"]) for x in cy.get("/api/v1/labs?shared=true").json()] == [
+        (lab, "collaborate")
+    ]
+    assert bob.get("/api/v1/labs").json() == []  # bob's own labs: none; the shared one is not his
+    assert [x["shared"] for x in ada.get("/api/v1/labs").json()] == [None]
+    assert ada.get("/api/v1/labs?shared=true").json() == []  # one's own shares are not "shared with me"
+    ada.post(f"/api/v1/labs/{lab}/stop", json={})
+    assert bob.get("/api/v1/labs?shared=true").json() == []  # only running labs

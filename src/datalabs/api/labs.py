@@ -16,7 +16,7 @@ from datalabs.catalogue.schema import parse_memory
 from datalabs.config import Settings
 from datalabs.db.models import Lab
 from datalabs.deps import get_db, get_settings, scope
-from datalabs.labs import origins, service
+from datalabs.labs import origins, service, shares
 from datalabs.labs.manager import LabManager
 
 router = APIRouter(prefix="/api/v1/labs", tags=["labs"], responses={401: {}, 403: {}})
@@ -79,6 +79,11 @@ class LabRead(BaseModel):
     cluster: str = Field(description="The cluster it runs on (GET /api/v1/clusters).")
     team: str | None = Field(None, description="A team-scoped lab: the team whose members may use it.")
     model: str | None = Field(None, description="A model-serving lab: the model version it serves.")
+    shared: str | None = Field(
+        None,
+        description="Listed with `shared=true`: the mode (view | collaborate) in which its owner shares "
+        "this lab with you; null for your own labs.",
+    )
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
@@ -141,10 +146,18 @@ async def launch(
 def list_labs(
     all: bool = Query(False, description="Admins: every user's labs."),
     active: bool = Query(False, description="Only labs that are not stopped or failed."),
+    shared: bool = Query(
+        False,
+        description="Instead of your labs: the running labs others share with you (or your teams), "
+        "each with its owner and `shared` mode (issue 19).",
+    ),
     principal: Principal = Depends(read),
     db: Session = Depends(get_db),
     settings: Settings = Depends(get_settings),
 ):
+    if shared:
+        found = shares.shared_with(db, principal)
+        return [LabRead.of(lab, settings).model_copy(update={"shared": mode}) for lab, mode in found]
     return [
         LabRead.of(lab, settings)
         for lab in service.list_for(db, principal, everyone=all, include_ended=not active)

@@ -86,3 +86,20 @@ def mode_for(db: Session, lab_id: str, user: str, groups: frozenset[str]) -> str
     if "collaborate" in modes:
         return "collaborate"
     return "view" if modes else None
+
+
+def shared_with(db: Session, principal: Principal) -> list[tuple[Lab, str]]:
+    """The running labs of others shared with `principal` (directly or through one of their teams), each
+    with the mode it holds (a direct and a team share together: "collaborate" wins), newest first."""
+    grantees = [principal.user.name, *(TEAM_PREFIX + g for g in principal.groups)]
+    rows = db.execute(
+        select(Lab, LabShare.mode)
+        .join(LabShare, LabShare.lab_id == Lab.id)
+        .where(LabShare.grantee.in_(grantees), Lab.state == "running", Lab.owner_id != principal.user.id)
+        .order_by(Lab.created_at.desc())
+    ).all()
+    modes: dict[str, tuple[Lab, str]] = {}
+    for lab, mode in rows:
+        if lab.id not in modes or mode == "collaborate":
+            modes[lab.id] = (lab, mode)
+    return sorted(modes.values(), key=lambda found: found[0].created_at, reverse=True)
