@@ -122,6 +122,7 @@ SHARES_ONLY_OWNER = {"anonymous": 401, "user": 404, "member": 404, "owner": OK, 
 ROUTES += [
     ("GET", "/api/v1/labs?shared=true", None, {"anonymous": 401, "user": OK, "member": OK, "narrow": OK}),
     ("GET", "/api/v1/labs/{lab_id}/shares", None, {**SHARES_ONLY_OWNER, "narrow": 404}),
+    ("GET", "/api/v1/labs/{lab_id}/guests", None, {**SHARES_ONLY_OWNER, "narrow": 404}),
     ("PUT", "/api/v1/labs/{lab_id}/shares/mia", {"mode": "view"}, SHARES_ONLY_OWNER),
     ("PUT", "/api/v1/labs/{lab_id}/shares/team:astro", {"mode": "collaborate"}, SHARES_ONLY_OWNER),
     ("DELETE", "/api/v1/labs/{lab_id}/shares/mia", None, SHARES_ONLY_OWNER),
@@ -374,7 +375,7 @@ def test_route_authorisation(people, method, path, body, who, want):
         path = path.replace("{lab_id}", tess.post("/api/v1/labs", json={"datalab": "fake"}).json()["id"])
         if path.endswith("/restart"):
             assert tess.post(path.replace("/restart", "/stop"), json={}).json()["state"] == "stopped"
-        if "/shares" in path:
+        if "/shares" in path or path.endswith("/guests"):
             _share_mia(tess, path, share=method == "DELETE")
     _team_and_volume(people, path)
     path = _pipeline(people, path, tess)

@@ -123,3 +123,30 @@ def test_shared_with_me_lists_others_running_labs_with_the_mode(world, people):
     assert ada.get("/api/v1/labs?shared=true").json() == []  # one's own shares are not "shared with me"
     ada.post(f"/api/v1/labs/{lab}/stop", json={})
     assert bob.get("/api/v1/labs?shared=true").json() == []  # only running labs
+
+
+def test_the_owner_sees_who_is_connected_and_nobody_else_does(world, people, app):
+    from datalabs.accounts.principal import Principal
+    from datalabs.accounts.service import get_user
+    from datalabs.proxy.guests import Guest
+    from datalabs.proxy.routes import Route
+
+    ada, lab = world
+    ada.put(f"/api/v1/labs/{lab}/shares/bob", json={"mode": "view"})
+    assert ada.get(f"/api/v1/labs/{lab}/guests").json() == []
+    # A guest's open WebSocket as the proxy registers it (the real thing: tests/proxy/test_shares.py).
+    with app.state.sessions() as db:
+        bob = Principal(user=get_user(db, "bob"), groups=frozenset())
+    guest = Guest("bob", "view", Route(lab, "ada", socket="/s"), bob, end=lambda reason: None)
+
+    async def connect():
+        app.state.proxy.guests.add(guest)
+
+    people.client.portal.call(connect)
+    seen = ada.get(f"/api/v1/labs/{lab}/guests").json()
+    assert [(g["user"], g["mode"]) for g in seen] == [("bob", "view")] and seen[0]["since"]
+    for other in ("bob", "cy"):
+        r = people.login(other).get(f"/api/v1/labs/{lab}/guests")
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "lab_not_found")
+    app.state.proxy.guests.discard(guest)
+    assert ada.get(f"/api/v1/labs/{lab}/guests").json() == []

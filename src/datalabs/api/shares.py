@@ -6,10 +6,10 @@ gets 404 `lab_not_found`, exactly as for a lab that does not exist. The rules li
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -57,6 +57,26 @@ class ShareRead(BaseModel):
 def list_shares(lab_id: str, principal: Principal = Depends(read), db: Session = Depends(get_db)):
     """The owner's lab's shares, by grantee."""
     return [ShareRead.of(s) for s in shares.list_shares(db, principal, lab_id)]
+
+
+class GuestRead(BaseModel):
+    user: str
+    mode: str
+    since: datetime
+
+
+@router.get("/{lab_id}/guests", response_model=list[GuestRead])
+def list_guests(
+    lab_id: str, request: Request, principal: Principal = Depends(read), db: Session = Depends(get_db)
+):
+    """Who is connected to the owner's lab through a share right now (open WebSockets: Jupyter kernels,
+    desktops), oldest first, as this replica's proxy sees them (behind several replicas: the one that
+    answers)."""
+    shares.list_shares(db, principal, lab_id)  # the owner's lab, or 404 as for none
+    connected = request.app.state.proxy.guests.connected(lab_id)
+    return [
+        GuestRead(user=g.user, mode=g.mode, since=datetime.fromtimestamp(g.since, UTC)) for g in connected
+    ]
 
 
 @router.put("/{lab_id}/shares/{grantee}", response_model=ShareRead, responses={409: {}, 422: {}})
