@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from datalabs import __version__, limits, recovery, route_gates
+from datalabs.accounts import oidc, oidc_tokens
 from datalabs.api import apps as apps_api
 from datalabs.api import assets as assets_api
 from datalabs.api import auth, datalabs, errors, groups, health, lab_callbacks, tokens, users
@@ -18,6 +19,7 @@ from datalabs.api import labs as labs_api
 from datalabs.api import notifications as notifications_api
 from datalabs.api import pipelines as pipelines_api
 from datalabs.api import runs as runs_api
+from datalabs.api import shares as shares_api
 from datalabs.api import stac as stac_api
 from datalabs.api import triggers as triggers_api
 from datalabs.api import usage as usage_api
@@ -120,7 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.catalogue = Catalogue(GpuSources.of(settings), settings.catalogue.refresh_interval)
-    app.state.authenticator = make_authenticator(sessions, ttl=settings.auth.cache_ttl)
+    app.state.oidc = oidc.Registry(settings)  # sign-in providers: discovery and keys, cached
+    bearer_jwt = oidc_tokens.verifier(app.state.oidc)  # their access tokens as API Bearer tokens
+    app.state.authenticator = make_authenticator(sessions, ttl=settings.auth.cache_ttl, bearer_jwt=bearer_jwt)
     app.state.routes = routes = routing.shared_table(sessions)
     app.state.labs = labs = LabManager(settings, sessions, routes)
     app.state.builds = builds = BuildQueue(settings, sessions)
@@ -141,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         notifications_api,
         clusters_api,
         usage_api,
+        shares_api,
     )
     serves_api = "api" in settings.server.roles  # else: /healthz and /metrics only (a proxy replica)
     for module in (*modules, *more) if serves_api else (health,):
