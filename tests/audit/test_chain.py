@@ -73,3 +73,37 @@ def test_concurrent_appends_never_fork_the_chain(app):
     with sessions() as db:
         assert db.query(AuditRecord).count() == 41
         assert chain.verify(db) is None
+
+
+def test_first_appends_without_a_head_row_never_fork(app):
+    """Migration 0018 inserts the head row; a database without it gets it once, even when appends race."""
+    import threading
+
+    from datalabs.db.models import AuditHead
+
+    sessions = app.state.sessions
+    with sessions() as db:
+        assert db.get(AuditHead, 1) is not None  # from the migration
+        db.execute(AuditHead.__table__.delete())
+        db.commit()
+    start = threading.Barrier(4)
+    errors = []
+
+    def work():
+        start.wait()
+        try:
+            with sessions() as db:
+                chain.append(db, who="bob", what="POST /z", outcome="200")
+                db.commit()
+        except Exception as exc:  # pragma: no cover - the failure being tested for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with sessions() as db:
+        assert db.query(AuditRecord).count() == 4 and db.query(AuditHead).count() == 1
+        assert chain.verify(db) is None

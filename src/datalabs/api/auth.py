@@ -49,6 +49,7 @@ def login(
     settings: Settings = Depends(get_settings),
 ):
     """Check the password and start a browser session (HttpOnly, SameSite=Lax cookie)."""
+    request.state.audit_who = body.username  # the audit record names the user tried, failed or not
     user = auth.authenticate(db, settings, body.username, body.password, client_address(request))
     value = auth.start_session(db, settings, user)
     db.commit()

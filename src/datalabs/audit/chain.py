@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from datalabs.db.models import AuditHead, AuditRecord
@@ -29,10 +30,13 @@ def _head(db: Session) -> AuditHead:
     # a no-op write first: takes SQLite's write lock (FOR UPDATE is ignored there) and PostgreSQL's row lock
     db.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=AuditHead.last_hash))
     head = db.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=1, last_hash=GENESIS, anchor=GENESIS)
-        db.add(head)
-        db.flush()
+    if head is None:  # migration 0018 inserts it; a database without it gets it once, races included
+        try:
+            with db.begin_nested():
+                db.add(AuditHead(id=1, last_hash=GENESIS, anchor=GENESIS))
+        except IntegrityError:
+            pass  # another appender inserted it first
+        head = db.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
     return head
 
 

@@ -83,6 +83,7 @@ async def login(
     await check_csrf(request, request.cookies.get(ANON_COOKIE, ""))
     settings = request.app.state.settings
     target = safe_next(next)
+    request.state.audit_who = username.strip()  # the audit record names the user tried, failed or not
     try:
         user = auth.authenticate(db, settings, username.strip(), password, client_address(request))
     except TooManyRequests as exc:

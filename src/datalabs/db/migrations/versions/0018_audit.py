@@ -33,13 +33,15 @@ def upgrade() -> None:
     op.create_index("ix_audit_records_at", "audit_records", ["at"])
     op.create_index("ix_audit_records_who", "audit_records", ["who"])
     op.create_index("ix_audit_records_what", "audit_records", ["what"])
-    op.create_table(
+    head = op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("last_hash", sa.String(length=64), nullable=False),
         sa.Column("anchor", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
+    # the head row exists before any append: two replicas' first appends cannot both insert it
+    op.bulk_insert(head, [{"id": 1, "last_hash": "0" * 64, "anchor": "0" * 64}])
 
 
 def downgrade() -> None:
