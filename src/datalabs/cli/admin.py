@@ -8,9 +8,11 @@ import secrets
 
 import typer
 
+from datalabs.cli import admin_audit
 from datalabs.cli._db import admin_session
 
 app = typer.Typer(help="Bootstrap and administration commands (run on the platform host).")
+app.add_typer(admin_audit.app, name="audit")
 # Services (and SQLAlchemy) are imported inside the commands: client commands should start fast.
 
 
