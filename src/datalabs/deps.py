@@ -4,7 +4,7 @@ scope and role checks, the session cookie, and what kind of request this is. Neu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts import auth
 from datalabs.accounts.principal import Principal
 from datalabs.config import Settings
-from datalabs.db.engine import transaction
+from datalabs.db.engine import THREADS, transaction
 from datalabs.errors import Forbidden, Unauthorized
 from datalabs.origins import same_origin
 
@@ -29,7 +29,20 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_db(request: Request) -> Iterator[Session]:
+async def _session_slot() -> AsyncIterator[None]:
+    yield
+
+
+# At most THREADS requests hold a session at once; the others wait for a slot in the event loop, holding
+# nothing. Without it, a request's session keeps its pool connection across its next thread hop (FastAPI
+# validates a sync route's response in a worker thread, before the session closes): under a thousand
+# clients, every connection was held by requests queued for a thread while every thread waited for a
+# connection, until the pool's 30 s timeout answered 500 (bench replicas; tests/test_deps_slots.py).
+# The limit is a sub-dependency so that one semaphore (per event loop) covers every `Depends(get_db)`.
+_SESSION_SLOT = Depends(_session_slot, max_concurrency=THREADS)
+
+
+def get_db(request: Request, _slot: None = _SESSION_SLOT) -> Iterator[Session]:
     """A session per request; routes that change data commit explicitly, anything else is rolled back."""
     with request.app.state.sessions() as session:
         yield session

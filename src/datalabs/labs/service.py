@@ -114,9 +114,12 @@ def create(
         if meta.runtime.scope == "team"
         else team or team_labs.default_tracking_team(db, principal),
     )
+    lab.token_id, secret = _lab_token(db, settings, principal, lab.id)
+    # Written before the savepoint: pysqlite opens the transaction only at the first write, and a SAVEPOINT
+    # issued outside one is a transaction of its own that its RELEASE commits, checks or not.
+    db.flush()
     try:
         with db.begin_nested():  # a savepoint: a lost race leaves the caller's transaction usable
-            lab.token_id, secret = _lab_token(db, settings, principal, lab.id)
             db.add(lab)
             db.flush()
     except IntegrityError:
@@ -274,20 +277,19 @@ def reopen(
     # Claimed in one statement, and only if still ended: of two restarts at once (a double click), or a
     # restart and a destroy, one wins. Claiming first also makes SQLite take its write lock before the
     # count below, so two users' sessions cannot both count under the limit.
-    try:
-        with db.begin_nested():  # a team lab whose team has another one active: the unique index of 0021
-            claimed = db.execute(
-                update(Lab)
-                .where(Lab.id == lab.id, Lab.state.in_(ENDED))
-                .values(state="pending", reason="", started_at=None, ended_at=None, runtime_state={})
-                .execution_options(synchronize_session=False)
-            ).rowcount
-    except IntegrityError:
+    if lab.team and team_labs.active_team_lab(db, lab.datalab, lab.team, lab.model):
+        # The unique index of migration 0021 would refuse the claim below with an IntegrityError.
         raise Conflict(
             f"'{lab.name}' cannot be restarted: team {lab.team} already has a {lab.datalab} lab running; "
             "open that one",
             code="team_lab_running",
-        ) from None
+        )
+    claimed = db.execute(
+        update(Lab)
+        .where(Lab.id == lab.id, Lab.state.in_(ENDED))
+        .values(state="pending", reason="", started_at=None, ended_at=None, runtime_state={})
+        .execution_options(synchronize_session=False)
+    ).rowcount
     if not claimed:
         raise Conflict(f"'{lab.name}' is already being restarted or destroyed", code="lab_busy")
     _check_limit(db, settings, principal, besides=lab.id)
