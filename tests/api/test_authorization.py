@@ -294,6 +294,12 @@ ROUTES += [
 # no session or user token opens it, the owner's and an administrator's included.
 NOBODY_BUT_THE_JOB = {"anonymous": 401, "user": 401, "member": 401, "owner": 401, "admin": 401, "narrow": 403}
 ROUTES += [("POST", "/api/v1/labs/{lab_id}/callback", {"port": 5000}, NOBODY_BUT_THE_JOB)]
+# The audit log (issue 19): administrators only, a token without the admin scope (narrow) refused.
+ROUTES += [
+    ("GET", "/api/v1/audit", None, ADMIN_ONLY),
+    ("GET", "/api/v1/audit.csv", None, ADMIN_ONLY),
+    ("GET", "/api/v1/audit?who=root&limit=100000", None, ADMIN_ONLY),
+]
 PUBLIC = {("POST", "/api/v1/login"), ("GET", "/healthz"), ("GET", "/metrics")}
 CASES = [(m, p, b, who, want) for m, p, b, expect in ROUTES for who, want in expect.items()]
 
