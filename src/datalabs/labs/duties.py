@@ -19,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from datalabs.accounts import auth
+from datalabs.audit import retention as audit_retention
 from datalabs.config import Settings
 from datalabs.db.leases import Lease, LeaseKeeper
 from datalabs.labs import port_reports
@@ -84,6 +85,7 @@ class ManagerDuties:
             asyncio.create_task(self.labs.run_culler()),
             asyncio.create_task(self._follow_requests()),
             asyncio.create_task(trigger_watch.watch(self.settings, self.labs.sessions)),  # new-data triggers
+            asyncio.create_task(audit_retention.run(self.settings, self.labs.sessions)),  # old audit records
         ]
 
     async def _loss(self) -> None:
