@@ -14,6 +14,7 @@ from datalabs.web import (
     admin_groups,
     admin_pages,
     appstore_pages,
+    audit_pages,
     auth_pages,
     catalogue_pages,
     explorer_pages,
@@ -44,6 +45,7 @@ PAGE_ROUTERS = (
     appstore_pages,
     notification_pages,
     usage_pages,
+    audit_pages,
 )
 
 
