@@ -13,6 +13,7 @@ from datalabs import __version__, limits, recovery, route_gates
 from datalabs.accounts import oidc, oidc_tokens
 from datalabs.api import apps as apps_api
 from datalabs.api import assets as assets_api
+from datalabs.api import audit as audit_api
 from datalabs.api import auth, datalabs, errors, groups, health, lab_callbacks, tokens, users
 from datalabs.api import clusters as clusters_api
 from datalabs.api import labs as labs_api
@@ -26,6 +27,7 @@ from datalabs.api import usage as usage_api
 from datalabs.api import volumes as volumes_api
 from datalabs.api import workspaces as workspaces_api
 from datalabs.assets.service import Assets
+from datalabs.audit.middleware import AuditMiddleware
 from datalabs.builder.runner import BuildQueue
 from datalabs.catalogue import service as catalogue_service
 from datalabs.catalogue.entries import GpuSources
@@ -146,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clusters_api,
         usage_api,
         shares_api,
+        audit_api,
     )
     serves_api = "api" in settings.server.roles  # else: /healthz and /metrics only (a proxy replica)
     for module in (*modules, *more) if serves_api else (health,):
@@ -156,6 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     route_gates.install(app)  # once every router is in: requests skip the routers that cannot match
     app.add_middleware(health.MetricsMiddleware)
     app.add_middleware(limits.TooLargeAsJson)
+    if serves_api:
+        app.add_middleware(AuditMiddleware)  # one audit record per POST/PUT/PATCH/DELETE, status as sent
     gate = lab_origins.gate(settings, app.state.authenticator, sessions)
     app.state.proxy = proxy = LabProxy(routes, app.state.authenticator, on_activity=labs.activity, gate=gate)
     labs.on_route_removed = proxy.forget

@@ -89,3 +89,30 @@ def test_a_failed_audit_write_never_fails_the_request(people, monkeypatch, caplo
     monkeypatch.undo()
     with app.state.sessions() as db:
         assert chain.verify(db) is None
+
+
+def test_a_route_that_committed_its_session_is_recorded_with_the_users_name(tmp_path):
+    """A route's commit expires the user row it attached to its session, which is closed when the record
+    is written: the middleware reads the name again (reading `.name` raised DetachedInstanceError into the
+    response: tests/web/test_labs_pages.py's restarts answered 500)."""
+    from datalabs.accounts.principal import Principal
+    from datalabs.audit.middleware import fields
+    from datalabs.db.engine import open_database
+    from datalabs.db.models import User
+
+    engine, sessions = open_database(f"sqlite:///{tmp_path / 'audit.db'}")
+    try:
+        with sessions() as db:
+            db.add(User(name="ada", password_hash="x"))
+            db.commit()
+            user = db.query(User).one()
+            db.expire(user)  # as a commit of the route does (expire_on_commit), then detached at close
+        app = type("App", (), {"state": type("State", (), {"sessions": sessions})()})()
+        scope = {
+            "method": "POST",
+            "state": {"principal": Principal(user=user, groups=frozenset())},
+            "app": app,
+        }
+        assert fields(scope, 303)["who"] == "ada"
+    finally:
+        engine.dispose()

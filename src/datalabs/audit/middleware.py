@@ -9,11 +9,14 @@ worker thread and its own transaction; a failure is logged and never reaches the
 from __future__ import annotations
 
 import json
+import logging
 
 from anyio import CancelScope, to_thread
+from sqlalchemy import inspect
 
 from datalabs import audit
 
+log = logging.getLogger(__name__)
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -21,7 +24,7 @@ def fields(scope, status: int) -> dict:
     """The record's fields for a finished request (scope after routing, the status sent)."""
     state = scope.get("state") or {}
     principal = state.get("principal")
-    who = principal.name if principal is not None else state.get("audit_who")
+    who = _name(principal, scope) if principal is not None else state.get("audit_who")
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     params = scope.get("path_params") or {}
@@ -37,6 +40,31 @@ def fields(scope, status: int) -> dict:
         "client": client[0] if client else None,
         "outcome": str(status),
     }
+
+
+def _name(principal, scope) -> str | None:
+    """The principal's user name without loading anything: a route that committed its session expired the
+    user row it had attached there, and that session is closed by now (reading `.name` would raise)."""
+    state = inspect(principal.user, raiseerr=False)
+    if state is None:  # not an ORM object (a test's stand-in)
+        return principal.name
+    name = state.dict.get("name")
+    if name is None and state.identity:
+        from datalabs.db.models import User
+
+        with scope["app"].state.sessions() as db:  # read again, in a session of our own
+            user = db.get(User, state.identity[0])
+            return user.name if user else f"user #{state.identity[0]}"
+    return name
+
+
+def _write(sessions, scope, status: int) -> None:
+    try:
+        record = fields(scope, status)
+    except Exception:  # never the user's problem: say it loudly and go on
+        log.exception("AUDIT RECORD NOT WRITTEN: %s %s", scope.get("method"), scope.get("path"))
+        return
+    audit.record_now(sessions, **record)
 
 
 class AuditMiddleware:
@@ -59,4 +87,4 @@ class AuditMiddleware:
         finally:
             sessions = scope["app"].state.sessions
             with CancelScope(shield=True):  # a client that went away still leaves its record
-                await to_thread.run_sync(lambda: audit.record_now(sessions, **fields(scope, status)))
+                await to_thread.run_sync(_write, sessions, scope, status)
