@@ -72,7 +72,12 @@ class OidcSettings(BaseModel):
     local_login: bool = Field(
         True, description="Accept local passwords; false: only the configured providers sign people in."
     )
-    providers: list[OidcProvider] = Field(default_factory=list)
+    providers: list[OidcProvider] = Field(
+        default_factory=list,
+        description="OpenID Connect providers people sign in with ([[oidc.providers]] tables: name, title, "
+        "issuer, client_id, client_secret or client_secret_file, scopes, claims, group mapping, admin "
+        "values, api_audience); none: local passwords only.",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> OidcSettings:
