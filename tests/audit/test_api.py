@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from datalabs import audit
+from datalabs.audit import chain
 from datalabs.audit.query import MAX_LIMIT
 
 
@@ -20,7 +20,7 @@ def admin(people):
 def _fill(app, n: int, **fields) -> None:
     with app.state.sessions() as db:
         for i in range(n):
-            audit.record(
+            chain.append(
                 db, **{"who": "ann", "what": "POST /x", "outcome": "200", "target": str(i), **fields}
             )
         db.commit()

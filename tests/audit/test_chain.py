@@ -17,6 +17,20 @@ def test_a_clean_chain_verifies(app):
         assert chain.verify(db) is None
 
 
+def test_values_longer_than_their_columns_are_cut_not_refused(app):
+    with app.state.sessions() as db:
+        rec = chain.append(
+            db, who="w" * 300, what="POST /" + "x" * 300, outcome="2" * 40, target="t" * 600, client="c" * 99
+        )
+        db.commit()
+        got = (len(rec.who), len(rec.what), len(rec.outcome), len(rec.target), len(rec.client))
+        assert got == (128, 200, 32, 500, 64)
+        short = chain.append(db, who=None, what="POST /y", outcome="200")
+        db.commit()
+        assert (short.who, short.target, short.client, short.what) == (None, None, None, "POST /y")
+        assert chain.verify(db) is None
+
+
 def test_edit_delete_and_reorder_are_detected(app):
     with app.state.sessions() as db:
         ids = _fill(db)

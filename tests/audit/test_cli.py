@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from datalabs import audit
+from datalabs.audit import chain
 from datalabs.cli.main import app as cli
 from datalabs.db.models import AuditRecord
 
@@ -20,9 +20,9 @@ def records(settings, sessions, monkeypatch):
     monkeypatch.setenv("DATALABS_DB__URL", settings.database_url)
     monkeypatch.setenv("DATALABS_AUTH__SECRET_KEY", "test-secret")
     with sessions() as db:
-        ids = [audit.record(db, who="ann", what=f"POST /x/{i}", outcome="200").id for i in range(3)]
+        ids = [chain.append(db, who="ann", what=f"POST /x/{i}", outcome="200").id for i in range(3)]
         evil = '=HYPERLINK("http://evil")'
-        audit.record(db, who=evil, what="POST /login", outcome="401", target="@SUM(A1)")
+        chain.append(db, who=evil, what="POST /login", outcome="401", target="@SUM(A1)")
         db.commit()
     return ids
 

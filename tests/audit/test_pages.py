@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datalabs import audit
+from datalabs.audit import chain
 
 
 def test_audit_page(people):
@@ -10,11 +10,11 @@ def test_audit_page(people):
     people.user("ann")
     people.user("root", role="admin")
     with app.state.sessions() as db:
-        audit.record(
+        chain.append(
             db, who="<script>alert(1)</script>", what="POST /login", outcome="401", client="10.0.0.9"
         )
         for i in range(60):
-            audit.record(db, who="bob", what="POST /x", outcome="200", target=str(i))
+            chain.append(db, who="bob", what="POST /x", outcome="200", target=str(i))
         db.commit()
     anonymous = people.client.get("/admin/audit", cookies={}, follow_redirects=False)
     assert anonymous.status_code in (303, 401) and "audit-table" not in anonymous.text

@@ -8,7 +8,6 @@ from datetime import timedelta
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from datalabs import audit
 from datalabs.audit import chain, retention
 from datalabs.cli.main import app as cli
 from datalabs.db.models import AuditRecord
@@ -18,7 +17,7 @@ from datalabs.db.types import utcnow
 def _record(sessions, who: str, age_days: float, monkeypatch) -> None:
     monkeypatch.setattr(chain, "utcnow", lambda: utcnow() - timedelta(days=age_days))
     with sessions() as db:
-        audit.record(db, who=who, what="POST /x", outcome="200")
+        chain.append(db, who=who, what="POST /x", outcome="200")
         db.commit()
     monkeypatch.undo()
 

@@ -19,6 +19,12 @@ from datalabs.db.models import AuditHead, AuditRecord
 from datalabs.db.types import utcnow
 
 GENESIS = "0" * 64
+# column widths of audit_records (db/models/audit.py): longer values are cut, never refused
+WIDTHS = {"who": 128, "what": 200, "target": 500, "client": 64, "outcome": 32}
+
+
+def _cut(value: str | None, field: str) -> str | None:
+    return None if value is None else value[: WIDTHS[field]]
 
 
 def digest(r: AuditRecord) -> str:
@@ -50,15 +56,16 @@ def append(
     client: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> AuditRecord:
-    """Add one record in the caller's transaction; the head row's lock serialises appends."""
+    """Add one record in the caller's transaction (committed with the caller's work); the head row's lock
+    serialises appends. Values longer than their columns are cut, never refused."""
     head = _head(db)
     rec = AuditRecord(
         at=utcnow(),
-        who=who,
-        what=what,
-        target=target,
-        client=client,
-        outcome=outcome,
+        who=_cut(who, "who"),
+        what=_cut(what, "what") or "",
+        target=_cut(target, "target"),
+        client=_cut(client, "client"),
+        outcome=_cut(outcome, "outcome") or "",
         detail=detail,
         prev_hash=head.last_hash,
         hash="",
