@@ -1,15 +1,29 @@
 """Two members launching a team's lab at the same moment get the same lab (migration 0021's unique index
-and labs.service.create's savepoint), never two labs nor an error."""
+and labs.service.create's savepoint), never two labs nor an error. On SQLite and PostgreSQL (the db_url
+fixture's parameters), where the racing inserts really run at once."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+
+import pytest
 
 from datalabs.accounts.principal import Principal
 from datalabs.accounts.service import get_user
+from datalabs.config import Settings
 from datalabs.db.models import Lab
 from datalabs.labs import service
-from tests.web.test_team_lab_pages import settings, teams  # noqa: F401 (teamlab: a team-scoped fake)
+from tests.web.labs_support import lab_settings
+from tests.web.test_team_lab_pages import TEAM_LAB, teams  # noqa: F401 (teamlab: a team-scoped fake)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, catalogue_dir: Path, db_url: str) -> Settings:
+    (catalogue_dir / "teamlab").mkdir(parents=True)
+    (catalogue_dir / "teamlab" / "datalab-meta.yml").write_text(TEAM_LAB)
+    base = lab_settings(tmp_path, catalogue_dir)
+    return base.model_copy(update={"db": base.db.model_copy(update={"url": db_url})})
 
 
 class _NoStart:
