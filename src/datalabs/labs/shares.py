@@ -76,6 +76,20 @@ def list_shares(db: Session, principal: Principal, lab_id: str) -> list[LabShare
     return list(db.scalars(select(LabShare).where(LabShare.lab_id == lab_id).order_by(LabShare.grantee)))
 
 
+def owned(db: Session, principal: Principal, lab_id: str) -> tuple[Lab, list[LabShare]]:
+    """The owner's lab and its shares (its share page); NotFound for anyone else's, admins' included."""
+    return _own_lab(db, principal, lab_id), list_shares(db, principal, lab_id)
+
+
+def guest_view(db: Session, principal: Principal, lab_id: str) -> tuple[Lab, str]:
+    """A running lab of someone else shared with `principal`, and the mode it holds; NotFound otherwise
+    (not shared, revoked, ended, or the principal's own: as for a lab that does not exist)."""
+    found = next((pair for pair in shared_with(db, principal) if pair[0].id == lab_id), None)
+    if found is None:
+        raise NotFound(f"no lab '{lab_id}' shared with you", code="lab_not_found")
+    return found
+
+
 def mode_for(db: Session, lab_id: str, user: str, groups: frozenset[str]) -> str | None:
     """The share mode `user` (member of `groups`) holds on lab `lab_id`, or None. A direct share and a
     team share together: the wider ("collaborate") wins."""

@@ -89,6 +89,7 @@ def describe(
         "ended": lab.state in ("stopped", "failed"),
         "owner": lab.owner.name,
         "own": lab.owner_id == principal.user.id,
+        "team": lab.team,
         "age": when_text,
         "when": when,
         "created_at": lab.created_at,
