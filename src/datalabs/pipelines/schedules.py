@@ -23,8 +23,8 @@ from datalabs.accounts.principal import Principal
 from datalabs.config import Settings
 from datalabs.db.models import Pipeline, PipelineSchedule, ScheduleFire
 from datalabs.db.types import utcnow
-from datalabs.errors import DatalabsError, Invalid, NotFound
-from datalabs.pipelines import placement, registry, runs
+from datalabs.errors import DatalabsError, Invalid
+from datalabs.pipelines import owned, placement, registry, runs
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +87,11 @@ def create(
 
 
 def list_for(db: Session, principal: Principal, pipeline: Pipeline) -> list[PipelineSchedule]:
-    query = select(PipelineSchedule).where(PipelineSchedule.pipeline_id == pipeline.id)
-    if not principal.is_admin:
-        query = query.where(PipelineSchedule.owner_id == principal.user.id)
-    return list(db.scalars(query.order_by(PipelineSchedule.id)))
+    return owned.listed(db, principal, PipelineSchedule, pipeline)
 
 
 def get(db: Session, principal: Principal, schedule_id: int) -> PipelineSchedule:
-    schedule = db.get(PipelineSchedule, schedule_id)
-    if schedule is None or not (principal.is_admin or schedule.owner_id == principal.user.id):
-        raise NotFound(f"no schedule {schedule_id} of yours", code="schedule_not_found")
-    return schedule
+    return owned.fetch(db, principal, PipelineSchedule, schedule_id, "schedule")
 
 
 def delete(db: Session, principal: Principal, schedule_id: int) -> None:

@@ -21,7 +21,6 @@ import os
 import secrets
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from datalabs.accounts.principal import Principal
@@ -30,7 +29,7 @@ from datalabs.db.models import Pipeline, PipelineTrigger
 from datalabs.db.types import utcnow
 from datalabs.errors import Invalid, NotFound
 from datalabs.pipelines import inputs as run_inputs
-from datalabs.pipelines import registry, runs, trigger_assets, trigger_events
+from datalabs.pipelines import owned, registry, runs, trigger_assets, trigger_events
 from datalabs.pipelines.documents import describe
 from datalabs.workspaces import paths
 
@@ -176,17 +175,11 @@ def _check_run_finished(db, principal, config: dict, params: dict) -> dict[str, 
 
 
 def list_for(db: Session, principal: Principal, pipeline: Pipeline) -> list[PipelineTrigger]:
-    query = select(PipelineTrigger).where(PipelineTrigger.pipeline_id == pipeline.id)
-    if not principal.is_admin:
-        query = query.where(PipelineTrigger.owner_id == principal.user.id)
-    return list(db.scalars(query.order_by(PipelineTrigger.id)))
+    return owned.listed(db, principal, PipelineTrigger, pipeline)
 
 
 def get(db: Session, principal: Principal, trigger_id: int) -> PipelineTrigger:
-    trigger = db.get(PipelineTrigger, trigger_id)
-    if trigger is None or not (principal.is_admin or trigger.owner_id == principal.user.id):
-        raise NotFound(f"no trigger {trigger_id} of yours", code="trigger_not_found")
-    return trigger
+    return owned.fetch(db, principal, PipelineTrigger, trigger_id, "trigger")
 
 
 def pause(db: Session, principal: Principal, trigger_id: int) -> PipelineTrigger:
