@@ -155,13 +155,15 @@ def list_labs(
     db: Session = Depends(get_db),
     settings: Settings = Depends(get_settings),
 ):
+    """Your labs, then the running team-scoped labs (tracking servers, served models) of your teams
+    that other members launched (their `team` names the team; `owner` who launched it)."""
     if shared:
         found = shares.shared_with(db, principal)
         return [LabRead.of(lab, settings).model_copy(update={"shared": mode}) for lab, mode in found]
-    return [
-        LabRead.of(lab, settings)
-        for lab in service.list_for(db, principal, everyone=all, include_ended=not active)
-    ]
+    found = service.list_for(db, principal, everyone=all, include_ended=not active)
+    if not (all and principal.is_admin):  # an administrator's every-lab list has them already
+        found += service.team_labs_for(db, principal)
+    return [LabRead.of(lab, settings) for lab in found]
 
 
 @router.get("/{lab_id}", response_model=LabRead, responses={404: {}})

@@ -362,6 +362,20 @@ def list_for(
     return list(db.scalars(query))
 
 
+def team_labs_for(db: Session, principal: Principal) -> list[Lab]:
+    """The active team-scoped labs (tracking servers, served models) of the principal's teams that others
+    launched: listed to every member beside their own labs, as the team's."""
+    if not principal.groups:
+        return []
+    query = (
+        select(Lab)
+        .where(Lab.team.in_(sorted(principal.groups)), Lab.owner_id != principal.user.id)
+        .where(Lab.state.in_(ACTIVE))
+        .order_by(Lab.team, Lab.created_at.desc())
+    )
+    return list(db.scalars(query))
+
+
 def stop_reason(principal: Principal, lab: Lab) -> str:
     return (
         "stopped by its owner"
