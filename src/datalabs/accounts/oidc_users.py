@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from datalabs.accounts.oidc import OidcError
@@ -34,16 +35,34 @@ def claim_groups(provider: OidcProvider, claims: dict) -> list[str]:
 
 def sign_in(db: Session, provider: OidcProvider, claims: dict) -> User:
     """The user linked to the token's (issuer, subject), created on first sign-in; teams and role synced.
-    A new subject whose user name is taken by an existing account is refused (never taken over)."""
+    A new subject whose user name is taken by an existing account is refused (never taken over).
+
+    Two first sign-ins of the same subject at once (two tabs, two replicas) must not both create it. On
+    SQLite the no-op write below takes the database's write lock until the caller commits, so the second
+    waits and then finds the link. On PostgreSQL both may find no link and insert the user; the second
+    insert fails on a unique index once the first commits. It runs in a savepoint, so the loser rolls back
+    to it, reads the winner's rows and goes on with them."""
     issuer, subject = claims["iss"], claims["sub"]
+    db.execute(
+        update(OidcIdentity)
+        .where(OidcIdentity.issuer == issuer, OidcIdentity.subject == subject)
+        .values(user_id=OidcIdentity.user_id)
+    )
     link = db.get(OidcIdentity, (issuer, subject))
+    if link is None:
+        try:
+            with db.begin_nested():  # a savepoint: a lost race leaves the caller's transaction usable
+                user = _create(db, provider, claims)
+                db.add(OidcIdentity(issuer=issuer, subject=subject, user_id=user.id))
+                db.flush()
+        except IntegrityError:
+            link = db.get(OidcIdentity, (issuer, subject), populate_existing=True)
+            if link is None:
+                raise  # not that race (say, a local account of that name created meanwhile)
     if link is not None:
         user = db.get(User, link.user_id)
         if user is None or not user.active:
             raise OidcError("this account is disabled", "account_disabled")
-    else:
-        user = _create(db, provider, claims)
-        db.add(OidcIdentity(issuer=issuer, subject=subject, user_id=user.id))
     sync(db, provider, user, claim_groups(provider, claims))
     user.last_login = utcnow()
     db.flush()
@@ -90,7 +109,11 @@ def sync(db: Session, provider: OidcProvider, user: User, values: list[str]) -> 
             db.delete(membership)
     for team in sorted(wanted - current.keys()):
         if db.scalar(select(Group.id).where(Group.name == team)) is None:
-            create_group(db, team, f"Managed by sign-in provider '{provider.name}'")
+            try:
+                with db.begin_nested():  # another sign-in may be creating the same team right now
+                    create_group(db, team, f"Managed by sign-in provider '{provider.name}'")
+            except IntegrityError:
+                pass  # it did: the team exists now
         set_member(db, team, user.name)
     if provider.admin_values:
         if set(values) & set(provider.admin_values):

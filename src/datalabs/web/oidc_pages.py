@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -9,13 +10,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
+from datalabs import audit
 from datalabs.accounts import auth, oidc, oidc_users
+from datalabs.audit import chain
 from datalabs.deps import SESSION_COOKIE, get_db, set_session_cookie
 from datalabs.web.auth_pages import _login_form
 from datalabs.web.security import HtmlRoute, safe_next
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 FLOW_COOKIE = "datalabs_oidc"
+SIGN_IN = "GET /login/oidc/{provider}/callback"  # the audit record's `what`, as the middleware names routes
 
 
 def registry(request: Request) -> oidc.Registry:
@@ -64,6 +68,7 @@ async def oidc_callback(
     db: Session = Depends(get_db),
 ):
     settings = request.app.state.settings
+    claims: dict | None = None  # once the provider's ID token is verified: whom a refusal concerns
     try:
         if error:
             # Only the error code, and only if it looks like one: anyone can send a browser here with text.
@@ -77,16 +82,15 @@ async def oidc_callback(
         claims, id_token, next_url = await run_in_threadpool(
             oidc.finish, db, settings, info, cookie, state, code, callback_url(request, provider)
         )
-        user = oidc_users.sign_in(db, info.config, claims)
+        # In a worker thread: a first sign-in racing another one may wait on the database's lock.
+        value = await run_in_threadpool(_sign_in, request, db, info, claims, provider)
     except oidc.OidcError as exc:
         db.rollback()
+        who = oidc_users.username_from(claims.get(info.config.username_claim)) if claims else None
+        await run_in_threadpool(_record_failure, request, provider, exc, who or None)
         response = _login_form(request, "", error=exc.message, status=exc.status)
         response.delete_cookie(FLOW_COOKIE, path="/login/oidc/")
         return response
-    if old := request.cookies.get(SESSION_COOKIE):
-        auth.end_session(db, old)  # a fresh session id on every login (no session fixation)
-    value = auth.start_session(db, settings, user)
-    db.commit()
     response = RedirectResponse(safe_next(next_url), status_code=303)
     set_session_cookie(response, settings, value)
     response.delete_cookie(FLOW_COOKIE, path="/login/oidc/")
@@ -100,3 +104,35 @@ async def oidc_callback(
         path="/logout",
     )
     return response
+
+
+def _sign_in(request: Request, db: Session, info, claims: dict, provider: str) -> str:
+    """The user signed in (created or linked, teams synced), a fresh session, and the audit record, all in
+    one transaction; returns the session cookie's value."""
+    user = oidc_users.sign_in(db, info.config, claims)
+    if old := request.cookies.get(SESSION_COOKIE):
+        auth.end_session(db, old)  # a fresh session id on every login (no session fixation)
+    value = auth.start_session(db, request.app.state.settings, user)
+    chain.append(db, who=user.name, outcome="303", **_where(request, provider))
+    db.commit()
+    return value
+
+
+def _record_failure(request: Request, provider: str, exc: oidc.OidcError, who: str | None) -> None:
+    """A refused sign-in, in its own transaction: the provider, why (the error's code), from where, and
+    the user when the provider's token said who it was."""
+    audit.record_now(
+        request.app.state.sessions,
+        who=who,
+        outcome=str(exc.status),
+        detail={"reason": exc.code},
+        **_where(request, provider),
+    )
+
+
+def _where(request: Request, provider: str) -> dict:
+    return {
+        "what": SIGN_IN,
+        "target": json.dumps({"provider": provider}),
+        "client": request.client.host if request.client else None,
+    }
