@@ -172,7 +172,8 @@ class LabProxy:
         scope[SCOPE_SHARE] = share or ("owner" if name == route.owner else "collaborate")
         if found.enter and self.gate is not None and scope["type"] == "http":
             try:
-                return await self.gate.enter(scope, found.principal, lab_id)
+                guest = (share, route.owner) if share is not None else None  # audited: one entry, one record
+                return await self.gate.enter(scope, found.principal, lab_id, guest)
             except Exception:
                 log.exception("could not issue a way into lab %s", lab_id)
                 return AUTH_UNAVAILABLE

@@ -20,6 +20,7 @@ On a **lab's origin** (`labs.origin_url`, e.g. `http://<id>.lab.localhost:8000`)
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from urllib.parse import parse_qs, quote
 import anyio.to_thread
 from sqlalchemy.orm import Session, sessionmaker
 
+from datalabs import audit
 from datalabs.accounts import lab_login
 from datalabs.config import Settings
 from datalabs.origins import LabOrigins
@@ -38,6 +40,7 @@ from datalabs.proxy.refusals import NOT_A_LAB_PATH, NOT_AUTHENTICATED, Refusal
 from datalabs.proxy.routes import LAB_ID_RE
 
 LOGIN_PATH = "/_datalabs/login"
+GUEST_OPEN = "GET /datalabs/{lab_id} (share guest)"  # the audit record of a guest's entry into a lab
 COOKIE = "datalabs_lab"
 SECURE_COOKIE = "__Host-datalabs_lab"  # on https: no sibling lab can shadow it with a Domain cookie
 _SAFE = ("GET", "HEAD")
@@ -106,9 +109,16 @@ class OriginGate:
             return await self._on_platform(scope)
         return await self._on_lab_origin(scope, lab)
 
-    async def enter(self, scope: dict, principal: Any, lab_id: str) -> Redirect:
-        """The redirect that takes a logged-in browser onto the lab's origin, with a one-time code."""
-        code = await anyio.to_thread.run_sync(self._issue, principal, lab_id)
+    async def enter(
+        self, scope: dict, principal: Any, lab_id: str, guest: tuple[str, str] | None = None
+    ) -> Redirect:
+        """The redirect that takes a logged-in browser onto the lab's origin, with a one-time code.
+        `guest`: (share mode, owner) when a share's guest enters; that entry is recorded in the audit log
+        (once per entry, here where a code is written anyway, never per request to the lab)."""
+        client = scope.get("client")
+        code = await anyio.to_thread.run_sync(
+            self._issue, principal, lab_id, guest, client[0] if client else None
+        )
         target = _target(scope)
         location = f"{self.origins.origin(lab_id)}{LOGIN_PATH}?code={code}&next={quote(target, safe='')}"
         return Redirect(location)
@@ -201,9 +211,20 @@ class OriginGate:
 
     # -- database work (in a worker thread) ------------------------------------------------------------
 
-    def _issue(self, principal: Any, lab_id: str) -> str:
+    def _issue(self, principal: Any, lab_id: str, guest: tuple[str, str] | None, client: str | None) -> str:
         with self.sessions() as db:
-            return lab_login.issue_code(db, principal.user.id, principal.session_id, lab_id)
+            code = lab_login.issue_code(db, principal.user.id, principal.session_id, lab_id)
+        if guest is not None:
+            audit.record_now(
+                self.sessions,
+                who=principal.user.name,
+                what=GUEST_OPEN,
+                target=json.dumps({"lab_id": lab_id}),
+                client=client,
+                outcome="303",
+                detail={"mode": guest[0], "owner": guest[1]},
+            )
+        return code
 
     def _redeem_code(self, code: str, lab: str) -> str | None:
         with self.sessions() as db:
