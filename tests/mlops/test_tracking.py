@@ -11,62 +11,14 @@ lab but a team-scoped one."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.cli.test_cli import run
 from tests.labs.test_jupyter import execute, wait_running
-from tests.live import destroy_labs, live_server
+from tests.mlops.conftest import PW, client
 
 pytestmark = pytest.mark.slow
-PW = "long-enough-pw"
-
-
-def build(root: httpx.Client, name: str) -> None:
-    started = root.post(f"/api/v1/datalabs/{name}/build")
-    assert started.status_code in (202, 409), started.text
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        state = root.get(f"/api/v1/datalabs/{name}/build").json()
-        if state["state"] not in ("queued", "building"):
-            assert state["state"] == "built", state
-            return
-        time.sleep(1)
-    raise AssertionError(f"{name} was not built in 15 min")
-
-
-def client(url: str, token: str | None = None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    home = tmp_path_factory.mktemp("mlflow-home")
-    run(home, "admin", "create-user", "root", "--password", PW, "--admin")
-    for user in ("ada", "bob", "carol"):
-        run(home, "admin", "create-user", user, "--password", PW)
-    for team, members in (("astro", ("ada", "bob")), ("helio", ("carol",))):
-        run(home, "admin", "create-group", team)
-        for member in members:
-            run(home, "admin", "add-member", team, member)
-    tokens = {
-        u: run(home, "admin", "create-token", u).stdout.strip() for u in ("root", "ada", "bob", "carol")
-    }
-    with live_server(home) as url:
-        root = client(url, tokens["root"])
-        for team in ("astro", "helio"):
-            made = root.post("/api/v1/workspaces", json={"team": team})
-            assert made.status_code == 201, made.text
-        for name in ("mlflow", "jupyterlab-ml", "mlflow-model"):
-            build(root, name)
-        try:
-            yield home, url, tokens
-        finally:
-            destroy_labs(url, "root", PW)  # labs outlive the platform by design: none may outlive the tests
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,8 @@ class BuildRequest:
     # author's build must never end up in another author's environment).
     policy: Policy = field(default_factory=Policy)
     tenant: str = ""
+    # Local wheel directories the installer also looks in (builder.find_links), read-only to the build.
+    find_links: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from datalabs import redaction
 from datalabs.accounts import service as accounts
-from datalabs.builder import publish
+from datalabs.builder import publish, wheels
 from datalabs.builder.base import BuildError, BuildRequest, get_builder
 from datalabs.builder.meta import REQUIREMENTS_FILE
 from datalabs.builder.service import envs_dir, log_path, record
@@ -130,6 +130,7 @@ class BuildQueue:
                     pids_max=self.settings.sandbox.tool_pids_max,
                 ),
                 tenant=f"user-{author.id}" if author else "",
+                find_links=wheels.find_links(self.settings),
             )
         path = log_path(self.settings, app_name, number)
         with open(path, "a", encoding="utf-8", buffering=1) as out:  # line-buffered: readers see each line

@@ -102,6 +102,7 @@ class UvBuilder(Builder):
         (site / "_datalabs_platform.pth").write_text("\n".join(platform_site()) + "\n")
         if request.requirements:
             argv = [uv, "pip", "install", "--python", str(env / "bin" / "python")]
+            argv += [arg for d in request.find_links for arg in ("--find-links", str(d))]
             extra = request.requirements
             if request.requirements_file is not None:
                 # Installed from where it lies: relative paths in it (e.g. --find-links wheels) resolve there.
@@ -140,6 +141,7 @@ class UvBuilder(Builder):
                 Mount(request.sources, str(request.sources), readonly=True),
                 Mount(env, str(env), readonly=False),
                 Mount(cache, str(cache), readonly=False),
+                *(Mount(d, str(d), readonly=True) for d in request.find_links),
             ],
             workdir=str(request.sources),
             env={

@@ -39,6 +39,7 @@ from typing import IO
 from packaging.requirements import InvalidRequirement, Requirement
 
 from datalabs import redaction
+from datalabs.builder import wheels
 from datalabs.builder.base import Builder, BuildError, BuildRequest, get_builder
 from datalabs.builder.meta import REQUIREMENTS_FILE, normalise
 from datalabs.builder.service import envs_dir
@@ -153,6 +154,7 @@ def plan(settings: Settings, meta: DatalabMeta, folder: Path) -> Plan | None:
         label=f"{meta.name} {meta.version}",
         policy=Policy.of(settings, who, settings.builder.network, pids_max=s.tool_pids_max),
         tenant=TENANT,
+        find_links=wheels.find_links(settings),
     )
     return Plan(meta.name, meta.version, request, builder(settings).key(request), tuple(provided))
 
