@@ -23,7 +23,17 @@ from datalabs.config import Settings
 from datalabs.db.engine import transaction
 from datalabs.db.models import PipelineRun
 from datalabs.errors import DatalabsError
-from datalabs.pipelines import deliveries, documents, outputs, placement, queue, runs, sandbox, schedules
+from datalabs.pipelines import (
+    deliveries,
+    documents,
+    outputs,
+    placement,
+    queue,
+    runs,
+    sandbox,
+    schedules,
+    tracking,
+)
 from datalabs.pipelines import inputs as run_inputs
 from datalabs.pipelines.engines.base import INFRA, SUCCEEDED, PipelineEngine, Result, RunSpec, get_engine
 from datalabs.pipelines.trigger_chain import after_run as fire_run_finished_triggers
@@ -146,7 +156,10 @@ class Worker:
         crash, start-up recovery removes it (workspaces/inflight.py)."""
         attempt = runs.run_dir(self.settings, claim.run_id) / f"attempt-{claim.attempt}"
         with inflight.journal(self.settings).hold_path(attempt):
-            return self._execute(claim)
+            try:
+                return self._execute(claim)
+            finally:  # every way out: also a released (retried) or lost attempt's
+                tracking.revoke(self.sessions, claim.run_id, claim.attempt)
 
     def _execute(self, claim: queue.Claim) -> str:
         with transaction(self.sessions) as db:
@@ -179,11 +192,15 @@ class Worker:
                 return self._final(claim, "failed", reason)
             parallel = documents.main_process(run.version.packed).get("class") == "Workflow"
             identity = accounts.sandbox_identity(db, self.settings, run.owner)
+            # MLflow for the tools cwltool runs on this host (Toil's and Slurm nodes' tools: not yet).
+            local = engine_name == "cwltool" and not placement.on_slurm(cluster)
+            environment = tracking.grant(db, self.settings, run, claim.attempt) if local else {}
         policy = Policy.of(
             self.settings,
             identity,
             self.settings.pipelines.tool_network,
             pids_max=self.settings.sandbox.tool_pids_max,
+            api=tracking.api_access(self.settings) if environment else None,
         )
         spec = RunSpec(
             run_id=claim.run_id,
@@ -197,6 +214,7 @@ class Worker:
             parallel=parallel,
             policy=policy,
             cluster=cluster if placement.on_slurm(cluster) else None,
+            environment=environment,
         )
         if spec.cluster is not None:
             try:  # the nodes must see the run's folders: checked before anything is submitted
@@ -272,6 +290,7 @@ class Worker:
 
     def _final(self, claim, state: str, reason: str, objects: dict | None = None, folder: str = "") -> str:
         reason = self._redact(claim.run_id, reason)
+        tracking.revoke(self.sessions, claim.run_id, claim.attempt)  # before anyone reads the run as ended
         if not queue.finish(self.sessions, claim, state, reason, objects, folder):
             return "lost"
         self._notify(claim.run_id)

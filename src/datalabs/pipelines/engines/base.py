@@ -34,6 +34,9 @@ class RunSpec:
     policy: Policy = field(default_factory=Policy)
     # A Slurm cluster the run's jobs go to (pipelines/placement.py); None: this host, as always.
     cluster: ClusterSettings | None = None
+    # Variables every tool gets (MLflow tracking, pipelines/tracking.py); with them `policy.api` lets the
+    # tools reach the platform's API socket, as labs do.
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

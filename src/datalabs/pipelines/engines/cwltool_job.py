@@ -16,7 +16,7 @@ import os
 import shutil
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -161,6 +161,8 @@ class _SandboxedJob(CommandLineJob):
         if slurm is not None:
             return self._run_on_slurm(run, runtimeContext, readonly, network, state, allowed)
         box = sandbox.tool_box(self.outdir, self.tmpdir, readonly, {})
+        if policy.api is not None:  # the platform's API on the tool's loopback (pipelines/tracking.py)
+            box = replace(box, launcher=True)
         try:
             prepared = launch.prepare(
                 f"tool-{uuid.uuid4().hex[:12]}",
@@ -168,7 +170,8 @@ class _SandboxedJob(CommandLineJob):
                 policy.with_network(network),
                 state,
                 shared_cgroup=run.tool_cgroup(),
-                shared_netns=run.tool_netns() if network == "none" else None,
+                # A shared namespace has one loopback: each tool's API forwarder needs its own.
+                shared_netns=run.tool_netns() if network == "none" and policy.api is None else None,
             )
         except (network_mod.NetworkError, OSError) as exc:
             raise WorkflowException(f"the tool's sandbox could not be prepared: {exc}") from None
@@ -245,6 +248,8 @@ class _SandboxedJob(CommandLineJob):
         run: _Run | None = getattr(runtimeContext, "datalabs_run", None)
         if run is not None and run.in_slurm_job:  # the GPUs Slurm gave this job, as Slurm names them
             self.environment.update({k: os.environ[k] for k in SLURM_GPU_ENV if k in os.environ})
+        if run is not None:
+            self.environment.update(run.spec.environment)  # MLflow tracking (pipelines/tracking.py)
 
     def _required_env(self) -> dict[str, str]:
         # The platform's environment first on PATH (python3 with astropy, hatanaka, ...), as in labs.
