@@ -80,6 +80,12 @@ class RunCreate(Strict):
     ignore_unknown_inputs: bool = Field(
         False, description="Leave out input names the pipeline does not take (cwltool's job semantics)."
     )
+    tracking_team: str | None = Field(
+        None,
+        max_length=64,
+        description="A team of yours whose MLflow tracking server the run's tools log to "
+        "(MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN); default: the first of your teams with one running.",
+    )
 
 
 class ScheduleCreate(Strict):
@@ -360,6 +366,7 @@ def launch_run(
         engine=body.engine,
         cluster=body.cluster,
         ignore_unknown_inputs=body.ignore_unknown_inputs,
+        tracking_team=body.tracking_team,
     )
     db.commit()
     if (worker := getattr(request.app.state, "pipeline_worker", None)) is not None:

@@ -42,6 +42,9 @@ class RunRead(BaseModel):
     triggered_by: dict[str, Any] | None = Field(
         None, description="The trigger and event that started the run: {trigger, kind, name, event, ...}."
     )
+    tracking_team: str | None = Field(
+        None, description="The team whose tracking server its tools log to, when named at submit."
+    )
     triggers_after: list[dict[str, Any]] = Field(
         default_factory=list,
         description="(One run) what its end did to 'run finished' triggers: the run started, or why not.",
@@ -76,6 +79,7 @@ class RunRead(BaseModel):
             cancel_requested=run.cancel_requested,
             schedule_id=run.schedule_id,
             triggered_by=run.triggered_by,
+            tracking_team=run.tracking_team,
             created_at=run.created_at,
             started_at=run.started_at,
             ended_at=run.ended_at,

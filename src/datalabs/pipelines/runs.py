@@ -123,11 +123,15 @@ def submit(
     cluster: str | None = None,
     schedule_id: int | None = None,
     ignore_unknown_inputs: bool = False,
+    tracking_team: str | None = None,
 ) -> PipelineRun:
     row, normalised = prepare_inputs(
         db, settings, principal, pipeline, version, inputs, ignore_unknown_inputs
     )
     check_output_space(db, settings, principal, output_space)
+    if tracking_team is not None and tracking_team not in principal.groups:
+        # The same answer whether the team does not exist or is not the user's (as for labs).
+        raise NotFound(f"you are not a member of a team '{tracking_team}'", code="team_not_found")
     placed = placement.cluster_for_run(settings, principal, cluster)
     engine = engine or pipeline.engine
     if engine not in registry.ENGINES:
@@ -154,6 +158,7 @@ def submit(
         ),
         timeout=timeout or settings.pipelines.default_timeout,
         max_attempts=settings.pipelines.max_attempts,
+        tracking_team=tracking_team,
     )
     db.add(run)
     db.flush()

@@ -1,8 +1,9 @@
 """MLflow tracking for pipeline runs (issue 18 Build 3): a run's tools get `MLFLOW_TRACKING_URI` and
 `MLFLOW_TRACKING_TOKEN` for its owner's tracking team, so `mlflow.log_metric` in a CWL step just works.
 
-The team is the first (by name) of the owner's teams whose tracking server (the `mlflow` team lab) runs
-when the attempt starts; an owner in no such team gets no MLflow variables. The token is the owner's,
+The team is the one named at submit (`tracking_team`, a team of the owner's), else the first (by name) of
+the owner's teams whose tracking server (the `mlflow` team lab) runs when the attempt starts; without a
+running server for that team, the tools get no MLflow variables. The token is the owner's,
 with the scopes of a lab's tracking token alone (`tracking:write`, `models:invoke`: the team's tracking
 server and served models, no API call), made for one attempt and revoked when it ends (it also expires
 an hour after the run's timeout, should the worker die). Tools reach the platform as labs do: the API
@@ -32,7 +33,7 @@ def grant(db: Session, settings: Settings, run: PipelineRun, attempt: int) -> di
     owner has no team with a tracking server running."""
     if settings.labs.network == "host":  # no API socket is served then: tools would have no way in
         return {}
-    team = team_labs.default_tracking_team(db, runs.principal_of(db, run.owner))
+    team = run.tracking_team or team_labs.default_tracking_team(db, runs.principal_of(db, run.owner))
     if team is None:
         return {}
     server = db.scalar(

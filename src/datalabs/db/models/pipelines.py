@@ -98,6 +98,9 @@ class PipelineRun(Base):
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     # What started it, when a trigger did (0016): {trigger, kind, event, depth, after_run?}.
     triggered_by: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
+    # The team whose MLflow tracking server its tools log to, named at submit (0022); None: the first of
+    # the owner's teams with one running (pipelines/tracking.py).
+    tracking_team: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
 
     pipeline: Mapped[Pipeline] = relationship()
     version: Mapped[PipelineVersion] = relationship()
