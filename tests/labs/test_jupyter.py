@@ -141,6 +141,7 @@ def test_jupyterlab_end_to_end(platform):
         assert (
             execute(ws, "os.environ['JUPYTERLAB_WORKSPACES_DIR']") == "'/run/datalab/jupyterlab-workspaces'"
         )
+        assert execute(ws, "os.environ['DATALABS_LAB_OWNER']") == "'ada'"  # whom jupyter_identity serves
     workspace = home / "workspaces" / "users" / "ada"
     assert (workspace / "from-kernel.txt").read_text() == "hi"
     made_there = {p.name for p in (workspace / ".datalabs" / "homes" / "jupyterlab").iterdir()}

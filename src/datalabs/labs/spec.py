@@ -91,6 +91,7 @@ class SpecBuilder:
             "DATALAB_ID": lab_id,
             "DATALABS_API_URL": api_url,
             "DATALABS_TOKEN": token,
+            "DATALABS_LAB_OWNER": owner,  # who the lab serves when the proxy names nobody (jupyter_identity)
             rt.secret_env: secret,
             "HOME": home,
             "JUPYTER_RUNTIME_DIR": "/run/datalab/jupyter",
