@@ -253,6 +253,12 @@ class BuilderSettings(BaseModel):
         description="Network of build steps: 'outbound' reaches the package index (through a user-mode "
         "stack, the host and private ranges unreachable); 'none' for sites that install from local wheels.",
     )
+    find_links: list[Path] | None = Field(
+        None,
+        description="Local wheel directories builds install from besides the index (uv's --find-links, "
+        "bound read-only into the build's sandbox), e.g. ['/opt/wheels'] holding a CPU build of PyTorch. "
+        "Unset: pip's configured find-links (pip.conf, PIP_FIND_LINKS), if any; [] for none.",
+    )
 
 
 ROLES = ("api", "proxy", "manager", "worker")

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from datalabs.accounts.principal import Principal
 from datalabs.deps import get_db
 from datalabs.errors import DatalabsError
-from datalabs.labs import origins, service
+from datalabs.labs import origins, service, shares
 from datalabs.proxy import model_metrics
 from datalabs.web import lab_view
 from datalabs.web.lab_launch import LAUNCHED
@@ -40,6 +40,10 @@ def labs_page(
     active = [lab for lab in labs if lab["active"]]
     ended = sorted((lab for lab in labs if not lab["active"]), key=lambda x: x["when"], reverse=True)
     here = "/labs?all=1" if everyone else "/labs"
+    shared = [  # running labs of others shared with the user: whose, in which mode
+        {**lab_view.describe(lab, principal, titles), "mode": mode}
+        for lab, mode in shares.shared_with(db, principal)
+    ]
     return page(
         request,
         "labs.html",
@@ -49,6 +53,11 @@ def labs_page(
         ended_labs=ended[:RECENT_ENDED],
         more_ended=max(0, len(ended) - RECENT_ENDED),
         everyone=everyone,
+        shared_labs=shared,
+        team_labs=[
+            {**lab_view.describe(lab, principal, titles), "model": lab.model}
+            for lab in service.team_labs_for(db, principal)
+        ],
         here=here,
         limit=service.running_limit(request.app.state.settings, principal),
         own_active=sum(1 for lab in active if lab["own"]),
