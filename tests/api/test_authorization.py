@@ -10,6 +10,7 @@ import pytest
 from datalabs.config import Settings
 from tests.catalogue.test_builds import tiny_datalab
 from tests.catalogue.test_loader import GOOD, write
+from tests.share_support import VIEWABLE_YAML
 
 OK = "ok"  # any 2xx
 # (method, path, json body, {who: expected status or OK}); `team-lab` is restricted to group `astro`.
@@ -316,7 +317,7 @@ associatedMedia: [{encodingFormat: application/octet-stream, command: [fake-lab,
 def settings(tmp_path, db_url):
     root = tmp_path / "defs"
     write(root, "team-lab", GOOD.replace("Good Lab", "Team Lab") + "allowed_groups: [astro]\n")
-    write(root, "fake", "title: Fake\nversion: '1'\nruntime: {kind: web, command: [fake-lab]}\n")
+    write(root, "fake", f"title: Fake\nversion: '1'\nruntime: {{kind: web, command: [{VIEWABLE_YAML}]}}\n")
     # A desktop that opens any file of an unknown type (the asset below has no type): Open in Datalab.
     write(root, "viewer", VIEWER)
     tiny_datalab(root)  # the platform builds its environment

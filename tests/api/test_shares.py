@@ -9,12 +9,15 @@ import pytest
 from datalabs.config import Settings
 from tests.api.test_labs import FAKE, wait_state
 from tests.catalogue.test_loader import write
+from tests.share_support import VIEWABLE_YAML
 
 
 @pytest.fixture
 def settings(tmp_path, db_url):
     root = tmp_path / "defs"
-    write(root, "fake", FAKE.format(command="fake-lab"))
+    write(root, "fake", FAKE.format(command=VIEWABLE_YAML))  # a lab that enforces view
+    # A web lab that does not: a view share of it is refused.
+    write(root, "plain", FAKE.format(command="fake-lab").replace("Fake Lab", "Plain Lab"))
     return Settings(
         home=tmp_path / "home",
         db={"url": db_url},
@@ -80,6 +83,24 @@ def test_bad_shares_are_refused_and_nothing_is_stored(world, grantee, body, stat
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code or code is None and r.json()["error"]["code"]
     assert ada.get(f"/api/v1/labs/{lab}/shares").json() == []
+
+
+def test_view_is_refused_for_a_lab_that_cannot_enforce_it(people):
+    people.user("ada")
+    people.user("bob")
+    ada = people.login("ada")
+    lab = ada.post("/api/v1/labs", json={"datalab": "plain"}).json()["id"]
+    assert wait_state(ada, lab)["state"] == "running"
+    r = ada.put(f"/api/v1/labs/{lab}/shares/bob", json={"mode": "view"})
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "view_not_enforced"), r.text
+    assert "'plain'" in r.json()["error"]["message"] and "collaborate instead" in r.json()["error"]["message"]
+    assert ada.get(f"/api/v1/labs/{lab}/shares").json() == []
+    assert ada.put(f"/api/v1/labs/{lab}/shares/bob", json={"mode": "collaborate"}).status_code == 200
+    r = ada.put(f"/api/v1/labs/{lab}/shares/bob", json={"mode": "view"})  # a mode change: refused too
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "view_not_enforced")
+    assert [(s["grantee"], s["mode"]) for s in ada.get(f"/api/v1/labs/{lab}/shares").json()] == [
+        ("bob", "collaborate")
+    ]
 
 
 def test_a_nul_byte_is_not_found_not_an_error(world):

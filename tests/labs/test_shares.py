@@ -9,6 +9,7 @@ from datalabs.accounts.service import get_user, user_groups
 from datalabs.db.models import Lab
 from datalabs.errors import Conflict, Invalid, NotFound
 from datalabs.labs import shares
+from tests.share_support import add_datalab
 
 
 def _who(db, name: str) -> Principal:
@@ -31,6 +32,7 @@ def world(people, app):
     people.user("cy", groups=("astro",))
     people.user("root", role="admin")
     with app.state.sessions() as db:
+        add_datalab(db, "fake", "1")  # a lab that enforces view
         _lab(db, "ada", "labrun1")
         _lab(db, "ada", "labstop1", state="stopped")
         _lab(db, "ada", "labteam1", team="astro")

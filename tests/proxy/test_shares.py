@@ -34,6 +34,7 @@ from datalabs.proxy.passthrough import websocket_protocol
 from tests.desktop_support import RfbClient, WebSocketTransport
 from tests.proxy.conftest import SECRET
 from tests.proxy.servers import ServerThread
+from tests.share_support import DESKTOP_RUNTIME, add_datalab
 
 PORT = 8000  # server.port: the labs' origins are http://<lab>.lab.localhost:8000
 LAB_HOST = "lab1.lab.localhost:8000"
@@ -83,6 +84,7 @@ def world(lab, tmp_path, db_url) -> Iterator[World]:
             creds[f"{name}:token"] = auth.create_token(db, settings, user, "all")[1]
             creds[f"{name}:read"] = auth.create_token(db, settings, user, "r", ["labs:read"])[1]
         service.set_member(db, "astro", "cy")
+        add_datalab(db, "fake", "1")  # a lab that enforces view
         db.add(
             Lab(
                 id="lab1",
@@ -250,6 +252,7 @@ def xvnc(world, tmp_path) -> Iterator[tuple[str, str]]:
             time.sleep(0.05)
         with transaction(world.sessions) as db:
             ada = service.get_user(db, "ada").id
+            add_datalab(db, "d", "1", DESKTOP_RUNTIME)
             db.add(Lab(id="desk1", owner_id=ada, datalab="d", version="1", state="running", kind="desktop"))
         route = Route("desk1", "ada", socket=sock, protocol="vnc", secret=password)
         asyncio.run(world.proxy.routes.add_route(route))

@@ -16,6 +16,7 @@ from datalabs.db.engine import transaction
 from datalabs.db.models import Lab, LabShare
 from datalabs.proxy.guests import Guest
 from datalabs.proxy.routes import Route
+from tests.share_support import add_datalab
 from tests.web.conftest import csrf_from, login
 from tests.web.labs_support import browser, text_of
 
@@ -33,6 +34,7 @@ def world(client, user):
         accounts.create_group(db, "astro")
         accounts.set_member(db, "astro", "cy")
         bob = accounts.get_user(db, "bob")
+        add_datalab(db, "fake", "1.0")  # a lab that enforces view
         db.add(
             Lab(id="ab12", owner_id=bob.id, name="Notebook", datalab="fake", version="1.0", state="running")
         )
@@ -130,6 +132,27 @@ def test_errors_are_shown_on_the_page_and_nothing_is_stored(world, client):
 
     r = world.post("/labs/ab12/shares", data={"kind": "user", "name": "carol", "mode": "view"})
     assert r.status_code == 403 and shares_of(client) == {}  # no CSRF token
+
+
+def test_a_view_share_of_a_lab_that_cannot_enforce_it_is_refused_with_the_reason(world, client):
+    with transaction(client.app.state.sessions) as db:
+        add_datalab(db, "plainweb", "1", {"kind": "web", "command": ["fake-lab"]})  # no authorizer
+        bob = accounts.get_user(db, "bob")
+        db.add(Lab(id="ef56", owner_id=bob.id, name="App", datalab="plainweb", version="1", state="running"))
+    page, action = "/labs/ef56/share", "/labs/ef56/shares"
+    reason = (
+        "The datalab 'plainweb' cannot keep a viewer from changing things, so it is not shared view only: "
+        "share it to collaborate instead."
+    )
+    r = post(world, page, action, {"kind": "user", "name": "carol", "mode": "view"})
+    assert r.status_code == 409 and '<p class="form-error" role="alert" id="add-error">' in r.text
+    assert reason in text_of(r.text) and shares_of(client, "ef56") == {}
+    assert (
+        post(world, page, action, {"kind": "user", "name": "carol", "mode": "collaborate"}).status_code == 303
+    )
+    r = post(world, page, action, {"kind": "user", "name": "carol", "mode": "view"})  # a mode change
+    assert r.status_code == 409 and reason in text_of(r.text)
+    assert shares_of(client, "ef56") == {"carol": "collaborate"}
 
 
 @pytest.mark.parametrize(

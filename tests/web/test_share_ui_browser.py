@@ -18,6 +18,7 @@ from datalabs.accounts import service
 from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
 from tests.live import destroy_labs
+from tests.share_support import VIEWABLE_DEFINITION
 from tests.web.test_browser import ADMIN, PASSWORD, VIEWPORT, _server, browser_page
 
 pytestmark = pytest.mark.slow
@@ -27,9 +28,7 @@ pytestmark = pytest.mark.slow
 def base(tmp_path_factory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("browser-share")
     (home / "defs" / "fake").mkdir(parents=True)
-    (home / "defs" / "fake" / "datalab-meta.yml").write_text(
-        'title: Fake Lab\nversion: "1.0"\nruntime:\n  kind: web\n  command: [fake-lab]\n'
-    )
+    (home / "defs" / "fake" / "datalab-meta.yml").write_text(VIEWABLE_DEFINITION)  # enforces view
     engine, sessions = open_database(Settings(home=home).database_url)
     with transaction(sessions) as db:
         service.create_user(db, "bob", PASSWORD)

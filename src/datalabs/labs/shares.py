@@ -2,7 +2,9 @@
 
 Only the owner shares (not administrators, not team members), only a running lab, and never a team-scoped
 lab (already open to its whole team). A share names an existing user or "team:<group>"; sharing again with
-the same grantee changes the mode. Unknown labs and other people's labs are NotFound alike.
+the same grantee changes the mode. Unknown labs and other people's labs are NotFound alike. A "view" share
+is given only for a lab that enforces it (`enforces_view`); any other lab is shared to collaborate or not
+at all.
 """
 
 from __future__ import annotations
@@ -12,11 +14,36 @@ from sqlalchemy.orm import Session
 
 from datalabs.accounts.principal import Principal
 from datalabs.accounts.service import NAME_RE
-from datalabs.db.models import Group, Lab, LabShare, User
+from datalabs.db.models import Datalab, DatalabVersion, Group, Lab, LabShare, User
 from datalabs.errors import Conflict, Invalid, NotFound
 
 MODES = ("view", "collaborate")
 TEAM_PREFIX = "team:"
+AUTHORIZER = "datalabs.labs.jupyter_identity.DatalabsAuthorizer"
+AUTHORIZER_FLAG = f"--ServerApp.authorizer_class={AUTHORIZER}"
+
+
+def enforces_view(meta: dict | None) -> bool:
+    """Whether a lab of this datalab version definition (DatalabVersion.meta; None: the version is gone from
+    the catalogue) keeps a "view" guest from changing anything.
+
+    The proxy only tells the lab "X-Datalabs-Share: view" and injects the lab's own token, so a guest gets
+    whatever the app lets the token do: the owner's full rights unless the lab itself enforces view. Two kinds
+    do: a desktop (the proxy's VNC filter drops a viewer's input, proxy/rfb_input.py) and a web lab whose
+    command loads the platform's JupyterLab authorizer (labs/jupyter_identity.py), as its own argument and
+    not overridden by a later authorizer_class setting (traitlets keeps the last). Any other web lab (MLflow,
+    a site's or an app-store web app, a JupyterLab without the flag) and an unknown definition: no.
+    """
+    runtime = (meta or {}).get("runtime")
+    if not isinstance(runtime, dict):
+        return False
+    if runtime.get("kind") == "desktop":
+        return True
+    command = runtime.get("command")
+    if runtime.get("kind") != "web" or not isinstance(command, list):
+        return False
+    settings = [arg for arg in command if isinstance(arg, str) and "authorizer_class" in arg]
+    return bool(settings) and settings[-1] == AUTHORIZER_FLAG
 
 
 def _own_lab(db: Session, principal: Principal, lab_id: str) -> Lab:
@@ -40,6 +67,20 @@ def _check_grantee(db: Session, principal: Principal, grantee: str) -> str:
     return grantee
 
 
+def _check_view(db: Session, lab: Lab) -> None:
+    meta = db.scalar(
+        select(DatalabVersion.meta)
+        .join(Datalab)
+        .where(Datalab.name == lab.datalab, DatalabVersion.version == lab.version)
+    )
+    if not enforces_view(meta):
+        raise Conflict(
+            f"the datalab '{lab.datalab}' cannot keep a viewer from changing things, so it is not shared "
+            "view only: share it to collaborate instead",
+            code="view_not_enforced",
+        )
+
+
 def share(db: Session, principal: Principal, lab_id: str, grantee: str, mode: str) -> LabShare:
     """Open the owner's running lab to `grantee` (user name or "team:<name>") in `mode`; commits."""
     if mode not in MODES:
@@ -50,6 +91,8 @@ def share(db: Session, principal: Principal, lab_id: str, grantee: str, mode: st
     if lab.state != "running":
         raise Conflict("only a running lab can be shared", code="lab_not_running")
     _check_grantee(db, principal, grantee)
+    if mode == "view":
+        _check_view(db, lab)
     found = db.get(LabShare, (lab_id, grantee))
     if found is None:
         found = LabShare(lab_id=lab_id, grantee=grantee, mode=mode, created_by=principal.user.name)
