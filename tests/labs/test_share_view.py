@@ -98,7 +98,7 @@ def test_view_is_given_for_the_builtin_jupyterlab_and_a_desktop(world, lab_id):
         assert stored(db, lab_id) == {"bob": "view"}
 
 
-ENFORCING = {"jupyterlab", "jupyterlab-astro", "jupyterlab-gnss", "jupyterlab-gpu"}
+ENFORCING = {"jupyterlab", "jupyterlab-astro", "jupyterlab-gnss", "jupyterlab-gpu", "jupyterlab-ml"}
 NOT_ENFORCING = {"mlflow", "mlflow-model"}
 
 
@@ -110,8 +110,8 @@ def test_the_builtin_definitions(name, version):
         assert shares.enforces_view(meta), name
     elif name in NOT_ENFORCING:
         assert not shares.enforces_view(meta), name
-    else:  # a new built-in web datalab: say here whether it enforces view
-        assert name == "jupyterlab-ml", name  # its flags: added by the lead (another helper's file)
+    else:
+        raise AssertionError(f"a new built-in web datalab {name}: say here whether it enforces view")
 
 
 @pytest.mark.parametrize(
