@@ -27,7 +27,7 @@ _counter = itertools.count()
 # first (the Slurm ones), then the others in collection order: the CWL conformance run (one test, ~6 min)
 # came about two thirds of the way in, and where it starts late one worker runs it alone at the end. These
 # are collected first, so they come first among the groups of their size.
-LONG_FIRST = ("cwl-conformance", "ext4-quota-vm")
+LONG_FIRST = ("cwl-conformance", "ext4-quota-vm", "mlops")
 
 
 def pytest_collection_modifyitems(config, items):

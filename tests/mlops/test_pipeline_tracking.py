@@ -14,7 +14,9 @@ import pytest
 from tests.labs.test_jupyter import wait_running
 from tests.mlops.conftest import client
 
-pytestmark = pytest.mark.slow
+# One worker runs all of tests/mlops: they share the session platform (three datalabs built once) and
+# test_tracking hands its lab from one test to the next.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlops")]
 
 STEP = """cwlVersion: v1.2
 class: CommandLineTool

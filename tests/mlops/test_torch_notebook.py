@@ -16,7 +16,9 @@ from websockets.sync.client import connect
 from tests.labs.test_jupyter import wait_running
 from tests.mlops.conftest import client
 
-pytestmark = pytest.mark.slow
+# One worker runs all of tests/mlops: they share the session platform (three datalabs built once) and
+# test_tracking hands its lab from one test to the next.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlops")]
 NOTEBOOK = "notebooks/mlops-example.ipynb"  # as the lab sees it (its root is /media)
 
 

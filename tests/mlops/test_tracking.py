@@ -18,7 +18,9 @@ from websockets.sync.client import connect
 from tests.labs.test_jupyter import execute, wait_running
 from tests.mlops.conftest import PW, client
 
-pytestmark = pytest.mark.slow
+# One worker runs all of tests/mlops: they share the session platform (three datalabs built once) and
+# test_tracking hands its lab from one test to the next.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlops")]
 
 
 @pytest.fixture(scope="module")
