@@ -9,7 +9,8 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,16 +86,41 @@ def sqlite_template(tmp_path_factory) -> Path:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path) -> Iterator[str]:
     """A fresh, migrated database per test, copied from a template (fast)."""
-    if request.param == "sqlite":
-        path = tmp_path / "datalabs.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-        return
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    name = f"t{os.getpid()}_{next(_counter)}"
-    server.execute(f"CREATE DATABASE {name} TEMPLATE dl_template")
-    yield server.url(name)
-    server.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with fresh_databases(request, request.param, tmp_path) as make:
+        yield make()
+
+
+@pytest.fixture
+def more_databases(request, db_url, tmp_path) -> Iterator[Callable[[], str]]:
+    """Makes more fresh databases on the engine of the test's `db_url`: for a test that needs several
+    platforms one after another."""
+    kind = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    with fresh_databases(request, kind, tmp_path) as make:
+        yield make
+
+
+@contextmanager
+def fresh_databases(request, kind: str, where: Path) -> Iterator[Callable[[], str]]:
+    """Yields a maker of migrated databases (copies of the session's template); drops them at the end."""
+    made: list[str] = []
+    server: PostgresServer | None = request.getfixturevalue("pg_server") if kind == "postgresql" else None
+
+    def make() -> str:
+        if server is None:
+            path = where / f"datalabs{len(made) or ''}.db"
+            shutil.copy(request.getfixturevalue("sqlite_template"), path)
+            made.append(str(path))
+            return f"sqlite:///{path}"
+        name = f"t{os.getpid()}_{next(_counter)}"
+        server.execute(f"CREATE DATABASE {name} TEMPLATE dl_template")
+        made.append(name)
+        return server.url(name)
+
+    try:
+        yield make
+    finally:
+        for name in made if server is not None else ():
+            server.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture
