@@ -22,7 +22,7 @@ run: setup
 	@exec $(BIN)/datalabs serve --host $(HOST) --port $(PORT)
 
 test: setup system
-	DATALABS_REQUIRE_PG=1 DATALABS_REQUIRE_BROWSER=1 DATALABS_REQUIRE_CONFORMANCE=1 DATALABS_REQUIRE_SLURM=1 $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	DATALABS_REQUIRE_PG=1 DATALABS_REQUIRE_BROWSER=1 DATALABS_REQUIRE_CONFORMANCE=1 DATALABS_REQUIRE_SLURM=1 $(BIN)/pytest -n 2 --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: setup system
 	$(BIN)/python -m bench

@@ -24,21 +24,38 @@ from tests.runtimes import slurm_cluster as slurm_support
 
 PASSWORD = "correct-horse-battery"
 _counter = itertools.count()
-# xdist groups of few, long tests. `make test` (--dist loadgroup) hands out the groups with the most tests
-# first (the Slurm ones), then the others in collection order: the CWL conformance run (one test, ~6 min)
-# came about two thirds of the way in, and where it starts late one worker runs it alone at the end. These
-# are collected first, so they come first among the groups of their size.
-LONG_FIRST = ("cwl-conformance", "ext4-quota-vm", "mlops")
+# Under `make test` (--dist loadgroup --no-loadscope-reorder) a worker takes whole xdist groups, in the
+# order of their first test. A test without a group of its own is grouped with its module: a module's
+# fixtures (a `datalabs serve`, a seeded home) are then made once, not once on each worker its tests were
+# spread over. The longest groups (slowest first, from `--durations=0` of a full run) go out first, so
+# that neither worker is left running one alone at the end.
+LONG_FIRST = (
+    "cwl-conformance",  # 9 min: CWL v1.2's required tests with cwltool and Toil
+    "slurm-platform",
+    "mlops",
+    "slurm",
+    "ext4-quota-vm",
+    "tests/api/test_authorization",
+    "tests/web/test_first_day_browser",
+)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Under --dist loadgroup, LONG_FIRST's tests first (in that order); a plain run keeps file order."""
+    """Under --dist loadgroup: each test in a group (its module's unless it names one), LONG_FIRST's
+    groups first (in that order); a plain run keeps file order."""
     if not config.getoption("loadgroup", default=False):
         return
 
+    def groups(item) -> set[str]:
+        return {str(m.args[0] if m.args else m.kwargs.get("name")) for m in item.iter_markers("xdist_group")}
+
+    for item in items:
+        if not groups(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0].removesuffix(".py")))
+
     def rank(item) -> int:
-        names = {str(m.args[0] if m.args else m.kwargs.get("name")) for m in item.iter_markers("xdist_group")}
-        return min((LONG_FIRST.index(n) for n in names & set(LONG_FIRST)), default=len(LONG_FIRST))
+        return min((LONG_FIRST.index(n) for n in groups(item) & set(LONG_FIRST)), default=len(LONG_FIRST))
 
     items.sort(key=rank)
 

@@ -100,7 +100,7 @@ def here_or_in_a_vm(request, tmp_path: Path) -> bool:
         return True
     if no_vm := kernel_vm.unavailable():
         pytest.skip(f"{why}, and no test VM: {no_vm}")
-    node = request.node.nodeid
+    node = request.node.nodeid.partition("@")[0]  # without the xdist group pytest-xdist appends
     if node not in _vm_outcomes:
         _, output = kernel_vm.run(list(VM_TESTS), tmp_path / "vm")
         for test in VM_TESTS:
