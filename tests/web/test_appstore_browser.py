@@ -18,6 +18,7 @@ from datalabs.config import Settings
 from datalabs.db.engine import open_database, transaction
 from tests.builder.support import META, NOTEBOOK, write_wheel
 from tests.web.test_browser import ADMIN, PASSWORD, _server, browser_page
+from tests.web.test_browser import log_in as browser_log_in
 
 pytestmark = pytest.mark.slow
 AUTHOR, READER = "bob", "eve"
@@ -54,9 +55,7 @@ def upload_files(tmp_path: Path) -> list[str]:
 
 
 def log_in(page, name: str) -> None:
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    browser_log_in(page, name, PASSWORD)
 
 
 def log_out(page) -> None:

@@ -85,6 +85,15 @@ OVERFLOW_CHECK = """(origin) => {
 VIEWPORT = {"width": 1280, "height": 800}
 
 
+def log_in(page, name: str, password: str) -> None:
+    """Submit the login form of the page shown; return once the page it leads to has run its scripts. A
+    check or click before htmx is in place would change nothing (the explorer's facets under load)."""
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(password)
+    with page.expect_navigation():  # to the "load" event of the page after the login
+        page.get_by_role("button", name="Log in").click()
+
+
 @contextmanager
 def browser_page(base: str, viewport: dict | None = None):
     """A page of a fresh browser context on `base`. Everything any of the context's pages (popups too)

@@ -17,6 +17,7 @@ from playwright.sync_api import expect
 from tests.labs.test_restart import DEFINITION, LABAPP
 from tests.live import destroy_labs
 from tests.web.test_browser import ADMIN, PASSWORD, _server, browser_page
+from tests.web.test_browser import log_in as browser_log_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm-platform")]
 
@@ -44,9 +45,7 @@ def base(tmp_path, slurm_cluster) -> Iterator[str]:
 
 def log_in(page) -> None:
     page.goto("/login")
-    page.get_by_label("User name").fill(ADMIN)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    browser_log_in(page, ADMIN, PASSWORD)
     expect(page).to_have_url(re.compile(r"/catalogue$"))
 
 

@@ -21,7 +21,7 @@ from datalabs.db.engine import open_database, transaction
 from datalabs.db.models import Volume
 from tests.assets.seed import records
 from tests.live import destroy_labs
-from tests.web.test_browser import ADMIN, PASSWORD, _server, browser_page
+from tests.web.test_browser import ADMIN, PASSWORD, _server, browser_page, log_in
 from tests.web.test_browser_jupyterlab import BAD
 
 pytestmark = pytest.mark.slow
@@ -57,9 +57,7 @@ def count_of(page, facet: str, value: str):
 def test_filter_by_two_facets_then_pick_a_station_on_the_map(server):
     with browser_page(server) as page:
         page.goto("/explorer")
-        page.get_by_label("User name").fill(ADMIN)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
+        log_in(page, ADMIN, PASSWORD)
         expect(page.locator("#result-count")).to_contain_text("of 62")
         expect(count_of(page, "constellation", "GLONASS")).to_have_text("30")
         page.get_by_label(re.compile("^ABMF00GLP")).check()
@@ -114,9 +112,7 @@ def test_open_results_in_a_launched_then_a_running_jupyterlab(server):
     second = "KIRU00SWE_R_20240050000_01D_30S_RO.crx.gz"
     with browser_page(server) as page:
         page.goto("/explorer")
-        page.get_by_label("User name").fill(ADMIN)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
+        log_in(page, ADMIN, PASSWORD)
 
         # No lab yet: launch a JupyterLab from the dialog, in a new tab; its start page goes on to the file.
         open_result(page, first)

@@ -24,6 +24,7 @@ from datalabs.assets import notebooks
 from datalabs.runtimes import desktop
 from tests.live import DATALABS, destroy_labs, live_server
 from tests.web.test_browser import browser_page
+from tests.web.test_browser import log_in as browser_log_in
 from tests.web.test_browser_jupyterlab import BAD
 
 # No skip without bubblewrap: `make setup` installs it (a base package), so its absence is a failure.
@@ -64,9 +65,7 @@ def demo(tmp_path_factory):
 
 def log_in(page, creds: dict, who: str = "scientist") -> None:
     page.goto("/login")
-    page.get_by_label("User name").fill(who)
-    page.get_by_label("Password").fill(creds[who])
-    page.get_by_role("button", name="Log in").click()
+    browser_log_in(page, who, creds[who])
     expect(page).to_have_url(re.compile(r"/catalogue$"))
 
 

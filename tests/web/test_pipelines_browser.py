@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.web.test_browser import ADMIN, PASSWORD, SCREENSHOTS, _server, browser_page
+from tests.web.test_browser import log_in as browser_log_in
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +33,7 @@ def server(tmp_path_factory) -> Iterator[str]:
 
 def log_in(page) -> None:
     page.goto("/pipelines")
-    page.get_by_label("User name").fill(ADMIN)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    browser_log_in(page, ADMIN, PASSWORD)
     expect(page).to_have_url(re.compile(r"/pipelines$"))
 
 

@@ -20,6 +20,7 @@ from datalabs.db.engine import open_database, transaction
 from tests.live import destroy_labs
 from tests.share_support import VIEWABLE_DEFINITION
 from tests.web.test_browser import ADMIN, PASSWORD, VIEWPORT, _server, browser_page
+from tests.web.test_browser import log_in as browser_log_in
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +44,7 @@ def base(tmp_path_factory) -> Iterator[str]:
 
 def log_in(page, name: str) -> None:
     page.goto("/login")
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    browser_log_in(page, name, PASSWORD)
     expect(page).to_have_url(re.compile(r"/catalogue$"))
 
 
