@@ -5,6 +5,7 @@ with the failing line and leaves no environment, and `lab_environment` points in
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 
 import pytest
 
@@ -30,6 +31,10 @@ def test_key_is_stable_and_sensitive(builder, tmp_path):
     a = builder.key(request_for(src))
     assert a == builder.key(request_for(src)) and len(a) >= 16
     assert a != builder.key(request_for(src, ["--no-index", "--find-links wheels", "dl-tinypkg==2.0"]))
+    wheels = (tmp_path / "site-wheels",)
+    with_wheels = replace(request_for(src), find_links=wheels)
+    assert builder.key(with_wheels) == builder.key(replace(request_for(src), find_links=wheels))
+    assert builder.key(with_wheels) not in (a, builder.key(replace(with_wheels, find_links=(tmp_path,))))
 
 
 def test_build_then_reuse(builder, tmp_path):

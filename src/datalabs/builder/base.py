@@ -70,7 +70,8 @@ class Builder(abc.ABC):
     @abc.abstractmethod
     def key(self, request: BuildRequest) -> str:
         """A stable hex digest of everything that decides the environment's content: equal for recipes
-        that differ only in comments, blank lines or spacing; different when any requirement changes."""
+        that differ only in comments, blank lines or spacing; different when any requirement or wheel
+        directory (`find_links`) changes."""
 
     @abc.abstractmethod
     def build(self, request: BuildRequest, log: Log) -> BuildResult:

@@ -57,6 +57,9 @@ class UvBuilder(Builder):
             "platform": platform_site(),
             "requirements": request.requirements,
             **({"tenant": request.tenant} if request.tenant else {}),
+            # Another wheel directory can resolve the same requirements to other files (a CPU PyTorch
+            # instead of the index's). Left out when there are none: existing environments keep their keys.
+            **({"find_links": [str(d) for d in request.find_links]} if request.find_links else {}),
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
 
