@@ -26,7 +26,7 @@ from pathlib import Path
 def _file_clock(path: Path, seen: Path):
     def now() -> datetime:
         moment = datetime.fromisoformat(path.read_text().strip())
-        tmp = seen.with_suffix(".tmp")
+        tmp = seen.with_name(f"{seen.name}.tmp")  # one per replica: with_suffix gave all three clock.tmp
         tmp.write_text(moment.isoformat())
         os.replace(tmp, seen)
         return moment

@@ -153,6 +153,9 @@ RECORDER = system_pipelines_dir() / "event-recorder" / "event_recorder.py"
         (b"\x89HDF\r\n\x1a\n\x00\x00", "line 1"),
         (b'"unterminated\n' * 3 + b"a\0b", "line"),
     ],
+    # Named: the default id of the first case is its 9.6 MB of bytes, which pytest also puts in the
+    # environment (PYTEST_CURRENT_TEST), past what exec accepts (E2BIG when the test starts the recorder).
+    ids=["too-large", "nan", "infinite", "no-samples", "hdf5", "unterminated-quote-and-nul"],
 )
 def test_the_recorder_refuses_bad_low_fidelity_chunks_with_the_reason(tmp_path, content, message):
     (tmp_path / "chunk.csv").write_bytes(content)
